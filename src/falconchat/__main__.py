@@ -1,0 +1,3 @@
+from falconchat.cli import main
+
+main()

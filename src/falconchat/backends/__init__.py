@@ -1,0 +1,19 @@
+"""Backends turn a prompt into a token stream. `open_backend()` picks one for a ModelSpec."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from falconchat.backends.base import Backend
+    from falconchat.config import ModelSpec
+
+
+def open_backend(spec: "ModelSpec") -> "Backend":
+    if spec.backend == "tgi":
+        from falconchat.backends.tgi import TgiBackend
+
+        return TgiBackend(spec)
+    from falconchat.backends.local import LocalBackend
+
+    return LocalBackend(spec)

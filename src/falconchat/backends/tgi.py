@@ -1,0 +1,256 @@
+"""A text-generation-inference endpoint, through the `text-generation` client's wire types.
+
+The request body is built and validated by `text_generation.types.Request`, each
+event parsed by its `StreamResponse`, and error payloads classified by its
+`parse_error`. The HTTP itself is a `requests` session of our own rather than
+`Client.generate_stream`: that method hides the response, so it can neither tell
+a 401 from any other failure (it reports `UnknownError`) nor close the
+connection when the user presses Ctrl-C — and closing is how TGI learns to stop.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Iterator
+from contextlib import closing
+from urllib.parse import urlsplit, urlunsplit
+
+from falconchat.config import ModelSpec
+from falconchat.errors import (
+    AuthRejected,
+    EndpointError,
+    Overloaded,
+    Rejected,
+    Timeout,
+    Unreachable,
+)
+from falconchat.prompt import clean_reply, stop_sequences
+from falconchat.types import Done, SamplingParams, TextDelta, TokenStream
+
+DEFAULT_CONTEXT = 2048
+RETRIES = 3  # for "overloaded" answers that come before the first token
+BACKOFF_S = 0.5
+MAX_RETRY_AFTER_S = 10.0
+MAX_SERVER_MESSAGE = 300
+
+
+def safe_url(url: str) -> str:
+    """The URL without user:password@ (never shown)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def server_message(text: str) -> str:
+    one_line = " ".join(str(text).split())
+    return one_line[:MAX_SERVER_MESSAGE] + ("…" if len(one_line) > MAX_SERVER_MESSAGE else "")
+
+
+class TgiBackend:
+    def __init__(self, spec: ModelSpec):
+        self.spec = spec
+        self.name = spec.name
+        self.url = spec.endpoint
+        self.shown_url = safe_url(spec.endpoint)
+        self._session = None
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.shown_url}, tgi)"
+
+    @property
+    def context_length(self) -> int:
+        return self.spec.context_length or DEFAULT_CONTEXT
+
+    def count_tokens(self, text: str) -> int:
+        # No tokenizer on this side: a conservative estimate (English runs ~4 characters a token).
+        return len(text) // 3 + 1
+
+    def stream(self, prompt: str, params: SamplingParams) -> TokenStream:
+        stops = stop_sequences(params.stop)
+        return clean_reply(self._generate(prompt, params, stops), stops)
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    # ---- the request -------------------------------------------------------------------
+
+    def _body(self, prompt: str, params: SamplingParams, stops: list[str]) -> dict:
+        from text_generation.types import Parameters, Request
+
+        sampling = params.temperature > 0
+        parameters = Parameters(
+            details=True,
+            do_sample=sampling,
+            max_new_tokens=params.max_new_tokens,  # explicit: the client's default is 20
+            temperature=params.temperature if sampling else None,
+            top_p=params.top_p if sampling and params.top_p < 1 else None,
+            top_k=params.top_k if sampling and params.top_k > 0 else None,
+            repetition_penalty=params.repetition_penalty if params.repetition_penalty != 1.0 else None,
+            seed=params.seed,
+            stop=stops,
+        )
+        return Request(inputs=prompt, stream=True, parameters=parameters).model_dump(exclude_none=True)
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Accept": "text/event-stream"}
+        if self.spec.api_key:
+            headers["Authorization"] = f"{self.spec.auth_scheme} {self.spec.api_key}"
+        return headers
+
+    def _post(self, body: dict):
+        import requests
+
+        if self._session is None:
+            self._session = requests.Session()
+        try:
+            return self._session.post(
+                self.url,
+                json=body,
+                headers=self._headers(),
+                stream=True,
+                timeout=(min(self.spec.timeout, 30.0), self.spec.timeout),
+            )
+        except requests.exceptions.ConnectTimeout:
+            raise Timeout(f"{self.shown_url} did not accept a connection within {self.spec.timeout:g}s; is it up?") from None
+        except requests.exceptions.ReadTimeout:
+            raise Timeout(f"{self.shown_url} sent no answer within {self.spec.timeout:g}s; try again or raise --timeout") from None
+        except requests.exceptions.ConnectionError as exc:
+            raise Unreachable(f"cannot reach {self.shown_url}: {_connection_reason(exc)}; check the URL and that the endpoint is running") from None
+        except requests.exceptions.RequestException as exc:
+            raise Unreachable(f"cannot reach {self.shown_url}: {type(exc).__name__}") from None
+
+    def _open(self, body: dict):
+        """POST, retrying answers that say "overloaded" with backoff and jitter."""
+        for attempt in range(RETRIES + 1):
+            response = self._post(body)
+            if response.status_code == 200:
+                return response
+            with closing(response):
+                error = self._status_error(response)
+            if not isinstance(error, Overloaded) or attempt == RETRIES:
+                raise error
+            delay = _retry_after(response) or BACKOFF_S * 2**attempt
+            time.sleep(min(delay, MAX_RETRY_AFTER_S) * random.uniform(0.8, 1.2))
+        raise AssertionError("unreachable")
+
+    # ---- the stream --------------------------------------------------------------------
+
+    def _generate(self, prompt: str, params: SamplingParams, stops: list[str]) -> Iterator:
+        import requests
+        from pydantic import ValidationError as PydanticError
+        from text_generation.types import StreamResponse
+
+        try:
+            body = self._body(prompt, params, stops)
+        except Exception as exc:  # the client's own validators raise plain exceptions
+            raise Rejected(f"invalid request for {self.shown_url}: {server_message(exc)}") from None
+        started = time.monotonic()
+        response = self._open(body)
+        first_token_s = None
+        tokens = 0
+        # Leaving this block — finished, closed by the caller, or interrupted —
+        # closes the HTTP response, and TGI stops generating.
+        with closing(response):
+            try:
+                for line in response.iter_lines():
+                    if not line.startswith(b"data:"):
+                        continue
+                    payload = _json(line[5:])
+                    if payload is None:
+                        raise EndpointError(f"{self.shown_url} sent a malformed event; the reply is incomplete")
+                    if "error" in payload:
+                        raise self._payload_error(payload, response.status_code)
+                    try:
+                        event = StreamResponse(**payload)
+                    except PydanticError:
+                        raise EndpointError(f"{self.shown_url} sent an event that is not TGI's; the reply is incomplete") from None
+                    if first_token_s is None:
+                        first_token_s = time.monotonic() - started
+                    tokens += 1
+                    if not event.token.special:
+                        yield TextDelta(event.token.text, event.token.id, event.token.logprob)
+                    if event.details is not None:
+                        reason = event.details.finish_reason.value
+                        yield Done(
+                            "length" if reason == "length" else "stop",
+                            completion_tokens=event.details.generated_tokens,
+                            first_token_s=first_token_s,
+                            total_s=time.monotonic() - started,
+                        )
+                        return
+            except requests.exceptions.ConnectionError as exc:
+                if "Read timed out" in str(exc):
+                    raise Timeout(f"{self.shown_url} stopped sending for {self.spec.timeout:g}s; the reply is incomplete") from None
+                raise EndpointError(f"the connection to {self.shown_url} broke; the reply is incomplete") from None
+            except requests.exceptions.RequestException:
+                raise EndpointError(f"the connection to {self.shown_url} broke; the reply is incomplete") from None
+        raise EndpointError(f"{self.shown_url} ended the stream before the reply was complete ({tokens} tokens arrived)")
+
+    # ---- errors ------------------------------------------------------------------------
+
+    def _status_error(self, response) -> EndpointError:
+        status = response.status_code
+        payload = _json(response.content[:65536])
+        if isinstance(payload, dict) and "error" in payload:
+            return self._payload_error(payload, status)
+        kind = response.headers.get("content-type", "unknown").split(";")[0]
+        return _by_status(status, f"HTTP {status}, not a TGI answer ({kind})", self.shown_url)
+
+    def _payload_error(self, payload: dict, status: int) -> EndpointError:
+        from text_generation.errors import GenerationError, OverloadedError, ValidationError, parse_error
+
+        message = server_message(payload.get("error", ""))
+        error = parse_error(status, {"error": message, "error_type": str(payload.get("error_type", ""))})
+        if isinstance(error, ValidationError):
+            return Rejected(f"{self.shown_url} rejected the request: {message}")
+        if isinstance(error, OverloadedError):
+            return Overloaded(f"{self.shown_url} is overloaded: {message}; try again later")
+        if isinstance(error, GenerationError):
+            return EndpointError(f"{self.shown_url} failed to generate: {message}")
+        # The client reports a 401 as UnknownError and a 403 as ShardNotReadyError: the status tells.
+        return _by_status(status, message, self.shown_url)
+
+
+def _by_status(status: int, message: str, url: str) -> EndpointError:
+    if status in (401, 403):
+        return AuthRejected(f"{url} rejected the credentials (HTTP {status}: {message}); check HF_API_KEY and the auth scheme")
+    if status in (429, 503):
+        return Overloaded(f"{url} is overloaded or unavailable (HTTP {status}: {message}); try again later")
+    if status == 404:
+        return Rejected(f"{url} has no such route (HTTP 404: {message}); check the endpoint URL")
+    if status in (400, 413, 422):
+        return Rejected(f"{url} rejected the request (HTTP {status}: {message})")
+    if status == 502:
+        return Unreachable(f"{url} is unreachable behind its gateway (HTTP 502: {message})")
+    if status == 504:
+        return Timeout(f"{url} timed out behind its gateway (HTTP 504: {message})")
+    return EndpointError(f"{url} failed (HTTP {status}: {message})")
+
+
+def _json(data: bytes):
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _retry_after(response) -> float | None:
+    try:
+        return max(float(response.headers.get("retry-after", "")), 0.0)
+    except ValueError:
+        return None
+
+
+def _connection_reason(exc: Exception) -> str:
+    text = str(exc)
+    if "Name or service not known" in text or "nodename nor servname" in text or "NameResolution" in text or "getaddrinfo" in text:
+        return "the host name does not resolve"
+    if "Connection refused" in text:
+        return "connection refused"
+    return "connection failed"

@@ -1,0 +1,245 @@
+"""The Typer app: argument parsing, wiring and exit codes — nothing else."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import sys
+from typing import Any, Optional
+
+import typer
+
+from falconchat import __version__
+from falconchat.errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, FalconchatError, InputError, UsageError
+
+app = typer.Typer(
+    name="falconchat",
+    help="Chat with open LLMs in the terminal: the bundled model offline, or a text-generation-inference endpoint.",
+    add_completion=False,
+    invoke_without_command=True,
+    no_args_is_help=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help text is plain: no markup to escape, and no Rich import for --help
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# The flags every command takes: (name, type, typer.Option). Numbers arrive as text
+# and are checked by config, so a wrong value reads the same from a flag, the
+# environment or a file.
+SHARED_OPTIONS: list[tuple[str, Any, Any]] = [
+    ("model", Optional[str], typer.Option(None, "--model", "-m", metavar="NAME", help="Model name: smollm2 (bundled) or a [models.NAME] from the config.")),
+    ("endpoint", Optional[str], typer.Option(None, "--endpoint", metavar="URL", help="A text-generation-inference base URL.")),
+    ("model_path", Optional[str], typer.Option(None, "--model-path", metavar="FILE", help="A GGUF model file to run locally.")),
+    ("system", Optional[str], typer.Option(None, "--system", "-s", metavar="TEXT", help="System message.")),
+    ("temperature", Optional[str], typer.Option(None, "--temperature", "--temp", "-t", metavar="FLOAT", help="Sampling temperature; 0 is greedy.  [default: 0.7]")),
+    ("max_new_tokens", Optional[str], typer.Option(None, "--max-new-tokens", "--max-tokens", metavar="INT", help="Longest reply, in tokens.  [default: 512]")),
+    ("top_p", Optional[str], typer.Option(None, "--top-p", metavar="FLOAT", help="Nucleus sampling.  [default: 0.95]")),
+    ("top_k", Optional[str], typer.Option(None, "--top-k", metavar="INT", help="Top-k sampling; 0 turns it off.  [default: 50]")),
+    ("repetition_penalty", Optional[str], typer.Option(None, "--repetition-penalty", metavar="FLOAT", help="Penalty for repeated tokens.  [default: 1.0]")),
+    ("seed", Optional[str], typer.Option(None, "--seed", metavar="INT", help="Random seed, for repeatable sampling.")),
+    ("stop", Optional[list[str]], typer.Option(None, "--stop", metavar="TEXT", help="Extra stop sequence (repeatable).")),
+    ("plain", bool, typer.Option(False, "--plain", help="Plain text instead of rendered Markdown.")),
+    ("timeout", Optional[str], typer.Option(None, "--timeout", metavar="SECONDS", help="Endpoint connect/read timeout.  [default: 120]")),
+    ("verbose", bool, typer.Option(False, "--verbose", "-v", help="Statistics on stderr after each reply.")),
+    ("debug", bool, typer.Option(False, "--debug", help="Show tracebacks.")),
+    ("env_file", Optional[str], typer.Option(None, "--env-file", metavar="PATH", help="Read this .env file instead of ./.env and the user's.")),
+    ("config", Optional[str], typer.Option(None, "--config", metavar="PATH", help="Config TOML file.")),
+]
+SHARED_NAMES = [name for name, _, _ in SHARED_OPTIONS]
+
+
+def with_shared_options(func):
+    """Give a command the shared flags; it receives them as one dict, `shared`."""
+    own = [p for p in inspect.signature(func).parameters.values() if p.name != "shared"]
+    extra = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
+        for name, kind, option in SHARED_OPTIONS
+    ]
+
+    @functools.wraps(func)
+    def command(*args, **kwargs):
+        shared = {name: kwargs.pop(name) for name in SHARED_NAMES}
+        return func(*args, shared=shared, **kwargs)
+
+    command.__signature__ = inspect.Signature(own + extra)
+    return command
+
+
+def merged_flags(ctx: typer.Context, shared: dict[str, Any]) -> dict[str, Any]:
+    """A subcommand's flags over those given before it (`falconchat -m x ask …`)."""
+    parent = dict(ctx.obj or {})
+    for name, value in shared.items():
+        if value not in (None, False, [], ()):
+            parent[name] = value
+    return {name: (True if value is True else value or None) for name, value in parent.items()}
+
+
+def load(flags: dict[str, Any]):
+    from falconchat.config import load_settings
+
+    return load_settings(flags)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"falconchat {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+@with_shared_options
+def root(
+    ctx: typer.Context,
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
+    *,
+    shared: dict[str, Any],
+) -> None:
+    ctx.obj = shared
+    if ctx.invoked_subcommand is None:
+        stdin = sys.stdin
+        if stdin is not None and not stdin.isatty():
+            ctx.exit(ask_once(merged_flags(ctx, {}), None))  # `echo … | falconchat` answers once
+        ctx.exit(chat_session(merged_flags(ctx, {})))
+
+
+@app.command("chat")
+@with_shared_options
+def chat(ctx: typer.Context, *, shared: dict[str, Any]) -> None:
+    """Open the interactive chat (the default)."""
+    ctx.exit(chat_session(merged_flags(ctx, shared)))
+
+
+@app.command("ask")
+@with_shared_options
+def ask(
+    ctx: typer.Context,
+    prompt: Optional[str] = typer.Argument(None, help="The prompt; piped stdin is appended after a blank line. '-' reads stdin only."),
+    *,
+    shared: dict[str, Any],
+) -> None:
+    """Answer one prompt and exit; made for scripts and pipes."""
+    ctx.exit(ask_once(merged_flags(ctx, shared), prompt))
+
+
+# ---- the commands' work ---------------------------------------------------------------
+
+
+def chat_session(flags: dict[str, Any]) -> int:
+    from falconchat.backends import open_backend
+    from falconchat.conversation import Conversation
+    from falconchat.repl import Repl
+
+    settings = load(flags)
+    backend = open_backend(settings.model)
+    try:
+        if hasattr(backend, "load"):
+            backend.load()  # a missing or broken model file fails now, not at the first message
+        repl = Repl(backend, Conversation(system=settings.system), settings.sampling,
+                    plain=settings.plain, verbose=settings.verbose)
+        return repl.run()
+    finally:
+        backend.close()
+
+
+def ask_once(flags: dict[str, Any], prompt: Optional[str]) -> int:
+    from falconchat.backends import open_backend
+    from falconchat.conversation import Conversation
+    from falconchat.exchange import answer, stats_line
+    from falconchat.render import make_console, reply_writer, sanitize
+
+    settings = load(flags)
+    message = read_prompt(prompt, settings.max_input_bytes)
+    err = make_console(sys.stderr)
+    backend = open_backend(settings.model)
+    try:
+        writer = reply_writer(sys.stdout, plain=settings.plain)
+        done = answer(Conversation(system=settings.system), backend, message, settings.sampling, writer,
+                      notice=lambda text: err.print(sanitize(text)))
+    except BrokenPipeError:
+        # The reader went away (`| head`): the stream is closed, end quietly as Unix tools do.
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+    finally:
+        backend.close()
+    if settings.verbose:
+        err.print(stats_line(done))
+    return 0
+
+
+def read_prompt(prompt: Optional[str], limit: int) -> str:
+    """PROMPT + "\\n\\n" + stdin, stdin alone, or PROMPT alone (DESIGN.md's rule)."""
+    from falconchat.render import sanitize
+
+    if prompt is not None and len(prompt.encode("utf-8", "replace")) > limit:
+        raise InputError(f"the prompt is larger than {limit} bytes (FALCONCHAT_MAX_INPUT_BYTES)")
+    piped = None
+    stdin = sys.stdin
+    wants_stdin = prompt == "-" or (stdin is not None and not stdin.isatty())
+    if stdin is not None and wants_stdin:
+        data = stdin.buffer.read(limit + 1)
+        if len(data) > limit:
+            raise InputError(f"stdin is larger than {limit} bytes (FALCONCHAT_MAX_INPUT_BYTES)")
+        piped = sanitize(data.decode("utf-8", errors="replace"))
+    if prompt == "-":
+        prompt = None
+    text = "\n\n".join(part for part in (prompt, piped) if part is not None and part.strip())
+    if not text.strip():
+        raise UsageError("nothing to ask: give a prompt, or pipe text into falconchat ask")
+    return text
+
+
+# ---- the entry point: every outcome becomes an exit code ----------------------------------
+
+
+def main() -> None:
+    sys.exit(run(sys.argv[1:]))
+
+
+def run(argv: list[str]) -> int:
+    debug = "--debug" in argv or os.environ.get("FALCONCHAT_DEBUG", "").lower() in ("1", "true", "yes", "on")
+    try:
+        # Not standalone: Typer returns exit codes (130 for Ctrl-C) and raises usage errors to us.
+        result = app(args=argv, prog_name="falconchat", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        return EXIT_INTERRUPTED
+    except typer.TyperException as exc:  # a usage error: unknown flag, missing argument
+        _error(f"{exc.format_message()} (see falconchat --help)")
+        return UsageError.exit_code
+    except FalconchatError as exc:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        _error(exc.message)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        _error(f"unexpected {type(exc).__name__}: {exc} (run with --debug for details)")
+        return 1
+
+
+def _error(message: str) -> None:
+    from falconchat.render import sanitize
+
+    try:
+        sys.stderr.write(f"falconchat: error: {sanitize(message)}\n")
+        sys.stderr.flush()
+    except (BrokenPipeError, OSError):
+        pass
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass

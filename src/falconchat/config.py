@@ -1,0 +1,399 @@
+"""Settings: flags > environment > .env > config TOML > defaults, and named models.
+
+`load_settings()` reads everything once, at the edge (the CLI calls it); nothing
+here runs at import time. Every wrong value becomes one `ConfigError` line that
+names the setting, where it came from and what is allowed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from falconchat.errors import ConfigError, UsageError
+from falconchat.types import SamplingParams
+
+BUNDLED_MODEL = "smollm2"
+DEFAULT_TIMEOUT_S = 120.0  # the classic tutorial's
+DEFAULT_MAX_INPUT_BYTES = 8 * 1024 * 1024
+
+# Precedence levels: lower wins.
+FLAG, ENV, DOTENV, TOML, DEFAULT = range(5)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    backend: str  # "local" | "tgi"
+    model_path: str | None = None  # local: a GGUF file; None means the bundled model
+    context_length: int | None = None
+    threads: int | None = None
+    endpoint: str | None = None  # tgi: the base URL
+    api_key: str | None = field(default=None, repr=False)
+    auth_scheme: str = "Bearer"
+    timeout: float = DEFAULT_TIMEOUT_S
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: ModelSpec
+    system: str
+    sampling: SamplingParams
+    plain: bool = False
+    verbose: bool = False
+    debug: bool = False
+    max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES
+    models: Mapping[str, ModelSpec] = field(default_factory=dict)
+
+
+# ---- value parsers: raw (str from flags/env, or a TOML value) -> typed ------------------
+
+
+def _number(raw: Any, kind: type, check: Callable[[Any], bool], allowed: str):
+    def fail():
+        return ValueError(allowed)
+
+    if isinstance(raw, bool):
+        raise fail()
+    try:
+        value = kind(raw) if not isinstance(raw, str) else kind(raw.strip())
+    except (TypeError, ValueError):
+        raise fail() from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise fail()
+    if not check(value):
+        raise fail()
+    return value
+
+
+def _float(check, allowed):
+    return lambda raw: _number(raw, float, check, allowed)
+
+
+def _int(check, allowed):
+    return lambda raw: _number(raw, int, check, allowed)
+
+
+def _bool(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("true or false")
+
+
+def _text(raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise ValueError("text")
+    return raw
+
+
+def _stops(raw: Any) -> tuple[str, ...]:
+    """A list (flags, TOML), a JSON array, or one sequence (environment)."""
+    if isinstance(raw, str) and raw.lstrip().startswith("["):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError:
+            raise ValueError("a JSON array of strings or a single string") from None
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, (list, tuple)) or not all(isinstance(s, str) and s for s in raw):
+        raise ValueError("non-empty strings")
+    return tuple(raw)
+
+
+def _url(raw: Any) -> str:
+    text = _text(raw).strip()
+    if not text.startswith(("http://", "https://")) or len(text) < 10:
+        raise ValueError("an http:// or https:// URL")
+    return text.rstrip("/")
+
+
+def _auth_scheme(raw: Any) -> str:
+    text = _text(raw).strip()
+    if not text or " " in text:
+        raise ValueError("one word, such as Bearer or Basic")
+    return text
+
+
+# name -> (environment variables, parser, default)
+SETTINGS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any], Any]] = {
+    "model": (("FALCONCHAT_MODEL",), _text, None),
+    "endpoint": (("FALCONCHAT_ENDPOINT", "HF_API_FALCOM_BASE"), _url, None),
+    "api_key": (("FALCONCHAT_API_KEY", "HF_API_KEY"), _text, None),
+    "auth_scheme": (("FALCONCHAT_AUTH_SCHEME",), _auth_scheme, "Bearer"),
+    "model_path": (("FALCONCHAT_MODEL_PATH",), _text, None),
+    "context_length": (("FALCONCHAT_CONTEXT_LENGTH",), _int(lambda v: v >= 256, "an integer ≥ 256"), None),
+    "threads": (("FALCONCHAT_THREADS",), _int(lambda v: 1 <= v <= 512, "an integer ≥ 1"), None),
+    "system": (("FALCONCHAT_SYSTEM",), _text, ""),
+    "temperature": (("FALCONCHAT_TEMPERATURE",), _float(lambda v: 0 <= v <= 100, "a number from 0 (greedy) to 100"), 0.7),
+    "max_new_tokens": (("FALCONCHAT_MAX_NEW_TOKENS",), _int(lambda v: 1 <= v <= 1_000_000, "an integer ≥ 1"), 512),
+    "top_p": (("FALCONCHAT_TOP_P",), _float(lambda v: 0 < v <= 1, "a number in (0, 1]"), 0.95),
+    "top_k": (("FALCONCHAT_TOP_K",), _int(lambda v: v >= 0, "an integer ≥ 0 (0 turns it off)"), 50),
+    "repetition_penalty": (("FALCONCHAT_REPETITION_PENALTY",), _float(lambda v: 0 < v <= 10, "a number in (0, 10]"), 1.0),
+    "seed": (("FALCONCHAT_SEED",), _int(lambda v: 0 <= v < 2**32, "an integer from 0 to 2^32-1"), None),
+    "stop": (("FALCONCHAT_STOP",), _stops, ()),
+    "timeout": (("FALCONCHAT_TIMEOUT",), _float(lambda v: 0 < v <= 86400, "a number of seconds > 0"), DEFAULT_TIMEOUT_S),
+    "plain": (("FALCONCHAT_PLAIN",), _bool, False),
+    "verbose": (("FALCONCHAT_VERBOSE",), _bool, False),
+    "debug": (("FALCONCHAT_DEBUG",), _bool, False),
+    "max_input_bytes": (("FALCONCHAT_MAX_INPUT_BYTES",), _int(lambda v: v >= 1, "an integer ≥ 1"), DEFAULT_MAX_INPUT_BYTES),
+}
+
+MODEL_FIELDS = {
+    "backend", "endpoint", "url", "model_path", "context_length", "threads",
+    "auth_scheme", "api_key_env", "timeout",
+}
+
+
+def user_config_dir() -> Path:
+    from platformdirs import user_config_dir as _dir
+
+    return Path(_dir("falconchat", appauthor=False))
+
+
+# ---- sources --------------------------------------------------------------------------
+
+
+@dataclass
+class Sources:
+    """The raw layers, highest precedence first."""
+
+    flags: Mapping[str, Any]
+    environ: Mapping[str, str]
+    dotenv: Mapping[str, str]
+    toml: Mapping[str, Any]
+
+    def lookup(self, name: str) -> tuple[Any, int, str]:
+        """(raw value, level, where it came from) for one setting."""
+        env_names, _, default = SETTINGS[name]
+        if self.flags.get(name) is not None:
+            return self.flags[name], FLAG, "--" + name.replace("_", "-")
+        for var in env_names:
+            if self.environ.get(var) not in (None, ""):
+                return self.environ[var], ENV, var
+        for var in env_names:
+            if self.dotenv.get(var) not in (None, ""):
+                return self.dotenv[var], DOTENV, f"{var} in .env"
+        if name in self.toml:
+            return self.toml[name], TOML, f"'{name}' in the config file"
+        return default, DEFAULT, "default"
+
+    def value(self, name: str) -> Any:
+        raw, level, origin = self.lookup(name)
+        if level == DEFAULT:
+            return raw
+        return parse(name, raw, origin)
+
+    def variable(self, var: str) -> str | None:
+        return self.environ.get(var) or self.dotenv.get(var) or None
+
+
+def parse(name: str, raw: Any, origin: str) -> Any:
+    parser = SETTINGS[name][1]
+    try:
+        return parser(raw)
+    except ValueError as allowed:
+        shown = raw if not isinstance(raw, str) or len(raw) <= 40 else raw[:40] + "…"
+        raise ConfigError(f"invalid {name.replace('_', '-')} {shown!r} (from {origin}): expected {allowed}") from None
+
+
+def read_dotenv(env_file: str | None, cwd: Path) -> dict[str, str]:
+    """`--env-file`, else the current directory's `.env` over the user config dir's.
+
+    Never a parent directory's: only these exact paths are read.
+    """
+    from dotenv import dotenv_values
+
+    if env_file:
+        paths = [Path(env_file)]
+        if not paths[0].is_file():
+            raise ConfigError(f"env file not found: {env_file}")
+    else:
+        paths = [p for p in (cwd / ".env", user_config_dir() / ".env") if p.is_file()]
+    merged: dict[str, str] = {}
+    for path in reversed(paths):  # earlier paths win
+        try:
+            values = dotenv_values(path)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read env file {path}: {exc}") from None
+        merged.update({k: v for k, v in values.items() if v is not None})
+    return merged
+
+
+def read_toml(config_path: str | None) -> dict[str, Any]:
+    path = Path(config_path) if config_path else user_config_dir() / "config.toml"
+    if not path.is_file():
+        if config_path:
+            raise ConfigError(f"config file not found: {config_path}")
+        return {}
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+
+
+# ---- named models ----------------------------------------------------------------------
+
+
+def named_models(src: Sources, defaults: dict[str, Any]) -> dict[str, ModelSpec]:
+    models = {BUNDLED_MODEL: ModelSpec(name=BUNDLED_MODEL, backend="local", **_local_defaults(defaults))}
+    table = src.toml.get("models", {})
+    if not isinstance(table, dict):
+        raise ConfigError("'models' in the config file must be a table of [models.NAME] entries")
+    for name, entry in table.items():
+        models[name] = _model_from_toml(name, entry, src, defaults)
+    return models
+
+
+def _local_defaults(defaults: dict[str, Any]) -> dict[str, Any]:
+    return {"context_length": defaults["context_length"], "threads": defaults["threads"]}
+
+
+def _model_from_toml(name: str, entry: Any, src: Sources, defaults: dict[str, Any]) -> ModelSpec:
+    where = f"[models.{name}]"
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where} in the config file must be a table")
+    unknown = set(entry) - MODEL_FIELDS
+    if unknown:
+        raise ConfigError(f"{where}: unknown field {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(MODEL_FIELDS))}")
+    backend = entry.get("backend")
+    if backend not in ("local", "tgi"):
+        raise ConfigError(f"{where}: backend must be \"local\" or \"tgi\", not {backend!r}")
+
+    def field_value(key: str, setting: str | None = None):
+        return parse(setting or key, entry[key], f"{where} {key}") if key in entry else None
+
+    if backend == "local":
+        return ModelSpec(
+            name=name,
+            backend="local",
+            model_path=field_value("model_path"),
+            context_length=field_value("context_length") or defaults["context_length"],
+            threads=field_value("threads") or defaults["threads"],
+        )
+    url = field_value("endpoint") or field_value("url", "endpoint")
+    if not url:
+        raise ConfigError(f"{where}: a tgi model needs endpoint = \"https://…\"")
+    key_var = entry.get("api_key_env")
+    if key_var is not None and not isinstance(key_var, str):
+        raise ConfigError(f"{where}: api_key_env must be the name of an environment variable")
+    return ModelSpec(
+        name=name,
+        backend="tgi",
+        endpoint=url,
+        context_length=field_value("context_length") or defaults["context_length"],
+        api_key=src.variable(key_var) if key_var else defaults["api_key"],
+        auth_scheme=field_value("auth_scheme") or defaults["auth_scheme"],
+        timeout=field_value("timeout") or defaults["timeout"],
+    )
+
+
+def choose_model(src: Sources, models: dict[str, ModelSpec], defaults: dict[str, Any]) -> ModelSpec:
+    """The model name, endpoint URL and model file compete by precedence level.
+
+    The best-placed one chooses; a lower-placed one is ignored (a `.env` endpoint
+    does not override `-m smollm2`), one at the same level refines the choice
+    where it applies and is a usage error where it does not.
+    """
+    name, name_level, name_origin = src.lookup("model")
+    url_level, path_level = src.lookup("endpoint")[1], src.lookup("model_path")[1]
+    best = min(name_level, url_level, path_level)
+    if best == DEFAULT:
+        return models[BUNDLED_MODEL]
+
+    url = src.value("endpoint") if url_level == best else None
+    path = src.value("model_path") if path_level == best else None
+    if name_level == best:
+        name = parse("model", name, name_origin)
+        if name not in models:
+            raise ConfigError(f"unknown model {name!r} (from {name_origin}); known: {', '.join(sorted(models))}")
+        spec = models[name]
+        if url and spec.backend != "tgi":
+            raise UsageError(f"an endpoint URL cannot be used with the local model {name!r}")
+        if path and spec.backend != "local":
+            raise UsageError(f"a model file cannot be used with the endpoint model {name!r}")
+        changes = {"endpoint": url} if url else {"model_path": path} if path else {}
+        return _replace(spec, **changes)
+    if url and path:
+        raise UsageError("choose either an endpoint URL or a model file, not both")
+    if url:
+        return ModelSpec(
+            name="tgi",
+            backend="tgi",
+            endpoint=url,
+            context_length=defaults["context_length"],
+            api_key=defaults["api_key"],
+            auth_scheme=defaults["auth_scheme"],
+            timeout=defaults["timeout"],
+        )
+    return ModelSpec(name=Path(path).name, backend="local", model_path=path, **_local_defaults(defaults))
+
+
+def _replace(spec: ModelSpec, **changes) -> ModelSpec:
+    from dataclasses import replace
+
+    return replace(spec, **changes) if changes else spec
+
+
+# ---- the one entry point -------------------------------------------------------------------
+
+
+def load_settings(
+    flags: Mapping[str, Any],
+    *,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Settings:
+    """Resolve every setting. `flags` holds the command line's values (None = not given)."""
+    environ = os.environ if environ is None else environ
+    cwd = Path.cwd() if cwd is None else cwd
+    env_file = flags.get("env_file") or environ.get("FALCONCHAT_ENV_FILE")
+    dotenv = read_dotenv(env_file, cwd)
+    config_path = flags.get("config") or environ.get("FALCONCHAT_CONFIG") or dotenv.get("FALCONCHAT_CONFIG")
+    src = Sources(flags=flags, environ=environ, dotenv=dotenv, toml=read_toml(config_path))
+    unknown = set(src.toml) - set(SETTINGS) - {"models"}
+    if unknown:
+        raise ConfigError(f"unknown setting {sorted(unknown)[0]!r} in the config file")
+
+    values = {name: src.value(name) for name in SETTINGS}
+    models = named_models(src, values)
+    model = choose_model(src, models, values)
+    # Flags and the environment beat a [models.NAME] entry's own fields.
+    overrides = {
+        key: values[key]
+        for key in ("timeout", "auth_scheme", "context_length", "threads")
+        if src.lookup(key)[1] < TOML and values[key] is not None
+    }
+    model = _replace(model, **overrides)
+    sampling = SamplingParams(
+        temperature=values["temperature"],
+        max_new_tokens=values["max_new_tokens"],
+        top_p=values["top_p"],
+        top_k=values["top_k"],
+        repetition_penalty=values["repetition_penalty"],
+        seed=values["seed"],
+        stop=values["stop"],
+    )
+    return Settings(
+        model=model,
+        system=values["system"],
+        sampling=sampling,
+        plain=values["plain"],
+        verbose=values["verbose"],
+        debug=values["debug"],
+        max_input_bytes=values["max_input_bytes"],
+        models=models,
+    )

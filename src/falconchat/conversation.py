@@ -1,0 +1,54 @@
+"""The in-memory conversation: system message, turns, and recording a reply stream into it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from falconchat.prompt import FittedPrompt, fit_prompt
+from falconchat.types import Done, Event, TextDelta, Turn
+
+
+@dataclass
+class Conversation:
+    system: str = ""
+    turns: list[Turn] = field(default_factory=list)
+
+    def clear(self) -> None:
+        self.turns.clear()
+
+    def undo(self) -> Turn | None:
+        return self.turns.pop() if self.turns else None
+
+    def prompt_for(self, message: str, count_tokens: Callable[[str], int], budget: int) -> FittedPrompt:
+        """The Falcon-style prompt for `message`, oldest turns left out to fit `budget`."""
+        return fit_prompt(self.system, self.turns, message, count_tokens, budget)
+
+    def record(self, message: str, events: Iterator[Event]) -> Iterator[Event]:
+        """Pass `events` through and keep the exchange, however it ends.
+
+        A reply cut by Ctrl-C (the stream closed, or KeyboardInterrupt raised
+        through it) is kept as "cut"; one broken by an error as "error". What
+        was shown is never lost.
+        """
+        turn = Turn(user=message, status="cut")
+        self.turns.append(turn)
+        parts: list[str] = []
+        try:
+            for event in events:
+                if isinstance(event, TextDelta):
+                    parts.append(event.text)
+                elif isinstance(event, Done):
+                    turn.status = "complete" if event.finish_reason != "cancelled" else "cut"
+                yield event
+        except (GeneratorExit, KeyboardInterrupt):
+            turn.status = "cut"
+            raise
+        except BaseException:
+            turn.status = "error"
+            raise
+        finally:
+            turn.assistant = "".join(parts)
+            close = getattr(events, "close", None)
+            if close:
+                close()

@@ -1,0 +1,69 @@
+"""One exchange: fit the prompt, stream the reply through a writer, record it.
+
+Shared by the REPL and `ask`, so both trim, record and cut replies the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import closing
+from dataclasses import replace
+
+from falconchat.backends.base import Backend
+from falconchat.conversation import Conversation
+from falconchat.errors import InputError
+from falconchat.prompt import PromptTooLong
+from falconchat.types import Done, SamplingParams, TextDelta
+
+
+def answer(
+    conversation: Conversation,
+    backend: Backend,
+    message: str,
+    params: SamplingParams,
+    writer,
+    notice: Callable[[str], None],
+) -> Done:
+    """Stream the reply to `message` into `writer`; return its `Done`.
+
+    Ctrl-C (KeyboardInterrupt) and errors propagate after the writer has shown
+    what arrived and the conversation has kept it.
+    """
+    context = backend.context_length
+    budget = context - params.max_new_tokens
+    if budget < 16:
+        raise InputError(
+            f"max-new-tokens {params.max_new_tokens} leaves no room for the prompt in the model's "
+            f"context of {context} tokens; lower --max-new-tokens"
+        )
+    try:
+        fitted = conversation.prompt_for(message, backend.count_tokens, budget)
+    except PromptTooLong as exc:
+        raise InputError(
+            f"the message needs {exc.needed} tokens but only {exc.budget} fit "
+            f"(context {context} − max-new-tokens {params.max_new_tokens}); shorten it or lower --max-new-tokens"
+        ) from None
+    if fitted.dropped_turns:
+        turns = "turn" if fitted.dropped_turns == 1 else "turns"
+        notice(f"left out the {fitted.dropped_turns} oldest {turns} to fit the model's context")
+
+    events = conversation.record(message, backend.stream(fitted.text, params))
+    done = Done("cancelled")
+    with closing(events), writer:
+        for event in events:
+            if isinstance(event, TextDelta):
+                writer.write(event.text)
+            else:
+                done = event
+    if not done.prompt_tokens:
+        done = replace(done, prompt_tokens=fitted.prompt_tokens)
+    return done
+
+
+def stats_line(done: Done) -> str:
+    rate = done.completion_tokens / done.total_s if done.total_s > 0 else 0.0
+    first = f"{done.first_token_s:.2f}s" if done.first_token_s is not None else "—"
+    return (
+        f"{done.completion_tokens} tokens in {done.total_s:.2f}s ({rate:.1f} tokens/s) · "
+        f"first token {first} · prompt {done.prompt_tokens} tokens · finish: {done.finish_reason}"
+    )

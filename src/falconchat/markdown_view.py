@@ -1,0 +1,23 @@
+"""Rich's Markdown with copy-paste-friendly code blocks and no hidden hyperlinks."""
+
+from __future__ import annotations
+
+from rich.markdown import CodeBlock, Markdown
+from rich.syntax import Syntax
+
+
+class PlainCodeBlock(CodeBlock):
+    """Highlighted code with no padding or background fill, so a copied block
+    is exactly the code."""
+
+    def __rich_console__(self, console, options):
+        code = str(self.text).rstrip()
+        yield Syntax(code, self.lexer_name, theme=self.theme, word_wrap=True, padding=0, background_color="default")
+
+
+class ReplyMarkdown(Markdown):
+    elements = {**Markdown.elements, "fence": PlainCodeBlock, "code_block": PlainCodeBlock}
+
+    def __init__(self, text: str):
+        # Links are shown with their URL, never as OSC 8 hyperlinks that hide where they go.
+        super().__init__(text, hyperlinks=False)

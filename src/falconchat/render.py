@@ -1,0 +1,236 @@
+"""Drawing a reply: `sanitize()`, the live Markdown renderer (terminals) and the plain writer (pipes).
+
+Every untrusted text passes through `sanitize()` (or a `StreamSanitizer` when it
+arrives in pieces) before it is written, and none of it is ever parsed as Rich
+markup: it reaches Rich only inside `Text` and `Markdown` objects.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+_CSI = r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
+# OSC, DCS, SOS, PM, APC: up to BEL or ST; an unterminated one is removed to the next ESC or the end.
+_STRING = r"(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+_ESC = r"\x1b[ -/]*[0-~]"
+# C0 but tab and newline, DEL, C1, and the bidi overrides/isolates that reorder what is shown.
+_CONTROL = r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]"
+_UNSAFE = re.compile("|".join((_CSI, _STRING, _ESC, _CONTROL)))
+# A sequence that has started but not finished at the end of a chunk.
+_INCOMPLETE_TAIL = re.compile(
+    r"(?:(?:\x1b\[|\x9b)[0-?]*[ -/]*|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*\x1b?|\x1b[ -/]*)\Z"
+)
+_MAX_HELD = 4096  # an "open" sequence longer than this is garbage, not a sequence
+
+
+def sanitize(text: str) -> str:
+    """Remove terminal control sequences and control characters (tab and newline stay)."""
+    return _UNSAFE.sub("", text)
+
+
+class StreamSanitizer:
+    """`sanitize()` for text that arrives in pieces: a sequence split across two
+    tokens is held back until it is complete, then removed whole."""
+
+    def __init__(self) -> None:
+        self._held = ""
+
+    def feed(self, chunk: str) -> str:
+        text = self._held + chunk
+        tail = _INCOMPLETE_TAIL.search(text)
+        if tail and len(text) - tail.start() <= _MAX_HELD:
+            self._held = text[tail.start() :]
+            text = text[: tail.start()]
+        else:
+            self._held = ""
+        return sanitize(text)
+
+    def flush(self) -> str:
+        """At the end: an unfinished sequence is dropped."""
+        self._held = ""
+        return ""
+
+
+class PlainWriter:
+    """The reply as plain text, streamed as it arrives, ending with a newline."""
+
+    def __init__(self, out: IO[str]):
+        self._out = out
+        self._clean = StreamSanitizer()
+        self._last = "\n"
+
+    def __enter__(self) -> "PlainWriter":
+        self._last = "\n"
+        return self
+
+    def write(self, text: str) -> None:
+        text = self._clean.feed(text)
+        if text:
+            self._out.write(text)
+            self._out.flush()
+            self._last = text[-1]
+
+    def __exit__(self, *exc) -> None:
+        self._clean.flush()
+        if self._last != "\n":
+            self._out.write("\n")
+        self._out.flush()
+
+
+def make_console(out: IO[str], *, stderr: bool = False) -> "Console":
+    """A console that never interprets markup, emoji codes or highlights on its own."""
+    from rich.console import Console
+
+    return Console(file=out, stderr=stderr, markup=False, emoji=False, highlight=False)
+
+
+def markdown(text: str):
+    from falconchat.markdown_view import ReplyMarkdown
+
+    return ReplyMarkdown(text)
+
+
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
+
+
+class MarkdownRenderer:
+    """Live Markdown for terminals whose cost per token does not grow with the reply.
+
+    Finished blocks (ended by a blank line, or a closed code fence) are printed
+    once into the scrollback; only the block being written stays live, redrawn
+    at most 20 times a second. A block taller than the screen is committed
+    line by line (a code block is closed and reopened) so nothing is cropped or
+    printed twice.
+    """
+
+    REFRESH_S = 0.05
+
+    def __init__(self, console: "Console"):
+        self._console = console
+        self._clean = StreamSanitizer()
+        self._pending = ""  # source of the live block; starts at a block boundary
+        self._live = None
+        self._last_draw = 0.0
+
+    def __enter__(self) -> "MarkdownRenderer":
+        from rich.live import Live
+
+        self._live = Live(
+            console=self._console,
+            auto_refresh=False,
+            transient=True,
+            vertical_overflow="crop",
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
+        self._live.start()
+        return self
+
+    def write(self, text: str) -> None:
+        text = self._clean.feed(text)
+        if not text:
+            return
+        self._pending += text
+        if "\n" in text:
+            self._commit_finished_blocks()
+        now = time.monotonic()
+        if now - self._last_draw >= self.REFRESH_S:
+            self._draw(now)
+
+    def __exit__(self, *exc) -> None:
+        self._clean.flush()
+        live, self._live = self._live, None
+        if live is None:
+            return
+        live.update("", refresh=True)
+        live.stop()
+        if self._pending.strip():
+            self._console.print(markdown(self._pending))
+        self._pending = ""
+
+    # -- internals --
+
+    def _draw(self, now: float) -> None:
+        self._last_draw = now
+        self._live.update(markdown(self._pending), refresh=True)
+
+    def _commit(self, source: str) -> None:
+        if source.strip():
+            self._live.console.print(markdown(source))
+        self._draw(time.monotonic())
+
+    def _commit_finished_blocks(self) -> None:
+        split, fence, fence_open_at = _last_block_end(self._pending)
+        if split:
+            self._commit(self._pending[:split])
+            self._pending = self._pending[split:]
+            split, fence, fence_open_at = _last_block_end(self._pending)
+        if self._rows(self._pending) > max(self._console.height - 4, 4):
+            self._commit_tall_block(fence, fence_open_at)
+
+    def _commit_tall_block(self, fence: str | None, fence_open_at: int) -> None:
+        cut = self._pending.rfind("\n") + 1
+        if cut <= 0:
+            return
+        head, tail = self._pending[:cut], self._pending[cut:]
+        if fence is None:
+            self._commit(head)
+            self._pending = tail
+            return
+        opener_end = self._pending.index("\n", fence_open_at) + 1
+        if cut <= opener_end:  # nothing but the opening line yet
+            return
+        opener = self._pending[fence_open_at:opener_end]
+        self._commit(head + fence + "\n")
+        self._pending = opener + tail
+
+    def _rows(self, text: str) -> int:
+        width = max(self._console.width, 20)
+        return sum(len(line) // width + 1 for line in text.split("\n"))
+
+
+def _last_block_end(text: str) -> tuple[int, str | None, int]:
+    """Where the last finished block ends in `text` (0 if none), and the code
+    fence still open at the end (its marker and where its opening line starts)."""
+    split = 0
+    fence: str | None = None
+    fence_open_at = 0
+    seen_content = False
+    pos = 0
+    for line in text.splitlines(keepends=True):
+        if not line.endswith("\n"):
+            break
+        start, pos = pos, pos + len(line)
+        match = _FENCE.match(line.rstrip("\n"))
+        if fence is None:
+            if match:
+                fence, fence_open_at = match.group(1), start
+            elif not line.strip():
+                if seen_content:
+                    split, seen_content = pos, False
+            else:
+                seen_content = True
+        elif match and match.group(1).startswith(fence[0] * len(fence)) and not match.group(2).strip():
+            fence, split, seen_content = None, pos, False
+    return split, fence, fence_open_at
+
+
+def reply_writer(out: IO[str], *, plain: bool):
+    """Markdown, live, on a terminal; the plain text when piped, asked to, or on a dumb terminal."""
+    import os
+
+    if plain or not _isatty(out) or os.environ.get("TERM") == "dumb":
+        return PlainWriter(out)
+    return MarkdownRenderer(make_console(out))
+
+
+def _isatty(out: IO[str]) -> bool:
+    try:
+        return out.isatty()
+    except (AttributeError, ValueError):
+        return False

@@ -1,0 +1,57 @@
+"""The shared vocabulary: messages, sampling settings and the token-stream events.
+
+Every layer speaks one type: a synchronous iterator of `TextDelta` events
+ending with exactly one `Done`. Errors are raised from the iterator;
+cancelling is closing it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from typing import Literal, Union
+
+FinishReason = Literal["stop", "length", "cancelled"]
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+    token_id: int | None = None
+    logprob: float | None = None
+
+
+@dataclass(frozen=True)
+class Done:
+    finish_reason: FinishReason
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    first_token_s: float | None = None  # from request to first token
+    total_s: float = 0.0
+
+
+Event = Union[TextDelta, Done]
+TokenStream = Iterator[Event]
+
+
+@dataclass
+class Turn:
+    """One exchange. `status` says how the reply ended: complete, cut (Ctrl-C) or error."""
+
+    user: str
+    assistant: str = ""
+    status: Literal["complete", "cut", "error"] = "complete"
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float = 0.7  # 0 means greedy
+    max_new_tokens: int = 512
+    top_p: float = 0.95
+    top_k: int = 50
+    repetition_penalty: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = field(default_factory=tuple)  # in addition to the format's own
+
+    def with_changes(self, **changes) -> "SamplingParams":
+        return replace(self, **changes)
