@@ -150,7 +150,7 @@ def ask_once(flags: dict[str, Any], prompt: Optional[str]) -> int:
 
     settings = load(flags)
     message = read_prompt(prompt, settings.max_input_bytes)
-    err = make_console(sys.stderr)
+    err = make_console(sys.stderr, soft_wrap=True)
     backend = open_backend(settings.model)
     try:
         writer = reply_writer(sys.stdout, plain=settings.plain)

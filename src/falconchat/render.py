@@ -82,11 +82,14 @@ class PlainWriter:
         self._out.flush()
 
 
-def make_console(out: IO[str], *, stderr: bool = False) -> "Console":
-    """A console that never interprets markup, emoji codes or highlights on its own."""
+def make_console(out: IO[str], *, soft_wrap: bool = False) -> "Console":
+    """A console that never interprets markup, emoji codes or highlights on its own.
+
+    `soft_wrap` leaves the wrapping of long lines to the terminal (notices on stderr).
+    """
     from rich.console import Console
 
-    return Console(file=out, stderr=stderr, markup=False, emoji=False, highlight=False)
+    return Console(file=out, markup=False, emoji=False, highlight=False, soft_wrap=soft_wrap)
 
 
 def markdown(text: str):

@@ -38,7 +38,7 @@ class Repl:
         self.plain = plain
         self.verbose = verbose
         self.out = out
-        self.err = make_console(err)
+        self.err = make_console(err, soft_wrap=True)
         self.commands: dict[str, Callable[[str], bool]] = {
             "/help": self._help,
             "/system": self._system,

@@ -58,10 +58,11 @@ class LocalBackend:
         with path.open("rb") as fh:
             if fh.read(4) != b"GGUF":
                 raise ConfigError(f"not a GGUF model file: {path}")
-        from llama_cpp import Llama
+        import llama_cpp
 
+        _silence_llama_logs(llama_cpp)
         try:
-            return Llama(
+            return llama_cpp.Llama(
                 model_path=str(path),
                 n_ctx=self.spec.context_length or DEFAULT_CONTEXT,
                 n_threads=self.spec.threads or os.cpu_count() or 1,
@@ -85,7 +86,7 @@ class LocalBackend:
         llm = self.load()
         started = time.monotonic()
         first_token_s = None
-        prompt_tokens = completion_tokens = 0
+        prompt_tokens = len(llm.tokenize(prompt.encode("utf-8", "replace"), add_bos=True, special=True))
         chunks = llm.create_completion(
             prompt,
             max_tokens=params.max_new_tokens,
@@ -103,15 +104,14 @@ class LocalBackend:
                 choice = chunk["choices"][0]
                 if first_token_s is None:
                     first_token_s = time.monotonic() - started
-                    prompt_tokens = llm.n_tokens
-                completion_tokens += 1
                 if choice["text"]:
                     yield TextDelta(choice["text"])
                 if choice["finish_reason"]:
                     yield Done(
                         "length" if choice["finish_reason"] == "length" else "stop",
                         prompt_tokens=prompt_tokens,
-                        completion_tokens=completion_tokens,
+                        # The last sampled token is never evaluated, hence + 1.
+                        completion_tokens=max(llm.n_tokens - prompt_tokens + 1, 0),
                         first_token_s=first_token_s,
                         total_s=time.monotonic() - started,
                     )
@@ -122,3 +122,20 @@ class LocalBackend:
             if self._llm is not None:
                 self._llm.close()
                 self._llm = None
+
+
+_log_callback = None  # kept referenced: llama.cpp holds only a C pointer to it
+
+
+def _silence_llama_logs(llama_cpp) -> None:
+    """Nothing from llama.cpp reaches the user's terminal; errors surface as ConfigError lines."""
+    global _log_callback
+    if _log_callback is None:
+        import ctypes
+
+        @llama_cpp.llama_log_callback
+        def drop(level, text, user_data):
+            pass
+
+        _log_callback = drop
+        llama_cpp.llama_log_set(drop, ctypes.c_void_p(0))

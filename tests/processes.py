@@ -1,0 +1,41 @@
+"""Running the real `falconchat` as a separate process, isolated from the user's settings."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+FALCONCHAT = [sys.executable, "-m", "falconchat"]
+
+
+def isolated_env(home: Path, **extra: str) -> dict[str, str]:
+    """The current environment without any falconchat or tutorial settings, and a
+    user config dir of its own, so nothing on this machine leaks into a test."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FALCONCHAT_", "HF_API_"))}
+    env.update(XDG_CONFIG_HOME=str(home / "config"), XDG_DATA_HOME=str(home / "data"), TERM="xterm-256color")
+    env.pop("NO_COLOR", None)
+    env.update(extra)
+    return env
+
+
+def falconchat(*args: str, cwd: Path, env: dict[str, str], input: bytes | None = None, timeout: float = 120):
+    return subprocess.run(
+        [*FALCONCHAT, *args],
+        cwd=cwd,
+        env=env,
+        input=input,
+        stdin=None if input is not None else subprocess.DEVNULL,
+        capture_output=True,
+        timeout=timeout,
+    )
+
+
+def one_error_line(stderr: bytes) -> str:
+    text = stderr.decode()
+    assert "Traceback" not in text, text
+    lines = text.strip().splitlines()
+    assert len(lines) == 1, text
+    assert lines[0].startswith("falconchat: error: "), text
+    return lines[0]
