@@ -59,7 +59,7 @@ def _number(raw: Any, kind: type, check: Callable[[Any], bool], allowed: str):
     def fail():
         return ValueError(allowed)
 
-    if isinstance(raw, bool):
+    if isinstance(raw, bool) or (kind is int and isinstance(raw, float) and not raw.is_integer()):
         raise fail()
     try:
         value = kind(raw) if not isinstance(raw, str) else kind(raw.strip())
@@ -103,7 +103,7 @@ def _stops(raw: Any) -> tuple[str, ...]:
         try:
             raw = json.loads(raw)
         except json.JSONDecodeError:
-            raise ValueError("a JSON array of strings or a single string") from None
+            pass  # not JSON: one stop sequence that starts with "[", such as "[/INST]"
     if isinstance(raw, str):
         raw = [raw]
     if not isinstance(raw, (list, tuple)) or not all(isinstance(s, str) and s for s in raw):

@@ -42,7 +42,8 @@ class Conversation:
                     turn.status = "complete" if event.finish_reason != "cancelled" else "cut"
                 yield event
         except (GeneratorExit, KeyboardInterrupt):
-            turn.status = "cut"
+            if turn.status != "complete":  # closing after Done changes nothing
+                turn.status = "cut"
             raise
         except BaseException:
             turn.status = "error"

@@ -95,37 +95,44 @@ def clean_reply(events: Iterator[Event], stops: Sequence[str]) -> Iterator[Event
     emitted_tokens = 0
     first_token_s: float | None = None
     with closing(events):
-        for event in events:
-            if isinstance(event, Done):
-                if pending:
-                    yield TextDelta(pending)
-                yield event
-                return
-            text = event.text
-            if first and text:
-                text = text[1:] if text.startswith(" ") else text
-                first = False
-            if not text and not pending:
-                continue
-            if first_token_s is None:
-                first_token_s = time.monotonic() - started
-            emitted_tokens += 1
-            pending += text
-            hit = _find_stop(pending, stops)
-            if hit is not None:
-                if hit:
-                    yield TextDelta(pending[:hit])
-                yield Done(
-                    "stop",
-                    completion_tokens=emitted_tokens,
-                    first_token_s=first_token_s,
-                    total_s=time.monotonic() - started,
-                )
-                return
-            keep = _partial_stop_len(pending, stops)
-            ready, pending = pending[: len(pending) - keep], pending[len(pending) - keep :]
-            if ready:
-                yield TextDelta(ready, event.token_id, event.logprob)
+        try:
+            for event in events:
+                if isinstance(event, Done):
+                    if pending:
+                        yield TextDelta(pending)
+                    yield event
+                    return
+                text = event.text
+                if first and text:
+                    text = text[1:] if text.startswith(" ") else text
+                    first = False
+                if not text and not pending:
+                    continue
+                if first_token_s is None:
+                    first_token_s = time.monotonic() - started
+                emitted_tokens += 1
+                pending += text
+                hit = _find_stop(pending, stops)
+                if hit is not None:
+                    events.close()  # stop the engine now, not when the consumer next asks
+                    if hit:
+                        yield TextDelta(pending[:hit])
+                    yield Done(
+                        "stop",
+                        completion_tokens=emitted_tokens,
+                        first_token_s=first_token_s,
+                        total_s=time.monotonic() - started,
+                    )
+                    return
+                keep = _partial_stop_len(pending, stops)
+                ready, pending = pending[: len(pending) - keep], pending[len(pending) - keep :]
+                if ready:
+                    yield TextDelta(ready, event.token_id, event.logprob)
+        except Exception:
+            # The stream broke: what arrived but was held back is still part of the reply.
+            if pending:
+                yield TextDelta(pending)
+            raise
 
 
 def _find_stop(text: str, stops: Sequence[str]) -> int | None:

@@ -14,7 +14,7 @@ from typing import IO, TYPE_CHECKING
 if TYPE_CHECKING:
     from rich.console import Console
 
-_CSI = r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
+_CSI = r"(?:\x1b\[|\x9b)[0-?]*[ -/]*(?:[@-~]|\Z)"  # unfinished at the end: removed too
 # OSC, DCS, SOS, PM, APC: up to BEL or ST; an unterminated one is removed to the next ESC or the end.
 _STRING = r"(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
 _ESC = r"\x1b[ -/]*[0-~]"
@@ -117,6 +117,7 @@ class MarkdownRenderer:
         self._console = console
         self._clean = StreamSanitizer()
         self._pending = ""  # source of the live block; starts at a block boundary
+        self._gap = False  # a blank line goes before the live block (it follows a finished one)
         self._live = None
         self._last_draw = 0.0
 
@@ -153,18 +154,28 @@ class MarkdownRenderer:
         live.update("", refresh=True)
         live.stop()
         if self._pending.strip():
-            self._console.print(markdown(self._pending))
+            self._console.print(self._view(self._pending))
         self._pending = ""
 
     # -- internals --
 
+    def _view(self, source: str):
+        """A block as Markdown, after the blank line that separates it from the one before."""
+        if not (self._gap and source.strip()):
+            return markdown(source)
+        from rich.console import Group
+
+        return Group("", markdown(source))
+
     def _draw(self, now: float) -> None:
         self._last_draw = now
-        self._live.update(markdown(self._pending), refresh=True)
+        self._live.update(self._view(self._pending), refresh=True)
 
-    def _commit(self, source: str) -> None:
+    def _commit(self, source: str, *, continued: bool = False) -> None:
+        """Print a finished block (or, `continued`, the head of one too tall for the screen)."""
         if source.strip():
-            self._live.console.print(markdown(source))
+            self._live.console.print(self._view(source))
+            self._gap = not continued
         self._draw(time.monotonic())
 
     def _commit_finished_blocks(self) -> None:
@@ -182,14 +193,14 @@ class MarkdownRenderer:
             return
         head, tail = self._pending[:cut], self._pending[cut:]
         if fence is None:
-            self._commit(head)
+            self._commit(head, continued=True)
             self._pending = tail
             return
         opener_end = self._pending.index("\n", fence_open_at) + 1
         if cut <= opener_end:  # nothing but the opening line yet
             return
         opener = self._pending[fence_open_at:opener_end]
-        self._commit(head + fence + "\n")
+        self._commit(head + fence + "\n", continued=True)
         self._pending = opener + tail
 
     def _rows(self, text: str) -> int:

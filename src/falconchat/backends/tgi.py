@@ -45,8 +45,11 @@ def safe_url(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
-def server_message(text: str) -> str:
+def server_message(text: str, secret: str | None = None) -> str:
+    """A server's message as one bounded line, with our key masked should it echo it."""
     one_line = " ".join(str(text).split())
+    if secret:
+        one_line = one_line.replace(secret, "***")
     return one_line[:MAX_SERVER_MESSAGE] + ("…" if len(one_line) > MAX_SERVER_MESSAGE else "")
 
 
@@ -129,13 +132,14 @@ class TgiBackend:
         """POST, retrying answers that say "overloaded" with backoff and jitter."""
         for attempt in range(RETRIES + 1):
             response = self._post(body)
-            if response.status_code == 200:
+            if response.status_code == 200 and _is_event_stream(response):
                 return response
             with closing(response):
                 error = self._status_error(response)
             if not isinstance(error, Overloaded) or attempt == RETRIES:
                 raise error
-            delay = _retry_after(response) or BACKOFF_S * 2**attempt
+            retry_after = _retry_after(response)
+            delay = BACKOFF_S * 2**attempt if retry_after is None else retry_after
             time.sleep(min(delay, MAX_RETRY_AFTER_S) * random.uniform(0.8, 1.2))
         raise AssertionError("unreachable")
 
@@ -196,16 +200,16 @@ class TgiBackend:
 
     def _status_error(self, response) -> EndpointError:
         status = response.status_code
-        payload = _json(response.content[:65536])
+        payload = _json(response.raw.read(65536, decode_content=True))  # bounded: never the whole body
         if isinstance(payload, dict) and "error" in payload:
             return self._payload_error(payload, status)
-        kind = response.headers.get("content-type", "unknown").split(";")[0]
-        return _by_status(status, f"HTTP {status}, not a TGI answer ({kind})", self.shown_url)
+        kind = server_message(response.headers.get("content-type", "unknown").split(";")[0])
+        return _by_status(status, f"not a TGI answer ({kind})", self.shown_url)
 
     def _payload_error(self, payload: dict, status: int) -> EndpointError:
         from text_generation.errors import GenerationError, OverloadedError, ValidationError, parse_error
 
-        message = server_message(payload.get("error", ""))
+        message = server_message(payload.get("error", ""), self.spec.api_key)
         error = parse_error(status, {"error": message, "error_type": str(payload.get("error_type", ""))})
         if isinstance(error, ValidationError):
             return Rejected(f"{self.shown_url} rejected the request: {message}")
@@ -231,6 +235,11 @@ def _by_status(status: int, message: str, url: str) -> EndpointError:
     if status == 504:
         return Timeout(f"{url} timed out behind its gateway (HTTP 504: {message})")
     return EndpointError(f"{url} failed (HTTP {status}: {message})")
+
+
+def _is_event_stream(response) -> bool:
+    kind = response.headers.get("content-type", "text/event-stream")
+    return kind.split(";")[0].strip().lower() == "text/event-stream"
 
 
 def _json(data: bytes):
