@@ -122,6 +122,45 @@ def ask(
     ctx.exit(ask_once(merged_flags(ctx, shared), prompt))
 
 
+@app.command("serve")
+def serve(
+    model: Optional[str] = typer.Option(None, "--model", "-m", metavar="NAME", help="A local model: smollm2 (bundled) or a [models.NAME]."),
+    model_path: Optional[str] = typer.Option(None, "--model-path", metavar="FILE", help="A GGUF model file."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback by default)."),
+    port: int = typer.Option(8080, "--port", min=0, max=65535, help="Port (0 picks a free one)."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", metavar="KEY", help="Require `Authorization: Bearer KEY` (or set FALCONCHAT_SERVE_API_KEY)."),
+    max_waiting: int = typer.Option(16, "--max-waiting", min=0, metavar="N", help="Requests that may wait for the model; more get 429."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+    env_file: Optional[str] = typer.Option(None, "--env-file", metavar="PATH", help="Read this .env file."),
+    config: Optional[str] = typer.Option(None, "--config", metavar="PATH", help="Config TOML file."),
+) -> int:
+    """Serve a local model as a text-generation-inference endpoint."""
+    from falconchat.backends.local import LocalBackend
+    from falconchat.server import TgiServer, is_loopback
+    from falconchat.server import serve as run_server
+
+    settings = load({"model": model, "model_path": model_path, "env_file": env_file, "config": config, "debug": debug or None})
+    spec = settings.model
+    if spec.backend != "local":
+        if model:
+            raise UsageError(f"serve runs local models; {model!r} is an endpoint")
+        spec = settings.models["smollm2"]  # an endpoint in the environment is for chatting, not serving
+    key = api_key or settings.serve_api_key
+    backend = LocalBackend(spec)
+    try:
+        server = TgiServer(backend, model_id=spec.name, api_key=key, max_waiting=max_waiting)
+        if not is_loopback(host) and not key:
+            print(f"falconchat: warning: serving on {host} without --api-key: anyone who can reach it can use it",
+                  file=sys.stderr)
+
+        def ready(url: str) -> None:
+            print(f"falconchat serve: {backend.describe()} on {url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+
+        return run_server(server, host, port, ready=ready)
+    finally:
+        backend.close()
+
+
 # ---- the commands' work ---------------------------------------------------------------
 
 

@@ -50,6 +50,7 @@ class Settings:
     debug: bool = False
     max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES
     models: Mapping[str, ModelSpec] = field(default_factory=dict)
+    serve_api_key: str | None = field(default=None, repr=False)
 
 
 # ---- value parsers: raw (str from flags/env, or a TOML value) -> typed ------------------
@@ -146,6 +147,7 @@ SETTINGS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any], Any]] = {
     "plain": (("FALCONCHAT_PLAIN",), _bool, False),
     "verbose": (("FALCONCHAT_VERBOSE",), _bool, False),
     "debug": (("FALCONCHAT_DEBUG",), _bool, False),
+    "serve_api_key": (("FALCONCHAT_SERVE_API_KEY",), _text, None),
     "max_input_bytes": (("FALCONCHAT_MAX_INPUT_BYTES",), _int(lambda v: v >= 1, "an integer ≥ 1"), DEFAULT_MAX_INPUT_BYTES),
 }
 
@@ -396,4 +398,5 @@ def load_settings(
         debug=values["debug"],
         max_input_bytes=values["max_input_bytes"],
         models=models,
+        serve_api_key=values["serve_api_key"],
     )

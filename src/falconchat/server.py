@@ -1,0 +1,424 @@
+"""`falconchat serve`: a text-generation-inference endpoint for a local model.
+
+One engine thread runs generations one at a time, in FIFO order; aiohttp
+handlers validate requests (serve_requests.py) before anything reaches it and
+relay its token stream as TGI's JSON or server-sent events. A client that goes
+away is dropped from the queue, or its generation is closed within a token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import json
+import queue
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from falconchat import __version__
+from falconchat.errors import ConfigError, FalconchatError
+from falconchat.serve_requests import GenerateRequest, Limits, RequestInvalid, check_length, parse_json, parse_request
+from falconchat.types import Done, TextDelta
+
+MAX_BODY_BYTES = 2_000_000
+DISCONNECT_POLL_S = 0.1
+
+
+# ---- the engine: one model, one generation at a time --------------------------------------
+
+
+@dataclass(eq=False)
+class Job:
+    request: GenerateRequest
+    prompt: str
+    loop: asyncio.AbstractEventLoop
+    events: asyncio.Queue = field(default_factory=asyncio.Queue)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    tokens: int = 0  # generated so far (engine thread)
+    outcome: str = "cancelled"  # set by the handler: done, error, or cancelled (the client left)
+    tokens_at_cancel: int = 0
+
+    def cancel(self) -> None:
+        self.tokens_at_cancel = self.tokens
+        self.cancelled.set()
+
+
+class Overloaded(Exception):
+    pass
+
+
+class Engine:
+    def __init__(self, backend, max_waiting: int, log):
+        self.backend = backend
+        self.max_waiting = max_waiting
+        self.log = log
+        self._jobs: queue.Queue[Job | None] = queue.Queue()
+        self._waiting = 0
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="falconchat-engine", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._jobs.put(None)
+
+    def submit(self, job: Job) -> None:
+        with self._lock:
+            if self._waiting >= self.max_waiting:
+                raise Overloaded()
+            self._waiting += 1
+        self._jobs.put(job)
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            with self._lock:
+                self._waiting -= 1
+            if job.cancelled.is_set():
+                self.log("generation cancelled before it started (the client left the queue)")
+                continue
+            self._generate(job)
+
+    def _generate(self, job: Job) -> None:
+        def send(item) -> None:
+            job.loop.call_soon_threadsafe(job.events.put_nowait, item)
+
+        request = job.request
+        stream = self.backend.generate(job.prompt, request.params, request.stops, logprobs=True)
+        try:
+            for event in stream:
+                if job.cancelled.is_set():
+                    after = job.tokens - job.tokens_at_cancel
+                    self.log(f"generation cancelled after {job.tokens} tokens ({after} after the client left)")
+                    return
+                if isinstance(event, TextDelta):
+                    job.tokens += 1
+                send(event)
+        except Exception as exc:  # the model failed: the client gets a 424 "generation" error
+            send(exc)
+        finally:
+            stream.close()  # stops decoding now if the job was cancelled
+
+
+# ---- the HTTP side -------------------------------------------------------------------------
+
+
+def tgi_error(status: int, message: str, error_type: str):
+    from aiohttp import web
+
+    return web.json_response({"error": message, "error_type": error_type}, status=status)
+
+
+class TgiServer:
+    def __init__(self, backend, *, model_id: str, api_key: str | None, max_waiting: int, debug: bool = False,
+                 log=sys.stderr):
+        self.backend = backend
+        self.model_id = model_id
+        self.api_key = api_key
+        self.debug = debug
+        self.log = log
+        context = backend.context_length
+        self.limits = Limits(max_input_tokens=context - 1, max_total_tokens=context)
+        self.engine = Engine(backend, max_waiting, self._note)
+        self.eos_id, self.eos_text = backend.eos()
+
+    def app(self):
+        from aiohttp import web
+
+        @web.middleware
+        async def middleware(request, handler):
+            return await self._around(request, handler)
+
+        app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[middleware])
+        app.router.add_post("/", self.compat_generate)
+        app.router.add_post("/generate", self.generate)
+        app.router.add_post("/generate_stream", self.generate_stream)
+        app.router.add_get("/info", self.info)
+        app.router.add_get("/health", self.health)
+        app.router.add_post("/tokenize", self.tokenize)
+        return app
+
+    async def _around(self, request, handler):
+        """Auth, TGI-shaped errors for aiohttp's own refusals, and one log line per request."""
+        from aiohttp import web
+
+        started = time.monotonic()
+        request["tokens"] = 0
+        request["outcome"] = ""
+        try:
+            if self.api_key and request.path != "/health" and not self._authorized(request):
+                response = tgi_error(401, "Unauthorized: a valid `Authorization: Bearer` key is required", "authentication")
+            else:
+                response = await handler(request)
+        except web.HTTPRequestEntityTooLarge:
+            response = tgi_error(413, f"the body is larger than {MAX_BODY_BYTES} bytes", "validation")
+        except web.HTTPException as exc:
+            response = tgi_error(exc.status, exc.reason, "validation")
+        self._log(request, response.status, time.monotonic() - started)
+        return response
+
+    def _authorized(self, request) -> bool:
+        scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(key.strip().encode(), self.api_key.encode())
+
+    def _log(self, request, status: int, seconds: float) -> None:
+        """Method, path, status, tokens, duration: never the prompt or the key."""
+        outcome = f" {request['outcome']}" if request["outcome"] not in ("", "done") else ""
+        self._note(f"{request.method} {request.path} {status} {request['tokens']} tokens {seconds:.2f}s{outcome}")
+
+    def _note(self, line: str) -> None:
+        try:
+            self.log.write(line + "\n")
+            self.log.flush()
+        except (OSError, ValueError):
+            pass
+
+    # -- simple routes --
+
+    async def health(self, request):
+        from aiohttp import web
+
+        return web.Response(status=200)
+
+    async def info(self, request):
+        from aiohttp import web
+
+        return web.json_response({
+            "model_id": self.model_id,
+            "model_sha": None,
+            "model_dtype": "gguf",
+            "model_device_type": "cpu",
+            "model_pipeline_tag": "text-generation",
+            "max_concurrent_requests": self.engine.max_waiting + 1,
+            "max_best_of": 1,
+            "max_stop_sequences": self.limits.max_stop_sequences,
+            "max_input_tokens": self.limits.max_input_tokens,
+            "max_input_length": self.limits.max_input_tokens,
+            "max_total_tokens": self.limits.max_total_tokens,
+            "max_client_batch_size": 1,
+            "router": "falconchat-serve",
+            "version": __version__,
+            "sha": None,
+            "docker_label": None,
+        })
+
+    async def tokenize(self, request):
+        from aiohttp import web
+
+        payload = parse_json(await request.read()) if request.can_read_body else None
+        try:
+            if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), str) or not payload["inputs"]:
+                raise RequestInvalid("`inputs` must be a non-empty string")
+        except RequestInvalid as exc:
+            return tgi_error(422, str(exc), "validation")
+        pieces = await asyncio.get_running_loop().run_in_executor(None, self.backend.token_pieces, payload["inputs"])
+        return web.json_response([{"id": i, "text": t, "start": a, "stop": b} for i, t, a, b in pieces])
+
+    # -- generation --
+
+    async def compat_generate(self, request):
+        return await self._serve(request, stream=None)
+
+    async def generate(self, request):
+        return await self._serve(request, stream=False)
+
+    async def generate_stream(self, request):
+        return await self._serve(request, stream=True)
+
+    async def _serve(self, request, stream: bool | None):
+        try:
+            req = parse_request(parse_json(await request.read()), self.limits, stream=stream)
+            prompt, input_tokens = await asyncio.get_running_loop().run_in_executor(None, self._prepare, req)
+        except RequestInvalid as exc:
+            return tgi_error(422, str(exc), "validation")
+        job = Job(req, prompt, asyncio.get_running_loop())
+        try:
+            self.engine.submit(job)
+        except Overloaded:
+            return tgi_error(429, "Model is overloaded", "overloaded")
+        try:
+            if req.stream:
+                return await self._stream(request, job, input_tokens)
+            return await self._whole(request, job, compat=stream is None)
+        finally:
+            if job.outcome == "cancelled":
+                job.cancel()  # the engine drops it from the queue, or stops it within a token
+            request["tokens"] = job.tokens
+            request["outcome"] = job.outcome
+
+    def _prepare(self, req: GenerateRequest) -> tuple[str, int]:
+        """The prompt (truncated to its last `truncate` tokens when asked) and its length, checked."""
+        tokens = self.backend.tokens(req.inputs)
+        prompt = req.inputs
+        if req.truncate is not None and len(tokens) > req.truncate:
+            tokens = tokens[-req.truncate:]
+            prompt = self.backend.text(tokens)
+        check_length(len(tokens), req.params.max_new_tokens, self.limits)
+        return prompt, len(tokens)
+
+    async def _next(self, request, job: Job):
+        """The engine's next event; None if the client has gone."""
+        while True:
+            try:
+                item = await asyncio.wait_for(job.events.get(), DISCONNECT_POLL_S)
+            except asyncio.TimeoutError:
+                transport = request.transport
+                if transport is None or transport.is_closing():
+                    return None
+                continue
+            if isinstance(item, Exception):
+                raise item
+            return item
+
+    async def _stream(self, request, job: Job, input_tokens: int):
+        from aiohttp import web
+
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        text: list[str] = []
+        held: TextDelta | None = None  # each token is sent when the next event says whether it is the last
+        try:
+            while True:
+                try:
+                    event = await self._next(request, job)
+                except Exception as exc:
+                    job.outcome = "error"
+                    await response.write(_sse({"error": self._failure(exc), "error_type": "generation"}))
+                    return response
+                if event is None:
+                    return response
+                if isinstance(event, TextDelta):
+                    if held is not None:
+                        await response.write(_sse({"token": _token(held), "generated_text": None, "details": None}))
+                    held = event
+                    text.append(event.text)
+                    continue
+                job.outcome = "done"
+                last = self._final_token(event, held)
+                generated = "".join(text)
+                await response.write(_sse({
+                    "token": last,
+                    "generated_text": (job.request.inputs + generated) if job.request.return_full_text else generated,
+                    "details": {
+                        "finish_reason": _finish(event),
+                        "generated_tokens": event.completion_tokens,
+                        "seed": job.request.seed,
+                        "input_length": input_tokens,
+                    },
+                }))
+                return response
+        except (ConnectionResetError, ConnectionError):
+            return response
+
+    async def _whole(self, request, job: Job, compat: bool):
+        from aiohttp import web
+
+        deltas: list[TextDelta] = []
+        while True:
+            try:
+                event = await self._next(request, job)
+            except Exception as exc:
+                job.outcome = "error"
+                return tgi_error(424, self._failure(exc), "generation")
+            if event is None:
+                return web.Response(status=499)
+            if isinstance(event, TextDelta):
+                deltas.append(event)
+                continue
+            job.outcome = "done"
+            generated = "".join(d.text for d in deltas)
+            body: dict[str, Any] = {
+                "generated_text": (job.request.inputs + generated) if job.request.return_full_text else generated
+            }
+            if job.request.details:
+                tokens = [_token(d) for d in deltas]
+                if _finish(event) == "eos_token":
+                    tokens.append(self._eos_token())
+                body["details"] = {
+                    "finish_reason": _finish(event),
+                    "generated_tokens": event.completion_tokens,
+                    "seed": job.request.seed,
+                    "prefill": self._prefill(job) if job.request.decoder_input_details else [],
+                    "tokens": tokens,
+                    "top_tokens": None,
+                    "best_of_sequences": None,
+                }
+            return web.json_response([body] if compat else body)
+
+    def _final_token(self, done: Done, held: TextDelta | None) -> dict:
+        if _finish(done) == "eos_token" or held is None:
+            return self._eos_token()
+        return _token(held)
+
+    def _eos_token(self) -> dict:
+        return {"id": self.eos_id, "text": self.eos_text, "logprob": None, "special": True}
+
+    def _prefill(self, job: Job) -> list[dict]:
+        return [{"id": i, "text": t, "logprob": None} for i, t, _, _ in self.backend.token_pieces(job.prompt)]
+
+    def _failure(self, exc: Exception) -> str:
+        return exc.message if isinstance(exc, FalconchatError) else f"generation failed: {type(exc).__name__}"
+
+
+def _token(delta: TextDelta) -> dict:
+    return {"id": delta.token_id, "text": delta.text, "logprob": delta.logprob, "special": False}
+
+
+def _finish(done: Done) -> str:
+    if done.finish_reason == "length":
+        return "length"
+    return "stop_sequence" if done.stop_sequence else "eos_token"
+
+
+def _sse(payload: dict) -> bytes:
+    return b"data:" + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n"
+
+
+# ---- running it ------------------------------------------------------------------------------
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(server: TgiServer, host: str, port: int, *, ready=None) -> int:
+    """Run until SIGINT/SIGTERM; `ready(url)` is called once listening."""
+    return asyncio.run(_serve(server, host, port, ready))
+
+
+async def _serve(server: TgiServer, host: str, port: int, ready) -> int:
+    import signal
+
+    from aiohttp import web
+
+    runner = web.AppRunner(server.app(), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    bound = site._server.sockets[0].getsockname()
+    server.engine.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if ready:
+        ready(f"http://{host}:{bound[1]}" if ":" not in host else f"http://[{host}]:{bound[1]}")
+    try:
+        await stop.wait()
+    finally:
+        server.engine.stop()
+        await runner.cleanup()
+    return 0
