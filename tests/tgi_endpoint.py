@@ -238,7 +238,9 @@ def _handler_for(endpoint: TgiEndpoint) -> type[BaseHTTPRequestHandler]:
                 endpoint.disconnected.set()
                 self.close_connection = True
 
-        do_GET = do_POST
+        def do_GET(self) -> None:
+            # Like a proxied endpoint without /info: the client falls back to its default context.
+            Reply(self, endpoint).status(404, b'{"error":"not found"}', "application/json")
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet
             pass

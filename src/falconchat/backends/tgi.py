@@ -60,13 +60,25 @@ class TgiBackend:
         self.url = spec.endpoint
         self.shown_url = safe_url(spec.endpoint)
         self._session = None
+        self._context_length: int | None = spec.context_length
 
     def describe(self) -> str:
         return f"{self.name} ({self.shown_url}, tgi)"
 
     @property
     def context_length(self) -> int:
-        return self.spec.context_length or DEFAULT_CONTEXT
+        """As configured, else the endpoint's own `max_total_tokens` from GET /info, else 2048."""
+        if self._context_length is None:
+            self._context_length = self._advertised_context() or DEFAULT_CONTEXT
+        return self._context_length
+
+    def _advertised_context(self) -> int | None:
+        # An endpoint that cannot be reached fails here with the same error generate would give.
+        response = self._request("GET", self.url + "/info", headers=self._headers())
+        with closing(response):
+            payload = _json(response.raw.read(65536, decode_content=True)) if response.status_code == 200 else None
+        total = payload.get("max_total_tokens") if isinstance(payload, dict) else None
+        return total if isinstance(total, int) and total > 0 else None  # else: an older or proxied endpoint
 
     def count_tokens(self, text: str) -> int:
         # No tokenizer on this side: a conservative estimate (English runs ~4 characters a token).
@@ -106,18 +118,20 @@ class TgiBackend:
             headers["Authorization"] = f"{self.spec.auth_scheme} {self.spec.api_key}"
         return headers
 
-    def _post(self, body: dict):
+    def _http(self):
         import requests
 
         if self._session is None:
             self._session = requests.Session()
+        return self._session
+
+    def _request(self, method: str, url: str, **kwargs):
+        """One HTTP request; failing to connect or to hear back becomes our error."""
+        import requests
+
         try:
-            return self._session.post(
-                self.url,
-                json=body,
-                headers=self._headers(),
-                stream=True,
-                timeout=(min(self.spec.timeout, 30.0), self.spec.timeout),
+            return self._http().request(
+                method, url, stream=True, timeout=(min(self.spec.timeout, 30.0), self.spec.timeout), **kwargs
             )
         except requests.exceptions.ConnectTimeout:
             raise Timeout(f"{self.shown_url} did not accept a connection within {self.spec.timeout:g}s; is it up?") from None
@@ -131,7 +145,7 @@ class TgiBackend:
     def _open(self, body: dict):
         """POST, retrying answers that say "overloaded" with backoff and jitter."""
         for attempt in range(RETRIES + 1):
-            response = self._post(body)
+            response = self._request("POST", self.url, json=body, headers=self._headers())
             if response.status_code == 200 and _is_event_stream(response):
                 return response
             with closing(response):
