@@ -16,7 +16,7 @@ from falconchat.errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, FalconchatErro
 app = typer.Typer(
     name="falconchat",
     help="Chat with open LLMs in the terminal: the bundled model offline, or a text-generation-inference endpoint.",
-    add_completion=False,
+    add_completion=True,  # --install-completion for bash, zsh, fish
     invoke_without_command=True,
     no_args_is_help=False,
     pretty_exceptions_enable=False,
@@ -45,6 +45,7 @@ SHARED_OPTIONS: list[tuple[str, Any, Any]] = [
     ("debug", bool, typer.Option(False, "--debug", help="Show tracebacks.")),
     ("env_file", Optional[str], typer.Option(None, "--env-file", metavar="PATH", help="Read this .env file instead of ./.env and the user's.")),
     ("config", Optional[str], typer.Option(None, "--config", metavar="PATH", help="Config TOML file.")),
+    ("role", Optional[str], typer.Option(None, "--role", "-r", metavar="NAME", help="A [roles.NAME] from the config: its system message and settings.")),
 ]
 SHARED_NAMES = [name for name, _, _ in SHARED_OPTIONS]
 
@@ -105,9 +106,16 @@ def root(
 
 @app.command("chat")
 @with_shared_options
-def chat(ctx: typer.Context, *, shared: dict[str, Any]) -> None:
+def chat(
+    ctx: typer.Context,
+    session: Optional[str] = typer.Option(None, "--session", metavar="NAME", help="Open or create a named session, saved after every exchange."),
+    resume: bool = typer.Option(False, "--resume", help="Open the most recently saved session."),
+    no_history: bool = typer.Option(False, "--no-history", help="Do not read or write the input history file."),
+    *,
+    shared: dict[str, Any],
+) -> None:
     """Open the interactive chat (the default)."""
-    ctx.exit(chat_session(merged_flags(ctx, shared)))
+    ctx.exit(chat_session(merged_flags(ctx, shared), session=session, resume=resume, no_history=no_history))
 
 
 @app.command("ask")
@@ -164,19 +172,48 @@ def serve(
 # ---- the commands' work ---------------------------------------------------------------
 
 
-def chat_session(flags: dict[str, Any]) -> int:
+def chat_session(flags: dict[str, Any], *, session: Optional[str] = None, resume: bool = False,
+                 no_history: bool = False) -> int:
+    from falconchat import sessions
     from falconchat.backends import open_backend
+    from falconchat.config import user_data_dir
+    from falconchat.config_values import SAMPLING_KEYS
     from falconchat.conversation import Conversation
-    from falconchat.repl import Repl
+    from falconchat.repl import Repl, ReplOptions
 
     settings = load(flags)
+    data_dir = user_data_dir()
+    sessions_dir = data_dir / "sessions"
+    if resume:
+        session = sessions.last_session(sessions_dir)
+        if session is None:
+            raise UsageError("no saved session to resume; start one with --session NAME")
+    conversation, params = Conversation(system=settings.system), settings.sampling
+    if session:
+        path = sessions.session_path(sessions_dir, session)
+        if path.exists():  # a refused file stops here, before anything is changed or written
+            kept = sessions.load(path)
+            conversation = kept.conversation
+            # What the command line says now beats what the session remembers.
+            given = {key: getattr(settings.sampling, key) for key in SAMPLING_KEYS if flags.get(key) is not None}
+            params = kept.params.with_changes(**given)
+            if flags.get("system") is not None:
+                conversation.system = settings.system
     backend = open_backend(settings.model)
     try:
         if hasattr(backend, "load"):
             backend.load()  # a missing or broken model file fails now, not at the first message
-        repl = Repl(backend, Conversation(system=settings.system), settings.sampling,
-                    plain=settings.plain, verbose=settings.verbose)
-        return repl.run()
+        options = ReplOptions(
+            plain=settings.plain,
+            verbose=settings.verbose,
+            data_dir=None if (no_history or settings.no_history) else data_dir,
+            sessions_dir=sessions_dir,
+            session=session,
+            models=settings.models,
+            roles=settings.roles,
+            open_backend=open_backend,
+        )
+        return Repl(backend, conversation, params, options).run()
     finally:
         backend.close()
 

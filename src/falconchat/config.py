@@ -7,21 +7,20 @@ names the setting, where it came from and what is allowed.
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from falconchat.config_values import DEFAULT_MAX_INPUT_BYTES, DEFAULT_TIMEOUT_S, SAMPLING_KEYS, SETTINGS, parse
 from falconchat.errors import ConfigError, UsageError
 from falconchat.types import SamplingParams
 
+__all__ = ["ModelSpec", "Settings", "load_settings", "parse", "SETTINGS", "user_config_dir"]
+
 BUNDLED_MODEL = "smollm2"
-DEFAULT_TIMEOUT_S = 120.0  # the classic tutorial's
-DEFAULT_MAX_INPUT_BYTES = 8 * 1024 * 1024
 
 # Precedence levels: lower wins.
 FLAG, ENV, DOTENV, TOML, DEFAULT = range(5)
@@ -51,105 +50,19 @@ class Settings:
     max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES
     models: Mapping[str, ModelSpec] = field(default_factory=dict)
     serve_api_key: str | None = field(default=None, repr=False)
+    no_history: bool = False
+    roles: Mapping[str, "Role"] = field(default_factory=dict)
+    role: str | None = None
 
 
-# ---- value parsers: raw (str from flags/env, or a TOML value) -> typed ------------------
+@dataclass(frozen=True)
+class Role:
+    """A named system prompt, with optional sampling defaults, from `[roles.NAME]`."""
 
+    name: str
+    system: str | None = None
+    sampling: Mapping[str, Any] = field(default_factory=dict)
 
-def _number(raw: Any, kind: type, check: Callable[[Any], bool], allowed: str):
-    def fail():
-        return ValueError(allowed)
-
-    if isinstance(raw, bool) or (kind is int and isinstance(raw, float) and not raw.is_integer()):
-        raise fail()
-    try:
-        value = kind(raw) if not isinstance(raw, str) else kind(raw.strip())
-    except (TypeError, ValueError):
-        raise fail() from None
-    if isinstance(value, float) and not math.isfinite(value):
-        raise fail()
-    if not check(value):
-        raise fail()
-    return value
-
-
-def _float(check, allowed):
-    return lambda raw: _number(raw, float, check, allowed)
-
-
-def _int(check, allowed):
-    return lambda raw: _number(raw, int, check, allowed)
-
-
-def _bool(raw: Any) -> bool:
-    if isinstance(raw, bool):
-        return raw
-    text = str(raw).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError("true or false")
-
-
-def _text(raw: Any) -> str:
-    if not isinstance(raw, str):
-        raise ValueError("text")
-    return raw
-
-
-def _stops(raw: Any) -> tuple[str, ...]:
-    """A list (flags, TOML), a JSON array, or one sequence (environment)."""
-    if isinstance(raw, str) and raw.lstrip().startswith("["):
-        try:
-            raw = json.loads(raw)
-        except json.JSONDecodeError:
-            pass  # not JSON: one stop sequence that starts with "[", such as "[/INST]"
-    if isinstance(raw, str):
-        raw = [raw]
-    if not isinstance(raw, (list, tuple)) or not all(isinstance(s, str) and s for s in raw):
-        raise ValueError("non-empty strings")
-    return tuple(raw)
-
-
-def _url(raw: Any) -> str:
-    text = _text(raw).strip()
-    if not text.startswith(("http://", "https://")) or len(text) < 10:
-        raise ValueError("an http:// or https:// URL")
-    return text.rstrip("/")
-
-
-def _auth_scheme(raw: Any) -> str:
-    text = _text(raw).strip()
-    if not text or " " in text:
-        raise ValueError("one word, such as Bearer or Basic")
-    return text
-
-
-# name -> (environment variables, parser, default)
-SETTINGS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any], Any]] = {
-    "model": (("FALCONCHAT_MODEL",), _text, None),
-    "endpoint": (("FALCONCHAT_ENDPOINT", "HF_API_FALCOM_BASE"), _url, None),
-    "api_key": (("FALCONCHAT_API_KEY", "HF_API_KEY"), _text, None),
-    "auth_scheme": (("FALCONCHAT_AUTH_SCHEME",), _auth_scheme, "Bearer"),
-    "model_path": (("FALCONCHAT_MODEL_PATH",), _text, None),
-    "context_length": (("FALCONCHAT_CONTEXT_LENGTH",), _int(lambda v: v >= 256, "an integer ≥ 256"), None),
-    "threads": (("FALCONCHAT_THREADS",), _int(lambda v: 1 <= v <= 512, "an integer ≥ 1"), None),
-    "system": (("FALCONCHAT_SYSTEM",), _text, ""),
-    "temperature": (("FALCONCHAT_TEMPERATURE",), _float(lambda v: 0 <= v <= 100, "a number from 0 (greedy) to 100"), 0.7),
-    "max_new_tokens": (("FALCONCHAT_MAX_NEW_TOKENS",), _int(lambda v: 1 <= v <= 1_000_000, "an integer ≥ 1"), 512),
-    "top_p": (("FALCONCHAT_TOP_P",), _float(lambda v: 0 < v <= 1, "a number in (0, 1]"), 0.95),
-    "top_k": (("FALCONCHAT_TOP_K",), _int(lambda v: v >= 0, "an integer ≥ 0 (0 turns it off)"), 50),
-    "repetition_penalty": (("FALCONCHAT_REPETITION_PENALTY",), _float(lambda v: 0 < v <= 10, "a number in (0, 10]"), 1.0),
-    "seed": (("FALCONCHAT_SEED",), _int(lambda v: 0 <= v < 2**32, "an integer from 0 to 2^32-1"), None),
-    "stop": (("FALCONCHAT_STOP",), _stops, ()),
-    "timeout": (("FALCONCHAT_TIMEOUT",), _float(lambda v: 0 < v <= 86400, "a number of seconds > 0"), DEFAULT_TIMEOUT_S),
-    "plain": (("FALCONCHAT_PLAIN",), _bool, False),
-    "verbose": (("FALCONCHAT_VERBOSE",), _bool, False),
-    "debug": (("FALCONCHAT_DEBUG",), _bool, False),
-    "serve_api_key": (("FALCONCHAT_SERVE_API_KEY",), _text, None),
-    "max_input_bytes": (("FALCONCHAT_MAX_INPUT_BYTES",), _int(lambda v: v >= 1, "an integer ≥ 1"), DEFAULT_MAX_INPUT_BYTES),
-}
 
 MODEL_FIELDS = {
     "backend", "endpoint", "url", "model_path", "context_length", "threads",
@@ -159,6 +72,13 @@ MODEL_FIELDS = {
 
 def user_config_dir() -> Path:
     from platformdirs import user_config_dir as _dir
+
+    return Path(_dir("falconchat", appauthor=False))
+
+
+def user_data_dir() -> Path:
+    """Input history and saved sessions live here."""
+    from platformdirs import user_data_dir as _dir
 
     return Path(_dir("falconchat", appauthor=False))
 
@@ -198,15 +118,6 @@ class Sources:
 
     def variable(self, var: str) -> str | None:
         return self.environ.get(var) or self.dotenv.get(var) or None
-
-
-def parse(name: str, raw: Any, origin: str) -> Any:
-    parser = SETTINGS[name][1]
-    try:
-        return parser(raw)
-    except ValueError as allowed:
-        shown = raw if not isinstance(raw, str) or len(raw) <= 40 else raw[:40] + "…"
-        raise ConfigError(f"invalid {name.replace('_', '-')} {shown!r} (from {origin}): expected {allowed}") from None
 
 
 def read_dotenv(env_file: str | None, cwd: Path) -> dict[str, str]:
@@ -366,11 +277,14 @@ def load_settings(
     dotenv = read_dotenv(env_file, cwd)
     config_path = flags.get("config") or environ.get("FALCONCHAT_CONFIG") or dotenv.get("FALCONCHAT_CONFIG")
     src = Sources(flags=flags, environ=environ, dotenv=dotenv, toml=read_toml(config_path))
-    unknown = set(src.toml) - set(SETTINGS) - {"models"}
+    unknown = set(src.toml) - set(SETTINGS) - {"models", "roles"}
     if unknown:
         raise ConfigError(f"unknown setting {sorted(unknown)[0]!r} in the config file")
 
     values = {name: src.value(name) for name in SETTINGS}
+    roles = named_roles(src)
+    if values["role"] is not None:
+        apply_role(values, src, roles, values["role"])
     models = named_models(src, values)
     model = choose_model(src, models, values)
     # Flags and the environment beat a [models.NAME] entry's own fields.
@@ -399,4 +313,36 @@ def load_settings(
         max_input_bytes=values["max_input_bytes"],
         models=models,
         serve_api_key=values["serve_api_key"],
+        no_history=values["no_history"],
+        roles=roles,
+        role=values["role"],
     )
+
+
+def named_roles(src: Sources) -> dict[str, Role]:
+    table = src.toml.get("roles", {})
+    if not isinstance(table, dict):
+        raise ConfigError("'roles' in the config file must be a table of [roles.NAME] entries")
+    roles = {}
+    for name, entry in table.items():
+        where = f"[roles.{name}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where} in the config file must be a table")
+        unknown = set(entry) - {"system", *SAMPLING_KEYS}
+        if unknown:
+            raise ConfigError(f"{where}: unknown field {sorted(unknown)[0]!r}; allowed: system, {', '.join(SAMPLING_KEYS)}")
+        system = parse("system", entry["system"], f"{where} system") if "system" in entry else None
+        sampling = {key: parse(key, entry[key], f"{where} {key}") for key in SAMPLING_KEYS if key in entry}
+        roles[name] = Role(name=name, system=system, sampling=sampling)
+    return roles
+
+
+def apply_role(values: dict[str, Any], src: Sources, roles: Mapping[str, Role], name: str) -> None:
+    """A role's values beat the config file and defaults, never a flag or the environment."""
+    if name not in roles:
+        known = ", ".join(sorted(roles)) or "none are configured"
+        raise ConfigError(f"unknown role {name!r}; known: {known}")
+    role = roles[name]
+    for key, value in (("system", role.system), *role.sampling.items()):
+        if value is not None and src.lookup(key)[1] >= TOML:
+            values[key] = value

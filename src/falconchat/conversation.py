@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from falconchat.prompt import FittedPrompt, fit_prompt
+from falconchat.prompt import FittedPrompt, fit_continuation, fit_prompt
 from falconchat.types import Done, Event, TextDelta, Turn
 
 
@@ -20,11 +20,24 @@ class Conversation:
     def undo(self) -> Turn | None:
         return self.turns.pop() if self.turns else None
 
+    @property
+    def last(self) -> Turn | None:
+        return self.turns[-1] if self.turns else None
+
     def prompt_for(self, message: str, count_tokens: Callable[[str], int], budget: int) -> FittedPrompt:
         """The Falcon-style prompt for `message`, oldest turns left out to fit `budget`."""
         return fit_prompt(self.system, self.turns, message, count_tokens, budget)
 
-    def record(self, message: str, events: Iterator[Event]) -> Iterator[Event]:
+    def prompt_to_continue(self, count_tokens: Callable[[str], int], budget: int) -> FittedPrompt:
+        """The prompt that has the model go on with the last reply where it stopped."""
+        return fit_continuation(self.system, self.turns, count_tokens, budget)
+
+    def record_continuation(self, events: Iterator[Event]) -> Iterator[Event]:
+        """Like `record`, appending to the last turn's reply (which is untouched until the stream starts)."""
+        turn = self.turns.pop()
+        yield from self.record(turn.user, events, reply_so_far=turn.assistant)
+
+    def record(self, message: str, events: Iterator[Event], *, reply_so_far: str = "") -> Iterator[Event]:
         """Pass `events` through and keep the exchange, however it ends.
 
         A reply cut by Ctrl-C (the stream closed, or KeyboardInterrupt raised
@@ -33,7 +46,7 @@ class Conversation:
         """
         turn = Turn(user=message, status="cut")
         self.turns.append(turn)
-        parts: list[str] = []
+        parts: list[str] = [reply_so_far]
         try:
             for event in events:
                 if isinstance(event, TextDelta):

@@ -12,7 +12,7 @@ from dataclasses import replace
 from falconchat.backends.base import Backend
 from falconchat.conversation import Conversation
 from falconchat.errors import InputError
-from falconchat.prompt import PromptTooLong
+from falconchat.prompt import FittedPrompt, PromptTooLong
 from falconchat.types import Done, SamplingParams, TextDelta
 
 
@@ -29,6 +29,19 @@ def answer(
     Ctrl-C (KeyboardInterrupt) and errors propagate after the writer has shown
     what arrived and the conversation has kept it.
     """
+    fitted = _fit(lambda budget: conversation.prompt_for(message, backend.count_tokens, budget), backend, params, notice)
+    return _run(conversation.record(message, backend.stream(fitted.text, params)), fitted, writer)
+
+
+def continue_answer(conversation: Conversation, backend: Backend, params: SamplingParams, writer,
+                    notice: Callable[[str], None]) -> Done:
+    """Have the model go on with the last reply, appending to it."""
+    fitted = _fit(lambda budget: conversation.prompt_to_continue(backend.count_tokens, budget), backend, params, notice)
+    return _run(conversation.record_continuation(backend.stream(fitted.text, params)), fitted, writer)
+
+
+def _fit(make_prompt: Callable[[int], FittedPrompt], backend: Backend, params: SamplingParams,
+         notice: Callable[[str], None]) -> FittedPrompt:
     context = backend.context_length
     budget = context - params.max_new_tokens
     if budget < 16:
@@ -37,7 +50,7 @@ def answer(
             f"context of {context} tokens; lower --max-new-tokens"
         )
     try:
-        fitted = conversation.prompt_for(message, backend.count_tokens, budget)
+        fitted = make_prompt(budget)
     except PromptTooLong as exc:
         raise InputError(
             f"the message needs {exc.needed} tokens but only {exc.budget} fit "
@@ -46,8 +59,10 @@ def answer(
     if fitted.dropped_turns:
         turns = "turn" if fitted.dropped_turns == 1 else "turns"
         notice(f"left out the {fitted.dropped_turns} oldest {turns} to fit the model's context")
+    return fitted
 
-    events = conversation.record(message, backend.stream(fitted.text, params))
+
+def _run(events, fitted: FittedPrompt, writer) -> Done:
     done = Done("cancelled")
     with closing(events), writer:
         for event in events:

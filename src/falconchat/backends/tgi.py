@@ -26,7 +26,7 @@ from falconchat.errors import (
     Timeout,
     Unreachable,
 )
-from falconchat.prompt import clean_reply, stop_sequences
+from falconchat.prompt import clean_reply, starts_reply, stop_sequences
 from falconchat.types import Done, SamplingParams, TextDelta, TokenStream
 
 DEFAULT_CONTEXT = 2048
@@ -86,7 +86,7 @@ class TgiBackend:
 
     def stream(self, prompt: str, params: SamplingParams) -> TokenStream:
         stops = stop_sequences(params.stop)
-        return clean_reply(self._generate(prompt, params, stops), stops)
+        return clean_reply(self._generate(prompt, params, stops), stops, drop_leading_space=starts_reply(prompt))
 
     def close(self) -> None:
         if self._session is not None:

@@ -1,0 +1,303 @@
+"""The REPL's slash commands. Each handler returns False to leave the chat."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import fields
+from typing import TYPE_CHECKING
+
+from falconchat.config_values import parse
+from falconchat.errors import FalconchatError
+from falconchat.render import sanitize
+from falconchat.types import SamplingParams
+
+if TYPE_CHECKING:
+    from falconchat.repl import Repl
+
+SETTABLE = ("temperature", "max_new_tokens", "top_p", "top_k", "repetition_penalty", "seed")
+ALIASES = {"temp": "temperature", "max_tokens": "max_new_tokens"}
+CLIPBOARD_TOOLS = (["pbcopy"], ["wl-copy"], ["xclip", "-selection", "clipboard"], ["xsel", "--clipboard", "--input"])
+
+HELP = [
+    ("/help", "", "this list"),
+    ("/system", "[TEXT]", "set the system message (no TEXT: show it)"),
+    ("/temp", "VALUE", "set the temperature (0 = greedy)"),
+    ("/set", "PARAM VALUE", "set " + ", ".join(SETTABLE)),
+    ("/show", "", "the current model, settings and session"),
+    ("/model", "NAME", "switch model; the conversation goes with it"),
+    ("/role", "NAME", "use a role's system message and settings (/roles lists them)"),
+    ("/retry", "", "replace the last reply with a new one"),
+    ("/continue", "", "go on with a reply that was cut or hit the length limit"),
+    ("/undo", "", "drop the last exchange"),
+    ("/history", "", "show the conversation"),
+    ("/copy", "", "copy the last reply (or print it plain to select)"),
+    ("/edit", "[TEXT]", "write the message in $EDITOR, then send it"),
+    ("/save", "[NAME]", "save the conversation as a session"),
+    ("/load", "NAME", "load a saved session"),
+    ("/export", "FILE.md", "write the conversation as Markdown"),
+    ("/stats", "on|off", "token counts and speed after each reply"),
+    ("/clear", "", "forget the conversation"),
+    ("/exit", "", "leave (also /bye, Ctrl-D)"),
+]
+KEYS = ('Keys: Enter sends · Alt+Enter (Esc Enter) adds a line · """ starts a multi-line block, """ ends it · '
+        "Ctrl-X Ctrl-E edits in $EDITOR · Up/Ctrl-R search history · Tab completes · "
+        "Ctrl-C stops a reply or clears the line · Ctrl-D leaves")
+
+
+class Commands:
+    def __init__(self, repl: "Repl"):
+        self.repl = repl
+        self.table = {
+            "/help": self.help, "/system": self.system, "/temp": lambda a: self.set("temperature " + a),
+            "/set": self.set, "/show": self.show, "/model": self.model, "/role": self.role, "/roles": self.roles,
+            "/retry": self.retry, "/continue": self.continue_, "/undo": self.undo, "/history": self.history,
+            "/copy": self.copy, "/edit": self.edit, "/save": self.save, "/load": self.load,
+            "/export": self.export, "/stats": self.stats, "/clear": self.clear,
+            "/exit": lambda a: False, "/bye": lambda a: False,
+        }
+
+    def run(self, text: str) -> bool:
+        name, _, arg = text.partition(" ")
+        handler = self.table.get(name.lower())
+        if handler is None:
+            self.repl.notice(f"unknown command {name}; /help lists them")
+            return True
+        try:
+            return handler(arg.strip()) is not False
+        except FalconchatError as exc:
+            self.repl.error(exc.message)
+        except OSError as exc:
+            self.repl.error(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
+        return True
+
+    def completer(self):
+        from falconchat import sessions
+        from falconchat.repl_input import SlashCompleter
+
+        options = self.repl.options
+
+        def session_names():
+            return sessions.session_names(options.sessions_dir) if options.sessions_dir else []
+
+        return SlashCompleter(
+            self.table,
+            {"/model": lambda: sorted(options.models), "/role": lambda: sorted(options.roles),
+             "/set": lambda: SETTABLE, "/load": session_names, "/save": session_names,
+             "/stats": lambda: ("on", "off")},
+            path_commands=("/load", "/save", "/export"),
+        )
+
+    # ---- settings --------------------------------------------------------------------
+
+    def help(self, arg: str) -> None:
+        width = max(len(f"{n} {a}") for n, a, _ in HELP)
+        lines = [f"  {f'{n} {a}'.ljust(width)}  {text}" for n, a, text in HELP]
+        self.repl.err.print("Commands:\n" + "\n".join(lines) + "\n" + KEYS)
+
+    def system(self, arg: str) -> None:
+        if arg:
+            self.repl.conversation.system = arg
+            self.repl.notice("system message set")
+        else:
+            self.repl.notice(f"system message: {self.repl.conversation.system or '(none)'}")
+
+    def set(self, arg: str) -> None:
+        name, _, value = arg.partition(" ")
+        name = name.replace("-", "_").lower()
+        name = ALIASES.get(name, name)
+        if name not in SETTABLE or not value.strip():
+            self.repl.notice("usage: /set PARAM VALUE, where PARAM is one of " + ", ".join(SETTABLE))
+            return
+        typed = parse(name, value.strip(), "/set")
+        self.repl.params = self.repl.params.with_changes(**{name: typed})
+        self.repl.notice(f"{name} = {typed}")
+
+    def show(self, arg: str) -> None:
+        repl, p = self.repl, self.repl.params
+        values = "\n".join(f"  {f.name} = {getattr(p, f.name)!r}" for f in fields(SamplingParams))
+        session = repl.options.session or "(none: in memory only)"
+        history = "on" if repl.options.data_dir else "off"
+        self.repl.err.print(sanitize(
+            f"model: {repl.backend.describe()}\nsystem: {repl.conversation.system or '(none)'}\n{values}\n"
+            f"session: {session} · input history: {history} · stats: {'on' if repl.options.verbose else 'off'}"
+        ))
+
+    def model(self, arg: str) -> None:
+        options = self.repl.options
+        if not arg:
+            self.repl.notice(f"model: {self.repl.backend.describe()}; known: {', '.join(sorted(options.models))}")
+            return
+        if arg not in options.models or options.open_backend is None:
+            self.repl.notice(f"unknown model {arg!r}; known: {', '.join(sorted(options.models))}")
+            return
+        backend = options.open_backend(options.models[arg])
+        try:
+            if hasattr(backend, "load"):
+                backend.load()  # fail here, keeping the current model, rather than at the next message
+        except FalconchatError:
+            backend.close()
+            raise
+        self.repl.backend.close()
+        self.repl.backend = backend
+        self.repl.notice(f"now talking to {backend.describe()}; the conversation goes with it")
+
+    def role(self, arg: str) -> None:
+        roles = self.repl.options.roles
+        if arg not in roles:
+            self.roles("")
+            return
+        role = roles[arg]
+        if role.system is not None:
+            self.repl.conversation.system = role.system
+        if role.sampling:
+            self.repl.params = self.repl.params.with_changes(**role.sampling)
+        self.repl.notice(f"role {arg}: system message and settings applied")
+
+    def roles(self, arg: str) -> None:
+        roles = self.repl.options.roles
+        if not roles:
+            self.repl.notice("no roles: add [roles.NAME] with system = \"…\" to the config file")
+            return
+        for name, role in sorted(roles.items()):
+            self.repl.notice(f"{name}: {role.system or '(no system message)'}")
+
+    def stats(self, arg: str) -> None:
+        if arg in ("on", "off"):
+            self.repl.options.verbose = arg == "on"
+        self.repl.notice(f"stats {'on' if self.repl.options.verbose else 'off'}")
+
+    # ---- the conversation ------------------------------------------------------------
+
+    def retry(self, arg: str) -> None:
+        conversation = self.repl.conversation
+        if not conversation.turns:
+            self.repl.notice("nothing to retry yet")
+            return
+        old = conversation.undo()
+        self.repl.reply(old.user)
+        if conversation.last is None or conversation.last.user != old.user:  # it never started: keep the old reply
+            conversation.turns.append(old)
+
+    def continue_(self, arg: str) -> None:
+        last = self.repl.conversation.last
+        if last is None:
+            self.repl.notice("nothing to continue yet")
+        elif last.status == "complete" and not self._hit_length():
+            self.repl.notice("the last reply is complete; /retry asks again")
+        else:
+            self.repl.continue_reply()
+
+    def _hit_length(self) -> bool:
+        return self.repl.last_finish == "length"
+
+    def undo(self, arg: str) -> None:
+        turn = self.repl.conversation.undo()
+        self.repl.notice("dropped the last exchange" if turn else "nothing to undo")
+
+    def history(self, arg: str) -> None:
+        from rich.text import Text
+
+        conversation = self.repl.conversation
+        console = self.repl.err
+        if conversation.system:
+            console.print(Text("System: ", style="bold") + Text(sanitize(conversation.system)))
+        for turn in conversation.turns:
+            note = {"cut": " (cut)", "error": " (incomplete)"}.get(turn.status, "")
+            console.print(Text("You: ", style="bold cyan") + Text(sanitize(turn.user)))
+            console.print(Text(f"{self.repl.backend.name}{note}: ", style="bold green") + Text(sanitize(turn.assistant)))
+        if not conversation.turns:
+            self.repl.notice("(no exchanges yet)")
+
+    def copy(self, arg: str) -> None:
+        last = self.repl.conversation.last
+        if last is None or not last.assistant:
+            self.repl.notice("no reply to copy yet")
+            return
+        for tool in CLIPBOARD_TOOLS:
+            if shutil.which(tool[0]):
+                try:
+                    subprocess.run(tool, input=last.assistant.encode(), check=True, timeout=5,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    self.repl.notice(f"copied the last reply ({len(last.assistant)} characters) with {tool[0]}")
+                    return
+                except (OSError, subprocess.SubprocessError):
+                    continue
+        self.repl.notice("no clipboard here; the last reply, plain, to select:")
+        self.repl.out.write(sanitize(last.assistant) + "\n")
+        self.repl.out.flush()
+
+    def edit(self, arg: str) -> None:
+        editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+        with tempfile.NamedTemporaryFile("w+", suffix=".md", delete=False, encoding="utf-8") as fh:
+            fh.write(arg)
+            path = fh.name
+        try:
+            import shlex
+
+            if subprocess.call([*shlex.split(editor), path]) != 0:
+                self.repl.notice("the editor failed; nothing sent")
+                return
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                text = fh.read().strip()
+        finally:
+            os.unlink(path)
+        if text:
+            self.repl.reply(text)
+        else:
+            self.repl.notice("empty message; nothing sent")
+
+    def clear(self, arg: str) -> None:
+        self.repl.conversation.clear()
+        self.repl.notice("conversation cleared")
+
+    # ---- sessions --------------------------------------------------------------------
+
+    def _path(self, name: str):
+        from falconchat import sessions
+
+        directory = self.repl.options.sessions_dir
+        if directory is None:
+            raise FalconchatError("sessions are off (no data directory)")
+        return sessions.session_path(directory, name)
+
+    def save(self, arg: str) -> None:
+        from falconchat import sessions
+
+        name = arg or self.repl.options.session
+        if not name:
+            self.repl.notice("usage: /save NAME")
+            return
+        path = self._path(name)
+        if path.parent == self.repl.options.sessions_dir:
+            sessions.private_dir(path.parent)
+        sessions.save(path, sessions.Session(self.repl.conversation, self.repl.backend.name, self.repl.params))
+        self.repl.saved_turns = len(self.repl.conversation.turns)
+        self.repl.notice(f"saved to {path}")
+
+    def load(self, arg: str) -> None:
+        from falconchat import sessions
+
+        if not arg:
+            self.repl.notice("usage: /load NAME")
+            return
+        session = sessions.load(self._path(arg))  # refused files raise before anything changes
+        self.repl.conversation.system = session.conversation.system
+        self.repl.conversation.turns[:] = session.conversation.turns
+        self.repl.params = session.params
+        self.repl.saved_turns = len(session.conversation.turns)
+        self.repl.notice(f"loaded {arg}: {len(session.conversation.turns)} exchanges")
+
+    def export(self, arg: str) -> None:
+        from pathlib import Path
+
+        from falconchat import sessions
+
+        if not arg:
+            self.repl.notice("usage: /export FILE.md")
+            return
+        path = Path(arg).expanduser()
+        sessions.export_markdown(path, self.repl.conversation, self.repl.backend.name)
+        self.repl.notice(f"exported to {path}")

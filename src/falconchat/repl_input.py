@@ -1,0 +1,116 @@
+"""What the REPL reads with: prompt-toolkit's session, keys, persistent history, completion.
+
+Enter sends; Alt+Enter (Esc, Enter) adds a line; a message that starts with
+\"\"\" goes on until a line ends with \"\"\"; a bracketed paste arrives whole, as
+one message. Ctrl-X Ctrl-E edits the message in $EDITOR.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from prompt_toolkit.completion import Completer, Completion, PathCompleter
+from prompt_toolkit.history import FileHistory, History, InMemoryHistory
+from prompt_toolkit.key_binding import KeyBindings
+
+FENCE = '"""'
+HISTORY_MAX_ENTRIES = 2000
+HISTORY_MAX_BYTES = 1024 * 1024
+
+
+class PrivateFileHistory(FileHistory):
+    """Input history across sessions: 0600 file in a 0700 directory, bounded in size;
+    a line that starts with a space is not written (as in shells)."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(path.parent, 0o700)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+        os.chmod(path, 0o600)
+        super().__init__(str(path))
+        if path.stat().st_size > HISTORY_MAX_BYTES:
+            self._compact(path)
+
+    def store_string(self, string: str) -> None:
+        if not string.startswith(" "):
+            super().store_string(string)
+
+    def load_history_strings(self) -> Iterable[str]:
+        for count, line in enumerate(super().load_history_strings()):
+            if count >= HISTORY_MAX_ENTRIES:
+                return
+            yield line
+
+    def _compact(self, path: Path) -> None:
+        """Keep the newest entries: rewrite the file in FileHistory's own format."""
+        newest = list(self.load_history_strings())[: HISTORY_MAX_ENTRIES // 2]
+        temporary = path.with_name(path.name + ".tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            for entry in reversed(newest):
+                fh.write(b"\n# \n" + "".join(f"+{line}\n" for line in entry.split("\n")).encode("utf-8"))
+        os.replace(temporary, path)
+
+
+def make_history(data_dir: Path | None) -> History:
+    return InMemoryHistory() if data_dir is None else PrivateFileHistory(data_dir / "history")
+
+
+def message_text(raw: str) -> str:
+    """A \"\"\" block without its fences."""
+    text = raw.strip()
+    if text.startswith(FENCE) and text.endswith(FENCE) and len(text) >= 2 * len(FENCE):
+        return text[len(FENCE):-len(FENCE)].strip("\n")
+    return raw
+
+
+def key_bindings() -> KeyBindings:
+    bindings = KeyBindings()
+
+    @bindings.add("enter")
+    def _send_or_continue_block(event) -> None:
+        buffer = event.current_buffer
+        text = buffer.text.strip()
+        open_block = text.startswith(FENCE) and (len(text) < 2 * len(FENCE) or not text.endswith(FENCE))
+        if open_block and buffer.document.is_cursor_at_the_end:
+            buffer.insert_text("\n")
+        else:
+            buffer.validate_and_handle()
+
+    @bindings.add("escape", "enter")
+    def _new_line(event) -> None:
+        event.current_buffer.insert_text("\n")
+
+    return bindings
+
+
+class SlashCompleter(Completer):
+    """Tab completes commands, then their arguments: model, role and parameter names,
+    session names and file paths."""
+
+    def __init__(self, commands: Iterable[str], arguments: dict[str, Callable[[], Iterable[str]]],
+                 path_commands: Iterable[str]):
+        self.commands = sorted(commands)
+        self.arguments = arguments
+        self.path_commands = set(path_commands)
+        self.paths = PathCompleter(expanduser=True)
+
+    def get_completions(self, document, complete_event):
+        text = document.text_before_cursor
+        if not text.startswith("/") or "\n" in text:
+            return
+        command, space, argument = text.partition(" ")
+        if not space:
+            for name in self.commands:
+                if name.startswith(command):
+                    yield Completion(name, start_position=-len(command))
+            return
+        for choice in self.arguments.get(command, lambda: ())():
+            if choice.startswith(argument):
+                yield Completion(choice, start_position=-len(argument))
+        if command in self.path_commands and argument:
+            from prompt_toolkit.document import Document
+
+            yield from self.paths.get_completions(Document(argument), complete_event)

@@ -1,0 +1,143 @@
+"""Keeping a conversation: session files (JSON) and Markdown export.
+
+Files are written whole (a temporary file renamed into place) with mode 0600
+in a 0700 directory. They hold the conversation, the model's name and the
+sampling values — never an API key. A file that is not a falconchat session
+is refused and nothing else changes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from falconchat.conversation import Conversation
+from falconchat.errors import InputError
+from falconchat.types import SamplingParams, Turn
+
+FORMAT = "falconchat-session"
+VERSION = 1
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+MAX_SESSION_BYTES = 64 * 1024 * 1024
+STATUSES = ("complete", "cut", "error")
+
+
+@dataclass
+class Session:
+    conversation: Conversation
+    model: str
+    params: SamplingParams
+
+
+def session_path(directory: Path, name_or_path: str) -> Path:
+    """A bare NAME lives in the sessions directory; anything with a slash or `.json` is a path."""
+    if "/" in name_or_path or name_or_path.endswith(".json"):
+        return Path(name_or_path).expanduser()
+    if not NAME.match(name_or_path):
+        raise InputError(f"bad session name {name_or_path!r}: use letters, digits, '.', '_' and '-'")
+    return directory / f"{name_or_path}.json"
+
+
+def session_names(directory: Path) -> list[str]:
+    if not directory.is_dir():
+        return []
+    return sorted(p.stem for p in directory.glob("*.json"))
+
+
+def last_session(directory: Path) -> str | None:
+    """The most recently written session's name."""
+    files = list(directory.glob("*.json")) if directory.is_dir() else []
+    return max(files, key=lambda p: p.stat().st_mtime).stem if files else None
+
+
+def save(path: Path, session: Session) -> None:
+    conv = session.conversation
+    document = {
+        "format": FORMAT,
+        "version": VERSION,
+        "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "model": session.model,
+        "system": conv.system,
+        "params": {**asdict(session.params), "stop": list(session.params.stop)},
+        "turns": [asdict(t) for t in conv.turns],
+    }
+    write_private(path, json.dumps(document, ensure_ascii=False, indent=1) + "\n")
+
+
+def load(path: Path) -> Session:
+    try:
+        if path.stat().st_size > MAX_SESSION_BYTES:
+            raise InputError(f"{path} is too large to be a session file")
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"no session file {path}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"{path} is not a falconchat session file ({type(exc).__name__})") from None
+    try:
+        return _from_document(document)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{path} is not a falconchat session file ({exc})") from None
+
+
+def _from_document(doc) -> Session:
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise ValueError("no falconchat format mark")
+    if doc.get("version") != VERSION:
+        raise ValueError(f"unsupported version {doc.get('version')!r}")
+    system, model, turns = doc["system"], doc["model"], doc["turns"]
+    if not isinstance(system, str) or not isinstance(model, str) or not isinstance(turns, list):
+        raise TypeError("system, model and turns have the wrong types")
+    loaded = []
+    for turn in turns:
+        if not (isinstance(turn, dict) and isinstance(turn.get("user"), str) and isinstance(turn.get("assistant"), str)
+                and turn.get("status") in STATUSES):
+            raise ValueError("a turn is malformed")
+        loaded.append(Turn(user=turn["user"], assistant=turn["assistant"], status=turn["status"]))
+    return Session(Conversation(system=system, turns=loaded), model, _params(doc.get("params", {})))
+
+
+def _params(raw) -> SamplingParams:
+    from falconchat.config_values import SAMPLING_KEYS, parse
+
+    if not isinstance(raw, dict):
+        raise TypeError("params is not an object")
+    known = {f.name for f in fields(SamplingParams)}
+    values = {}
+    for key in SAMPLING_KEYS:
+        if key in known and raw.get(key) is not None:
+            values[key] = parse(key, raw[key], "the session file")  # the same checks as every setting
+    return SamplingParams(**values)
+
+
+def export_markdown(path: Path, conversation: Conversation, model: str) -> None:
+    lines = [f"# Conversation with {model}", ""]
+    if conversation.system:
+        lines += [f"**System:** {conversation.system}", ""]
+    for turn in conversation.turns:
+        note = {"cut": " *(cut short)*", "error": " *(incomplete: an error ended it)*"}.get(turn.status, "")
+        lines += ["## You", "", turn.user, "", f"## {model}{note}", "", turn.assistant, ""]
+    write_private(path, "\n".join(lines))
+
+
+def private_dir(directory: Path) -> None:
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write whole or not at all, readable by the owner only (the directory is the caller's)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
