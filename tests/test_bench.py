@@ -1,0 +1,32 @@
+"""`falconchat bench --quick` as CI's smoke test: it finishes and prints every row (figures are not asserted)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from processes import falconchat, isolated_env
+
+ROWS = [
+    "ask first output byte, piped",
+    "falconchat --help",
+    "falconchat --version",
+    "decode tokens/s, ask piped",
+    "decode tokens/s, ask on a terminal (Markdown)",
+    "inter-token gap at token",
+    "time to first token, turn 10",
+    "peak memory, chat session (4096-token context)",
+    "peak memory, chat session (512-token context, as llm)",
+]
+
+
+def test_bench_quick_prints_every_row(tmp_path):
+    result = falconchat("bench", "--quick", "--json", cwd=tmp_path, env=isolated_env(tmp_path), timeout=600)
+    assert result.returncode == 0, result.stderr.decode()
+    rows = json.loads(result.stdout)
+    names = [row["what"] for row in rows]
+    for expected in ROWS:
+        assert any(name.startswith(expected) for name in names), (expected, names)
+    for row in rows:
+        assert math.isfinite(row["value"]) and row["value"] > 0, row
+        assert row["baseline_value"] is None or row["baseline_value"] > 0, row
