@@ -29,14 +29,17 @@ FLAG, ENV, DOTENV, TOML, DEFAULT = range(5)
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    backend: str  # "local" | "tgi"
+    backend: str  # "local" | "tgi" | "openai"
     model_path: str | None = None  # local: a GGUF file; None means the bundled model
     context_length: int | None = None
     threads: int | None = None
-    endpoint: str | None = None  # tgi: the base URL
+    endpoint: str | None = None  # tgi, openai: the base URL
     api_key: str | None = field(default=None, repr=False)
     auth_scheme: str = "Bearer"
     timeout: float = DEFAULT_TIMEOUT_S
+    remote_model: str | None = None  # openai: the server's name for the model
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # openai: extra HTTP headers
+    format: str = "falcon"  # "falcon" (our prompt); "chat" (openai's chat API); "native" (local: the model's template)
 
 
 @dataclass(frozen=True)
@@ -66,8 +69,9 @@ class Role:
 
 MODEL_FIELDS = {
     "backend", "endpoint", "url", "model_path", "context_length", "threads",
-    "auth_scheme", "api_key_env", "timeout",
+    "auth_scheme", "api_key_env", "timeout", "model", "headers", "format",
 }
+FORMATS = {"local": ("falcon", "native"), "tgi": ("falcon",), "openai": ("chat", "falcon")}
 
 
 def user_config_dir() -> Path:
@@ -183,8 +187,11 @@ def _model_from_toml(name: str, entry: Any, src: Sources, defaults: dict[str, An
     if unknown:
         raise ConfigError(f"{where}: unknown field {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(MODEL_FIELDS))}")
     backend = entry.get("backend")
-    if backend not in ("local", "tgi"):
-        raise ConfigError(f"{where}: backend must be \"local\" or \"tgi\", not {backend!r}")
+    if backend not in FORMATS:
+        raise ConfigError(f"{where}: backend must be \"local\", \"tgi\" or \"openai\", not {backend!r}")
+    form = entry.get("format", FORMATS[backend][0])
+    if form not in FORMATS[backend]:
+        raise ConfigError(f"{where}: format for a {backend} model must be one of {', '.join(FORMATS[backend])}, not {form!r}")
 
     def field_value(key: str, setting: str | None = None):
         return parse(setting or key, entry[key], f"{where} {key}") if key in entry else None
@@ -196,21 +203,31 @@ def _model_from_toml(name: str, entry: Any, src: Sources, defaults: dict[str, An
             model_path=field_value("model_path"),
             context_length=field_value("context_length") or defaults["context_length"],
             threads=field_value("threads") or defaults["threads"],
+            format=form,
         )
     url = field_value("endpoint") or field_value("url", "endpoint")
     if not url:
-        raise ConfigError(f"{where}: a tgi model needs endpoint = \"https://…\"")
+        raise ConfigError(f"{where}: a {backend} model needs endpoint = \"https://…\"")
     key_var = entry.get("api_key_env")
     if key_var is not None and not isinstance(key_var, str):
         raise ConfigError(f"{where}: api_key_env must be the name of an environment variable")
+    remote = entry.get("model")
+    if remote is not None and (not isinstance(remote, str) or not remote):
+        raise ConfigError(f"{where}: model must be the server's model name")
+    headers = entry.get("headers", {})
+    if not isinstance(headers, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+        raise ConfigError(f"{where}: headers must be a table of strings")
     return ModelSpec(
         name=name,
-        backend="tgi",
+        backend=backend,
         endpoint=url,
         context_length=field_value("context_length") or defaults["context_length"],
         api_key=src.variable(key_var) if key_var else defaults["api_key"],
         auth_scheme=field_value("auth_scheme") or defaults["auth_scheme"],
         timeout=field_value("timeout") or defaults["timeout"],
+        remote_model=remote,
+        headers=tuple(sorted(headers.items())),
+        format=form,
     )
 
 
@@ -234,7 +251,7 @@ def choose_model(src: Sources, models: dict[str, ModelSpec], defaults: dict[str,
         if name not in models:
             raise ConfigError(f"unknown model {name!r} (from {name_origin}); known: {', '.join(sorted(models))}")
         spec = models[name]
-        if url and spec.backend != "tgi":
+        if url and spec.backend == "local":
             raise UsageError(f"an endpoint URL cannot be used with the local model {name!r}")
         if path and spec.backend != "local":
             raise UsageError(f"a model file cannot be used with the endpoint model {name!r}")

@@ -30,12 +30,18 @@ def answer(
     what arrived and the conversation has kept it.
     """
     fitted = _fit(lambda budget: conversation.prompt_for(message, backend.count_tokens, budget), backend, params, notice)
-    return _run(conversation.record(message, backend.stream(fitted.text, params)), fitted, writer)
+    if getattr(backend, "takes_messages", False):  # the server or the model's own template formats them
+        events = backend.stream_messages(fitted.messages, params)
+    else:
+        events = backend.stream(fitted.text, params)
+    return _run(conversation.record(message, events), fitted, writer)
 
 
 def continue_answer(conversation: Conversation, backend: Backend, params: SamplingParams, writer,
                     notice: Callable[[str], None]) -> Done:
     """Have the model go on with the last reply, appending to it."""
+    if getattr(backend, "takes_messages", False):
+        raise InputError("/continue needs a model that takes a text prompt (format = \"falcon\"); /retry works")
     fitted = _fit(lambda budget: conversation.prompt_to_continue(backend.count_tokens, budget), backend, params, notice)
     return _run(conversation.record_continuation(backend.stream(fitted.text, params)), fitted, writer)
 

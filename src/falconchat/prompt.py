@@ -37,6 +37,14 @@ class FittedPrompt:
     text: str
     dropped_turns: int  # oldest turns left out to fit the budget
     prompt_tokens: int
+    messages: tuple[dict[str, str], ...] = ()  # the same exchange as chat messages, for chat-API backends
+
+
+def chat_messages(system: str, history: Sequence[Turn], message: str) -> tuple[dict[str, str], ...]:
+    messages = [{"role": "system", "content": system}] if system else []
+    for turn in history:
+        messages += [{"role": "user", "content": turn.user}, {"role": "assistant", "content": turn.assistant}]
+    return (*messages, {"role": "user", "content": message})
 
 
 class PromptTooLong(ValueError):
@@ -75,7 +83,8 @@ def fit_prompt(
         if start == len(history):
             raise PromptTooLong(tokens, budget)
         start += 1
-    return FittedPrompt(text=text, dropped_turns=start, prompt_tokens=tokens)
+    return FittedPrompt(text=text, dropped_turns=start, prompt_tokens=tokens,
+                        messages=chat_messages(system, history[start:], message))
 
 
 def starts_reply(prompt: str) -> bool:

@@ -14,6 +14,10 @@ def open_backend(spec: "ModelSpec") -> "Backend":
         from falconchat.backends.tgi import TgiBackend
 
         return TgiBackend(spec)
+    if spec.backend == "openai":
+        from falconchat.backends.openai import OpenAIBackend
+
+        return OpenAIBackend(spec)
     from falconchat.backends.local import LocalBackend
 
     return LocalBackend(spec)

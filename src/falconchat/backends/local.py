@@ -39,6 +39,7 @@ class LocalBackend:
         self.name = spec.name
         self._llm = None
         self._lock = threading.Lock()
+        self.takes_messages = spec.format == "native"  # then the model's own chat template formats them
 
     def describe(self) -> str:
         where = "bundled" if self.spec.model_path is None else Path(self.spec.model_path).name
@@ -56,12 +57,8 @@ class LocalBackend:
             return self._llm
 
     def _open(self):
+        self.check()
         path = self.model_path
-        if not path.is_file():
-            raise ConfigError(f"model file not found: {path}")
-        with path.open("rb") as fh:
-            if fh.read(4) != b"GGUF":
-                raise ConfigError(f"not a GGUF model file: {path}")
         import llama_cpp
 
         _silence_llama_logs(llama_cpp)
@@ -82,12 +79,39 @@ class LocalBackend:
     def context_length(self) -> int:
         return self.load().n_ctx()
 
+    def check(self) -> str:
+        """A quick look without loading: is the file there and a GGUF model?"""
+        path = self.model_path
+        if not path.is_file():
+            raise ConfigError(f"model file not found: {path}")
+        with path.open("rb") as fh:
+            if fh.read(4) != b"GGUF":
+                raise ConfigError(f"not a GGUF model file: {path}")
+        return f"ok ({path.stat().st_size / 1e6:.0f} MB file)"
+
     def count_tokens(self, text: str) -> int:
         return len(self.load().tokenize(text.encode("utf-8", "replace"), add_bos=False, special=True))
 
     def stream(self, prompt: str, params: SamplingParams) -> TokenStream:
         stops = stop_sequences(params.stop)
         return clean_reply(self.generate(prompt, params, stops), stops, drop_leading_space=starts_reply(prompt))
+
+    def stream_messages(self, messages: Sequence[dict], params: SamplingParams) -> TokenStream:
+        """Chat messages in the model's own template (format = "native")."""
+        prompt = self.native_prompt(messages)
+        stops = list(params.stop)
+        return clean_reply(self.generate(prompt, params, stops), stops, drop_leading_space=False)
+
+    def native_prompt(self, messages: Sequence[dict]) -> str:
+        from falconchat.backends.templates import render_chat_template
+
+        llm = self.load()
+        template = llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise ConfigError(f"{self.model_path.name} carries no chat template; use format = \"falcon\"")
+        bos = self.text([llm.token_bos()])
+        prompt = render_chat_template(template, messages, bos_token=bos, eos_token=self.eos()[1])
+        return prompt[len(bos):] if bos and prompt.startswith(bos) else prompt  # generate() adds the BOS
 
     def generate(self, prompt: str, params: SamplingParams, stops: Sequence[str] = (),
                  *, logprobs: bool = False) -> TokenStream:

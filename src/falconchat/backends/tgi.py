@@ -15,6 +15,7 @@ import random
 import time
 from collections.abc import Iterator
 from contextlib import closing
+from dataclasses import replace
 from urllib.parse import urlsplit, urlunsplit
 
 from falconchat.config import ModelSpec
@@ -79,6 +80,18 @@ class TgiBackend:
             payload = _json(response.raw.read(65536, decode_content=True)) if response.status_code == 200 else None
         total = payload.get("max_total_tokens") if isinstance(payload, dict) else None
         return total if isinstance(total, int) and total > 0 else None  # else: an older or proxied endpoint
+
+    def check(self) -> str:
+        """A quick look: does the endpoint answer its health route?"""
+        quick = TgiBackend(replace(self.spec, timeout=min(self.spec.timeout, 5.0)))
+        try:
+            response = quick._request("GET", self.url + "/health", headers=self._headers())
+            with closing(response):
+                if response.status_code in (401, 403):
+                    raise _by_status(response.status_code, "health check", self.shown_url)
+                return "ok" if response.status_code == 200 else f"answers HTTP {response.status_code} on /health"
+        finally:
+            quick.close()
 
     def count_tokens(self, text: str) -> int:
         # No tokenizer on this side: a conservative estimate (English runs ~4 characters a token).

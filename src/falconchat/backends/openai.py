@@ -1,0 +1,152 @@
+"""Any OpenAI-compatible server (vLLM, Ollama, llama.cpp's server, OpenAI) through the `openai` SDK.
+
+`format = "chat"` sends chat messages and the server applies the model's own
+template; `format = "falcon"` sends falconchat's Falcon-style prompt to the
+completions API with its stop sequences. Closing the stream closes the HTTP
+response, which is how the server learns to stop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import closing, contextmanager
+
+from falconchat.backends.tgi import safe_url, server_message
+from falconchat.config import ModelSpec
+from falconchat.errors import AuthRejected, ConfigError, EndpointError, Overloaded, Rejected, Timeout, Unreachable
+from falconchat.prompt import clean_reply, starts_reply, stop_sequences
+from falconchat.types import Done, SamplingParams, TextDelta, TokenStream
+
+DEFAULT_CONTEXT = 4096
+RETRIES = 2  # the SDK's own backoff, for 429/5xx/connection errors before the first token
+
+
+class OpenAIBackend:
+    def __init__(self, spec: ModelSpec):
+        self.spec = spec
+        self.name = spec.name
+        self.shown_url = safe_url(spec.endpoint)
+        self.takes_messages = spec.format == "chat"
+        self._client = None
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.shown_url}, openai {self.spec.format})"
+
+    @property
+    def context_length(self) -> int:
+        return self.spec.context_length or DEFAULT_CONTEXT
+
+    def count_tokens(self, text: str) -> int:
+        return len(text) // 3 + 1  # no tokenizer on this side: a conservative estimate
+
+    def stream(self, prompt: str, params: SamplingParams) -> TokenStream:
+        stops = stop_sequences(params.stop)
+        chunks = self._create("completions", prompt=prompt, stop=stops[:4], **self._sampling(params))
+        return clean_reply(self._events(chunks, lambda c: c.text), stops, drop_leading_space=starts_reply(prompt))
+
+    def stream_messages(self, messages: Sequence[dict], params: SamplingParams) -> TokenStream:
+        stops = list(params.stop)
+        chunks = self._create("chat", messages=list(messages), stop=stops[:4] or None, **self._sampling(params))
+        return clean_reply(self._events(chunks, lambda c: c.delta.content), stops, drop_leading_space=False)
+
+    def check(self) -> str:
+        """A quick look: does the server answer and know the model?"""
+        with self._errors():
+            names = [m.id for m in self.client().with_options(timeout=5.0, max_retries=0).models.list()]
+        wanted = self.spec.remote_model or self.name
+        return "ok" if wanted in names or len(names) == 1 else f"answers, but has no model {wanted!r}"
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    # ---- the SDK -----------------------------------------------------------------------
+
+    def client(self):
+        if self._client is None:
+            try:
+                import openai
+            except ImportError:
+                raise ConfigError("the openai backend needs the openai package: pip install 'falconchat[openai]'") from None
+            self._client = openai.OpenAI(
+                base_url=self.spec.endpoint,
+                api_key=self.spec.api_key or "none",  # local servers take any key; the SDK insists on one
+                default_headers=dict(self.spec.headers),
+                timeout=self.spec.timeout,
+                max_retries=RETRIES,
+            )
+        return self._client
+
+    def _sampling(self, params: SamplingParams) -> dict:
+        # top_k and repetition_penalty are not in OpenAI's API; servers differ on their names.
+        values = {"model": self.spec.remote_model or self.name, "max_tokens": params.max_new_tokens,
+                  "temperature": params.temperature, "top_p": params.top_p, "stream": True}
+        if params.seed is not None:
+            values["seed"] = params.seed
+        return values
+
+    def _create(self, api: str, **request) -> Iterator:
+        """Start the request lazily, when the stream is first read, like every backend."""
+        with self._errors():
+            endpoint = self.client().chat.completions if api == "chat" else self.client().completions
+            response = endpoint.create(**request)
+        yield from self._read(response)
+
+    def _read(self, response) -> Iterator:
+        with closing(response), self._errors(midway=True):
+            yield from response
+
+    def _events(self, chunks: Iterator, text_of) -> Iterator:
+        started = time.monotonic()
+        first_token_s = None
+        count = 0
+        with closing(chunks):
+            for chunk in chunks:
+                if not chunk.choices:
+                    continue
+                choice = chunk.choices[0]
+                text = text_of(choice) or ""
+                if text:
+                    if first_token_s is None:
+                        first_token_s = time.monotonic() - started
+                    count += 1
+                    yield TextDelta(text)
+                if choice.finish_reason:
+                    yield Done("length" if choice.finish_reason == "length" else "stop", completion_tokens=count,
+                               first_token_s=first_token_s, total_s=time.monotonic() - started)
+                    return
+        raise EndpointError(f"{self.shown_url} ended the stream before the reply was complete ({count} pieces arrived)")
+
+    @contextmanager
+    def _errors(self, midway: bool = False):
+        """The SDK's exceptions, as falconchat's one-line errors with their exit codes."""
+        import openai
+
+        url = self.shown_url
+        try:
+            yield
+        except openai.APITimeoutError:
+            raise Timeout(f"{url} sent no answer within {self.spec.timeout:g}s; try again or raise --timeout") from None
+        except openai.APIConnectionError:
+            if midway:
+                raise EndpointError(f"the connection to {url} broke; the reply is incomplete") from None
+            raise Unreachable(f"cannot reach {url}; check the URL and that the server is running") from None
+        except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+            raise AuthRejected(f"{url} rejected the credentials (HTTP {exc.status_code}); check the API key") from None
+        except openai.NotFoundError as exc:
+            raise Rejected(f"{url} has no such model or route (HTTP 404: {self._message(exc)})") from None
+        except openai.RateLimitError as exc:
+            raise Overloaded(f"{url} is overloaded (HTTP 429: {self._message(exc)}); try again later") from None
+        except openai.APIStatusError as exc:
+            if exc.status_code in (400, 413, 422):
+                raise Rejected(f"{url} rejected the request (HTTP {exc.status_code}: {self._message(exc)})") from None
+            if exc.status_code == 503:
+                raise Overloaded(f"{url} is unavailable (HTTP 503); try again later") from None
+            raise EndpointError(f"{url} failed (HTTP {exc.status_code}: {self._message(exc)})") from None
+        except openai.APIError as exc:
+            raise EndpointError(f"{url} sent something unexpected: {self._message(exc)}") from None
+
+    def _message(self, exc) -> str:
+        return server_message(getattr(exc, "message", "") or str(exc), self.spec.api_key)

@@ -1,0 +1,53 @@
+"""`format = "native"`: the model's own chat template, rendered in jinja2's sandbox."""
+
+from __future__ import annotations
+
+import pytest
+
+from falconchat.backends.local import LocalBackend
+from falconchat.backends.templates import render_chat_template
+from falconchat.config import ModelSpec
+from falconchat.conversation import Conversation
+from falconchat.errors import ConfigError
+from falconchat.types import SamplingParams, TextDelta
+
+CHATML = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}"
+          "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+
+
+def test_renders_a_chatml_template():
+    assert render_chat_template(CHATML, MESSAGES, bos_token="<s>", eos_token="</s>") == (
+        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    )
+
+
+@pytest.mark.parametrize("payload", [
+    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    "{{ messages.__class__.__init__.__globals__ }}",
+    "{{ messages.append({'role': 'x'}) }}",
+    "{{ cycler.__init__.__globals__.os.popen('id').read() }}",
+])
+def test_a_template_reaching_for_python_internals_is_refused(payload):
+    with pytest.raises(ConfigError, match="refused|failed"):
+        render_chat_template(payload, MESSAGES, bos_token="", eos_token="")
+
+
+def test_raise_exception_in_a_template_is_one_clear_error():
+    with pytest.raises(ConfigError, match="only user and assistant"):
+        render_chat_template("{{ raise_exception('only user and assistant') }}", MESSAGES, bos_token="", eos_token="")
+
+
+def test_the_bundled_model_answers_in_its_own_template():
+    backend = LocalBackend(ModelSpec(name="native", backend="local", format="native"))
+    try:
+        assert backend.takes_messages
+        prompt = backend.native_prompt(MESSAGES)
+        assert prompt.endswith("<|im_start|>assistant\n") and "<|im_start|>user\nHi<|im_end|>" in prompt
+        fitted = Conversation().prompt_for("What is the capital of France?", backend.count_tokens, 2000)
+        events = list(backend.stream_messages(fitted.messages, SamplingParams(temperature=0, max_new_tokens=40)))
+        text = "".join(e.text for e in events if isinstance(e, TextDelta))
+        assert "Paris" in text and "<|im_end|>" not in text
+        assert events[-1].finish_reason == "stop"
+    finally:
+        backend.close()
