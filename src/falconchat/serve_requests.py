@@ -94,13 +94,16 @@ def parse_request(payload: Any, limits: Limits, *, stream: bool | None = None) -
         raise RequestInvalid("`inputs` must be a string")
     if not inputs:
         raise RequestInvalid("`inputs` cannot be empty")
-    params = payload.get("parameters") or {}
+    params = payload.get("parameters")
+    params = {} if params is None else params  # only null means "not given": [] or "" are wrong types
     if not isinstance(params, dict):
         raise RequestInvalid("`parameters` must be an object")
     if stream is None:
         stream = payload.get("stream", False)
         if not isinstance(stream, bool):
             raise RequestInvalid("`stream` must be true or false")
+    if stream and params.get("decoder_input_details"):
+        raise RequestInvalid("`decoder_input_details` == true is not supported when streaming tokens")
 
     best_of = _integer(params, "best_of")
     if best_of is not None and best_of != 1:
@@ -137,7 +140,8 @@ def parse_request(payload: Any, limits: Limits, *, stream: bool | None = None) -
         raise RequestInvalid(f"`top_n_tokens` must be >= 0. Given: {top_n_tokens}")
     if params.get("grammar") is not None:
         raise RequestInvalid("grammar is not supported by this server")
-    stops = params.get("stop") or []
+    stops = params.get("stop")
+    stops = [] if stops is None else stops
     if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops):
         raise RequestInvalid("`stop` must be a list of non-empty strings")
     if len(stops) > limits.max_stop_sequences:

@@ -51,6 +51,10 @@ class Overloaded(Exception):
     pass
 
 
+class ServerStopping(Exception):
+    pass
+
+
 class Engine:
     def __init__(self, backend, max_waiting: int, log):
         self.backend = backend
@@ -58,6 +62,7 @@ class Engine:
         self.log = log
         self._jobs: queue.Queue[Job | None] = queue.Queue()
         self._waiting = 0
+        self._current: Job | None = None
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="falconchat-engine", daemon=True)
 
@@ -65,7 +70,14 @@ class Engine:
         self._thread.start()
 
     def stop(self) -> None:
+        """Cancel what runs and waits, and wait for the engine thread: the model must not be
+        freed while it is still in use. (A prompt being read finishes its current batch first.)"""
+        with self._lock:
+            if self._current is not None:
+                self._current.cancel()
         self._jobs.put(None)
+        if self._thread.is_alive():
+            self._thread.join()
 
     def submit(self, job: Job) -> None:
         with self._lock:
@@ -81,23 +93,34 @@ class Engine:
             if job.cancelled.is_set():
                 self.log("generation cancelled before it started (the client left the queue)")
                 continue
-            self._generate(job)
+            with self._lock:
+                self._current = job
+            try:
+                self._generate(job)
+            finally:
+                with self._lock:
+                    self._current = None
 
     def _generate(self, job: Job) -> None:
         def send(item) -> None:
-            job.loop.call_soon_threadsafe(job.events.put_nowait, item)
+            try:
+                job.loop.call_soon_threadsafe(job.events.put_nowait, item)
+            except RuntimeError:  # the server's loop has closed: nobody is listening
+                job.cancel()
 
         request = job.request
-        stream = self.backend.generate(job.prompt, request.params, request.stops, logprobs=True)
+        stream = self.backend.generate(job.prompt, request.params, request.stops, logprobs=True,
+                                       should_stop=job.cancelled.is_set)
         try:
             for event in stream:
                 if job.cancelled.is_set():
-                    after = job.tokens - job.tokens_at_cancel
-                    self.log(f"generation cancelled after {job.tokens} tokens ({after} after the client left)")
-                    return
+                    break
                 if isinstance(event, TextDelta):
                     job.tokens += 1
                 send(event)
+            if job.cancelled.is_set():
+                after = job.tokens - job.tokens_at_cancel
+                self.log(f"generation cancelled after {job.tokens} tokens ({after} after the client left)")
         except Exception as exc:  # the model failed: the client gets a 424 "generation" error
             send(exc)
         finally:
@@ -124,6 +147,7 @@ class TgiServer:
         context = backend.context_length
         self.limits = Limits(max_input_tokens=context - 1, max_total_tokens=context)
         self.engine = Engine(backend, max_waiting, self._note)
+        self.active: set[Job] = set()  # jobs whose handlers are waiting on the engine
         self.eos_id, self.eos_text = backend.eos()
 
     def app(self):
@@ -209,8 +233,8 @@ class TgiServer:
     async def tokenize(self, request):
         from aiohttp import web
 
-        payload = parse_json(await request.read()) if request.can_read_body else None
         try:
+            payload = parse_json(await request.read()) if request.can_read_body else None
             if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), str) or not payload["inputs"]:
                 raise RequestInvalid("`inputs` must be a non-empty string")
         except RequestInvalid as exc:
@@ -240,15 +264,23 @@ class TgiServer:
             self.engine.submit(job)
         except Overloaded:
             return tgi_error(429, "Model is overloaded", "overloaded")
+        self.active.add(job)
         try:
             if req.stream:
                 return await self._stream(request, job, input_tokens)
             return await self._whole(request, job, compat=stream is None)
         finally:
+            self.active.discard(job)
             if job.outcome == "cancelled":
                 job.cancel()  # the engine drops it from the queue, or stops it within a token
             request["tokens"] = job.tokens
             request["outcome"] = job.outcome
+
+    def shut_down(self) -> None:
+        """Stopping the server: every waiting handler ends now (in the loop's thread)."""
+        for job in list(self.active):
+            job.cancel()
+            job.events.put_nowait(ServerStopping("the server is shutting down"))
 
     def _prepare(self, req: GenerateRequest) -> tuple[str, int]:
         """The prompt (truncated to its last `truncate` tokens when asked) and its length, checked."""
@@ -263,12 +295,12 @@ class TgiServer:
     async def _next(self, request, job: Job):
         """The engine's next event; None if the client has gone."""
         while True:
+            transport = request.transport  # checked before every event: tokens may come faster than the poll
+            if transport is None or transport.is_closing():
+                return None
             try:
                 item = await asyncio.wait_for(job.events.get(), DISCONNECT_POLL_S)
             except asyncio.TimeoutError:
-                transport = request.transport
-                if transport is None or transport.is_closing():
-                    return None
                 continue
             if isinstance(item, Exception):
                 raise item
@@ -298,14 +330,20 @@ class TgiServer:
                     text.append(event.text)
                     continue
                 job.outcome = "done"
-                last = self._final_token(event, held)
+                finish = _finish(event)
+                if finish == "eos_token" or held is None:
+                    if held is not None:  # the last text token, then the end token carries the details
+                        await response.write(_sse({"token": _token(held), "generated_text": None, "details": None}))
+                    last = self._eos_token()
+                else:
+                    last = _token(held)
                 generated = "".join(text)
                 await response.write(_sse({
                     "token": last,
                     "generated_text": (job.request.inputs + generated) if job.request.return_full_text else generated,
                     "details": {
-                        "finish_reason": _finish(event),
-                        "generated_tokens": event.completion_tokens,
+                        "finish_reason": finish,
+                        "generated_tokens": _generated_tokens(event),
                         "seed": job.request.seed,
                         "input_length": input_tokens,
                     },
@@ -340,7 +378,7 @@ class TgiServer:
                     tokens.append(self._eos_token())
                 body["details"] = {
                     "finish_reason": _finish(event),
-                    "generated_tokens": event.completion_tokens,
+                    "generated_tokens": _generated_tokens(event),
                     "seed": job.request.seed,
                     "prefill": self._prefill(job) if job.request.decoder_input_details else [],
                     "tokens": tokens,
@@ -349,11 +387,6 @@ class TgiServer:
                 }
             return web.json_response([body] if compat else body)
 
-    def _final_token(self, done: Done, held: TextDelta | None) -> dict:
-        if _finish(done) == "eos_token" or held is None:
-            return self._eos_token()
-        return _token(held)
-
     def _eos_token(self) -> dict:
         return {"id": self.eos_id, "text": self.eos_text, "logprob": None, "special": True}
 
@@ -361,11 +394,18 @@ class TgiServer:
         return [{"id": i, "text": t, "logprob": None} for i, t, _, _ in self.backend.token_pieces(job.prompt)]
 
     def _failure(self, exc: Exception) -> str:
+        if isinstance(exc, ServerStopping):
+            return str(exc)
         return exc.message if isinstance(exc, FalconchatError) else f"generation failed: {type(exc).__name__}"
 
 
 def _token(delta: TextDelta) -> dict:
     return {"id": delta.token_id, "text": delta.text, "logprob": delta.logprob, "special": False}
+
+
+def _generated_tokens(done: Done) -> int:
+    """As TGI counts them: the end token is one of them."""
+    return done.completion_tokens + (1 if _finish(done) == "eos_token" else 0)
 
 
 def _finish(done: Done) -> str:
@@ -400,7 +440,7 @@ async def _serve(server: TgiServer, host: str, port: int, ready) -> int:
 
     from aiohttp import web
 
-    runner = web.AppRunner(server.app(), access_log=None, handle_signals=False)
+    runner = web.AppRunner(server.app(), access_log=None, handle_signals=False, shutdown_timeout=2.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:
@@ -419,6 +459,7 @@ async def _serve(server: TgiServer, host: str, port: int, ready) -> int:
     try:
         await stop.wait()
     finally:
-        server.engine.stop()
+        server.shut_down()
+        await loop.run_in_executor(None, server.engine.stop)  # the model is idle before anything is freed
         await runner.cleanup()
     return 0

@@ -9,7 +9,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import closing, contextmanager
 from pathlib import Path
 
@@ -114,13 +114,15 @@ class LocalBackend:
         return prompt[len(bos):] if bos and prompt.startswith(bos) else prompt  # generate() adds the BOS
 
     def generate(self, prompt: str, params: SamplingParams, stops: Sequence[str] = (),
-                 *, logprobs: bool = False) -> TokenStream:
+                 *, logprobs: bool = False, should_stop: Callable[[], bool] | None = None) -> TokenStream:
         """The raw token stream: one TextDelta per token (with its id), stop text included.
 
         Ends with Done("stop") at an end-of-generation token or when the text
         contains one of `stops` (then `Done.stop_sequence` names it), or
-        Done("length"). Closing it stops decoding before the next token.
-        `serve` uses this directly; `stream()` adds the chat's stop handling.
+        Done("length"). Closing it stops decoding before the next token;
+        `should_stop` also stops the reading of a long prompt between batches
+        (the stream then ends without a Done). `serve` uses this directly;
+        `stream()` adds the chat's stop handling.
         """
         llm = self.load()
         started = time.monotonic()
@@ -133,6 +135,9 @@ class LocalBackend:
         vocab = llm._model.vocab  # for llama_vocab_is_eog, as llama-cpp-python itself does
         import llama_cpp
 
+        with _engine_errors():
+            if not _prefill(llm, tokens, should_stop or (lambda: False)):
+                return
         tail = ""  # the last few characters, to find stop sequences split across tokens
         longest_stop = max((len(s) for s in stops), default=0)
         first_token_s = None
@@ -216,6 +221,26 @@ def _silence_llama_logs(llama_cpp) -> None:
 
         _log_callback = drop
         llama_cpp.llama_log_set(drop, ctypes.c_void_p(0))
+
+
+PREFILL_CHUNK = 256
+
+
+def _prefill(llm, tokens: list[int], should_stop: Callable[[], bool]) -> bool:
+    """Read the prompt in batches, reusing the cached prefix, so that a long prompt can be
+    abandoned between batches. Leaves the last token for `Llama.generate`, which then
+    finds everything else cached. False if stopped."""
+    cached = 0
+    for old, new in zip(llm._input_ids[: llm.n_tokens], tokens[:-1]):
+        if old != new:
+            break
+        cached += 1
+    llm.n_tokens = cached  # eval() drops the cache cells beyond this first
+    for start in range(cached, len(tokens) - 1, PREFILL_CHUNK):
+        if should_stop():
+            return False
+        llm.eval(tokens[start: min(start + PREFILL_CHUNK, len(tokens) - 1)])
+    return True
 
 
 @contextmanager
