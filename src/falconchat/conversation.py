@@ -54,12 +54,12 @@ class Conversation:
                 elif isinstance(event, Done):
                     turn.status = "complete" if event.finish_reason != "cancelled" else "cut"
                 yield event
-        except (GeneratorExit, KeyboardInterrupt):
+        except Exception:
+            turn.status = "error"
+            raise
+        except BaseException:  # closed, Ctrl-C, a signal: the user cut it short
             if turn.status != "complete":  # closing after Done changes nothing
                 turn.status = "cut"
-            raise
-        except BaseException:
-            turn.status = "error"
             raise
         finally:
             turn.assistant = "".join(parts)

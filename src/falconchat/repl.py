@@ -183,8 +183,11 @@ class Repl:
             path = sessions.session_path(self.options.sessions_dir, self.options.session)
             sessions.save(path, sessions.Session(self.conversation, self.backend.name, self.params))
             self.saved_turns = len(self.conversation.turns)
-        except (OSError, FalconchatError) as exc:
-            self.error(f"could not save session {self.options.session}: {exc}")
+        except (OSError, ValueError, FalconchatError) as exc:
+            try:
+                self.error(f"could not save session {self.options.session}: {exc}")
+            except OSError:  # the terminal is gone (SIGHUP): nothing more to say
+                pass
 
     def _hint_unsaved(self) -> None:
         if not self.options.session and len(self.conversation.turns) > 1 and self.saved_turns < len(self.conversation.turns):

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from prompt_toolkit.completion import Completer, Completion, PathCompleter
+from prompt_toolkit.filters import is_searching
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings
 
@@ -59,7 +60,10 @@ def make_history(data_dir: Path | None) -> History:
 
 
 def message_text(raw: str) -> str:
-    """A \"\"\" block without its fences."""
+    """A \"\"\" block without its fences; bytes that were not UTF-8 (which prompt-toolkit
+    passes on as lone surrogates) become U+FFFD, so the text can be shown and saved."""
+    if any("\ud800" <= ch <= "\udfff" for ch in raw):
+        raw = raw.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
     text = raw.strip()
     if text.startswith(FENCE) and text.endswith(FENCE) and len(text) >= 2 * len(FENCE):
         return text[len(FENCE):-len(FENCE)].strip("\n")
@@ -69,7 +73,7 @@ def message_text(raw: str) -> str:
 def key_bindings() -> KeyBindings:
     bindings = KeyBindings()
 
-    @bindings.add("enter")
+    @bindings.add("enter", filter=~is_searching)  # in Ctrl-R search, Enter picks the match
     def _send_or_continue_block(event) -> None:
         buffer = event.current_buffer
         text = buffer.text.strip()
@@ -79,7 +83,7 @@ def key_bindings() -> KeyBindings:
         else:
             buffer.validate_and_handle()
 
-    @bindings.add("escape", "enter")
+    @bindings.add("escape", "enter", filter=~is_searching)
     def _new_line(event) -> None:
         event.current_buffer.insert_text("\n")
 

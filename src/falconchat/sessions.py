@@ -75,7 +75,7 @@ def load(path: Path) -> Session:
         document = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(f"no session file {path}") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise InputError(f"{path} is not a falconchat session file ({type(exc).__name__})") from None
     try:
         return _from_document(document)
@@ -86,9 +86,10 @@ def load(path: Path) -> Session:
 def _from_document(doc) -> Session:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ValueError("no falconchat format mark")
-    if doc.get("version") != VERSION:
+    if type(doc.get("version")) is not int or doc.get("version") != VERSION:
         raise ValueError(f"unsupported version {doc.get('version')!r}")
     system, model, turns = doc["system"], doc["model"], doc["turns"]
+    _check_text(doc)
     if not isinstance(system, str) or not isinstance(model, str) or not isinstance(turns, list):
         raise TypeError("system, model and turns have the wrong types")
     loaded = []
@@ -98,6 +99,19 @@ def _from_document(doc) -> Session:
             raise ValueError("a turn is malformed")
         loaded.append(Turn(user=turn["user"], assistant=turn["assistant"], status=turn["status"]))
     return Session(Conversation(system=system, turns=loaded), model, _params(doc.get("params", {})))
+
+
+def _check_text(value) -> None:
+    """Every string must be real text: JSON can spell lone surrogates (\\ud800) that cannot be printed or saved."""
+    if isinstance(value, str):
+        value.encode("utf-8")  # UnicodeEncodeError is a ValueError
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key)
+            _check_text(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_text(item)
 
 
 def _params(raw) -> SamplingParams:

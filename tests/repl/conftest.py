@@ -1,0 +1,3 @@
+"""Fixtures for the REPL tests: see repl_helpers.py."""
+
+from repl_helpers import chats  # noqa: F401  (the fixture)
