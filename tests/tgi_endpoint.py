@@ -4,7 +4,7 @@ It speaks TGI's wire format: a POST with a JSON body is answered by a
 server-sent-event stream (`data:{...}\\n\\n` events in a chunked HTTP/1.1 body,
 as TGI's axum server sends them) or by an error status with TGI's JSON error
 body. A test queues "scripts" (`stream`, `error`, `page`, `cut`, `error_event`,
-`hang`, `stall`, `forever`); each request takes the next one, and the last one
+`hang`, `stall`, `forever`, `echo`); each request takes the next one, and the last one
 queued answers every request after it. Every request is recorded.
 
     endpoint.stream([" Hello", " world"])
@@ -201,6 +201,52 @@ class TgiEndpoint:
 
         return self.script(run)
 
+    def echo(self, *, latency: float = 0.0, jitter: float = 0.0, fault: Callable[[str, int], Any] = None,
+             seed: int = 0) -> "TgiEndpoint":
+        """Answer every request with "echo: " + its last user message, after `latency` ±
+        `jitter` seconds (seeded), so a test can tell which prompt a reply belongs to.
+
+        `fault(message, attempt)` (attempt counts that message's requests from 1)
+        may inject a failure instead: an HTTP status (429 and 503 as TGI's
+        "overloaded", 422 as "validation", others as plain errors) or "hang"
+        (accept and send nothing: the client times out). `echo_attempts` counts
+        requests per message."""
+        import random
+
+        rng = random.Random(seed)
+        # Many clients connect at once: a backlog as deep as a real server's, or
+        # connections beyond the default 5 wait a second for the SYN to be resent.
+        self._server.socket.listen(128)
+        attempts: dict[str, int] = {}
+        self.echo_attempts = attempts
+        error_types = {429: "overloaded", 503: "overloaded", 422: "validation"}
+
+        def run(reply: Reply) -> None:
+            body = getattr(reply._handler, "parsed_body", None)
+            message = _last_user_message(body.get("inputs", "") if isinstance(body, dict) else "")
+            with self._lock:
+                attempts[message] = attempt = attempts.get(message, 0) + 1
+                delay = max(0.0, latency + rng.uniform(-jitter, jitter))
+            injected = fault(message, attempt) if fault else None
+            if injected == "hang":
+                reply.hold()
+                return
+            if isinstance(injected, int):
+                payload = {"error": f"injected {injected}"} | ({"error_type": error_types[injected]} if injected in error_types else {})
+                reply.status(injected, json.dumps(payload).encode(), "application/json")
+                return
+            time.sleep(delay)
+            words = message.split()
+            tokens = [" echo:", *(" " + w for w in words)]
+            reply.start_stream()
+            for i, text in enumerate(tokens):
+                last = i == len(tokens) - 1
+                details = {"finish_reason": "eos_token", "generated_tokens": len(tokens), "seed": None} if last else None
+                reply.token(text, generated_text="".join(tokens) if last else None, details=details)
+            reply.end_stream()
+
+        return self.script(run)
+
     # ---- the server side ---------------------------------------------------------------
 
     def _next_script(self) -> Script | None:
@@ -228,6 +274,7 @@ def _handler_for(endpoint: TgiEndpoint) -> type[BaseHTTPRequestHandler]:
                 body = None
             headers = {name.lower(): value for name, value in self.headers.items()}
             endpoint.requests.append(Request(self.command, self.path, headers, body, time.monotonic()))
+            self.parsed_body = body  # for scripts that answer according to the request (echo)
             script = endpoint._next_script()
             try:
                 if script is None:
@@ -246,6 +293,13 @@ def _handler_for(endpoint: TgiEndpoint) -> type[BaseHTTPRequestHandler]:
             pass
 
     return Handler
+
+
+def _last_user_message(inputs: str) -> str:
+    """The message in a Falcon-style prompt's last "User: …\nAssistant:" (the whole text if none)."""
+    start = inputs.rfind("User: ")
+    text = inputs[start + len("User: "):] if start >= 0 else inputs
+    return text.removesuffix("\nAssistant:")
 
 
 def refused_url() -> str:

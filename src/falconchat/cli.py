@@ -123,11 +123,42 @@ def chat(
 def ask(
     ctx: typer.Context,
     prompt: Optional[str] = typer.Argument(None, help="The prompt; piped stdin is appended after a blank line. '-' reads stdin only."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object on stdout: reply, model, settings, finish reason, token counts, timings, or an error (see docs/ask-json.schema.json)."),
+    no_stream: bool = typer.Option(False, "--no-stream", help="Wait for the whole reply, then print it once."),
     *,
     shared: dict[str, Any],
 ) -> None:
     """Answer one prompt and exit; made for scripts and pipes."""
-    ctx.exit(ask_once(merged_flags(ctx, shared), prompt))
+    flags = merged_flags(ctx, shared)
+    ctx.exit(ask_json(flags, prompt) if as_json else ask_once(flags, prompt, stream=not no_stream))
+
+
+@app.command("batch")
+@with_shared_options
+def batch(
+    ctx: typer.Context,
+    input_path: Optional[str] = typer.Argument(None, metavar="INPUT", help="JSON Lines ({\"id\", \"prompt\" or \"messages\", ...}) or one prompt per line; '-' or nothing reads stdin."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", metavar="OUTPUT", help="Write the results (JSON Lines) here instead of stdout."),
+    concurrency: Optional[int] = typer.Option(None, "--concurrency", "-j", min=1, max=512, metavar="N", help="Requests in flight.  [default: 8 for endpoints, 1 for the local model]"),
+    retries: int = typer.Option(4, "--retries", min=0, max=100, metavar="N", help="Retries of an item whose endpoint was overloaded, unreachable or timed out."),
+    fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first item that fails."),
+    resume: bool = typer.Option(False, "--resume", help="Skip the ids already in OUTPUT and append the rest."),
+    strict: bool = typer.Option(False, "--strict", help="Refuse the whole input, before anything runs, if any line is bad."),
+    input_format: str = typer.Option("auto", "--input-format", metavar="auto|jsonl|lines", help="auto: JSON Lines when the first line starts with '{', else one prompt per line."),
+    *,
+    shared: dict[str, Any],
+) -> None:
+    """Answer many prompts concurrently; results in input order, resumable (see docs/scale.md)."""
+    from falconchat.batch import BatchOptions, run_batch
+
+    settings = load(merged_flags(ctx, shared))
+    options = BatchOptions(input_path=input_path, output=output, concurrency=concurrency, retries=retries,
+                           fail_fast=fail_fast, resume=resume, strict=strict, input_format=input_format)
+    try:
+        ctx.exit(run_batch(settings, options))
+    except BrokenPipeError:  # results on stdout and the reader went away: end quietly
+        _silence_stdout()
+        ctx.exit(EXIT_BROKEN_PIPE)
 
 
 @app.command("serve")
@@ -167,6 +198,54 @@ def serve(
         return run_server(server, host, port, ready=ready)
     finally:
         backend.close()
+
+
+@app.command("models")
+def models(
+    env_file: Optional[str] = typer.Option(None, "--env-file", metavar="PATH", help="Read this .env file."),
+    config: Optional[str] = typer.Option(None, "--config", metavar="PATH", help="Config TOML file."),
+) -> int:
+    """List the configured models: backend, where they point, and whether they answer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rich.table import Table
+
+    from falconchat.render import make_console, sanitize
+
+    settings = load({"env_file": env_file, "config": config})
+    specs = list(settings.models.values())
+    with ThreadPoolExecutor(max_workers=8) as pool:  # endpoints are checked side by side
+        statuses = list(pool.map(check_model, specs))
+    table = Table(box=None, pad_edge=False)
+    for column in ("", "name", "backend", "format", "where", "status"):
+        table.add_column(column)
+    for spec, status in zip(specs, statuses):
+        where = spec.endpoint or spec.model_path or "bundled"
+        mark = "*" if spec.name == settings.model.name else ""
+        table.add_row(mark, sanitize(spec.name), spec.backend, spec.format, sanitize(_shown(where)), sanitize(status))
+    console = make_console(sys.stdout)
+    console.width = max(console.width, 120)
+    console.print(table)
+    return 0
+
+
+def check_model(spec) -> str:
+    from falconchat.backends import open_backend
+    from falconchat.errors import FalconchatError
+
+    backend = open_backend(spec)
+    try:
+        return backend.check()
+    except FalconchatError as exc:
+        return exc.message
+    finally:
+        backend.close()
+
+
+def _shown(where: str) -> str:
+    from falconchat.backends.tgi import safe_url
+
+    return safe_url(where) if where.startswith("http") else where
 
 
 @app.command("bench")
@@ -243,29 +322,79 @@ def chat_session(flags: dict[str, Any], *, session: Optional[str] = None, resume
         backend.close()
 
 
-def ask_once(flags: dict[str, Any], prompt: Optional[str]) -> int:
-    from falconchat.backends import open_backend
-    from falconchat.conversation import Conversation
-    from falconchat.exchange import answer, stats_line
-    from falconchat.render import make_console, reply_writer, sanitize
+def ask_once(flags: dict[str, Any], prompt: Optional[str], *, stream: bool = True) -> int:
+    from falconchat.records import Collector
+    from falconchat.render import reply_writer
 
     settings = load(flags)
     message = read_prompt(prompt, settings.max_input_bytes)
-    err = make_console(sys.stderr, soft_wrap=True)
-    backend = open_backend(settings.model)
     try:
-        writer = reply_writer(sys.stdout, plain=settings.plain)
-        done = answer(Conversation(system=settings.system), backend, message, settings.sampling, writer,
-                      notice=lambda text: err.print(sanitize(text)))
+        if stream:
+            _answer(settings, message, reply_writer(sys.stdout, plain=settings.plain))
+        else:
+            # --no-stream: all or nothing on stdout; a reply cut by an error or Ctrl-C is not printed.
+            collector = Collector()
+            _answer(settings, message, collector)
+            with reply_writer(sys.stdout, plain=settings.plain) as writer:
+                writer.write(collector.text)
     except BrokenPipeError:
         # The reader went away (`| head`): the stream is closed, end quietly as Unix tools do.
         _silence_stdout()
         return EXIT_BROKEN_PIPE
+    return 0
+
+
+def ask_json(flags: dict[str, Any], prompt: Optional[str]) -> int:
+    """`ask --json`: exactly one JSON object on stdout whatever happens, and the exit code
+    `ask` would give; an error is also reported on stderr as usual."""
+    import json
+
+    from falconchat.records import Collector, ask_record
+    from falconchat.render import sanitize
+
+    collector, settings, done, error = Collector(), None, None, None
+    try:
+        settings = load(flags)
+        done = _answer(settings, read_prompt(prompt, settings.max_input_bytes), collector)
+    except KeyboardInterrupt as exc:
+        error = exc
+    except Exception as exc:  # every failure becomes the `error` object
+        error = exc
+        if not isinstance(exc, FalconchatError):
+            if flags.get("debug") or (settings is not None and settings.debug):
+                import traceback
+
+                traceback.print_exc()
+            _error(f"unexpected {type(exc).__name__}: {exc} (run with --debug for details)")
+        else:
+            _error(exc.message)
+    record = ask_record(sanitize(collector.text), done, settings, error)
+    try:
+        sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+    return record["error"]["exit_code"] if record["error"] else 0
+
+
+def _answer(settings, message: str, writer):
+    """One exchange into `writer` (streamed), with notices and -v statistics on stderr."""
+    from falconchat.backends import open_backend
+    from falconchat.conversation import Conversation
+    from falconchat.exchange import answer, stats_line
+    from falconchat.render import make_console, sanitize
+
+    err = make_console(sys.stderr, soft_wrap=True)
+    backend = open_backend(settings.model)
+    try:
+        done = answer(Conversation(system=settings.system), backend, message, settings.sampling, writer,
+                      notice=lambda text: err.print(sanitize(text)))
     finally:
         backend.close()
     if settings.verbose:
         err.print(stats_line(done))
-    return 0
+    return done
 
 
 def read_prompt(prompt: Optional[str], limit: int) -> str:

@@ -1,0 +1,368 @@
+"""`falconchat batch`: many prompts, N in flight, results written in input order.
+
+Worker threads take items in input order; each owns its backend (a TGI
+client's HTTP session is not shared across threads, and the local model is one
+llama.cpp context, so `local` runs one worker). The main thread writes each
+result as soon as every earlier one is written — so OUTPUT is always the input's
+order, and a batch stopped anywhere left a prefix that `--resume` continues —
+and draws the progress bar. Stopping (Ctrl-C, --fail-fast, a fatal error) is
+closing the streams in flight: the model stops, nothing half-done is written.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import random
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+from falconchat.batch_input import Item, Parsed, detect_format, parse_lines
+from falconchat.errors import (
+    EXIT_INTERRUPTED,
+    AuthRejected,
+    ConfigError,
+    FalconchatError,
+    InputError,
+    Overloaded,
+    Timeout,
+    Unreachable,
+    UsageError,
+)
+from falconchat.types import Done
+
+BACKOFF_S = 1.0  # the first retry waits about this long; each next one twice as long
+MAX_BACKOFF_S = 30.0
+RETRYABLE = (Overloaded, Unreachable, Timeout)  # may pass: a busy or restarting replica
+FATAL = (AuthRejected, ConfigError)  # the same for every item: stop rather than fail them all
+DEFAULT_CONCURRENCY = 8  # for endpoints; `local` runs 1
+JOIN_S = 2.0  # how long a stop waits for workers (a hung request is abandoned after it)
+MAX_REPORTED = 20  # bad lines listed before "… and N more"
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    input_path: str | None = None
+    output: str | None = None
+    concurrency: int | None = None
+    retries: int = 4
+    fail_fast: bool = False
+    resume: bool = False
+    strict: bool = False
+    input_format: str = "auto"
+
+
+@dataclass
+class Outcome:
+    index: int
+    record: dict | None  # None: cancelled, so not written
+    ok: bool = False
+    tokens: int = 0
+    fatal: FalconchatError | None = None
+
+
+class Cancelled(Exception):
+    pass
+
+
+def run_batch(settings, options: BatchOptions) -> int:
+    """Read, check, run and write; returns the exit code (0 all answered, 1 some failed, 130 Ctrl-C)."""
+    from falconchat.batch_output import OutputFile, StdoutOutput
+    from falconchat.batch_progress import Notes, summary_line
+
+    if options.input_format not in ("auto", "jsonl", "lines"):
+        raise UsageError(f"--input-format must be auto, jsonl or lines, not {options.input_format!r}")
+    if options.resume and not options.output:
+        raise UsageError("--resume needs -o OUTPUT: the file it continues")
+    notes = Notes(sys.stderr, verbose=settings.verbose)
+    lines = read_input(options.input_path)
+    parsed = parse_lines(lines, detect_format(lines, options.input_format), settings.system, settings.sampling,
+                         settings.max_input_bytes)
+    report_input(parsed, notes)
+    if options.strict and parsed.bad:
+        raise InputError(f"{len(parsed.bad)} bad input line(s); nothing was run (--strict)")
+    out = OutputFile(options.output, resume=options.resume) if options.output else StdoutOutput()
+    try:
+        if out.discarded_bytes:
+            notes.write(f"discarded a partial last line ({out.discarded_bytes} bytes) of {options.output}")
+        todo = [item for item in parsed.items if item.key not in out.done_keys]
+        runner = Runner(settings.model, todo, concurrency_for(settings.model, options.concurrency, notes), options, notes)
+        stats = runner.run(out)
+    finally:
+        out.close()
+    stats.update(bad=len(parsed.bad), skipped=len(parsed.items) - len(todo), output=options.output)
+    notes.write(summary_line(stats), prefix="falconchat batch: ")
+    if stats["interrupted"]:
+        return EXIT_INTERRUPTED
+    return 0 if stats["failed"] == 0 and not parsed.bad else 1
+
+
+def read_input(path: str | None) -> list[str]:
+    """The input's lines (split on \\n only: JSON strings may hold other line breaks)."""
+    if path in (None, "-"):
+        if path is None and (sys.stdin is None or sys.stdin.isatty()):
+            raise UsageError("nothing to do: give an INPUT file, or pipe prompts into falconchat batch")
+        data = sys.stdin.buffer.read()
+    else:
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+        except OSError as exc:
+            raise InputError(f"cannot read {path}: {exc.strerror}") from None
+    return [line.removesuffix("\r") for line in data.decode("utf-8", errors="replace").split("\n")]
+
+
+def report_input(parsed: Parsed, notes) -> None:
+    for number, why in parsed.bad[:MAX_REPORTED]:
+        notes.write(f"line {number}: {why}")
+    if len(parsed.bad) > MAX_REPORTED:
+        notes.write(f"… and {len(parsed.bad) - MAX_REPORTED} more bad lines")
+    for name, number in list(parsed.ignored_fields.items())[:5]:
+        notes.write(f"ignoring the field {name!r} (first on line {number})")
+
+
+def concurrency_for(spec, asked: int | None, notes) -> int:
+    if spec.backend == "local":
+        if asked and asked > 1:
+            notes.write(f"the local model answers one prompt at a time: -j {asked} runs as -j 1")
+        return 1
+    return asked or DEFAULT_CONCURRENCY
+
+
+def backoff(attempt: int) -> float:
+    """Exponential, with jitter so that retries from many workers do not arrive together."""
+    delay = min(BACKOFF_S * 2 ** (attempt - 1), MAX_BACKOFF_S)
+    return delay / 2 + random.uniform(0, delay / 2)
+
+
+class Runner:
+    def __init__(self, spec, items: list[Item], concurrency: int, options: BatchOptions, notes):
+        self.spec = spec
+        self.items = items
+        self.concurrency = max(1, min(concurrency, len(items)))
+        self.options = options
+        self.notes = notes
+        self.results: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
+        self._cond = threading.Condition()
+        self._next = 0  # the next item a worker takes
+        self._cutoff = math.inf  # items after this index are not started, and cancelled if running
+        self.in_flight = 0
+        # An overloaded answer halves how many may be in flight — once per round: answers to
+        # requests sent before the last halving say nothing new — and each success adds
+        # 1/limit back, up to -j (TCP's congestion control, for an endpoint's queue).
+        self.limit = float(self.concurrency)
+        self._slowed_at = -math.inf
+        self._retrying = 0  # items back from a backoff, waiting for a place (they go first)
+        self._answered_any = False
+
+    # ---- the main thread: write in order -------------------------------------------------
+
+    def run(self, out) -> dict:
+        from falconchat.batch_progress import Progress
+
+        stats = {"items": len(self.items), "answered": 0, "failed": 0, "tokens": 0, "interrupted": False}
+        workers = [threading.Thread(target=self._work, name=f"falconchat-batch-{n}", daemon=True)
+                   for n in range(self.concurrency if self.items else 0)]
+        started = time.monotonic()
+        pending: dict[int, Outcome] = {}
+        written = 0
+        with Progress(self, len(self.items), self.notes) as progress:
+            try:
+                for worker in workers:
+                    worker.start()
+                while written < self._limit():
+                    for outcome in self._wait_for_outcomes():
+                        if outcome.fatal is not None:
+                            raise outcome.fatal  # once `finally` has stopped the workers; what is written stays
+                        pending[outcome.index] = outcome
+                    ready = []
+                    while written in pending and written < self._limit():
+                        ready.append(pending.pop(written))
+                        written += 1
+                    out.write_lines([o.record for o in ready if o.record is not None])
+                    for outcome in ready:
+                        self._count(outcome, stats)
+                    progress.update(stats, time.monotonic() - started)
+            except KeyboardInterrupt:
+                stats["interrupted"] = True
+            finally:
+                self._stop(workers)
+        stats["elapsed_s"] = time.monotonic() - started
+        return stats
+
+    def _wait_for_outcomes(self) -> list[Outcome]:
+        """What finished: at least one, or none after a short wait (to redraw the progress)."""
+        try:
+            outcomes = [self.results.get(timeout=0.25)]
+        except queue.Empty:
+            return []
+        while True:
+            try:
+                outcomes.append(self.results.get_nowait())
+            except queue.Empty:
+                return outcomes
+
+    @staticmethod
+    def _count(outcome: Outcome, stats: dict) -> None:
+        if outcome.record is None:
+            return
+        stats["answered" if outcome.ok else "failed"] += 1
+        stats["tokens"] += outcome.tokens
+
+    def _limit(self) -> int:
+        with self._cond:
+            return int(min(len(self.items), self._cutoff + 1))
+
+    def _cut(self, index: float) -> None:
+        with self._cond:
+            self._cutoff = min(self._cutoff, index)
+            self._cond.notify_all()  # wakes workers waiting to retry
+
+    def _stop(self, workers: list[threading.Thread]) -> None:
+        self._cut(-1)
+        deadline = time.monotonic() + JOIN_S
+        for worker in workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+
+    # ---- the workers -------------------------------------------------------------------
+
+    def _take(self) -> int | None:
+        with self._cond:
+            self._cond.wait_for(lambda: (self.in_flight < int(self.limit) and not self._retrying)
+                                or self._next >= len(self.items) or self._next > self._cutoff)
+            if self._next >= len(self.items) or self._next > self._cutoff:
+                return None
+            self._next += 1
+            self.in_flight += 1
+            return self._next - 1
+
+    def _cancelled(self, index: int) -> bool:
+        return index > self._cutoff  # a plain read: the worst case is one more token
+
+    def _work(self) -> None:
+        from falconchat.backends import open_backend
+
+        backend = None
+        try:
+            while (index := self._take()) is not None:
+                try:
+                    if backend is None:
+                        backend = open_backend(self.spec)
+                    outcome = self._run_item(backend, index, self.items[index])
+                except FATAL as exc:  # such as a backend that cannot be opened
+                    self._cut(-1)
+                    outcome = Outcome(index, None, fatal=exc)
+                except BaseException as exc:  # a worker never dies without answering for its item
+                    outcome = self._failure(index, self.items[index], exc, 1)
+                self._release()
+                self.results.put(outcome)
+        finally:
+            if backend is not None:
+                backend.close()
+
+    def _run_item(self, backend, index: int, item: Item) -> Outcome:
+        from falconchat.records import reply_fields
+        from falconchat.render import sanitize
+
+        attempt = 1
+        while True:
+            sent = time.monotonic()
+            try:
+                reply, done, notes = self._answer(backend, index, item)
+            except Cancelled:
+                return Outcome(index, None)
+            except FATAL as exc:
+                self._cut(-1)  # no worker starts another item
+                return Outcome(index, None, fatal=exc)
+            except RETRYABLE as exc:
+                if isinstance(exc, Overloaded):
+                    self._slow_down(sent)
+                if attempt > self.options.retries and isinstance(exc, Unreachable) and not self._answered_any:
+                    # Never reached in this run (a wrong URL, a cluster down): every item would spend
+                    # its retries the same way. Stop; --resume continues once it is up.
+                    self._cut(-1)
+                    return Outcome(index, None, fatal=Unreachable(f"{exc.message}; the batch stopped before any "
+                                                                  "answer (--resume continues it)"))
+                if attempt > self.options.retries:
+                    return self._failure(index, item, exc, attempt)
+                delay = backoff(attempt)
+                self.notes.verbose(f"line {item.line}: {exc.message}; retry {attempt} of {self.options.retries} in {delay:.1f}s")
+                if self._pause(index, delay):
+                    return Outcome(index, None)
+                attempt += 1
+                continue
+            except Exception as exc:
+                return self._failure(index, item, exc, attempt)
+            self._speed_up()
+            self._answered_any = True
+            record = {"id": item.id, **reply_fields(sanitize(reply), done), "attempts": attempt}
+            if notes:
+                record["notes"] = notes  # such as turns left out to fit the context
+            return Outcome(index, record, ok=True, tokens=done.completion_tokens)
+
+    def _failure(self, index: int, item: Item, exc: BaseException, attempts: int) -> Outcome:
+        from falconchat.records import error_object
+
+        if self.options.fail_fast:
+            self._cut(index)  # later items stop now; earlier ones in flight finish
+        return Outcome(index, {"id": item.id, "error": error_object(exc), "attempts": attempts})
+
+    def _slow_down(self, sent: float) -> None:
+        with self._cond:
+            if sent >= self._slowed_at and self.limit > 1:
+                self.limit, self._slowed_at = max(1.0, self.limit / 2), time.monotonic()
+                self.notes.verbose(f"the endpoint is overloaded: at most {int(self.limit)} requests in flight now")
+
+    def _speed_up(self) -> None:
+        with self._cond:
+            if self.limit < self.concurrency:
+                self.limit = min(float(self.concurrency), self.limit + 1 / self.limit)
+                self._cond.notify_all()
+
+    def _release(self) -> None:
+        with self._cond:
+            self.in_flight -= 1
+            self._cond.notify_all()  # a worker may be waiting for a place
+
+    def _pause(self, index: int, seconds: float) -> bool:
+        """Leave the item's place for a backoff (a retrying item must not hold one while the
+        endpoint is overloaded), then wait for a place. True when cancelled meanwhile; the
+        item counts as in flight again either way, for the worker's one release."""
+        with self._cond:
+            self.in_flight -= 1
+            self._cond.notify_all()
+            self._cond.wait_for(lambda: self._cancelled(index), timeout=seconds)
+            self._retrying += 1
+            self._cond.wait_for(lambda: self._cancelled(index) or self.in_flight < int(self.limit))
+            self._retrying -= 1
+            self.in_flight += 1
+            self._cond.notify_all()
+            return self._cancelled(index)
+
+    def _answer(self, backend, index: int, item: Item) -> tuple[str, Done, list[str]]:
+        """One attempt through the same exchange as `ask` and the REPL (the same prompt,
+        trimming and stop handling): the reply, its Done, and any notes it gave."""
+        from falconchat.conversation import Conversation
+        from falconchat.exchange import answer
+
+        notes: list[str] = []
+        sink = _sink(lambda: self._cancelled(index))
+        done = answer(Conversation(system=item.system, turns=list(item.history)), backend, item.message,
+                      item.params, sink, notice=notes.append)
+        return sink.text, done, notes
+
+
+def _sink(cancelled):
+    """A reply writer that keeps the text; for a cancelled item it raises out of the
+    stream, which closes it (the model stops within a token)."""
+    from falconchat.records import Collector
+
+    class Sink(Collector):
+        def write(self, text: str) -> None:
+            if cancelled():
+                raise Cancelled()
+            super().write(text)
+
+    return Sink()

@@ -1,0 +1,110 @@
+"""What `batch` tells the user on stderr: notes, the progress bar (terminals only), the summary."""
+
+from __future__ import annotations
+
+import threading
+from typing import IO
+
+
+class Notes:
+    """One-line notes on stderr, safe from any thread; above the progress bar while it is drawn."""
+
+    def __init__(self, stream: IO[str], *, verbose: bool = False):
+        self.stream = stream
+        self.verbose_on = verbose
+        self.console = None  # the progress bar's console while it is drawn
+        self._lock = threading.Lock()
+
+    def isatty(self) -> bool:
+        try:
+            return self.stream.isatty()
+        except (AttributeError, ValueError):
+            return False
+
+    def write(self, text: str, *, prefix: str = "falconchat: ") -> None:
+        from falconchat.render import sanitize
+
+        line = prefix + sanitize(text)
+        with self._lock:
+            try:
+                if self.console is not None:
+                    self.console.print(line)
+                else:
+                    self.stream.write(line + "\n")
+                    self.stream.flush()
+            except (BrokenPipeError, OSError):
+                pass
+
+    def verbose(self, text: str) -> None:
+        if self.verbose_on:
+            self.write(text)
+
+
+class Progress:
+    """Done / failed / in flight, tokens/s and ETA, redrawn in place; nothing at all unless
+    stderr is a terminal (a log file or pipe gets only the notes and the summary)."""
+
+    def __init__(self, runner, total: int, notes: Notes):
+        self.runner = runner
+        self.total = total
+        self.notes = notes
+        self._bar = None
+        self._task = None
+
+    def __enter__(self) -> "Progress":
+        import os
+
+        if self.total and self.notes.isatty() and os.environ.get("TERM") != "dumb":
+            self._start()
+        return self
+
+    def _start(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+        from rich.progress import Progress as RichProgress
+
+        from falconchat.render import make_console
+
+        self._bar = RichProgress(
+            TextColumn("batch"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[failed]} failed · {task.fields[in_flight]} in flight · {task.fields[rate]} tokens/s"),
+            TextColumn("· ETA"),
+            TimeRemainingColumn(),
+            console=make_console(self.notes.stream),
+            transient=True,  # the summary line replaces it
+        )
+        self._task = self._bar.add_task("batch", total=self.total, failed=0, in_flight=0, rate="0")
+        self._bar.start()
+        self.notes.console = self._bar.console
+
+    def update(self, stats: dict, elapsed: float) -> None:
+        if self._bar is None:
+            return
+        rate = stats["tokens"] / elapsed if elapsed > 0 else 0.0
+        self._bar.update(self._task, completed=stats["answered"] + stats["failed"], failed=stats["failed"],
+                         in_flight=self.runner.in_flight, rate=f"{rate:.0f}")
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self.notes.console = None
+            self._bar.stop()
+
+
+def summary_line(stats: dict) -> str:
+    """One line: what was done, what failed or was skipped, and how fast."""
+    done = stats["answered"] + stats["failed"]
+    parts = [f"{stats['items']} items: {stats['answered']} answered, {stats['failed']} failed"]
+    if stats["bad"]:
+        parts.append(f"{stats['bad']} bad input lines skipped")
+    if stats["skipped"]:
+        parts.append(f"{stats['skipped']} already in {stats['output']}")
+    elapsed = stats.get("elapsed_s", 0.0)
+    if elapsed > 0:
+        parts.append(f"{stats['tokens']} tokens in {elapsed:.1f}s "
+                     f"({done / elapsed:.1f} items/s, {stats['tokens'] / elapsed:.0f} tokens/s)")
+    line = " · ".join(parts)
+    if stats["interrupted"]:
+        again = "; run the same command with --resume to continue" if stats["output"] else ""
+        line = f"interrupted after {done} of {stats['items']} items · {line}{again}"
+    return line
