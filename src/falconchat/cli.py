@@ -206,46 +206,10 @@ def models(
     config: Optional[str] = typer.Option(None, "--config", metavar="PATH", help="Config TOML file."),
 ) -> int:
     """List the configured models: backend, where they point, and whether they answer."""
-    from concurrent.futures import ThreadPoolExecutor
+    from falconchat.model_list import print_models
 
-    from rich.table import Table
-
-    from falconchat.render import make_console, sanitize
-
-    settings = load({"env_file": env_file, "config": config})
-    specs = list(settings.models.values())
-    with ThreadPoolExecutor(max_workers=8) as pool:  # endpoints are checked side by side
-        statuses = list(pool.map(check_model, specs))
-    table = Table(box=None, pad_edge=False)
-    for column in ("", "name", "backend", "format", "where", "status"):
-        table.add_column(column)
-    for spec, status in zip(specs, statuses):
-        where = spec.endpoint or spec.model_path or "bundled"
-        mark = "*" if spec.name == settings.model.name else ""
-        table.add_row(mark, sanitize(spec.name), spec.backend, spec.format, sanitize(_shown(where)), sanitize(status))
-    console = make_console(sys.stdout)
-    console.width = max(console.width, 120)
-    console.print(table)
+    print_models(load({"env_file": env_file, "config": config}), sys.stdout)
     return 0
-
-
-def check_model(spec) -> str:
-    from falconchat.backends import open_backend
-    from falconchat.errors import FalconchatError
-
-    backend = open_backend(spec)
-    try:
-        return backend.check()
-    except FalconchatError as exc:
-        return exc.message
-    finally:
-        backend.close()
-
-
-def _shown(where: str) -> str:
-    from falconchat.backends.tgi import safe_url
-
-    return safe_url(where) if where.startswith("http") else where
 
 
 @app.command("bench")

@@ -1,0 +1,46 @@
+"""`falconchat models`: every configured model, where it points, and whether it answers."""
+
+from __future__ import annotations
+
+from typing import IO
+
+
+def print_models(settings, out: IO[str]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rich.table import Table
+
+    from falconchat.render import make_console, sanitize
+
+    specs = list(settings.models.values())
+    with ThreadPoolExecutor(max_workers=8) as pool:  # endpoints are checked side by side
+        statuses = list(pool.map(check_model, specs))
+    table = Table(box=None, pad_edge=False)
+    for column in ("", "name", "backend", "format", "where", "status"):
+        table.add_column(column)
+    for spec, status in zip(specs, statuses):
+        where = spec.endpoint or spec.model_path or "bundled"
+        mark = "*" if spec.name == settings.model.name else ""
+        table.add_row(mark, sanitize(spec.name), spec.backend, spec.format, sanitize(_shown(where)), sanitize(status))
+    console = make_console(out)
+    console.width = max(console.width, 120)
+    console.print(table)
+
+
+def check_model(spec) -> str:
+    from falconchat.backends import open_backend
+    from falconchat.errors import FalconchatError
+
+    backend = open_backend(spec)
+    try:
+        return backend.check()
+    except FalconchatError as exc:
+        return exc.message
+    finally:
+        backend.close()
+
+
+def _shown(where: str) -> str:
+    from falconchat.backends.tgi import safe_url
+
+    return safe_url(where) if where.startswith("http") else where
