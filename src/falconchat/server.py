@@ -12,119 +12,18 @@ import asyncio
 import hmac
 import ipaddress
 import json
-import queue
 import sys
-import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from falconchat import __version__
 from falconchat.errors import ConfigError, FalconchatError
 from falconchat.serve_requests import GenerateRequest, Limits, RequestInvalid, check_length, parse_json, parse_request
+from falconchat.serve_engine import Engine, Job, Overloaded, ServerStopping
 from falconchat.types import Done, TextDelta
 
 MAX_BODY_BYTES = 2_000_000
 DISCONNECT_POLL_S = 0.1
-
-
-# ---- the engine: one model, one generation at a time --------------------------------------
-
-
-@dataclass(eq=False)
-class Job:
-    request: GenerateRequest
-    prompt: str
-    loop: asyncio.AbstractEventLoop
-    events: asyncio.Queue = field(default_factory=asyncio.Queue)
-    cancelled: threading.Event = field(default_factory=threading.Event)
-    tokens: int = 0  # generated so far (engine thread)
-    outcome: str = "cancelled"  # set by the handler: done, error, or cancelled (the client left)
-    tokens_at_cancel: int = 0
-
-    def cancel(self) -> None:
-        self.tokens_at_cancel = self.tokens
-        self.cancelled.set()
-
-
-class Overloaded(Exception):
-    pass
-
-
-class ServerStopping(Exception):
-    pass
-
-
-class Engine:
-    def __init__(self, backend, max_waiting: int, log):
-        self.backend = backend
-        self.max_waiting = max_waiting
-        self.log = log
-        self._jobs: queue.Queue[Job | None] = queue.Queue()
-        self._waiting = 0
-        self._current: Job | None = None
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="falconchat-engine", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Cancel what runs and waits, and wait for the engine thread: the model must not be
-        freed while it is still in use. (A prompt being read finishes its current batch first.)"""
-        with self._lock:
-            if self._current is not None:
-                self._current.cancel()
-        self._jobs.put(None)
-        if self._thread.is_alive():
-            self._thread.join()
-
-    def submit(self, job: Job) -> None:
-        with self._lock:
-            if self._waiting >= self.max_waiting:
-                raise Overloaded()
-            self._waiting += 1
-        self._jobs.put(job)
-
-    def _run(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            with self._lock:
-                self._waiting -= 1
-            if job.cancelled.is_set():
-                self.log("generation cancelled before it started (the client left the queue)")
-                continue
-            with self._lock:
-                self._current = job
-            try:
-                self._generate(job)
-            finally:
-                with self._lock:
-                    self._current = None
-
-    def _generate(self, job: Job) -> None:
-        def send(item) -> None:
-            try:
-                job.loop.call_soon_threadsafe(job.events.put_nowait, item)
-            except RuntimeError:  # the server's loop has closed: nobody is listening
-                job.cancel()
-
-        request = job.request
-        stream = self.backend.generate(job.prompt, request.params, request.stops, logprobs=True,
-                                       should_stop=job.cancelled.is_set)
-        try:
-            for event in stream:
-                if job.cancelled.is_set():
-                    break
-                if isinstance(event, TextDelta):
-                    job.tokens += 1
-                send(event)
-            if job.cancelled.is_set():
-                after = job.tokens - job.tokens_at_cancel
-                self.log(f"generation cancelled after {job.tokens} tokens ({after} after the client left)")
-        except Exception as exc:  # the model failed: the client gets a 424 "generation" error
-            send(exc)
-        finally:
-            stream.close()  # stops decoding now if the job was cancelled
 
 
 # ---- the HTTP side -------------------------------------------------------------------------
