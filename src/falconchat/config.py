@@ -29,8 +29,8 @@ FLAG, ENV, DOTENV, TOML, DEFAULT = range(5)
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    backend: str  # "local" | "tgi" | "openai"
-    model_path: str | None = None  # local: a GGUF file; None means the bundled model
+    backend: str  # "local" | "transformers" | "tgi" | "openai"
+    model_path: str | None = None  # local: a GGUF file; transformers: a model directory or GGUF; None: the bundled model
     context_length: int | None = None
     threads: int | None = None
     endpoint: str | None = None  # tgi, openai: the base URL
@@ -40,6 +40,7 @@ class ModelSpec:
     remote_model: str | None = None  # openai: the server's name for the model
     headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # openai: extra HTTP headers
     format: str = "falcon"  # "falcon" (our prompt); "chat" (openai's chat API); "native" (local: the model's template)
+    device: str | None = None  # transformers: "auto" (a GPU when there is one), "cpu", "cuda" or "cuda:N"
 
 
 @dataclass(frozen=True)
@@ -69,9 +70,10 @@ class Role:
 
 MODEL_FIELDS = {
     "backend", "endpoint", "url", "model_path", "context_length", "threads",
-    "auth_scheme", "api_key_env", "timeout", "model", "headers", "format",
+    "auth_scheme", "api_key_env", "timeout", "model", "headers", "format", "device",
 }
-FORMATS = {"local": ("falcon", "native"), "tgi": ("falcon",), "openai": ("chat", "falcon")}
+FORMATS = {"local": ("falcon", "native"), "transformers": ("falcon", "native"), "tgi": ("falcon",), "openai": ("chat", "falcon")}
+IN_PROCESS = ("local", "transformers")  # backends that run a model file here, not an endpoint
 
 
 def user_config_dir() -> Path:
@@ -188,7 +190,7 @@ def _model_from_toml(name: str, entry: Any, src: Sources, defaults: dict[str, An
         raise ConfigError(f"{where}: unknown field {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(MODEL_FIELDS))}")
     backend = entry.get("backend")
     if backend not in FORMATS:
-        raise ConfigError(f"{where}: backend must be \"local\", \"tgi\" or \"openai\", not {backend!r}")
+        raise ConfigError(f"{where}: backend must be one of {', '.join(FORMATS)}, not {backend!r}")
     form = entry.get("format", FORMATS[backend][0])
     if form not in FORMATS[backend]:
         raise ConfigError(f"{where}: format for a {backend} model must be one of {', '.join(FORMATS[backend])}, not {form!r}")
@@ -196,14 +198,17 @@ def _model_from_toml(name: str, entry: Any, src: Sources, defaults: dict[str, An
     def field_value(key: str, setting: str | None = None):
         return parse(setting or key, entry[key], f"{where} {key}") if key in entry else None
 
-    if backend == "local":
+    if "device" in entry and backend != "transformers":
+        raise ConfigError(f"{where}: device is a setting of transformers models, not {backend} ones")
+    if backend in IN_PROCESS:
         return ModelSpec(
             name=name,
-            backend="local",
+            backend=backend,
             model_path=field_value("model_path"),
             context_length=field_value("context_length") or defaults["context_length"],
             threads=field_value("threads") or defaults["threads"],
             format=form,
+            device=_device(entry["device"], where) if "device" in entry else None,
         )
     url = field_value("endpoint") or field_value("url", "endpoint")
     if not url:
@@ -231,6 +236,14 @@ def _model_from_toml(name: str, entry: Any, src: Sources, defaults: dict[str, An
     )
 
 
+def _device(raw: Any, where: str) -> str:
+    import re
+
+    if not isinstance(raw, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", raw):
+        raise ConfigError(f"{where}: device must be \"auto\", \"cpu\", \"cuda\" or \"cuda:N\", not {raw!r}")
+    return raw
+
+
 def choose_model(src: Sources, models: dict[str, ModelSpec], defaults: dict[str, Any]) -> ModelSpec:
     """The model name, endpoint URL and model file compete by precedence level.
 
@@ -251,9 +264,9 @@ def choose_model(src: Sources, models: dict[str, ModelSpec], defaults: dict[str,
         if name not in models:
             raise ConfigError(f"unknown model {name!r} (from {name_origin}); known: {', '.join(sorted(models))}")
         spec = models[name]
-        if url and spec.backend == "local":
+        if url and spec.backend in IN_PROCESS:
             raise UsageError(f"an endpoint URL cannot be used with the local model {name!r}")
-        if path and spec.backend != "local":
+        if path and spec.backend not in IN_PROCESS:
             raise UsageError(f"a model file cannot be used with the endpoint model {name!r}")
         changes = {"endpoint": url} if url else {"model_path": path} if path else {}
         return _replace(spec, **changes)

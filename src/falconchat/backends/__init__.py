@@ -18,6 +18,10 @@ def open_backend(spec: "ModelSpec") -> "Backend":
         from falconchat.backends.openai import OpenAIBackend
 
         return OpenAIBackend(spec)
+    if spec.backend == "transformers":
+        from falconchat.backends.transformers import TransformersBackend
+
+        return TransformersBackend(spec)
     from falconchat.backends.local import LocalBackend
 
     return LocalBackend(spec)
