@@ -328,6 +328,25 @@ def test_unknown_backend(home):
     config_error(home, "models.odd", "backend", "foo", flags={"model": "odd"})
 
 
+def test_transformers_model_entry(home):
+    write(home.cfg / "config.toml", "[models.hf]\nbackend = 'transformers'\nmodel_path = '/models/smol'\n"
+          "device = 'cuda:1'\nformat = 'native'\n\n[models.plain]\nbackend = 'transformers'\n")
+    m = load(home, flags={"model": "hf"}).model
+    assert (m.backend, m.model_path, m.device, m.format, m.endpoint) == ("transformers", "/models/smol", "cuda:1", "native", None)
+    plain = load(home, flags={"model": "plain"}).model
+    assert (plain.model_path, plain.device, plain.format) == (None, None, "falcon")  # the bundled GGUF, device auto
+    assert load(home, flags={"model": "hf", "model_path": "/other"}).model.model_path == "/other"
+    with pytest.raises(UsageError):
+        load(home, flags={"model": "hf", "endpoint": URL_A})
+
+
+def test_device_is_checked_and_only_for_transformers(home):
+    write(home.cfg / "config.toml", "[models.hf]\nbackend = 'transformers'\ndevice = 'gpu'\n")
+    config_error(home, "models.hf", "device", "gpu")
+    write(home.cfg / "config.toml", f"[models.r]\nbackend = 'tgi'\nendpoint = '{URL_A}'\ndevice = 'cpu'\n")
+    config_error(home, "models.r", "device", "transformers")
+
+
 def test_unknown_model_field(home):
     write(home.cfg / "config.toml", f"[models.r]\nbackend = 'tgi'\nendpoint = '{URL_A}'\napi_key = 'inline'\n")
     config_error(home, "models.r", "api_key")

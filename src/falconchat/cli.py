@@ -182,7 +182,7 @@ def serve(
     spec = settings.model
     if spec.backend != "local":
         if model:
-            raise UsageError(f"serve runs local models; {model!r} is an endpoint")
+            raise UsageError(f"serve runs GGUF models (backend = \"local\"); {model!r} is a {spec.backend} model")
         spec = settings.models["smollm2"]  # an endpoint in the environment is for chatting, not serving
     key = api_key or settings.serve_api_key
     backend = LocalBackend(spec)
