@@ -207,7 +207,7 @@ class Commands:
         for turn in conversation.turns:
             note = {"cut": " (cut)", "error": " (incomplete)"}.get(turn.status, "")
             console.print(Text("You: ", style="bold cyan") + Text(sanitize(turn.user)))
-            console.print(Text(f"{self.repl.backend.name}{note}: ", style="bold green") + Text(sanitize(turn.assistant)))
+            console.print(Text(sanitize(f"{self.repl.backend.name}{note}: "), style="bold green") + Text(sanitize(turn.assistant)))
         if not conversation.turns:
             self.repl.notice("(no exchanges yet)")
 

@@ -65,7 +65,16 @@ def save(path: Path, session: Session) -> None:
         "params": {**asdict(session.params), "stop": list(session.params.stop)},
         "turns": [asdict(t) for t in conv.turns],
     }
-    write_private(path, json.dumps(document, ensure_ascii=False, indent=1) + "\n")
+    write_private(path, _escape_controls(json.dumps(document, ensure_ascii=False, indent=1)) + "\n")
+
+
+# JSON escapes C0 controls, but not C1 or the bidi overrides: `cat session.json` would replay
+# them on a terminal. They occur only inside strings, where \uXXXX spells the same text.
+_UNESCAPED_CONTROL = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape_controls(text: str) -> str:
+    return _UNESCAPED_CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def load(path: Path) -> Session:
@@ -128,12 +137,16 @@ def _params(raw) -> SamplingParams:
 
 
 def export_markdown(path: Path, conversation: Conversation, model: str) -> None:
+    """A document for people: the text as it was shown, without control sequences."""
+    from falconchat.render import sanitize
+
+    model = sanitize(model)
     lines = [f"# Conversation with {model}", ""]
     if conversation.system:
-        lines += [f"**System:** {conversation.system}", ""]
+        lines += [f"**System:** {sanitize(conversation.system)}", ""]
     for turn in conversation.turns:
         note = {"cut": " *(cut short)*", "error": " *(incomplete: an error ended it)*"}.get(turn.status, "")
-        lines += ["## You", "", turn.user, "", f"## {model}{note}", "", turn.assistant, ""]
+        lines += ["## You", "", sanitize(turn.user), "", f"## {model}{note}", "", sanitize(turn.assistant), ""]
     write_private(path, "\n".join(lines))
 
 
