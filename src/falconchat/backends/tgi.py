@@ -156,7 +156,9 @@ class TgiBackend:
             raise Unreachable(f"cannot reach {self.shown_url}: {type(exc).__name__}") from None
 
     def _open(self, body: dict):
-        """POST, retrying answers that say "overloaded" with backoff and jitter."""
+        """POST, retrying answers that say "overloaded" with backoff and jitter — but never
+        waiting past the timeout: `--timeout 5` means an answer, or an error, within 5 s."""
+        deadline = time.monotonic() + self.spec.timeout
         for attempt in range(RETRIES + 1):
             response = self._request("POST", self.url, json=body, headers=self._headers())
             if response.status_code == 200 and _is_event_stream(response):
@@ -167,7 +169,10 @@ class TgiBackend:
                 raise error
             retry_after = _retry_after(response)
             delay = BACKOFF_S * 2**attempt if retry_after is None else retry_after
-            time.sleep(min(delay, MAX_RETRY_AFTER_S) * random.uniform(0.8, 1.2))
+            wait = min(delay, MAX_RETRY_AFTER_S) * random.uniform(0.8, 1.2)
+            if time.monotonic() + wait > deadline:
+                raise error
+            time.sleep(wait)
         raise AssertionError("unreachable")
 
     # ---- the stream --------------------------------------------------------------------
@@ -194,13 +199,13 @@ class TgiBackend:
                         continue
                     payload = _json(line[5:])
                     if payload is None:
-                        raise EndpointError(f"{self.shown_url} sent a malformed event; the reply is incomplete")
+                        raise EndpointError(f"{self.shown_url} sent a malformed event; the reply is incomplete: try again, and check that the URL is a TGI endpoint")
                     if "error" in payload:
                         raise self._payload_error(payload, response.status_code)
                     try:
                         event = StreamResponse(**payload)
                     except PydanticError:
-                        raise EndpointError(f"{self.shown_url} sent an event that is not TGI's; the reply is incomplete") from None
+                        raise EndpointError(f"{self.shown_url} sent an event that is not TGI's; the reply is incomplete: check that the URL is a TGI endpoint") from None
                     if first_token_s is None:
                         first_token_s = time.monotonic() - started
                     tokens += 1
@@ -217,11 +222,11 @@ class TgiBackend:
                         return
             except requests.exceptions.ConnectionError as exc:
                 if "Read timed out" in str(exc):
-                    raise Timeout(f"{self.shown_url} stopped sending for {self.spec.timeout:g}s; the reply is incomplete") from None
-                raise EndpointError(f"the connection to {self.shown_url} broke; the reply is incomplete") from None
+                    raise Timeout(f"{self.shown_url} stopped sending for {self.spec.timeout:g}s; the reply is incomplete: try again or raise --timeout") from None
+                raise EndpointError(f"the connection to {self.shown_url} broke; the reply is incomplete: try again") from None
             except requests.exceptions.RequestException:
-                raise EndpointError(f"the connection to {self.shown_url} broke; the reply is incomplete") from None
-        raise EndpointError(f"{self.shown_url} ended the stream before the reply was complete ({tokens} tokens arrived)")
+                raise EndpointError(f"the connection to {self.shown_url} broke; the reply is incomplete: try again") from None
+        raise EndpointError(f"{self.shown_url} ended the stream before the reply was complete ({tokens} tokens arrived); try again")
 
     # ---- errors ------------------------------------------------------------------------
 
@@ -239,11 +244,11 @@ class TgiBackend:
         message = server_message(payload.get("error", ""), self.spec.api_key)
         error = parse_error(status, {"error": message, "error_type": str(payload.get("error_type", ""))})
         if isinstance(error, ValidationError):
-            return Rejected(f"{self.shown_url} rejected the request: {message}")
+            return Rejected(f"{self.shown_url} rejected the request: {message}; check the settings it names (--max-new-tokens, sampling)")
         if isinstance(error, OverloadedError):
             return Overloaded(f"{self.shown_url} is overloaded: {message}; try again later")
         if isinstance(error, GenerationError):
-            return EndpointError(f"{self.shown_url} failed to generate: {message}")
+            return EndpointError(f"{self.shown_url} failed to generate: {message}; try again")
         # The client reports a 401 as UnknownError and a 403 as ShardNotReadyError: the status tells.
         return _by_status(status, message, self.shown_url)
 
@@ -256,12 +261,12 @@ def _by_status(status: int, message: str, url: str) -> EndpointError:
     if status == 404:
         return Rejected(f"{url} has no such route (HTTP 404: {message}); check the endpoint URL")
     if status in (400, 413, 422):
-        return Rejected(f"{url} rejected the request (HTTP {status}: {message})")
+        return Rejected(f"{url} rejected the request (HTTP {status}: {message}); check the settings and the size of the prompt")
     if status == 502:
-        return Unreachable(f"{url} is unreachable behind its gateway (HTTP 502: {message})")
+        return Unreachable(f"{url} is unreachable behind its gateway (HTTP 502: {message}); check the URL and that the endpoint is running")
     if status == 504:
-        return Timeout(f"{url} timed out behind its gateway (HTTP 504: {message})")
-    return EndpointError(f"{url} failed (HTTP {status}: {message})")
+        return Timeout(f"{url} timed out behind its gateway (HTTP 504: {message}); try again later")
+    return EndpointError(f"{url} failed (HTTP {status}: {message}); try again, and check the endpoint's logs if it goes on")
 
 
 def _is_event_stream(response) -> bool:
