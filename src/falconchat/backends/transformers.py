@@ -145,7 +145,8 @@ class TransformersBackend:
             template = template.get("default")
         if not template:
             raise ConfigError(f"{self.model_path.name} carries no chat template; use format = \"falcon\"")
-        eos = tokenizer.convert_ids_to_tokens(self._eos_ids(model, tokenizer)[0])
+        end_ids = self._eos_ids(model, tokenizer)
+        eos = tokenizer.convert_ids_to_tokens(end_ids[0]) if end_ids else tokenizer.eos_token
         return render_chat_template(template, messages, bos_token=tokenizer.bos_token or "", eos_token=eos or "")
 
     def close(self) -> None:
