@@ -89,6 +89,15 @@ class Terminal:
         self.child.expect_exact(">>>")
         return plain(before)
 
+    def drain(self, quiet_s: float = 1.0) -> None:
+        """Read what is pending until the terminal has been quiet for `quiet_s` (after key storms,
+        each of which may redraw the prompt)."""
+        while True:
+            try:
+                self.child.read_nonblocking(65536, timeout=quiet_s)
+            except pexpect.TIMEOUT:
+                return
+
     def say(self, line: str) -> str:
         self.child.send(line + "\r")
         return self.prompt()
