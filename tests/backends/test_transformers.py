@@ -120,8 +120,7 @@ def test_greedy_and_seeded_runs_repeat(backend):
     seeded = SamplingParams(temperature=1.0, top_p=0.9, top_k=40, repetition_penalty=1.1, seed=7, max_new_tokens=16)
     first = run(backend.stream(PROMPT, seeded))[0]
     assert first == run(backend.stream(PROMPT, seeded))[0]
-    others = {run(backend.stream(PROMPT, seeded.with_changes(seed=seed)))[0] for seed in (8, 9)}
-    assert others != {first}, "the seed changes the sample"
+    assert run(backend.stream(PROMPT, seeded.with_changes(seed=8)))[0] != first, "the seed changes the sample"
 
 
 @pytest.mark.slow
