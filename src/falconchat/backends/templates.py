@@ -27,5 +27,5 @@ def render_chat_template(template: str, messages: Sequence[dict], *, bos_token: 
         )
     except SecurityError:
         raise ConfigError("the model's chat template reached for Python internals; it was refused") from None
-    except TemplateError as exc:
+    except (TemplateError, OverflowError) as exc:  # OverflowError: the sandbox's limit on range()
         raise ConfigError(f"the model's chat template failed: {str(exc)[:200]}") from None
