@@ -187,7 +187,7 @@ def serve(
     key = api_key or settings.serve_api_key
     backend = LocalBackend(spec)
     try:
-        server = TgiServer(backend, model_id=spec.name, api_key=key, max_waiting=max_waiting)
+        server = TgiServer(backend, model_id=spec.name, api_key=key, max_waiting=max_waiting, debug=bool(settings.debug))
         if not is_loopback(host) and not key:
             print(f"falconchat: warning: serving on {host} without --api-key: anyone who can reach it can use it",
                   file=sys.stderr)

@@ -128,7 +128,8 @@ def clean_reply(events: Iterator[Event], stops: Sequence[str], *, drop_leading_s
                     return
                 text = event.text
                 if first and text:
-                    text = text[1:] if text.startswith(" ") else text
+                    if drop_leading_space and text.startswith(" "):
+                        text = text[1:]
                     first = False
                 if not text and not pending:
                     continue

@@ -329,6 +329,22 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _one_line_protocol_errors(server: TgiServer) -> None:
+    """aiohttp logs a request it cannot parse (a bad method, data after `Connection: close`)
+    with a traceback that quotes the raw request — a prompt, perhaps. The client has its 400
+    already: the log gets one line, and the traceback only with --debug."""
+    import logging
+
+    class OneLine(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            if record.exc_info and not server.debug:
+                server._note(f"refused a malformed HTTP request ({type(record.exc_info[1]).__name__})")
+                return False
+            return True
+
+    logging.getLogger("aiohttp.server").addFilter(OneLine())
+
+
 def serve(server: TgiServer, host: str, port: int, *, ready=None) -> int:
     """Run until SIGINT/SIGTERM; `ready(url)` is called once listening."""
     return asyncio.run(_serve(server, host, port, ready))
@@ -339,6 +355,7 @@ async def _serve(server: TgiServer, host: str, port: int, ready) -> int:
 
     from aiohttp import web
 
+    _one_line_protocol_errors(server)
     runner = web.AppRunner(server.app(), access_log=None, handle_signals=False, shutdown_timeout=2.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port)

@@ -51,7 +51,8 @@ def pytest_terminal_summary(terminalreporter):
         f"scenarios {summary['scenarios']} ({summary['passed']} passed, {summary['failed']} failed, "
         f"{summary['xfailed']} xfailed) · payloads {summary['payloads']} · outputs checked {summary['outputs_checked']} · "
         f"tracebacks {summary['tracebacks']} · leaked sequences {summary['leaked_sequences']} · "
-        f"canary hits {summary['canary_hits']} (in {summary['canary_checks']} outputs and files)"
+        f"canary hits {summary['canary_hits']} (in {summary['canary_checks']} outputs and files) · "
+        f"fuzzed serve requests {summary['fuzzed_requests']}"
     )
     if path := os.environ.get("RELIABILITY_SUMMARY"):
         Path(path).write_text(json.dumps(summary | {"results": _results}, indent=1) + "\n")
@@ -67,5 +68,6 @@ def _summary() -> dict:
         "failed": outcomes.count("failed"),
         "xfailed": outcomes.count("xfailed"),
         "payloads": len(PAYLOADS),
-        **{key: tally[key] for key in ("outputs_checked", "tracebacks", "leaked_sequences", "canary_hits", "canary_checks")},
+        **{key: tally[key] for key in ("outputs_checked", "tracebacks", "leaked_sequences", "canary_hits", "canary_checks",
+                                       "fuzzed_requests")},
     }
