@@ -14,7 +14,7 @@ import os
 import pytest
 
 from hostile import PAYLOADS, as_tokens, corpus, markers, text
-from kit import Terminal, no_escapes, no_leaks, no_traceback, plain, run, screen_leaks
+from kit import FALCONCHAT, Terminal, no_escapes, no_leaks, no_traceback, plain, run, screen_leaks
 
 
 def assert_all_shown(shown: str, where: str) -> None:
@@ -90,8 +90,8 @@ def test_piped_input_echoed_back_on_a_terminal(home, tgi_endpoint):
     """`falconchat ask < hostile.txt` with the reply on a terminal: the endpoint echoes the prompt."""
     tgi_endpoint.echo()
     (home / "hostile.txt").write_bytes(corpus().encode())
-    shell = f"exec falconchat ask --endpoint {tgi_endpoint.url} < hostile.txt"
-    term = Terminal(home, command=["sh", "-c", shell.replace("falconchat", " ".join(_falconchat()), 1)])
+    shell = f"exec {' '.join(FALCONCHAT)} ask --endpoint {tgi_endpoint.url} < hostile.txt"
+    term = Terminal(home, command=["sh", "-c", shell])
     assert term.finish() == 0
     no_traceback(term.screen)
     no_leaks(term.screen)
@@ -234,8 +234,3 @@ def test_a_session_file_carrying_payloads(home, tgi_endpoint):
     no_traceback(term.screen)
     no_leaks(term.screen)
 
-
-def _falconchat() -> list[str]:
-    from processes import FALCONCHAT
-
-    return FALCONCHAT
