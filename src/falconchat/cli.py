@@ -169,12 +169,13 @@ def serve(
     port: int = typer.Option(8080, "--port", min=0, max=65535, help="Port (0 picks a free one)."),
     api_key: Optional[str] = typer.Option(None, "--api-key", metavar="KEY", help="Require `Authorization: Bearer KEY` (or set FALCONCHAT_SERVE_API_KEY)."),
     max_waiting: int = typer.Option(16, "--max-waiting", min=0, metavar="N", help="Requests that may wait for the model; more get 429."),
+    parallel: Optional[int] = typer.Option(None, "--parallel", "-P", min=1, max=64, metavar="N", help="Requests decoded together (continuous batching); default: 4 per CPU core, at most 16."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
     env_file: Optional[str] = typer.Option(None, "--env-file", metavar="PATH", help="Read this .env file."),
     config: Optional[str] = typer.Option(None, "--config", metavar="PATH", help="Config TOML file."),
 ) -> int:
     """Serve a local model as a text-generation-inference endpoint."""
-    from falconchat.backends.local import LocalBackend
+    from falconchat.backends.local import LocalBackend, default_sequences
     from falconchat.server import TgiServer, is_loopback
     from falconchat.server import serve as run_server
 
@@ -185,7 +186,7 @@ def serve(
             raise UsageError(f"serve runs GGUF models (backend = \"local\"); {model!r} is a {spec.backend} model")
         spec = settings.models["smollm2"]  # an endpoint in the environment is for chatting, not serving
     key = api_key or settings.serve_api_key
-    backend = LocalBackend(spec)
+    backend = LocalBackend(spec, sequences=parallel or default_sequences())
     try:
         server = TgiServer(backend, model_id=spec.name, api_key=key, max_waiting=max_waiting, debug=bool(settings.debug))
         if not is_loopback(host) and not key:

@@ -1,6 +1,7 @@
-"""`serve`'s engine: one model, one generation at a time, jobs in FIFO order.
+"""`serve`'s engine: jobs taken in FIFO order by as many worker threads as the
+backend decodes sequences together (one for the single-sequence path).
 
-Handlers submit Jobs; the engine thread streams each job's events back to the
+Handlers submit Jobs; a worker streams each job's events back to the
 handler's event loop. A cancelled job is skipped, or stopped within a token
 (or between batches of a long prompt).
 """
@@ -48,22 +49,27 @@ class Engine:
         self.log = log
         self._jobs: queue.Queue[Job | None] = queue.Queue()
         self._waiting = 0
-        self._current: Job | None = None
+        self._running: set[Job] = set()
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="falconchat-engine", daemon=True)
+        self.workers = getattr(backend, "sequences", 1)
+        self._threads = [threading.Thread(target=self._run, name=f"falconchat-engine-{n}", daemon=True)
+                         for n in range(self.workers)]
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
-        """Cancel what runs and waits, and wait for the engine thread: the model must not be
+        """Cancel what runs and waits, and wait for the workers: the model must not be
         freed while it is still in use. (A prompt being read finishes its current batch first.)"""
         with self._lock:
-            if self._current is not None:
-                self._current.cancel()
-        self._jobs.put(None)
-        if self._thread.is_alive():
-            self._thread.join()
+            for job in self._running:
+                job.cancel()
+        for _ in self._threads:
+            self._jobs.put(None)
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join()
 
     def submit(self, job: Job) -> None:
         with self._lock:
@@ -80,12 +86,12 @@ class Engine:
                 self.log("generation cancelled before it started (the client left the queue)")
                 continue
             with self._lock:
-                self._current = job
+                self._running.add(job)
             try:
                 self._generate(job)
             finally:
                 with self._lock:
-                    self._current = None
+                    self._running.discard(job)
 
     def _generate(self, job: Job) -> None:
         def send(item) -> None:

@@ -116,7 +116,7 @@ class TgiServer:
             "model_dtype": "gguf",
             "model_device_type": "cpu",
             "model_pipeline_tag": "text-generation",
-            "max_concurrent_requests": self.engine.max_waiting + 1,
+            "max_concurrent_requests": self.engine.max_waiting + self.engine.workers,
             "max_best_of": 1,
             "max_stop_sequences": self.limits.max_stop_sequences,
             "max_input_tokens": self.limits.max_input_tokens,

@@ -15,8 +15,8 @@ from processes import falconchat, isolated_env, one_error_line
 from serve_process import CANCELLED, parse_request_line, running
 
 # Greedy on "hi" the bundled model runs on ("-look-at-the-world-…") until max_new_tokens: a generation
-# that keeps the model busy for as long as a test holds it.
-LONG = {"inputs": "hi", "parameters": {"max_new_tokens": 3000}}
+# that keeps the model busy for as long as a test holds it (within a sequence's 2,048 tokens).
+LONG = {"inputs": "hi", "parameters": {"max_new_tokens": 2000}}
 KEY = "test-serve-key-6f1d2c"
 
 
@@ -58,8 +58,16 @@ def busy(server):
 
 
 @pytest.fixture(scope="module")
+def serial(tmp_path_factory):
+    """One sequence at a time (no continuous batching): one long request makes the others wait."""
+    with running(tmp_path_factory.mktemp("serve"), "--parallel", "1") as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
 def small_queue(tmp_path_factory):
-    with running(tmp_path_factory.mktemp("serve"), "--max-waiting", "1") as process:
+    # One sequence at a time (no continuous batching), so that one request fills the model.
+    with running(tmp_path_factory.mktemp("serve"), "--max-waiting", "1", "--parallel", "1") as process:
         yield process
 
 
@@ -86,7 +94,8 @@ def test_a_request_beyond_the_waiting_limit_gets_429(small_queue):
     assert requests.post(small_queue.url + "/generate", json=short(), timeout=60).status_code == 200
 
 
-def test_waiting_requests_are_served_in_order(server):
+def test_waiting_requests_are_served_in_order(serial):
+    server = serial
     sizes = (3, 4, 5)
     with busy(server):
         mark = server.mark()
@@ -115,7 +124,8 @@ def test_a_client_that_leaves_mid_generation_stops_it_within_two_tokens(server):
     assert parse_request_line(server.request_line("/generate", since=mark).string)[2:] == (200, 3, "")
 
 
-def test_a_client_that_leaves_the_queue_is_dropped_before_it_starts(server):
+def test_a_client_that_leaves_the_queue_is_dropped_before_it_starts(serial):
+    server = serial
     with busy(server):
         mark = server.mark()
         open_stream(server, short()).close()
@@ -188,8 +198,8 @@ def test_ctrl_c_stops_the_server_in_the_middle_of_a_generation(start_server):
 def test_ctrl_c_while_the_model_still_works_for_a_client_that_left(start_server):
     server = start_server()
     mark = server.mark()
-    # A prompt of some 3000 tokens: reading it takes the model a while after its client has gone.
-    open_stream(server, {"inputs": "The history of the world, told at length. " * 300,
+    # A prompt of some 1,800 tokens: reading it takes the model a while after its client has gone.
+    open_stream(server, {"inputs": "The history of the world, told at length. " * 180,
                          "parameters": {"max_new_tokens": 50}}).close()
     server.request_line("/generate_stream", since=mark)  # the server saw the client leave
     server.stop()  # exit code 0: the model is not freed under the engine's feet

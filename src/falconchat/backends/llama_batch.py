@@ -1,0 +1,317 @@
+"""Continuous batching for the local model: many sequences decoded together.
+
+One llama.cpp context that holds up to `sequences` sequences, each with its
+own part of the KV cache, and one scheduling thread. Each step decodes one token
+for every running sequence in a single batch, and reads waiting prompts in
+chunks within the same steps, so replies keep flowing while a long prompt is
+read. Callers get raw tokens through a thread-safe queue; closing their
+iterator cancels the sequence, whose cells are freed at the next step.
+
+A finished sequence is free for the next request at once, and leaves its
+tokens in its cells, so that the next turn of the same conversation starts
+from its cached prefix when it lands there again. A cancelled sequence's
+cells are cleared at once. Requests wait for a free sequence in FIFO order.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from falconchat.errors import FalconchatError
+from falconchat.types import SamplingParams
+
+BATCH_TOKENS = 256  # tokens per decode step: running sequences first, then prompt chunks
+MIN_P = 0.05  # llama.cpp's default, as the single-sequence path uses
+PENALTY_LAST_N = 64  # llama-cpp-python's last_n_tokens_size
+POLL_S = 0.05  # how often a waiting caller checks its own should_stop
+
+
+@dataclass(eq=False)
+class Request:
+    tokens: list[int]
+    params: SamplingParams
+    max_new: int
+    logprobs: bool
+    seed: int
+    out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+
+_END = object()  # the sequence has finished (or was cancelled): no more tokens
+
+
+@dataclass(eq=False)
+class Slot:
+    """One llama.cpp sequence id and what its cells hold."""
+
+    seq_id: int
+    resident: list[int] = field(default_factory=list)  # tokens whose KV is in the cache
+    request: Request | None = None
+    sampler: object = None
+    fed: int = 0  # prompt tokens decoded so far (including the reused prefix)
+    next_token: int | None = None  # sampled, to be fed at the next step
+    generated: int = 0
+    last_used: float = 0.0
+
+    @property
+    def prefilling(self) -> bool:
+        return self.request is not None and self.fed < len(self.request.tokens)
+
+
+class BatchEngine:
+    """Owns its llama.cpp context; `llm` (a loaded `llama_cpp.Llama`) lends it the model."""
+
+    def __init__(self, llm, sequences: int, context: int, threads: int):
+        import llama_cpp
+
+        self._llama_cpp = llama_cpp
+        self._llm = llm
+        self.sequences = sequences
+        self.context = context  # cells per sequence: what one conversation (prompt and reply) can hold
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = context * sequences
+        params.n_batch = params.n_ubatch = BATCH_TOKENS
+        params.n_seq_max = sequences
+        params.n_threads = params.n_threads_batch = threads
+        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+        # A cache of its own per sequence: in one shared pool, a sequence's cells end up out of
+        # order once others free theirs, and attention then adds them up in another order,
+        # which changes the numbers (and greedy replies) with the company a sequence keeps.
+        params.kv_unified = False
+        params.no_perf = True
+        self._ctx = llama_cpp.llama_init_from_model(llm._model.model, params)
+        if not self._ctx:
+            raise FalconchatError(f"cannot make a context of {context} tokens for {sequences} sequences")
+        self._memory = llama_cpp.llama_get_memory(self._ctx)
+        self._batch = llama_cpp.llama_batch_init(BATCH_TOKENS, 0, 1)
+        self._vocab = llm._model.vocab
+        self._n_vocab = llm.n_vocab()
+        self._slots = [Slot(seq_id) for seq_id in range(sequences)]
+        self._waiting: collections.deque[Request] = collections.deque()
+        self._wake = threading.Condition()
+        self._closing = False
+        self.prompt_tokens_read = 0  # prompt tokens decoded (a reused prefix is not read again)
+        self._thread = threading.Thread(target=self._run, name="falconchat-batch-engine", daemon=True)
+        self._thread.start()
+
+    # -- callers' side ---------------------------------------------------------------------
+
+    def tokens(self, tokens: list[int], params: SamplingParams, max_new: int, *, seed: int,
+               logprobs: bool = False, should_stop: Callable[[], bool] | None = None
+               ) -> Iterator[tuple[int, float | None]]:
+        """(token, logprob) pairs as the engine samples them, end-of-generation token included.
+
+        Ends by itself at end-of-generation or after `max_new` tokens; closing it
+        (or `should_stop` turning true) cancels the sequence.
+        """
+        request = Request(list(tokens), params, max_new, logprobs, seed)
+        with self._wake:
+            if self._closing:
+                raise FalconchatError("the local model is shutting down")
+            self._waiting.append(request)
+            self._wake.notify()
+        try:
+            while True:
+                try:
+                    item = request.out.get(timeout=POLL_S)
+                except queue.Empty:
+                    if should_stop is not None and should_stop():
+                        return
+                    continue
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self._cancel(request)
+
+    def load(self) -> tuple[int, int]:
+        """(running, waiting) requests, as the scheduling thread last left them."""
+        with self._wake:
+            return sum(slot.request is not None for slot in self._slots), len(self._waiting)
+
+    def _cancel(self, request: Request) -> None:
+        with self._wake:
+            request.cancelled.set()
+            self._wake.notify()
+
+    def close(self) -> None:
+        """Stop the scheduling thread (ending every stream) and free the context."""
+        with self._wake:
+            self._closing = True
+            self._wake.notify()
+        self._thread.join()
+        self._llama_cpp.llama_batch_free(self._batch)
+        self._llama_cpp.llama_free(self._ctx)
+
+    # -- the scheduling thread ---------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                self._drop_cancelled()
+                self._admit()
+                while not self._closing and not any(slot.request for slot in self._slots):
+                    self._wake.wait()
+                    self._drop_cancelled()
+                    self._admit()
+                if self._closing:
+                    break
+            self._step()
+        for slot in self._slots:
+            if slot.request is not None:
+                self._finish(slot, FalconchatError("the local model is shutting down"), keep=False)
+        for request in self._waiting:
+            request.out.put(FalconchatError("the local model is shutting down"))
+
+    def _drop_cancelled(self) -> None:
+        for slot in self._slots:
+            if slot.request is not None and slot.request.cancelled.is_set():
+                self._finish(slot, _END, keep=False)
+        self._waiting = collections.deque(r for r in self._waiting if not r.cancelled.is_set())
+
+    def _admit(self) -> None:
+        """Give waiting requests free sequences, in FIFO order."""
+        while self._waiting:
+            idle = [slot for slot in self._slots if slot.request is None]
+            if not idle:
+                return
+            request = self._waiting.popleft()
+            self._start(_choose(idle, request.tokens), request)
+
+    def _start(self, slot: Slot, request: Request) -> None:
+        # Reuse the cached prefix, but always decode at least the last prompt token (for its logits).
+        reused = min(_common_prefix(slot.resident, request.tokens), len(request.tokens) - 1)
+        self._llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, reused, -1)
+        slot.resident = slot.resident[:reused]
+        slot.request = request
+        slot.fed = reused
+        slot.next_token = None
+        slot.generated = 0
+        slot.sampler = _sampler_chain(self._n_vocab, request.params, request.seed)
+
+    def _forget(self, slot: Slot) -> None:
+        self._llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
+        slot.resident = []
+
+    def _finish(self, slot: Slot, last, *, keep: bool) -> None:
+        """End the slot's request; its cells stay as a cache (keep) or are freed at once."""
+        slot.request.out.put(last)
+        slot.request = None
+        slot.sampler = None
+        slot.next_token = None
+        slot.last_used = time.monotonic()
+        if not keep:
+            self._forget(slot)
+
+    def _step(self) -> None:
+        """One llama_decode: a token for each running sequence, then prompt chunks."""
+        batch = self._batch
+        outputs: list[tuple[Slot, int]] = []  # which batch rows have logits to sample from
+        n = 0
+
+        def add(slot: Slot, token: int, logits: bool) -> None:
+            nonlocal n
+            batch.token[n] = token
+            batch.pos[n] = len(slot.resident)
+            batch.n_seq_id[n] = 1
+            batch.seq_id[n][0] = slot.seq_id
+            batch.logits[n] = logits
+            if logits:
+                outputs.append((slot, n))
+            slot.resident.append(token)
+            n += 1
+
+        # Slots are only ever changed by this thread; callers touch only the waiting queue and flags.
+        slots = [slot for slot in self._slots if slot.request is not None]
+        for slot in slots:
+            if slot.next_token is not None:
+                add(slot, slot.next_token, True)
+                slot.next_token = None
+        for slot in slots:
+            while slot.prefilling and n < BATCH_TOKENS:
+                token = slot.request.tokens[slot.fed]
+                slot.fed += 1
+                self.prompt_tokens_read += 1
+                add(slot, token, not slot.prefilling)
+        batch.n_tokens = n
+        status = self._llama_cpp.llama_decode(self._ctx, batch)
+        if status != 0:
+            failure = FalconchatError(f"the local model failed (llama_decode returned {status})")
+            for slot in slots:
+                self._finish(slot, failure, keep=False)
+            return
+        for slot, row in outputs:
+            try:
+                self._sample(slot, row)
+            except Exception as exc:  # one sequence failing leaves the others running
+                self._finish(slot, FalconchatError(f"the local model failed: {exc}"), keep=False)
+
+    def _sample(self, slot: Slot, row: int) -> None:
+        llama_cpp = self._llama_cpp
+        request = slot.request
+        token = llama_cpp.llama_sampler_sample(slot.sampler.sampler, self._ctx, row)
+        logprob = self._logprob(row, token) if request.logprobs else None
+        request.out.put((token, logprob))
+        slot.generated += 1
+        if llama_cpp.llama_vocab_is_eog(self._vocab, token) or slot.generated >= request.max_new:
+            self._finish(slot, _END, keep=True)
+        else:
+            slot.next_token = token
+
+    def _logprob(self, row: int, token: int) -> float:
+        import numpy as np
+
+        pointer = self._llama_cpp.llama_get_logits_ith(self._ctx, row)
+        logits = np.ctypeslib.as_array(pointer, shape=(self._n_vocab,)).astype(np.float64)
+        top = logits.max()
+        return float(logits[token] - top - math.log(np.exp(logits - top).sum()))
+
+
+def _choose(idle: list[Slot], tokens: list[int]) -> Slot:
+    """The sequence holding most of this prompt (a follow-up turn); otherwise the one whose
+    cache is worth least: an empty one, or the least recently used."""
+    best = max(idle, key=lambda slot: _common_prefix(slot.resident, tokens))
+    if 2 * _common_prefix(best.resident, tokens) > len(tokens):
+        return best
+    return min(idle, key=lambda slot: (bool(slot.resident), slot.last_used))
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _sampler_chain(n_vocab: int, params: SamplingParams, seed: int):
+    """The same chain llama-cpp-python's `Llama.generate` builds, so that greedy and seeded
+    runs give the single-sequence path's text."""
+    from llama_cpp._internals import LlamaSampler
+
+    sampler = LlamaSampler()
+    sampler.add_penalties(n_vocab, PENALTY_LAST_N, params.repetition_penalty, 0.0, 0.0)
+    if params.temperature == 0.0:
+        sampler.add_greedy()
+    else:
+        sampler.add_top_k(params.top_k)
+        sampler.add_typical(1.0, 1)
+        sampler.add_top_p(params.top_p, 1)
+        sampler.add_min_p(MIN_P, 1)
+        sampler.add_temp(params.temperature)
+        sampler.add_dist(seed)
+    return sampler
+
+
+def random_seed() -> int:
+    return random.getrandbits(31)

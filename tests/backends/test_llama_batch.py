@@ -1,0 +1,228 @@
+"""The continuous-batching engine on the bundled model, against the single-sequence path.
+
+Eight sequences decoded together must each give exactly the text the
+single-sequence path gives (greedy and seeded), whatever they are batched
+with; cancelling some must leave the others exact and hand their places to
+waiting requests; one sequence failing must leave the others running.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from falconchat.backends import llama_batch
+from falconchat.backends.local import LocalBackend
+from falconchat.config import ModelSpec
+from falconchat.errors import FalconchatError
+from falconchat.types import Done, SamplingParams, TextDelta
+
+QUESTIONS = [
+    "What is the capital of France?", "Write a haiku about rain.", "Explain TCP in two sentences.",
+    "List three fruits.", "What is 12 times 7?", "Name a famous painter.", "Describe the moon.",
+    "Tell me a joke about computers.",
+]
+PROMPTS = [f"User: {q}\nAssistant:" for q in QUESTIONS]
+STOPS = ["\nUser:"]
+ESSAY = "User: Write a long, detailed essay about {}, with many sections.\nAssistant:"
+LONG = "User: Write a long, detailed essay about the history of computing, with many sections.\nAssistant:"
+
+
+@pytest.fixture(scope="module")
+def single():
+    backend = LocalBackend(ModelSpec(name="smollm2", backend="local"))
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="module")
+def batched():
+    backend = LocalBackend(ModelSpec(name="smollm2", backend="local"), sequences=8)
+    yield backend
+    backend.close()
+
+
+def reply(backend, prompt, params, *, logprobs=False):
+    events = list(backend.generate(prompt, params, STOPS, logprobs=logprobs))
+    return "".join(e.text for e in events if isinstance(e, TextDelta)), events[-1]
+
+
+def together(backend, jobs):
+    """Run (prompt, params) jobs at once, each from its own thread; results in order."""
+    results: list = [None] * len(jobs)
+
+    def work(index, prompt, params):
+        try:
+            results[index] = reply(backend, prompt, params)
+        except Exception as exc:  # noqa: BLE001 - reported to the test
+            results[index] = exc
+
+    threads = [threading.Thread(target=work, args=(i, *job)) for i, job in enumerate(jobs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    return results
+
+
+def wait_idle(backend, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while backend._engine.load() != (0, 0):
+        assert time.monotonic() < deadline, f"engine still busy: {backend._engine.load()}"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("params", [
+    SamplingParams(temperature=0, max_new_tokens=48),
+    SamplingParams(temperature=0.8, top_k=40, top_p=0.9, repetition_penalty=1.1, max_new_tokens=48),
+], ids=["greedy", "seeded"])
+def test_eight_concurrent_sequences_give_the_single_sequence_text(single, batched, params):
+    jobs = [(prompt, params.with_changes(seed=100 + i)) for i, prompt in enumerate(PROMPTS)]
+    expected = [reply(single, prompt, p) for prompt, p in jobs]
+    for _ in range(2):  # twice: the second time every sequence starts from another's leftovers
+        got = together(batched, jobs)
+        for (want_text, want_done), (text, done) in zip(expected, got):
+            assert text == want_text
+            assert (done.finish_reason, done.completion_tokens) == (want_done.finish_reason, want_done.completion_tokens)
+    assert len({text for text, _ in expected}) == len(jobs), "the prompts give different replies"
+    wait_idle(batched)
+
+
+def test_staggered_arrivals_change_nothing(single, batched):
+    """Requests arriving while others are mid-reply are prefilled in the same steps as their decoding."""
+    params = SamplingParams(temperature=0, max_new_tokens=40)
+    expected = [reply(single, prompt, params)[0] for prompt in PROMPTS]
+    results: list = [None] * len(PROMPTS)
+
+    def work(index):
+        time.sleep(0.03 * index)
+        results[index] = reply(batched, PROMPTS[index], params)[0]
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(PROMPTS))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert results == expected
+
+
+def test_cancelling_three_of_eight_leaves_the_others_exact_and_frees_their_places(single, batched):
+    params = SamplingParams(temperature=0, max_new_tokens=120)
+    keepers = [ESSAY.format(topic) for topic in ("the ocean", "ancient Rome", "space travel", "music", "the history of computing")]
+    expected = [reply(single, prompt, params) for prompt in keepers]
+    assert all(done.finish_reason == "length" for _, done in expected), "the kept replies run to the end"
+    queued_params = SamplingParams(temperature=0, max_new_tokens=8)
+    queued_expected = [reply(single, prompt, queued_params)[0] for prompt in PROMPTS[:3]]
+    texts: dict[str, str] = {}
+    finished_at: dict[str, float] = {}
+    cancelled_after: list[int] = []
+
+    def keep(index):
+        texts[f"keep{index}"] = reply(batched, keepers[index], params)[0]
+        finished_at[f"keep{index}"] = time.monotonic()
+
+    def cancel():
+        stream = batched.generate(LONG, params.with_changes(max_new_tokens=400), STOPS)
+        count = 0
+        for event in stream:
+            count += isinstance(event, TextDelta)
+            if count == 10:
+                break
+        stream.close()
+        cancelled_after.append(count)
+
+    def queued(index):
+        texts[f"queued{index}"] = reply(batched, PROMPTS[index], queued_params)[0]
+        finished_at[f"queued{index}"] = time.monotonic()
+
+    workers = [threading.Thread(target=keep, args=(i,)) for i in range(5)] + [threading.Thread(target=cancel) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    deadline = time.monotonic() + 60
+    while batched._engine.load()[0] < 8:  # all eight hold a sequence
+        assert time.monotonic() < deadline, batched._engine.load()
+        time.sleep(0.002)
+    extra = [threading.Thread(target=queued, args=(i,)) for i in range(3)]
+    for worker in extra:
+        worker.start()
+    time.sleep(0.1)
+    assert batched._engine.load()[1] >= 1, "with all eight sequences busy, requests wait"
+    for worker in workers + extra:
+        worker.join(timeout=300)
+
+    assert [texts[f"keep{i}"] for i in range(5)] == [text for text, _ in expected]
+    assert cancelled_after == [10, 10, 10]
+    assert [texts[f"queued{i}"] for i in range(3)] == queued_expected
+    # The waiting requests took the cancelled sequences' places while the long replies still ran.
+    assert max(finished_at[f"queued{i}"] for i in range(3)) < min(finished_at[f"keep{i}"] for i in range(5))
+    wait_idle(batched)
+
+
+def test_closing_a_stream_stops_its_sequence_within_a_step(batched):
+    stream = batched.generate(LONG, SamplingParams(temperature=0, max_new_tokens=400), STOPS)
+    for count, event in enumerate(stream):
+        if count == 5:
+            break
+    stream.close()
+    wait_idle(batched, timeout=1.0)
+
+
+def test_one_failing_sequence_ends_with_an_error_and_the_others_run_on(single, batched, monkeypatch):
+    params = SamplingParams(temperature=0, max_new_tokens=32)
+    expected = [reply(single, prompt, params)[0] for prompt in PROMPTS[:4]]
+
+    def broken_logprob(self, row, token):
+        raise RuntimeError("injected failure")
+
+    # Only the request that asks for logprobs reaches the broken code.
+    monkeypatch.setattr(llama_batch.BatchEngine, "_logprob", broken_logprob)
+    outcome: dict = {}
+
+    def failing():
+        try:
+            reply(batched, PROMPTS[5], params, logprobs=True)
+        except FalconchatError as exc:
+            outcome["error"] = str(exc)
+
+    thread = threading.Thread(target=failing)
+    thread.start()
+    got = together(batched, [(prompt, params) for prompt in PROMPTS[:4]])
+    thread.join(timeout=60)
+    assert outcome["error"] == "the local model failed: injected failure"
+    assert [text for text, _ in got] == expected
+    wait_idle(batched)
+
+
+def test_a_follow_up_turn_reuses_its_cached_prefix_while_others_run(batched):
+    engine = batched._engine
+    params = SamplingParams(temperature=0, max_new_tokens=24)
+    first = "User: " + "Here is some context about llamas. " * 30 + "\nSummarise it.\nAssistant:"
+    text, done = reply(batched, first, params)
+    # Other conversations come and go in between (fewer than the free sequences).
+    together(batched, [(prompt, params) for prompt in PROMPTS[:6]])
+    follow_up = first + " " + text + "\nUser: And in one word?\nAssistant:"
+    before = engine.prompt_tokens_read
+    _, done2 = reply(batched, follow_up, params)
+    read = engine.prompt_tokens_read - before
+    assert done2.prompt_tokens > done.prompt_tokens + 10
+    assert read < done2.prompt_tokens - done.prompt_tokens + 5, f"read {read} of {done2.prompt_tokens} prompt tokens"
+
+
+def test_a_prompt_too_long_for_a_sequence_is_refused(batched):
+    with pytest.raises(FalconchatError, match="context holds"):
+        reply(batched, "word " * (batched.context_length + 10), SamplingParams(temperature=0, max_new_tokens=8))
+
+
+def test_closing_the_engine_ends_running_streams_with_an_error():
+    backend = LocalBackend(ModelSpec(name="smollm2", backend="local"), sequences=2)
+    stream = backend.generate(LONG, SamplingParams(temperature=0, max_new_tokens=400), STOPS)
+    next(stream)
+    closer = threading.Thread(target=backend.close)
+    closer.start()
+    with pytest.raises(FalconchatError, match="shutting down"):
+        for _ in stream:
+            pass
+    closer.join(timeout=10)
+    assert not closer.is_alive()
