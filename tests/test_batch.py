@@ -306,14 +306,18 @@ def test_progress_bar_on_a_terminal_only(tgi_endpoint, tmp_path, env):
 # ---- the bundled model and the real endpoint -----------------------------------------------
 
 
-def test_plain_lines_on_the_bundled_model_run_one_at_a_time(tmp_path, env):
-    result = run("-j", "4", "-t", "0", "--max-new-tokens", "4", cwd=tmp_path, env=env, quick=False,
-                 input=b"What is the capital of France?\n\nName a colour.\n")
-    assert result.returncode == 0, result.stderr
-    records = results(result.stdout)
-    assert [r["id"] for r in records] == [1, 3]  # plain lines: the line number is the id
-    assert all(r["reply"].strip() and r["completion_tokens"] <= 4 for r in records)
-    assert "-j 4 runs as -j 1" in result.stderr.decode()
+def test_plain_lines_on_the_bundled_model_decoded_together_give_the_one_at_a_time_replies(tmp_path, env):
+    questions = b"What is the capital of France?\n\nName a colour.\nWrite a haiku about rain.\nList three fruits.\n"
+    replies = {}
+    for jobs in ("1", "4"):
+        result = run("-j", jobs, "-t", "0", "--max-new-tokens", "24", cwd=tmp_path, env=env, quick=False,
+                     input=questions)
+        assert result.returncode == 0, result.stderr
+        records = results(result.stdout)
+        assert [r["id"] for r in records] == [1, 3, 4, 5]  # plain lines: the line number is the id
+        assert all(r["reply"].strip() and r["completion_tokens"] <= 24 for r in records)
+        replies[jobs] = [r["reply"] for r in records]
+    assert replies["4"] == replies["1"]
 
 
 @pytest.fixture
@@ -323,7 +327,8 @@ def served(tmp_path, env):
     # One llama.cpp thread: on a busy 2-core machine two threads spin against each other (2-3x slower).
     serve_env = {**env, "FALCONCHAT_THREADS": "1"}
     with log.open("wb") as sink:
-        proc = subprocess.Popen([sys.executable, "-m", "falconchat", "serve", "--port", "0", "--max-waiting", "4"],
+        proc = subprocess.Popen([sys.executable, "-m", "falconchat", "serve", "--port", "0", "--max-waiting", "4",
+                                 "--parallel", "8"],
                                 cwd=tmp_path, env=serve_env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=sink)
     try:
@@ -345,8 +350,8 @@ def test_200_prompts_against_the_real_serve(served, tmp_path, env):
     url, log = served
     prompts = b"".join(f"Say the number {i}.\n".encode() for i in range(200))
     out = tmp_path / "out.jsonl"
-    # 12 in flight against 1 running + 4 waiting: the endpoint answers 429, batch retries.
-    result = run("-", "-o", str(out), "--endpoint", url, "-j", "12", "-t", "0", "--max-new-tokens", "4",
+    # 16 in flight against 8 decoded together + 4 waiting: the endpoint answers 429, batch retries.
+    result = run("-", "-o", str(out), "--endpoint", url, "-j", "16", "-t", "0", "--max-new-tokens", "4",
                  cwd=tmp_path, env=env, input=prompts, quick=False, timeout=900)  # a busy 2-core machine is slow
     assert result.returncode == 0, result.stderr
     records = results(out.read_bytes())

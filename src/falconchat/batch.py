@@ -37,7 +37,7 @@ BACKOFF_S = 1.0  # the first retry waits about this long; each next one twice as
 MAX_BACKOFF_S = 30.0
 RETRYABLE = (Overloaded, Unreachable, Timeout)  # may pass: a busy or restarting replica
 FATAL = (AuthRejected, ConfigError)  # the same for every item: stop rather than fail them all
-DEFAULT_CONCURRENCY = 8  # for endpoints; `local` runs 1
+DEFAULT_CONCURRENCY = 8  # for endpoints; `local` decodes as many together as its engine is sized for
 JOIN_S = 2.0  # how long a stop waits for workers (a hung request is abandoned after it)
 MAX_REPORTED = 20  # bad lines listed before "… and N more"
 
@@ -124,9 +124,13 @@ def report_input(parsed: Parsed, notes) -> None:
 
 
 def concurrency_for(spec, asked: int | None, notes) -> int:
-    if spec.backend == "local":
+    if spec.backend == "local":  # its engine decodes that many prompts together
+        from falconchat.backends.local import default_sequences
+
+        return asked or default_sequences()
+    if spec.backend == "transformers":
         if asked and asked > 1:
-            notes.write(f"the local model answers one prompt at a time: -j {asked} runs as -j 1")
+            notes.write(f"the transformers backend answers one prompt at a time: -j {asked} runs as -j 1")
         return 1
     return asked or DEFAULT_CONCURRENCY
 
@@ -156,6 +160,8 @@ class Runner:
         self._slowed_at = -math.inf
         self._retrying = 0  # items back from a backoff, waiting for a place (they go first)
         self._answered_any = False
+        self._shared = None  # the local model all workers use
+        self._shared_users = 0
 
     # ---- the main thread: write in order -------------------------------------------------
 
@@ -241,15 +247,38 @@ class Runner:
     def _cancelled(self, index: int) -> bool:
         return index > self._cutoff  # a plain read: the worst case is one more token
 
-    def _work(self) -> None:
+    def _open_backend(self):
+        """An endpoint gets a client per worker; workers share one local model, whose engine
+        decodes their prompts together."""
         from falconchat.backends import open_backend
 
+        if self.spec.backend != "local":
+            return open_backend(self.spec)
+        with self._cond:
+            if self._shared is None:
+                self._shared = open_backend(self.spec, sequences=self.concurrency)
+            self._shared_users += 1
+            return self._shared
+
+    def _close_backend(self, backend) -> None:
+        if backend is not self._shared:
+            backend.close()
+            return
+        with self._cond:
+            self._shared_users -= 1
+            last = self._shared_users == 0
+            if last:
+                self._shared = None
+        if last:
+            backend.close()
+
+    def _work(self) -> None:
         backend = None
         try:
             while (index := self._take()) is not None:
                 try:
                     if backend is None:
-                        backend = open_backend(self.spec)
+                        backend = self._open_backend()
                     outcome = self._run_item(backend, index, self.items[index])
                 except FATAL as exc:  # such as a backend that cannot be opened
                     self._cut(-1)
@@ -260,7 +289,7 @@ class Runner:
                 self.results.put(outcome)
         finally:
             if backend is not None:
-                backend.close()
+                self._close_backend(backend)
 
     def _run_item(self, backend, index: int, item: Item) -> Outcome:
         from falconchat.records import reply_fields

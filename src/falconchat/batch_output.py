@@ -26,7 +26,7 @@ class OutputFile:
         if self.path.is_file() and self.path.stat().st_size > 0 and not resume:
             raise UsageError(f"{path} already exists: --resume continues it; or choose another output file")
         try:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o666)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)  # replies are private, as sessions are
         except OSError as exc:
             raise InputError(f"cannot open {path}: {exc.strerror}") from None
         # fsync and truncate apply to files; `-o /dev/stdout` or a FIFO just gets the writes.

@@ -103,8 +103,6 @@ def test_batch_output(home, tgi_endpoint):
     no_canary_in(piped, "batch to stdout")
 
 
-@pytest.mark.xfail(strict=True, reason="batch_output.py creates OUTPUT with mode 0666 (0644 after the umask), "
-                                      "unlike /export and sessions (0600); batch*.py is being rewritten elsewhere")
 def test_batch_output_is_private(home, tgi_endpoint):
     tgi_endpoint.echo()
     (home / "prompts.txt").write_text("first\n")

@@ -9,7 +9,9 @@ if TYPE_CHECKING:
     from falconchat.config import ModelSpec
 
 
-def open_backend(spec: "ModelSpec") -> "Backend":
+def open_backend(spec: "ModelSpec", sequences: int = 1) -> "Backend":
+    """`sequences` > 1: a local model decodes that many requests together (callers may then
+    share the backend between threads); other backends take one client per thread."""
     if spec.backend == "tgi":
         from falconchat.backends.tgi import TgiBackend
 
@@ -24,4 +26,4 @@ def open_backend(spec: "ModelSpec") -> "Backend":
         return TransformersBackend(spec)
     from falconchat.backends.local import LocalBackend
 
-    return LocalBackend(spec)
+    return LocalBackend(spec, sequences=sequences)
