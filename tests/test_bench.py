@@ -17,6 +17,10 @@ ROWS = [
     "time to first token, turn 10",
     "peak memory, chat session (4096-token context)",
     "peak memory, chat session (512-token context, as llm)",
+    "batch of 8 prompts, -j 8",
+    "serve, 8 streaming clients at once",
+    "serve, 8 clients at once: time to first token",
+    "one request alone through the batching engine",
 ]
 
 

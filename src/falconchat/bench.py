@@ -69,14 +69,24 @@ def p95(values: list[float]) -> float:
 class Bench:
     def __init__(self, quick: bool, step: Callable[[str], None] = lambda what: None):
         self.work = Workload.of(quick)
+        self.quick = quick
+        self.batch_reps = self.work.reps
         self.step = step
+        self._cache: dict = {}
         self.home = Path(tempfile.mkdtemp(prefix="falconchat-bench-"))
         self.env = probes.quiet_env(self.home)
         self.falconchat = probes.falconchat_command()
         self.llm = probes.llm_command()
 
     def rows(self) -> list[Callable[[], list[Row]]]:
-        return [self.first_byte, self.startup, self.decode, self.drift, self.prefix_reuse, self.memory]
+        return [self.first_byte, self.startup, self.decode, self.drift, self.prefix_reuse, self.memory,
+                self.batching, self.serving]
+
+    def cached(self, key, make: Callable):
+        """One backend per kind for the whole run (loaded once)."""
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
 
     def repeat(self, measure: Callable[[], float], reps: int | None = None) -> list[float]:
         measure()  # warm-up: caches, page cache, lazy imports
@@ -209,14 +219,20 @@ class Bench:
         return [Row("peak memory, chat session (4096-token context)", ours, "MB", baseline, theirs, "≤ llm"),
                 Row("peak memory, chat session (512-token context, as llm)", same_context, "MB", baseline, theirs, "≤ llm")]
 
-    _backend_instance = None
+    def batching(self) -> list[Row]:
+        from falconchat import bench_batching
+
+        return bench_batching.batch_rows(self, Row, median, p95)
+
+    def serving(self) -> list[Row]:
+        from falconchat import bench_batching
+
+        return bench_batching.serve_rows(self, Row, median, p95)
 
     def _backend(self):
-        if self._backend_instance is None:
-            from falconchat.backends.local import LocalBackend
+        from falconchat.backends.local import LocalBackend
 
-            self._backend_instance = LocalBackend(ModelSpec(name="smollm2", backend="local"))
-        return self._backend_instance
+        return self.cached(("local", 1), lambda: LocalBackend(ModelSpec(name="smollm2", backend="local")))
 
 
 def _drain_in_background(fd: int) -> Callable[[], None]:

@@ -1,0 +1,134 @@
+"""`bench` rows for continuous batching: `batch` and `serve` on the bundled model,
+each against the one-at-a-time path measured in the same run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+
+TOPICS = ["the ocean", "ancient Rome", "space travel", "music", "trains", "volcanoes", "the printing press",
+          "bees", "chess", "rivers", "glass", "bridges", "tea", "maps", "clocks", "deserts"]
+# About 30 tokens as a Falcon-style prompt, as the issue's time-to-first-token target says.
+CLIENT_PROMPT = "User: Write a short, friendly paragraph about {}, for a curious ten-year-old reader.\nAssistant:"
+
+
+def batch_rows(bench, row: Callable, median: Callable, p95: Callable) -> list:
+    """`falconchat batch` of N prompts: -j 8 (decoded together) vs -j 1, tokens/s of the whole run."""
+    bench.step("batch: decoded together vs one at a time")
+    count, tokens = (8, 24) if bench.quick else (32, 96)
+    # Prompts that run long, so that every reply decodes its max_new_tokens (no ragged ends).
+    lines = "".join(json.dumps({"id": i, "prompt": f"Write a long, detailed essay about {TOPICS[i % len(TOPICS)]}, "
+                                                    f"with many sections."}) + "\n" for i in range(count)).encode()
+
+    def rate(jobs: int) -> float:
+        command = [*bench.falconchat, "batch", "-j", str(jobs), "-t", "0", "--max-new-tokens", str(tokens)]
+        started = time.perf_counter()
+        result = subprocess.run(command, input=lines, env=bench.env, capture_output=True, check=True)
+        elapsed = time.perf_counter() - started
+        records = [json.loads(line) for line in result.stdout.splitlines()]
+        return sum(record["completion_tokens"] for record in records) / elapsed
+
+    together = bench.repeat(lambda: rate(8), reps=bench.batch_reps)
+    alone = bench.repeat(lambda: rate(1), reps=bench.batch_reps)
+    return [row(f"batch of {count} prompts, -j 8 (tokens/s)", median(together), "tok/s", "the same, -j 1",
+                median(alone), "≥ 1.6 × -j 1")]
+
+
+def serve_rows(bench, row: Callable, median: Callable, p95: Callable) -> list:
+    """8 streaming clients at once on `falconchat serve` vs one client; their time to first token."""
+    bench.step("serve: 8 clients at once vs one")
+    tokens = 24 if bench.quick else 64
+    with _Served(bench) as url:
+        def run(clients: int) -> tuple[float, list[float]]:
+            started = time.perf_counter()
+            results = _at_once(url, [CLIENT_PROMPT.format(TOPICS[i]) for i in range(clients)], tokens)
+            return sum(r[1] for r in results) / (time.perf_counter() - started), [r[0] for r in results]
+
+        alone_rates, together_rates, firsts = [], [], []
+        run(8)  # warm-up
+        for _ in range(bench.batch_reps):
+            alone_rates.append(run(1)[0])
+            rate, first = run(8)
+            together_rates.append(rate)
+            firsts.extend(first)
+        engine_alone = [rate for rate in bench.repeat(lambda: _decode_rate(bench, 8), reps=bench.batch_reps)]
+        single = [rate for rate in bench.repeat(lambda: _decode_rate(bench, 1), reps=bench.batch_reps)]
+    return [
+        row("serve, 8 streaming clients at once (tokens/s, all)", median(together_rates), "tok/s", "one client",
+            median(alone_rates), "≥ 1.6 × one client"),
+        row("serve, 8 clients at once: time to first token (~30-token prompt)", median(firsts) * 1000, "ms", "—", None,
+            "p95 ≤ 300 ms", p95(firsts) * 1000),
+        row("one request alone through the batching engine (decode tokens/s)", median(engine_alone), "tok/s",
+            "single-sequence path", median(single), "≥ 0.97 × single"),
+    ]
+
+
+def _decode_rate(bench, sequences: int) -> float:
+    """Decode tokens/s of one greedy request, after its first token, in this process."""
+    from falconchat.backends.local import LocalBackend
+    from falconchat.config import ModelSpec
+    from falconchat.types import SamplingParams, TextDelta
+
+    backend = bench.cached(("local", sequences),
+                           lambda: LocalBackend(ModelSpec(name="smollm2", backend="local"), sequences=sequences))
+    params = SamplingParams(temperature=0, max_new_tokens=120 if bench.quick else 400)
+    stamps = [time.perf_counter() for event in backend.generate(CLIENT_PROMPT.format("the history of computing"), params)
+              if isinstance(event, TextDelta)]
+    return (len(stamps) - 1) / (stamps[-1] - stamps[0])
+
+
+def _at_once(url: str, prompts: list[str], tokens: int) -> list[tuple[float, int]]:
+    """Stream every prompt from its own thread at the same moment: (time to first token, tokens)."""
+    import requests
+
+    results: list = [None] * len(prompts)
+    start = threading.Barrier(len(prompts))
+
+    def client(index: int) -> None:
+        body = {"inputs": prompts[index], "parameters": {"max_new_tokens": tokens, "details": True}}
+        start.wait()
+        sent = time.perf_counter()
+        first, count = None, 0
+        with requests.post(url + "/generate_stream", json=body, stream=True, timeout=600) as response:
+            response.raise_for_status()
+            for line in response.iter_lines():
+                if line.startswith(b"data:"):
+                    first = first or time.perf_counter() - sent
+                    count += not json.loads(line[5:])["token"]["special"]
+        results[index] = (first, count)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(prompts))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if any(result is None for result in results):
+        raise RuntimeError("a client got no reply from falconchat serve")
+    return results
+
+
+class _Served:
+    """`falconchat serve --port 0 --parallel 8` for the duration of a block; yields its URL."""
+
+    def __init__(self, bench):
+        self.command = [*bench.falconchat, "serve", "--port", "0", "--parallel", "8", "--max-waiting", "64"]
+        self.env = bench.env
+
+    def __enter__(self) -> str:
+        import re
+
+        self.proc = subprocess.Popen(self.command, env=self.env, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for line in self.proc.stderr:
+            if match := re.search(r" on (http://\S+) \(Ctrl-C to stop\)", line):
+                # Keep reading its log (one line per request) so that the pipe never fills.
+                threading.Thread(target=self.proc.stderr.read, daemon=True).start()
+                return match.group(1)
+        raise RuntimeError("falconchat serve did not start")
+
+    def __exit__(self, *exc) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
