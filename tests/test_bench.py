@@ -14,6 +14,7 @@ ROWS = [
     "decode tokens/s, ask piped",
     "decode tokens/s, ask on a terminal (Markdown)",
     "inter-token gap at token",
+    "inter-token gap at token 110, piped",
     "time to first token, turn 10",
     "peak memory, chat session (4096-token context)",
     "peak memory, chat session (512-token context, as llm)",

@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -147,15 +148,39 @@ class Bench:
         return (count - 1) / (time.perf_counter() - first)
 
     def drift(self) -> list[Row]:
-        self.step("drift: token gaps on a terminal")
-        gaps = [self._gaps_on_terminal() for _ in range(max(2, self.work.reps // 2))]
-        near = median([median(g[self.work.near - 5:self.work.near + 5]) for g in gaps]) * 1000
-        far = median([median(g[self.work.far - 5:self.work.far + 5]) for g in gaps]) * 1000
-        return [Row(f"inter-token gap at token {self.work.far} (terminal)", far, "ms",
-                    f"gap at token {self.work.near}", near, "within 10%")]
+        self.step("drift: token gaps on a terminal, and piped")
+        reps = max(2, self.work.reps // 2)
+        terminal = [self._gaps_on_terminal() for _ in range(reps)]
+        piped = [self._gaps_piped() for _ in range(reps)]
+
+        def gap(runs: list[list[float]], token: int) -> float:
+            return median([_gap_near(gaps, token) for gaps in runs]) * 1000
+
+        near, far = self.work.near, self.work.far
+        return [
+            Row(f"inter-token gap at token {far} (terminal)", gap(terminal, far), "ms", f"gap at token {near}",
+                gap(terminal, near), "within 10%"),
+            # The engine's own growth (attention over a longer context), to tell it from ours.
+            Row(f"inter-token gap at token {far}, piped (the engine's own drift)", gap(piped, far), "ms",
+                f"gap at token {near}", gap(piped, near), "—"),
+        ]
+
+    def _gaps_piped(self) -> list[float]:
+        import os
+
+        from falconchat.conversation import Conversation
+        from falconchat.exchange import answer
+        from falconchat.render import PlainWriter
+
+        backend = _Timed(self._backend())
+        params = SamplingParams(temperature=0, max_new_tokens=self.work.far + 10)
+        with open(os.devnull, "w") as sink:
+            answer(Conversation(), backend, LONG_PROMPT, params, PlainWriter(sink), lambda _: None)
+        return [b - a for a, b in zip(backend.stamps, backend.stamps[1:])]
 
     def _gaps_on_terminal(self) -> list[float]:
-        """Render a long Markdown reply live on a real pseudo-terminal, timing each token."""
+        """Render a long Markdown reply live on a real pseudo-terminal; the time each token
+        took, from the model's decoding to the renderer being done with it."""
         import os
         import pty
 
@@ -168,22 +193,17 @@ class Bench:
         master, slave = pty.openpty()
         probes._set_size(slave, 40, 120)
         stop = _drain_in_background(master)
-        stamps: list[float] = []
-
-        class Timed(MarkdownRenderer):
-            def write(self, text: str) -> None:
-                super().write(text)
-                stamps.append(time.perf_counter())
+        backend = _Timed(self._backend())
 
         try:
             with open(slave, "w", closefd=True) as tty:
                 console = Console(file=tty, force_terminal=True, width=120, height=40, markup=False, emoji=False, highlight=False)
                 params = SamplingParams(temperature=0, max_new_tokens=self.work.far + 10)
-                answer(Conversation(), self._backend(), LONG_PROMPT, params, Timed(console), lambda _: None)
+                answer(Conversation(), backend, LONG_PROMPT, params, MarkdownRenderer(console), lambda _: None)
         finally:
             stop()
             os.close(master)
-        return [b - a for a, b in zip(stamps, stamps[1:])]
+        return [b - a for a, b in zip(backend.stamps, backend.stamps[1:])]
 
     def prefix_reuse(self) -> list[Row]:
         self.step("time to first token: turn 1 vs turn 10")
@@ -233,6 +253,39 @@ class Bench:
         from falconchat.backends.local import LocalBackend
 
         return self.cached(("local", 1), lambda: LocalBackend(ModelSpec(name="smollm2", backend="local")))
+
+
+class _Timed:
+    """The local backend, noting when each token is asked for: the gap between two is one
+    token's decoding plus everything the exchange and the renderer did with the previous one."""
+
+    def __init__(self, backend):
+        self._backend = backend
+        self.stamps: list[float] = []
+
+    def __getattr__(self, name):
+        return getattr(self._backend, name)
+
+    def stream(self, prompt, params):
+        # As LocalBackend.stream, with the raw tokens timed (the reply's pieces may join several).
+        from falconchat.prompt import clean_reply, starts_reply, stop_sequences
+
+        stops = stop_sequences(params.stop)
+        return clean_reply(self._timed(self._backend.generate(prompt, params, stops)), stops,
+                           drop_leading_space=starts_reply(prompt))
+
+    def _timed(self, events):
+        with closing(events):
+            for event in events:
+                yield event
+                if isinstance(event, TextDelta):
+                    self.stamps.append(time.perf_counter())
+
+
+def _gap_near(gaps: list[float], token: int) -> float:
+    if len(gaps) < token + 5:
+        raise RuntimeError(f"the reply ended at token {len(gaps) + 1}, before token {token}")
+    return median(gaps[token - 5:token + 5])
 
 
 def _drain_in_background(fd: int) -> Callable[[], None]:

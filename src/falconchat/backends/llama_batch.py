@@ -18,7 +18,6 @@ from __future__ import annotations
 import collections
 import math
 import queue
-import random
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -72,7 +71,7 @@ class BatchEngine:
         import llama_cpp
 
         self._llama_cpp = llama_cpp
-        self._llm = llm
+        self._llm = llm  # the model must outlive this context
         self.sequences = sequences
         self.context = context  # cells per sequence: what one conversation (prompt and reply) can hold
         params = llama_cpp.llama_context_default_params()
@@ -155,6 +154,15 @@ class BatchEngine:
     # -- the scheduling thread ---------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._schedule()
+        except BaseException as exc:  # a bug here must not leave callers waiting forever
+            with self._wake:
+                self._closing = True
+            self._end_all(FalconchatError(f"the local model failed: {exc}"))
+            raise
+
+    def _schedule(self) -> None:
         while True:
             with self._wake:
                 self._drop_cancelled()
@@ -166,11 +174,17 @@ class BatchEngine:
                 if self._closing:
                     break
             self._step()
+        self._end_all(FalconchatError("the local model is shutting down"))
+
+    def _end_all(self, error: FalconchatError) -> None:
         for slot in self._slots:
             if slot.request is not None:
-                self._finish(slot, FalconchatError("the local model is shutting down"), keep=False)
-        for request in self._waiting:
-            request.out.put(FalconchatError("the local model is shutting down"))
+                slot.request.out.put(error)
+                slot.request = None
+        with self._wake:
+            for request in self._waiting:
+                request.out.put(error)
+            self._waiting.clear()
 
     def _drop_cancelled(self) -> None:
         for slot in self._slots:
@@ -312,6 +326,3 @@ def _sampler_chain(n_vocab: int, params: SamplingParams, seed: int):
         sampler.add_dist(seed)
     return sampler
 
-
-def random_seed() -> int:
-    return random.getrandbits(31)
