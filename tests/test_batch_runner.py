@@ -123,7 +123,8 @@ def test_without_fail_fast_a_failure_is_recorded_and_the_batch_goes_on(monkeypat
 
 
 @pytest.mark.parametrize("backend, asked, expected", [
-    ("tgi", None, 8), ("tgi", 32, 32), ("local", None, default_sequences()), ("local", 4, 4), ("transformers", 4, 1),
+    ("tgi", None, 8), ("tgi", 32, 32), ("local", None, default_sequences()), ("local", 4, 4), ("local", 64, 16),
+    ("transformers", 4, 1),
 ])
 def test_default_concurrency_per_backend(backend, asked, expected):
     spec = ModelSpec(name="m", backend=backend)
@@ -134,4 +135,4 @@ def test_default_concurrency_per_backend(backend, asked, expected):
             notes.append(text)
 
     assert batch.concurrency_for(spec, asked, Collect()) == expected
-    assert bool(notes) == (backend == "transformers")  # it says -j 4 runs as -j 1
+    assert bool(notes) == (asked is not None and asked != expected)  # it says "-j 4 runs as -j 1"

@@ -125,8 +125,12 @@ def report_input(parsed: Parsed, notes) -> None:
 
 def concurrency_for(spec, asked: int | None, notes) -> int:
     if spec.backend == "local":  # its engine decodes that many prompts together
-        from falconchat.backends.local import default_sequences
+        from falconchat.backends.local import MAX_SEQUENCES, default_sequences
 
+        if asked and asked > MAX_SEQUENCES:  # each costs its own KV cache, and more are no faster
+            notes.write(f"the local model decodes at most {MAX_SEQUENCES} prompts together: "
+                        f"-j {asked} runs as -j {MAX_SEQUENCES}")
+            return MAX_SEQUENCES
         return asked or default_sequences()
     if spec.backend == "transformers":
         if asked and asked > 1:
