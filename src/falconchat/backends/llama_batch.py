@@ -20,7 +20,7 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from falconchat.errors import FalconchatError
@@ -203,7 +203,7 @@ class BatchEngine:
 
     def _start(self, slot: Slot, request: Request) -> None:
         # Reuse the cached prefix, but always decode at least the last prompt token (for its logits).
-        reused = min(_common_prefix(slot.resident, request.tokens), len(request.tokens) - 1)
+        reused = min(common_prefix(slot.resident, request.tokens), len(request.tokens) - 1)
         self._llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, reused, -1)
         slot.resident = slot.resident[:reused]
         slot.request = request
@@ -282,24 +282,30 @@ class BatchEngine:
             slot.next_token = token
 
     def _logprob(self, row: int, token: int) -> float:
-        import numpy as np
+        return logprob_at(self._ctx, row, self._n_vocab, token)
 
-        pointer = self._llama_cpp.llama_get_logits_ith(self._ctx, row)
-        logits = np.ctypeslib.as_array(pointer, shape=(self._n_vocab,)).astype(np.float64)
-        top = logits.max()
-        return float(logits[token] - top - math.log(np.exp(logits - top).sum()))
+
+def logprob_at(ctx, row: int, n_vocab: int, token: int) -> float:
+    """log-softmax, at `token`, of the logits a context produced for batch row `row` (-1: the last)."""
+    import llama_cpp
+    import numpy as np
+
+    pointer = llama_cpp.llama_get_logits_ith(ctx, row)
+    logits = np.ctypeslib.as_array(pointer, shape=(n_vocab,)).astype(np.float64)
+    top = logits.max()
+    return float(logits[token] - top - math.log(np.exp(logits - top).sum()))
 
 
 def _choose(idle: list[Slot], tokens: list[int]) -> Slot:
     """The sequence holding most of this prompt (a follow-up turn); otherwise the one whose
     cache is worth least: an empty one, or the least recently used."""
-    best = max(idle, key=lambda slot: _common_prefix(slot.resident, tokens))
-    if 2 * _common_prefix(best.resident, tokens) > len(tokens):
+    best = max(idle, key=lambda slot: common_prefix(slot.resident, tokens))
+    if 2 * common_prefix(best.resident, tokens) > len(tokens):
         return best
     return min(idle, key=lambda slot: (bool(slot.resident), slot.last_used))
 
 
-def _common_prefix(a: list[int], b: list[int]) -> int:
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     n = 0
     for x, y in zip(a, b):
         if x != y:

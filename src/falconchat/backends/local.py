@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import codecs
 import importlib.metadata
-import math
 import os
 import random
 import threading
@@ -311,11 +310,9 @@ def _prefill(llm, tokens: list[int], should_stop: Callable[[], bool]) -> bool:
     """Read the prompt in batches, reusing the cached prefix, so that a long prompt can be
     abandoned between batches. Leaves the last token for `Llama.generate`, which then
     finds everything else cached. False if stopped."""
-    cached = 0
-    for old, new in zip(llm._input_ids[: llm.n_tokens], tokens[:-1]):
-        if old != new:
-            break
-        cached += 1
+    from falconchat.backends.llama_batch import common_prefix
+
+    cached = common_prefix(llm._input_ids[: llm.n_tokens], tokens[:-1])
     llm.n_tokens = cached  # eval() drops the cache cells beyond this first
     for start in range(cached, len(tokens) - 1, PREFILL_CHUNK):
         if should_stop():
@@ -335,10 +332,6 @@ def _engine_errors():
 
 def _logprob(llm, token: int) -> float:
     """log-softmax of the logits the token was just sampled from (the context's last output)."""
-    import llama_cpp
-    import numpy as np
+    from falconchat.backends.llama_batch import logprob_at
 
-    pointer = llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1)
-    logits = np.ctypeslib.as_array(pointer, shape=(llm.n_vocab(),)).astype(np.float64)
-    top = logits.max()
-    return float(logits[token] - top - math.log(np.exp(logits - top).sum()))
+    return logprob_at(llm._ctx.ctx, -1, llm.n_vocab(), token)
