@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import io
 import signal
 import subprocess
 import time
 
 import pytest
 
-from falconchat import cli
-from falconchat.errors import InputError, UsageError
 from processes import FALCONCHAT, falconchat, isolated_env, one_error_line
+
+pytestmark = pytest.mark.process  # starts the real falconchat, a terminal or a server
 
 SHORT = ["-t", "0", "--max-new-tokens", "24"]
 
@@ -126,39 +125,3 @@ def test_does_not_wait_for_stdin_on_a_terminal(tmp_path, env):
 
 
 # ---- the prompt rule, in process -----------------------------------------------------
-
-
-class FakeStdin:
-    def __init__(self, data: bytes | None, tty: bool = False):
-        self.buffer = io.BytesIO(data or b"")
-        self._tty = tty
-
-    def isatty(self):
-        return self._tty
-
-
-@pytest.mark.parametrize(
-    "prompt, stdin, expected",
-    [
-        ("Summarise:", FakeStdin(b"some text"), "Summarise:\n\nsome text"),
-        (None, FakeStdin(b"only stdin"), "only stdin"),
-        ("-", FakeStdin(b"dash means stdin"), "dash means stdin"),
-        ("just the argument", FakeStdin(b"ignored", tty=True), "just the argument"),
-        ("with empty pipe", FakeStdin(b""), "with empty pipe"),
-        ("bad bytes", FakeStdin(b"\xff\x1b[2Jok"), "bad bytes\n\n\ufffdok"),
-    ],
-)
-def test_prompt_rule(monkeypatch, prompt, stdin, expected):
-    monkeypatch.setattr("sys.stdin", stdin)
-    assert cli.read_prompt(prompt, 1000) == expected
-
-
-def test_prompt_limits(monkeypatch):
-    monkeypatch.setattr("sys.stdin", FakeStdin(b"x" * 11))
-    with pytest.raises(InputError):
-        cli.read_prompt(None, 10)
-    monkeypatch.setattr("sys.stdin", FakeStdin(None, tty=True))
-    with pytest.raises(InputError):
-        cli.read_prompt("y" * 11, 10)
-    with pytest.raises(UsageError):
-        cli.read_prompt(None, 10)

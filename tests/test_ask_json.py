@@ -17,9 +17,11 @@ from falconchat.records import error_object
 from json_schema import errors as schema_errors
 from processes import falconchat, isolated_env
 
+pytestmark = pytest.mark.process  # starts the real falconchat, a terminal or a server
+
 SHORT = ["-t", "0", "--max-new-tokens", "16"]
 # The real CLI with the endpoint's retry backoff shortened (the tests' usual trick).
-QUICK = "import falconchat.backends.tgi as tgi; tgi.BACKOFF_S = 0.001; from falconchat.cli import main; main()"
+QUICK = "import falconchat.backends.tgi as tgi; tgi.BACKOFF_S = 0.001; from falconchat.cli.app import main; main()"
 
 
 @pytest.fixture

@@ -18,11 +18,13 @@ import pytest
 from json_schema import errors as schema_errors
 from processes import isolated_env
 
+pytestmark = pytest.mark.process  # starts the real falconchat, a terminal or a server
+
 # The real CLI with the retry waits shortened: the endpoint client's own and batch's.
 QUICK = (
-    "import falconchat.backends.tgi as tgi, falconchat.batch as batch; "
+    "import falconchat.backends.tgi as tgi, falconchat.batch.runner as batch; "
     "tgi.BACKOFF_S = 0.001; batch.BACKOFF_S = 0.01; "
-    "from falconchat.cli import main; main()"
+    "from falconchat.cli.app import main; main()"
 )
 SUMMARY = re.compile(r"^falconchat batch: (\d+) items: (\d+) answered, (\d+) failed")
 

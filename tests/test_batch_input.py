@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from falconchat.batch_input import detect_format, parse_lines
+from falconchat.batch.input import detect_format, parse_lines
 from falconchat.types import SamplingParams, Turn
 
 BASE = SamplingParams(temperature=0.7, max_new_tokens=64)

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from falconchat import batch
-from falconchat.batch_output import OutputFile, encode
-from falconchat.batch_progress import summary_line
+from falconchat.batch import runner as batch
+from falconchat.batch.output import OutputFile, encode
+from falconchat.batch.progress import summary_line
 from falconchat.errors import InputError, UsageError
 
 

@@ -9,11 +9,11 @@ import time
 import pytest
 
 import falconchat.backends
-from falconchat import batch
-from falconchat.batch import BatchOptions, Runner
-from falconchat.batch_input import parse_lines
+from falconchat.batch import runner as batch
+from falconchat.batch.runner import BatchOptions, Runner
+from falconchat.batch.input import parse_lines
 from falconchat.backends.local import default_sequences
-from falconchat.batch_progress import Notes
+from falconchat.batch.progress import Notes
 from falconchat.config import ModelSpec
 from falconchat.errors import Overloaded, Rejected
 from falconchat.types import Done, SamplingParams, TextDelta
@@ -38,6 +38,7 @@ class FakeEndpoint:
 
 class FakeBackend:
     context_length = 2048
+    takes_messages = False
 
     def __init__(self, endpoint: FakeEndpoint):
         self.endpoint = endpoint

@@ -6,6 +6,9 @@ import json
 import math
 
 from processes import falconchat, isolated_env
+import pytest
+
+pytestmark = pytest.mark.process  # starts the real falconchat, a terminal or a server
 
 ROWS = [
     "ask first output byte, piped",

@@ -8,6 +8,8 @@ import pytest
 
 from processes import FALCONCHAT, isolated_env
 
+pytestmark = pytest.mark.process  # starts the real falconchat, a terminal or a server
+
 pexpect = pytest.importorskip("pexpect")
 
 PROMPT = ">>>"

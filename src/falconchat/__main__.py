@@ -1,3 +1,3 @@
-from falconchat.cli import main
+from falconchat.cli.app import main
 
 main()

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from falconchat.backends.registry import BACKENDS
 from falconchat.config_values import DEFAULT_MAX_INPUT_BYTES, DEFAULT_TIMEOUT_S, SAMPLING_KEYS, SETTINGS, parse
 from falconchat.errors import ConfigError, UsageError
 from falconchat.types import SamplingParams
@@ -72,8 +73,8 @@ MODEL_FIELDS = {
     "backend", "endpoint", "url", "model_path", "context_length", "threads",
     "auth_scheme", "api_key_env", "timeout", "model", "headers", "format", "device",
 }
-FORMATS = {"local": ("falcon", "native"), "transformers": ("falcon", "native"), "tgi": ("falcon",), "openai": ("chat", "falcon")}
-IN_PROCESS = ("local", "transformers")  # backends that run a model file here, not an endpoint
+FORMATS = {name: kind.formats for name, kind in BACKENDS.items()}
+IN_PROCESS = tuple(name for name, kind in BACKENDS.items() if kind.in_process)  # run a model file here
 
 
 def user_config_dir() -> Path:

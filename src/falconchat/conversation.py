@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from falconchat.prompt import FittedPrompt, fit_continuation, fit_prompt
-from falconchat.types import Done, Event, TextDelta, Turn
+from falconchat.types import Done, Event, TextDelta, TokenStream, Turn
 
 
 @dataclass
@@ -32,12 +32,12 @@ class Conversation:
         """The prompt that has the model go on with the last reply where it stopped."""
         return fit_continuation(self.system, self.turns, count_tokens, budget)
 
-    def record_continuation(self, events: Iterator[Event]) -> Iterator[Event]:
+    def record_continuation(self, events: TokenStream) -> TokenStream:
         """Like `record`, appending to the last turn's reply (which is untouched until the stream starts)."""
         turn = self.turns.pop()
         yield from self.record(turn.user, events, reply_so_far=turn.assistant)
 
-    def record(self, message: str, events: Iterator[Event], *, reply_so_far: str = "") -> Iterator[Event]:
+    def record(self, message: str, events: TokenStream, *, reply_so_far: str = "") -> TokenStream:
         """Pass `events` through and keep the exchange, however it ends.
 
         A reply cut by Ctrl-C (the stream closed, or KeyboardInterrupt raised
@@ -63,6 +63,4 @@ class Conversation:
             raise
         finally:
             turn.assistant = "".join(parts)
-            close = getattr(events, "close", None)
-            if close:
-                close()
+            events.close()

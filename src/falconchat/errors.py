@@ -1,10 +1,28 @@
-"""One tree of errors; each carries a one-line message and the exit code the CLI returns."""
+"""One tree of errors; each class carries its `kind` (the stable name scripts match on),
+and the exit code the CLI returns. A message is one line, safe to show."""
 
 from __future__ import annotations
 
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """The exit codes the README documents."""
+
+    OK = 0
+    ERROR = 1
+    USAGE = 2  # usage or bad input
+    UNREACHABLE = 3  # endpoint unreachable or timed out
+    AUTH_REJECTED = 4
+    REJECTED = 5  # the endpoint refused the request
+    OVERLOADED = 6  # still overloaded after retries
+    INTERRUPTED = 130
+    BROKEN_PIPE = 141
+
 
 class FalconchatError(Exception):
-    exit_code = 1
+    kind = "error"
+    exit_code = ExitCode.ERROR
 
     def __init__(self, message: str):
         super().__init__(message)
@@ -14,49 +32,55 @@ class FalconchatError(Exception):
 class UsageError(FalconchatError):
     """A wrong flag, argument or command."""
 
-    exit_code = 2
+    kind = "usage"
+    exit_code = ExitCode.USAGE
 
 
 class ConfigError(FalconchatError):
     """A setting with a wrong value, a missing or unreadable model or config file."""
 
-    exit_code = 2
+    kind = "config"
+    exit_code = ExitCode.USAGE
 
 
 class InputError(FalconchatError):
     """Input that cannot be used: too large, or a message that cannot fit the context."""
 
-    exit_code = 2
+    kind = "input"
+    exit_code = ExitCode.USAGE
 
 
 class EndpointError(FalconchatError):
     """The endpoint failed in a way none of the subclasses names (a 500, a cut stream)."""
 
-    exit_code = 1
+    kind = "endpoint"
+    exit_code = ExitCode.ERROR
 
 
 class Unreachable(EndpointError):
-    exit_code = 3
+    kind = "unreachable"
+    exit_code = ExitCode.UNREACHABLE
 
 
 class Timeout(EndpointError):
-    exit_code = 3
+    kind = "timeout"
+    exit_code = ExitCode.UNREACHABLE
 
 
 class AuthRejected(EndpointError):
-    exit_code = 4
+    kind = "auth_rejected"
+    exit_code = ExitCode.AUTH_REJECTED
 
 
 class Rejected(EndpointError):
     """The endpoint refused the request itself (validation, not found)."""
 
-    exit_code = 5
+    kind = "rejected"
+    exit_code = ExitCode.REJECTED
 
 
 class Overloaded(EndpointError):
-    exit_code = 6
+    """Too busy to take the request: a remote endpoint after retries, or serve's full queue."""
 
-
-EXIT_OK = 0
-EXIT_INTERRUPTED = 130
-EXIT_BROKEN_PIPE = 141
+    kind = "overloaded"
+    exit_code = ExitCode.OVERLOADED

@@ -13,7 +13,7 @@ from falconchat.backends.base import Backend
 from falconchat.conversation import Conversation
 from falconchat.errors import InputError
 from falconchat.prompt import FittedPrompt, PromptTooLong
-from falconchat.types import Done, SamplingParams, TextDelta
+from falconchat.types import Done, ReplyWriter, SamplingParams, TextDelta, TokenStream
 
 
 def answer(
@@ -21,7 +21,7 @@ def answer(
     backend: Backend,
     message: str,
     params: SamplingParams,
-    writer,
+    writer: ReplyWriter,
     notice: Callable[[str], None],
 ) -> Done:
     """Stream the reply to `message` into `writer`; return its `Done`.
@@ -30,17 +30,17 @@ def answer(
     what arrived and the conversation has kept it.
     """
     fitted = _fit(lambda budget: conversation.prompt_for(message, backend.count_tokens, budget), backend, params, notice)
-    if getattr(backend, "takes_messages", False):  # the server or the model's own template formats them
+    if backend.takes_messages:  # the server or the model's own template formats them
         events = backend.stream_messages(fitted.messages, params)
     else:
         events = backend.stream(fitted.text, params)
     return _run(conversation.record(message, events), fitted, writer)
 
 
-def continue_answer(conversation: Conversation, backend: Backend, params: SamplingParams, writer,
+def continue_answer(conversation: Conversation, backend: Backend, params: SamplingParams, writer: ReplyWriter,
                     notice: Callable[[str], None]) -> Done:
     """Have the model go on with the last reply, appending to it."""
-    if getattr(backend, "takes_messages", False):
+    if backend.takes_messages:
         raise InputError("/continue needs a model that takes a text prompt (format = \"falcon\"); /retry works")
     fitted = _fit(lambda budget: conversation.prompt_to_continue(backend.count_tokens, budget), backend, params, notice)
     return _run(conversation.record_continuation(backend.stream(fitted.text, params)), fitted, writer)
@@ -68,7 +68,7 @@ def _fit(make_prompt: Callable[[int], FittedPrompt], backend: Backend, params: S
     return fitted
 
 
-def _run(events, fitted: FittedPrompt, writer) -> Done:
+def _run(events: TokenStream, fitted: FittedPrompt, writer: ReplyWriter) -> Done:
     done = Done("cancelled")
     with closing(events), writer:
         for event in events:

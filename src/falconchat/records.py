@@ -8,43 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from falconchat.errors import (
-    AuthRejected,
-    ConfigError,
-    EndpointError,
-    FalconchatError,
-    InputError,
-    Overloaded,
-    Rejected,
-    Timeout,
-    Unreachable,
-    UsageError,
-)
+from falconchat.errors import ExitCode, FalconchatError
 from falconchat.types import Done, SamplingParams
-
-# Exception class -> the `kind` scripts match on (stable names, not Python's).
-ERROR_KINDS: dict[type, str] = {
-    UsageError: "usage",
-    ConfigError: "config",
-    InputError: "input",
-    Unreachable: "unreachable",
-    Timeout: "timeout",
-    AuthRejected: "auth_rejected",
-    Rejected: "rejected",
-    Overloaded: "overloaded",
-    EndpointError: "endpoint",
-    FalconchatError: "error",
-}
-
 
 def error_object(exc: BaseException) -> dict[str, Any]:
     """{kind, message, exit_code}: the same message and code the command reports on stderr."""
     if isinstance(exc, KeyboardInterrupt):
-        return {"kind": "interrupted", "message": "interrupted", "exit_code": 130}
+        return {"kind": "interrupted", "message": "interrupted", "exit_code": int(ExitCode.INTERRUPTED)}
     if isinstance(exc, FalconchatError):
-        kind = next(ERROR_KINDS[cls] for cls in type(exc).__mro__ if cls in ERROR_KINDS)
-        return {"kind": kind, "message": exc.message, "exit_code": exc.exit_code}
-    return {"kind": "internal", "message": f"unexpected {type(exc).__name__}: {exc}", "exit_code": 1}
+        return {"kind": exc.kind, "message": exc.message, "exit_code": int(exc.exit_code)}
+    return {"kind": "internal", "message": f"unexpected {type(exc).__name__}: {exc}", "exit_code": int(ExitCode.ERROR)}
 
 
 def reply_fields(reply: str, done: Done | None) -> dict[str, Any]:
@@ -84,7 +57,7 @@ def ask_record(reply: str, done: Done | None, settings: Any, error: BaseExceptio
 
 
 def model_object(spec: Any) -> dict[str, Any]:
-    from falconchat.backends.tgi import safe_url
+    from falconchat.text import safe_url
 
     return {"model": spec.name, "backend": spec.backend, "endpoint": safe_url(spec.endpoint) if spec.endpoint else None}
 

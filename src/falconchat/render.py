@@ -1,4 +1,4 @@
-"""Drawing a reply: `sanitize()`, the live Markdown renderer (terminals) and the plain writer (pipes).
+"""Drawing a reply: the live Markdown renderer (terminals) and the plain writer (pipes).
 
 Every untrusted text passes through `sanitize()` (or a `StreamSanitizer` when it
 arrives in pieces) before it is written, and none of it is ever parsed as Rich
@@ -11,49 +11,11 @@ import re
 import time
 from typing import IO, TYPE_CHECKING
 
+from falconchat.text import StreamSanitizer
+from falconchat.types import ReplyWriter
+
 if TYPE_CHECKING:
     from rich.console import Console
-
-_CSI = r"(?:\x1b\[|\x9b)[0-?]*[ -/]*(?:[@-~]|\Z)"  # unfinished at the end: removed too
-# OSC, DCS, SOS, PM, APC: up to BEL or ST; an unterminated one is removed to the next ESC or the end.
-_STRING = r"(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
-_ESC = r"\x1b[ -/]*[0-~]"
-# C0 but tab and newline, DEL, C1, and the bidi overrides/isolates that reorder what is shown.
-_CONTROL = r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]"
-_UNSAFE = re.compile("|".join((_CSI, _STRING, _ESC, _CONTROL)))
-# A sequence that has started but not finished at the end of a chunk.
-_INCOMPLETE_TAIL = re.compile(
-    r"(?:(?:\x1b\[|\x9b)[0-?]*[ -/]*|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*\x1b?|\x1b[ -/]*)\Z"
-)
-_MAX_HELD = 4096  # an "open" sequence longer than this is garbage, not a sequence
-
-
-def sanitize(text: str) -> str:
-    """Remove terminal control sequences and control characters (tab and newline stay)."""
-    return _UNSAFE.sub("", text)
-
-
-class StreamSanitizer:
-    """`sanitize()` for text that arrives in pieces: a sequence split across two
-    tokens is held back until it is complete, then removed whole."""
-
-    def __init__(self) -> None:
-        self._held = ""
-
-    def feed(self, chunk: str) -> str:
-        text = self._held + chunk
-        tail = _INCOMPLETE_TAIL.search(text)
-        if tail and len(text) - tail.start() <= _MAX_HELD:
-            self._held = text[tail.start() :]
-            text = text[: tail.start()]
-        else:
-            self._held = ""
-        return sanitize(text)
-
-    def flush(self) -> str:
-        """At the end: an unfinished sequence is dropped."""
-        self._held = ""
-        return ""
 
 
 class PlainWriter:
@@ -234,7 +196,7 @@ def _last_block_end(text: str) -> tuple[int, str | None, int]:
     return split, fence, fence_open_at
 
 
-def reply_writer(out: IO[str], *, plain: bool):
+def reply_writer(out: IO[str], *, plain: bool) -> ReplyWriter:
     """Markdown, live, on a terminal; the plain text when piped, asked to, or on a dumb terminal."""
     import os
 

@@ -138,7 +138,7 @@ def _params(raw) -> SamplingParams:
 
 def export_markdown(path: Path, conversation: Conversation, model: str) -> None:
     """A document for people: the text as it was shown, without control sequences."""
-    from falconchat.render import sanitize
+    from falconchat.text import sanitize
 
     model = sanitize(model)
     lines = [f"# Conversation with {model}", ""]

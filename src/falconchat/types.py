@@ -7,9 +7,9 @@ cancelling is closing it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field, replace
-from typing import Literal, Union
+from typing import Literal, Protocol, Union
 
 FinishReason = Literal["stop", "length", "cancelled"]
 
@@ -32,7 +32,20 @@ class Done:
 
 
 Event = Union[TextDelta, Done]
-TokenStream = Iterator[Event]
+# A generator, not any iterator: it promises `close()`, which is how a caller cancels a reply.
+TokenStream = Generator[Event, None, None]
+
+
+
+class ReplyWriter(Protocol):
+    """Where a reply is streamed: the terminal renderer, the plain writer for pipes, or a
+    collector. Used as a context manager: leaving it finishes what was shown."""
+
+    def __enter__(self) -> ReplyWriter: ...
+
+    def write(self, text: str) -> None: ...
+
+    def __exit__(self, *exc: object) -> None: ...
 
 
 @dataclass

@@ -19,6 +19,8 @@ from falconchat.config import ModelSpec
 from falconchat.errors import FalconchatError
 from falconchat.types import Done, SamplingParams, TextDelta
 
+pytestmark = pytest.mark.slow  # loads the bundled model and generates
+
 QUESTIONS = [
     "What is the capital of France?", "Write a haiku about rain.", "Explain TCP in two sentences.",
     "List three fruits.", "What is 12 times 7?", "Name a famous painter.", "Describe the moon.",

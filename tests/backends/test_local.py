@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from falconchat.backends.local import LocalBackend, bundled_model_path
+from falconchat.backends.gguf import bundled_model_path
+from falconchat.backends.local import LocalBackend
 from falconchat.config import ModelSpec
 from falconchat.conversation import Conversation
 from falconchat.errors import ConfigError
 from falconchat.types import Done, SamplingParams, TextDelta
+
+pytestmark = pytest.mark.slow  # loads the bundled model and generates
 
 GREEDY = SamplingParams(temperature=0, max_new_tokens=40)
 QUESTION = "User: Name three colours of the rainbow.\nAssistant:"

@@ -12,13 +12,15 @@ import time
 
 import pytest
 
-from falconchat.backends.local import bundled_model_path
+from falconchat.backends.gguf import bundled_model_path
 from falconchat.backends.openai import OpenAIBackend
 from falconchat.config import ModelSpec
 from falconchat.conversation import Conversation
 from falconchat.errors import AuthRejected, EndpointError, Unreachable
 from falconchat.types import Done, SamplingParams, TextDelta
 from processes import falconchat, isolated_env
+
+pytestmark = pytest.mark.process  # starts the real falconchat, a terminal or a server
 
 pytest.importorskip("openai")
 pytest.importorskip("llama_cpp.server")

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.process  # starts the real falconchat, a terminal or a server
+
 SRC = Path(__file__).resolve().parents[2] / "src"
 KEY = "secret-key"
 # The real CLI with the retry backoff shortened, so "overloaded after retries" takes no seconds.
 QUICK_RETRIES = (
     "import falconchat.backends.tgi as tgi; tgi.BACKOFF_S = 0.001; "
-    "from falconchat.cli import main; main()"
+    "from falconchat.cli.app import main; main()"
 )
 
 

@@ -13,12 +13,14 @@ import threading
 
 import pytest
 
-from falconchat.backends.local import bundled_model_path
+from falconchat.backends.gguf import bundled_model_path
 from falconchat.backends.transformers import THREAD_NAME, TransformersBackend
 from falconchat.config import ModelSpec
 from falconchat.errors import ConfigError
 from falconchat.types import Done, SamplingParams, TextDelta
 from processes import falconchat, isolated_env, one_error_line
+
+pytestmark = pytest.mark.process  # starts the real falconchat, a terminal or a server
 
 GREEDY = SamplingParams(temperature=0, max_new_tokens=24)
 QUESTION = "Name three colours of the rainbow."
@@ -70,7 +72,7 @@ def native(model_dir):
 
 
 def test_importing_falconchat_imports_no_torch():
-    code = ("import sys, falconchat.cli, falconchat.backends.transformers; "
+    code = ("import sys, falconchat.cli.app, falconchat.backends.transformers; "
             "print(any(m in sys.modules for m in ('torch', 'transformers')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

@@ -17,6 +17,8 @@ import pytest
 from kit import CANARY_SERVE_KEY, Ran, Terminal, no_leaks, no_traceback, one_error_line, popen, run
 from serve_process import ServeProcess, running
 
+pytestmark = pytest.mark.process  # starts the real falconchat, a terminal or a server
+
 TIMEOUT = 2  # --timeout for the scenarios that wait
 ADVICE = ("check", "try again", "raise --timeout", "is it up?")
 

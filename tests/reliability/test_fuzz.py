@@ -19,12 +19,14 @@ from hypothesis import strategies as st
 
 from falconchat.errors import InputError
 from falconchat.prompt import FALCON_STOPS, PromptTooLong, clean_reply, falcon_prompt, fit_prompt
-from falconchat.render import StreamSanitizer, sanitize
+from falconchat.text import StreamSanitizer, sanitize
 from falconchat.sessions import Session, load, save
 from falconchat.conversation import Conversation
 from falconchat.types import Done, SamplingParams, TextDelta, Turn
 from kit import no_traceback, tally
 from serve_process import running
+
+pytestmark = pytest.mark.process  # starts the real falconchat, a terminal or a server
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")

@@ -16,6 +16,8 @@ import pytest
 from hostile import PAYLOADS, as_tokens, corpus, markers, text
 from kit import FALCONCHAT, Terminal, no_escapes, no_leaks, no_traceback, plain, run, screen_leaks
 
+pytestmark = pytest.mark.process  # starts the real falconchat, a terminal or a server
+
 
 def assert_all_shown(shown: str, where: str) -> None:
     missing = [(p.name, m) for i, p in enumerate(PAYLOADS) for m in markers(i, p) if m not in shown]
@@ -188,7 +190,7 @@ def test_model_names_in_the_repl_banner_toolbar_history_and_errors(home, tgi_end
 
 def test_a_model_file_with_a_hostile_name(home):
     """The GGUF's file name is shown in the banner: a link to the bundled model, named as an attack."""
-    from falconchat.backends.local import bundled_model_path
+    from falconchat.backends.gguf import bundled_model_path
 
     name = text(0, PAYLOADS[20]).replace("/", "_") + ".gguf"
     (home / name).symlink_to(bundled_model_path())

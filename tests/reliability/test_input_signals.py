@@ -19,6 +19,8 @@ import pytest
 from kit import FALCONCHAT, Terminal, isolated_env, no_leaks, no_traceback, one_error_line, popen, run
 from serve_process import CANCELLED, running
 
+pytestmark = pytest.mark.process  # starts the real falconchat, a terminal or a server
+
 SIGNALLED = {signal.SIGTERM: (143, -15), signal.SIGHUP: (129, -1)}  # the shell's code, or Python's
 
 

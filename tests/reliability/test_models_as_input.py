@@ -11,9 +11,11 @@ import struct
 
 import pytest
 
-from falconchat.backends.local import bundled_model_path
+from falconchat.backends.gguf import bundled_model_path
 from gguf_edit import with_metadata_string
 from kit import Terminal, no_leaks, one_error_line, run
+
+pytestmark = pytest.mark.process  # starts the real falconchat, a terminal or a server
 
 INJECTIONS = {
     "os.popen through globals": "{{ cycler.__init__.__globals__.os.popen('touch PWNED').read() }}",

@@ -16,6 +16,8 @@ from kit import (
 )
 from serve_process import running
 
+pytestmark = pytest.mark.process  # starts the real falconchat, a terminal or a server
+
 ENV = {"HF_API_KEY": CANARY_KEY}
 
 

@@ -12,6 +12,8 @@ import pytest
 
 from repl_helpers import FALCONCHAT, QUICK, TIMEOUT, isolated_env, pexpect, write_config
 
+pytestmark = pytest.mark.process  # starts the real falconchat, a terminal or a server
+
 FRANCE = "What is the capital of France?"
 
 
@@ -95,7 +97,7 @@ def test_continue_with_nothing_to_continue(chats):
 
 @pytest.fixture
 def other_model(tmp_path):
-    from falconchat.backends.local import bundled_model_path
+    from falconchat.backends.gguf import bundled_model_path
 
     write_config(tmp_path, f'[models.other]\nbackend = "local"\nmodel_path = "{bundled_model_path()}"\n')
 

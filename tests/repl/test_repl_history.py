@@ -7,6 +7,9 @@ from __future__ import annotations
 import os
 
 from repl_helpers import ENTER, PASTE_END, PASTE_START, UP, files_under, history_file, mode
+import pytest
+
+pytestmark = pytest.mark.process  # starts the real falconchat, a terminal or a server
 
 CTRL_R = "\x12"
 RIGHT = "\x1b[C"

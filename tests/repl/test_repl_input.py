@@ -7,6 +7,9 @@ import stat
 from pathlib import Path
 
 from repl_helpers import ALT_ENTER, ENTER, PASTE_END, PASTE_START, TAB, write_config
+import pytest
+
+pytestmark = pytest.mark.process  # starts the real falconchat, a terminal or a server
 
 
 def test_a_multi_line_paste_arrives_as_one_message(chats):

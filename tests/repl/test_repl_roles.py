@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from processes import falconchat, one_error_line
 from repl_helpers import isolated_env, write_config
+import pytest
+
+pytestmark = pytest.mark.process  # starts the real falconchat, a terminal or a server
 
 ROLES = '''
 [roles.pirate]

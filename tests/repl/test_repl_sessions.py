@@ -13,6 +13,8 @@ import pytest
 from processes import falconchat, one_error_line
 from repl_helpers import ENTER, TAB, files_under, isolated_env, mode, sessions_dir
 
+pytestmark = pytest.mark.process  # starts the real falconchat, a terminal or a server
+
 FRANCE = "What is the capital of France?"
 ITALY = "What is the capital of Italy?"
 SECRETS = {"HF_API_KEY": "hf_test_secret_hf_api_key_123", "FALCONCHAT_API_KEY": "fc_test_secret_key_456"}

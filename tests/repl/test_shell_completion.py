@@ -13,6 +13,8 @@ import pytest
 
 from processes import FALCONCHAT, isolated_env
 
+pytestmark = pytest.mark.process  # starts the real falconchat, a terminal or a server
+
 NO_DETECTION = {"_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}  # take the shell as an argument
 
 

@@ -6,6 +6,9 @@ import threading
 import time
 
 import requests
+import pytest
+
+pytestmark = pytest.mark.slow  # loads the bundled model and generates
 
 QUESTIONS = ["the ocean", "ancient Rome", "space travel", "music", "the history of computing",
              "volcanoes", "trains", "the printing press"]

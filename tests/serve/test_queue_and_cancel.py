@@ -14,6 +14,8 @@ from text_generation.errors import OverloadedError
 from processes import falconchat, isolated_env, one_error_line
 from serve_process import CANCELLED, parse_request_line, running
 
+pytestmark = pytest.mark.process  # starts the real falconchat, a terminal or a server
+
 # Greedy on "hi" the bundled model runs on ("-look-at-the-world-…") until max_new_tokens: a generation
 # that keeps the model busy for as long as a test holds it (within a sequence's 2,048 tokens).
 LONG = {"inputs": "hi", "parameters": {"max_new_tokens": 2000}}

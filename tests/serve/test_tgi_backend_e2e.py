@@ -9,6 +9,8 @@ import pytest
 from processes import FALCONCHAT, falconchat, isolated_env, one_error_line
 from serve_process import CANCELLED, parse_request_line
 
+pytestmark = pytest.mark.process  # starts the real falconchat, a terminal or a server
+
 pexpect = pytest.importorskip("pexpect")
 
 QUESTION = "What is the capital of France?"

@@ -10,6 +10,8 @@ import requests
 from text_generation import AsyncClient, Client
 from text_generation.errors import ValidationError
 
+pytestmark = pytest.mark.process  # starts the real falconchat, a terminal or a server
+
 FINISH_REASONS = {"length", "eos_token", "stop_sequence"}
 INSTRUCTION = "You are a helpful assistant. Answer in one short sentence."
 QUESTION = "What is the capital of France?"  # greedy: " The capital of France is Paris." then the end token

@@ -9,6 +9,8 @@ import requests
 
 from serve_process import parse_request_line
 
+pytestmark = pytest.mark.process  # starts the real falconchat, a terminal or a server
+
 PROMPT = "User: What is the capital of France?\nAssistant:"
 TOO_LONG_PROMPT = "hello " * 5000  # more tokens than the bundled model's 4096-token context
 REFUSAL_TIMEOUT_S = 10  # a refusal takes milliseconds; a request wrongly accepted would be generating

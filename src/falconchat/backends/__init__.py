@@ -1,29 +1,23 @@
-"""Backends turn a prompt into a token stream. `open_backend()` picks one for a ModelSpec."""
+"""Backends turn a prompt into a token stream. `open_backend()` builds the one a ModelSpec names,
+from the table in registry.py."""
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING
+
+from falconchat.backends.registry import BACKENDS
 
 if TYPE_CHECKING:
     from falconchat.backends.base import Backend
     from falconchat.config import ModelSpec
 
 
-def open_backend(spec: "ModelSpec", sequences: int = 1) -> "Backend":
+def open_backend(spec: ModelSpec, sequences: int = 1) -> Backend:
     """`sequences` > 1: a local model decodes that many requests together (callers may then
     share the backend between threads); other backends take one client per thread."""
-    if spec.backend == "tgi":
-        from falconchat.backends.tgi import TgiBackend
-
-        return TgiBackend(spec)
-    if spec.backend == "openai":
-        from falconchat.backends.openai import OpenAIBackend
-
-        return OpenAIBackend(spec)
-    if spec.backend == "transformers":
-        from falconchat.backends.transformers import TransformersBackend
-
-        return TransformersBackend(spec)
-    from falconchat.backends.local import LocalBackend
-
-    return LocalBackend(spec, sequences=sequences)
+    module_name, _, class_name = BACKENDS[spec.backend].factory.partition(":")
+    backend_class = getattr(importlib.import_module(module_name), class_name)
+    if spec.backend == "local":
+        return backend_class(spec, sequences=sequences)
+    return backend_class(spec)

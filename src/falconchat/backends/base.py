@@ -1,7 +1,8 @@
-"""What every backend offers the layers above it."""
+"""What every backend offers the layers above it: callers use these names and nothing else."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from falconchat.types import SamplingParams, TokenStream
@@ -9,6 +10,9 @@ from falconchat.types import SamplingParams, TokenStream
 
 class Backend(Protocol):
     name: str
+    # True: the conversation goes as chat messages (`stream_messages`), formatted by the
+    # server or the model's own template; False: as one Falcon-style text prompt (`stream`).
+    takes_messages: bool
 
     def describe(self) -> str:
         """A short, safe description for headers and errors: "smollm2 (bundled, local)"."""
@@ -19,8 +23,20 @@ class Backend(Protocol):
 
     def count_tokens(self, text: str) -> int: ...
 
+    def check(self) -> str:
+        """A quick look that loads nothing: "ok (…)", or raises the error a user would meet."""
+        ...
+
+    def warm_up(self) -> None:
+        """Load what is slow to load now (a model file), so a broken one fails before the first message."""
+        ...
+
     def stream(self, prompt: str, params: SamplingParams) -> TokenStream:
-        """Stream the reply to a full prompt. Closing the iterator stops generation."""
+        """Stream the reply to a full text prompt. Closing the iterator stops generation."""
+        ...
+
+    def stream_messages(self, messages: Sequence[dict], params: SamplingParams) -> TokenStream:
+        """Stream the reply to chat messages (only where `takes_messages`)."""
         ...
 
     def close(self) -> None: ...

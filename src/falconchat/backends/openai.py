@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 
-from falconchat.backends.tgi import safe_url, server_message
+from falconchat.text import safe_url, server_message
 from falconchat.config import ModelSpec
 from falconchat.errors import AuthRejected, ConfigError, EndpointError, Overloaded, Rejected, Timeout, Unreachable
 from falconchat.prompt import clean_reply, starts_reply, stop_sequences
@@ -56,6 +56,9 @@ class OpenAIBackend:
             names = [m.id for m in self.client().with_options(timeout=5.0, max_retries=0).models.list()]
         wanted = self.spec.remote_model or self.name
         return "ok" if wanted in names or len(names) == 1 else f"answers, but has no model {wanted!r}"
+
+    def warm_up(self) -> None:
+        """Nothing to load: the endpoint is asked when there is something to ask."""
 
     def close(self) -> None:
         if self._client is not None:

@@ -13,20 +13,21 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import closing
 from dataclasses import replace
-from urllib.parse import urlsplit, urlunsplit
 
 from falconchat.config import ModelSpec
 from falconchat.errors import (
     AuthRejected,
+    ConfigError,
     EndpointError,
     Overloaded,
     Rejected,
     Timeout,
     Unreachable,
 )
+from falconchat.text import safe_url, server_message
 from falconchat.prompt import clean_reply, starts_reply, stop_sequences
 from falconchat.types import Done, SamplingParams, TextDelta, TokenStream
 
@@ -34,30 +35,13 @@ DEFAULT_CONTEXT = 2048
 RETRIES = 3  # for "overloaded" answers that come before the first token
 BACKOFF_S = 0.5
 MAX_RETRY_AFTER_S = 10.0
-MAX_SERVER_MESSAGE = 300
-
-
-def safe_url(url: str) -> str:
-    """The URL without user:password@ (never shown)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
-def server_message(text: str, secret: str | None = None) -> str:
-    """A server's message as one bounded line, with our key masked should it echo it."""
-    one_line = " ".join(str(text).split())
-    if secret:
-        one_line = one_line.replace(secret, "***")
-    return one_line[:MAX_SERVER_MESSAGE] + ("…" if len(one_line) > MAX_SERVER_MESSAGE else "")
 
 
 class TgiBackend:
     def __init__(self, spec: ModelSpec):
         self.spec = spec
         self.name = spec.name
+        self.takes_messages = False  # TGI's generate API: one Falcon-style text prompt
         self.url = spec.endpoint
         self.shown_url = safe_url(spec.endpoint)
         self._session = None
@@ -100,6 +84,12 @@ class TgiBackend:
     def stream(self, prompt: str, params: SamplingParams) -> TokenStream:
         stops = stop_sequences(params.stop)
         return clean_reply(self._generate(prompt, params, stops), stops, drop_leading_space=starts_reply(prompt))
+
+    def warm_up(self) -> None:
+        """Nothing to load: the endpoint is asked when there is something to ask."""
+
+    def stream_messages(self, messages: Sequence[dict], params: SamplingParams) -> TokenStream:
+        raise ConfigError("a tgi model takes a text prompt (format = \"falcon\"), not chat messages")
 
     def close(self) -> None:
         if self._session is not None:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from falconchat.backends.gguf import bundled_model_path, is_gguf
 from falconchat.config import ModelSpec
 from falconchat.errors import ConfigError, FalconchatError, InputError
 from falconchat.prompt import clean_reply, starts_reply, stop_sequences
@@ -43,8 +44,6 @@ class TransformersBackend:
     def model_path(self) -> Path:
         if self.spec.model_path:
             return Path(self.spec.model_path).expanduser()
-        from falconchat.backends.local import bundled_model_path
-
         return bundled_model_path()
 
     def check(self) -> str:
@@ -52,9 +51,8 @@ class TransformersBackend:
         missing = [m for m in ("torch", "transformers", "accelerate") if importlib.util.find_spec(m) is None]
         path = self.model_path
         if path.is_file():
-            with path.open("rb") as fh:
-                if fh.read(4) != b"GGUF":
-                    raise ConfigError(f"not a GGUF file or model directory: {path}")
+            if not is_gguf(path):
+                raise ConfigError(f"not a GGUF file or model directory: {path}")
             missing += ["gguf"] if importlib.util.find_spec("gguf") is None else []
             found = f"{path.stat().st_size / 1e6:.0f} MB GGUF file"
         elif path.is_dir():
@@ -68,6 +66,9 @@ class TransformersBackend:
         return f"ok ({found})"
 
     # ---- loading ---------------------------------------------------------------------------
+
+    def warm_up(self) -> None:
+        self.load()
 
     def load(self):
         """(model, tokenizer, device), loaded once; thread-safe so the REPL can warm it up."""

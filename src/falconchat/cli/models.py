@@ -10,7 +10,8 @@ def print_models(settings, out: IO[str]) -> None:
 
     from rich.table import Table
 
-    from falconchat.render import make_console, sanitize
+    from falconchat.render import make_console
+    from falconchat.text import sanitize
 
     specs = list(settings.models.values())
     with ThreadPoolExecutor(max_workers=8) as pool:  # endpoints are checked side by side
@@ -41,6 +42,6 @@ def check_model(spec) -> str:
 
 
 def _shown(where: str) -> str:
-    from falconchat.backends.tgi import safe_url
+    from falconchat.text import safe_url
 
     return safe_url(where) if where.startswith("http") else where

@@ -1,7 +1,7 @@
 """`falconchat serve`: a text-generation-inference endpoint for a local model.
 
 One engine thread runs generations one at a time, in FIFO order; aiohttp
-handlers validate requests (serve_requests.py) before anything reaches it and
+handlers validate requests (serve/requests.py) before anything reaches it and
 relay its token stream as TGI's JSON or server-sent events. A client that goes
 away is dropped from the queue, or its generation is closed within a token.
 """
@@ -17,9 +17,9 @@ import time
 from typing import Any
 
 from falconchat import __version__
-from falconchat.errors import ConfigError, FalconchatError
-from falconchat.serve_requests import GenerateRequest, Limits, RequestInvalid, check_length, parse_json, parse_request
-from falconchat.serve_engine import Engine, Job, Overloaded, ServerStopping
+from falconchat.errors import ConfigError, FalconchatError, Overloaded
+from falconchat.serve.requests import GenerateRequest, Limits, RequestInvalid, check_length, parse_json, parse_request
+from falconchat.serve.engine import Engine, Job, ServerStopping
 from falconchat.types import Done, TextDelta
 
 MAX_BODY_BYTES = 2_000_000

@@ -12,9 +12,14 @@ import asyncio
 import queue
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from falconchat.serve_requests import GenerateRequest
+from falconchat.errors import Overloaded
+from falconchat.serve.requests import GenerateRequest
 from falconchat.types import TextDelta
+
+if TYPE_CHECKING:
+    from falconchat.backends.local import LocalBackend
 
 
 
@@ -34,16 +39,12 @@ class Job:
         self.cancelled.set()
 
 
-class Overloaded(Exception):
-    pass
-
-
 class ServerStopping(Exception):
     pass
 
 
 class Engine:
-    def __init__(self, backend, max_waiting: int, log):
+    def __init__(self, backend: LocalBackend, max_waiting: int, log):
         self.backend = backend
         self.max_waiting = max_waiting
         self.log = log
@@ -51,7 +52,7 @@ class Engine:
         self._waiting = 0
         self._running: set[Job] = set()
         self._lock = threading.Lock()
-        self.workers = getattr(backend, "sequences", 1)
+        self.workers = backend.sequences
         self._threads = [threading.Thread(target=self._run, name=f"falconchat-engine-{n}", daemon=True)
                          for n in range(self.workers)]
 
@@ -74,7 +75,7 @@ class Engine:
     def submit(self, job: Job) -> None:
         with self._lock:
             if self._waiting >= self.max_waiting:
-                raise Overloaded()
+                raise Overloaded("the queue is full")
             self._waiting += 1
         self._jobs.put(job)
 

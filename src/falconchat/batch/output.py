@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import os
 import stat
-import sys
+
 from pathlib import Path
+from typing import IO
 
 from falconchat.errors import FalconchatError, InputError, UsageError
 
@@ -36,7 +37,7 @@ class OutputFile:
         self._size = os.fstat(self._fd).st_size
 
     def _read_existing(self) -> None:
-        from falconchat.batch_input import id_key
+        from falconchat.batch.input import id_key
 
         data = self._read_all()
         end = data.rfind(b"\n") + 1
@@ -87,12 +88,13 @@ class OutputFile:
 class StdoutOutput:
     """Results on stdout, flushed as they come (a pipe reader sees each line at once)."""
 
-    def __init__(self) -> None:
+    def __init__(self, stdout: IO[str]) -> None:
+        self.stdout = stdout
         self.done_keys: set[str] = set()
         self.discarded_bytes = 0
 
     def write_lines(self, records: list[dict]) -> None:
-        out = sys.stdout.buffer
+        out = self.stdout.buffer
         for record in records:
             out.write(encode(record))
         out.flush()

@@ -6,12 +6,14 @@ import functools
 import inspect
 import os
 import sys
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import typer
 
 from falconchat import __version__
-from falconchat.errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, FalconchatError, InputError, UsageError
+from falconchat.cli.environment import Environment
+from falconchat.errors import ExitCode, FalconchatError, InputError, UsageError
 
 app = typer.Typer(
     name="falconchat",
@@ -50,6 +52,19 @@ SHARED_OPTIONS: list[tuple[str, Any, Any]] = [
 SHARED_NAMES = [name for name, _, _ in SHARED_OPTIONS]
 
 
+@dataclass
+class Invocation:
+    """Typer's `ctx.obj`: the environment the command runs in, and the shared flags given
+    before the subcommand (`falconchat -m x ask …`)."""
+
+    env: Environment
+    shared: dict[str, Any] = field(default_factory=dict)
+
+
+def invocation(ctx: typer.Context) -> Invocation:
+    return ctx.find_root().obj
+
+
 def with_shared_options(func):
     """Give a command the shared flags; it receives them as one dict, `shared`."""
     own = [p for p in inspect.signature(func).parameters.values() if p.name != "shared"]
@@ -69,17 +84,17 @@ def with_shared_options(func):
 
 def merged_flags(ctx: typer.Context, shared: dict[str, Any]) -> dict[str, Any]:
     """A subcommand's flags over those given before it (`falconchat -m x ask …`)."""
-    parent = dict(ctx.obj or {})
+    parent = dict(invocation(ctx).shared)
     for name, value in shared.items():
         if value not in (None, False, [], ()):
             parent[name] = value
     return {name: (True if value is True else value or None) for name, value in parent.items()}
 
 
-def load(flags: dict[str, Any]):
+def load(flags: dict[str, Any], env: Environment):
     from falconchat.config import load_settings
 
-    return load_settings(flags)
+    return load_settings(flags, environ=env.environ, cwd=env.cwd)
 
 
 def _version(value: bool) -> None:
@@ -96,12 +111,12 @@ def root(
     *,
     shared: dict[str, Any],
 ) -> None:
-    ctx.obj = shared
+    run = invocation(ctx)
+    run.shared = shared
     if ctx.invoked_subcommand is None:
-        stdin = sys.stdin
-        if stdin is not None and not stdin.isatty():
-            ctx.exit(ask_once(merged_flags(ctx, {}), None))  # `echo … | falconchat` answers once
-        ctx.exit(chat_session(merged_flags(ctx, {})))
+        if run.env.stdin_is_piped:
+            ctx.exit(ask_once(run.env, merged_flags(ctx, {}), None))  # `echo … | falconchat` answers once
+        ctx.exit(chat_session(run.env, merged_flags(ctx, {})))
 
 
 @app.command("chat")
@@ -115,7 +130,8 @@ def chat(
     shared: dict[str, Any],
 ) -> None:
     """Open the interactive chat (the default)."""
-    ctx.exit(chat_session(merged_flags(ctx, shared), session=session, resume=resume, no_history=no_history))
+    env = invocation(ctx).env
+    ctx.exit(chat_session(env, merged_flags(ctx, shared), session=session, resume=resume, no_history=no_history))
 
 
 @app.command("ask")
@@ -129,8 +145,8 @@ def ask(
     shared: dict[str, Any],
 ) -> None:
     """Answer one prompt and exit; made for scripts and pipes."""
-    flags = merged_flags(ctx, shared)
-    ctx.exit(ask_json(flags, prompt) if as_json else ask_once(flags, prompt, stream=not no_stream))
+    flags, env = merged_flags(ctx, shared), invocation(ctx).env
+    ctx.exit(ask_json(env, flags, prompt) if as_json else ask_once(env, flags, prompt, stream=not no_stream))
 
 
 @app.command("batch")
@@ -149,20 +165,22 @@ def batch(
     shared: dict[str, Any],
 ) -> None:
     """Answer many prompts concurrently; results in input order, resumable (see docs/scale.md)."""
-    from falconchat.batch import BatchOptions, run_batch
+    from falconchat.batch.runner import BatchOptions, run_batch
 
-    settings = load(merged_flags(ctx, shared))
+    env = invocation(ctx).env
+    settings = load(merged_flags(ctx, shared), env)
     options = BatchOptions(input_path=input_path, output=output, concurrency=concurrency, retries=retries,
                            fail_fast=fail_fast, resume=resume, strict=strict, input_format=input_format)
     try:
-        ctx.exit(run_batch(settings, options))
+        ctx.exit(run_batch(settings, options, stdin=env.stdin, stdout=env.stdout, stderr=env.stderr))
     except BrokenPipeError:  # results on stdout and the reader went away: end quietly
-        _silence_stdout()
-        ctx.exit(EXIT_BROKEN_PIPE)
+        _silence_stdout(env)
+        ctx.exit(ExitCode.BROKEN_PIPE)
 
 
 @app.command("serve")
 def serve(
+    ctx: typer.Context,
     model: Optional[str] = typer.Option(None, "--model", "-m", metavar="NAME", help="A local model: smollm2 (bundled) or a [models.NAME]."),
     model_path: Optional[str] = typer.Option(None, "--model-path", metavar="FILE", help="A GGUF model file."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback by default)."),
@@ -176,10 +194,11 @@ def serve(
 ) -> int:
     """Serve a local model as a text-generation-inference endpoint."""
     from falconchat.backends.local import LocalBackend, default_sequences
-    from falconchat.server import TgiServer, is_loopback
-    from falconchat.server import serve as run_server
+    from falconchat.serve.server import TgiServer, is_loopback
+    from falconchat.serve.server import serve as run_server
 
-    settings = load({"model": model, "model_path": model_path, "env_file": env_file, "config": config, "debug": debug or None})
+    env = invocation(ctx).env
+    settings = load({"model": model, "model_path": model_path, "env_file": env_file, "config": config, "debug": debug or None}, env)
     spec = settings.model
     if spec.backend != "local":
         if model:
@@ -191,10 +210,10 @@ def serve(
         server = TgiServer(backend, model_id=spec.name, api_key=key, max_waiting=max_waiting, debug=bool(settings.debug))
         if not is_loopback(host) and not key:
             print(f"falconchat: warning: serving on {host} without --api-key: anyone who can reach it can use it",
-                  file=sys.stderr)
+                  file=env.stderr)
 
         def ready(url: str) -> None:
-            print(f"falconchat serve: {backend.describe()} on {url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+            print(f"falconchat serve: {backend.describe()} on {url} (Ctrl-C to stop)", file=env.stderr, flush=True)
 
         return run_server(server, host, port, ready=ready)
     finally:
@@ -203,54 +222,60 @@ def serve(
 
 @app.command("models")
 def models(
+    ctx: typer.Context,
     env_file: Optional[str] = typer.Option(None, "--env-file", metavar="PATH", help="Read this .env file."),
     config: Optional[str] = typer.Option(None, "--config", metavar="PATH", help="Config TOML file."),
 ) -> int:
     """List the configured models: backend, where they point, and whether they answer."""
-    from falconchat.model_list import print_models
+    from falconchat.cli.models import print_models
 
-    print_models(load({"env_file": env_file, "config": config}), sys.stdout)
+    env = invocation(ctx).env
+    print_models(load({"env_file": env_file, "config": config}, env), env.stdout)
     return 0
 
 
 @app.command("bench")
 def bench(
+    ctx: typer.Context,
     quick: bool = typer.Option(False, "--quick", help="A short run (a smoke test: fewer tokens and repetitions)."),
     as_json: bool = typer.Option(False, "--json", help="The rows as JSON on stdout."),
 ) -> int:
     """Measure start-up, decoding, rendering, prefix reuse and memory against baselines in the same run."""
     import json
 
-    from falconchat import bench as benchmark
+    from falconchat.bench import runner as benchmark
+
+    env = invocation(ctx).env
 
     def step(what: str) -> None:
-        if sys.stderr.isatty():
-            sys.stderr.write(f"\r\x1b[2K… {what}")
-            sys.stderr.flush()
+        if env.stderr.isatty():
+            env.stderr.write(f"\r\x1b[2K… {what}")
+            env.stderr.flush()
 
     rows = benchmark.run(quick, step)
-    if sys.stderr.isatty():
-        sys.stderr.write("\r\x1b[2K")
+    if env.stderr.isatty():
+        env.stderr.write("\r\x1b[2K")
     if as_json:
-        print(json.dumps(benchmark.as_json(rows), indent=1))
+        print(json.dumps(benchmark.as_json(rows), indent=1), file=env.stdout)
     else:
-        benchmark.print_table(rows, sys.stdout)
+        benchmark.print_table(rows, env.stdout)
     return 0
 
 
 # ---- the commands' work ---------------------------------------------------------------
 
 
-def chat_session(flags: dict[str, Any], *, session: Optional[str] = None, resume: bool = False,
+def chat_session(env: Environment, flags: dict[str, Any], *, session: Optional[str] = None, resume: bool = False,
                  no_history: bool = False) -> int:
     from falconchat import sessions
     from falconchat.backends import open_backend
     from falconchat.config import user_data_dir
     from falconchat.config_values import SAMPLING_KEYS
     from falconchat.conversation import Conversation
-    from falconchat.repl import Repl, ReplOptions
+    from falconchat.repl.session import Repl
+    from falconchat.repl.state import ReplOptions
 
-    settings = load(flags)
+    settings = load(flags, env)
     data_dir = user_data_dir()
     sessions_dir = data_dir / "sessions"
     if resume:
@@ -270,8 +295,7 @@ def chat_session(flags: dict[str, Any], *, session: Optional[str] = None, resume
                 conversation.system = settings.system
     backend = open_backend(settings.model)
     try:
-        if hasattr(backend, "load"):
-            backend.load()  # a missing or broken model file fails now, not at the first message
+        backend.warm_up()  # a missing or broken model file fails now, not at the first message
         options = ReplOptions(
             plain=settings.plain,
             verbose=settings.verbose,
@@ -282,45 +306,45 @@ def chat_session(flags: dict[str, Any], *, session: Optional[str] = None, resume
             roles=settings.roles,
             open_backend=open_backend,
         )
-        return Repl(backend, conversation, params, options).run()
+        return Repl(backend, conversation, params, options, out=env.stdout, err=env.stderr).run()
     finally:
         backend.close()
 
 
-def ask_once(flags: dict[str, Any], prompt: Optional[str], *, stream: bool = True) -> int:
+def ask_once(env: Environment, flags: dict[str, Any], prompt: Optional[str], *, stream: bool = True) -> int:
     from falconchat.records import Collector
     from falconchat.render import reply_writer
 
-    settings = load(flags)
-    message = read_prompt(prompt, settings.max_input_bytes)
+    settings = load(flags, env)
+    message = read_prompt(env, prompt, settings.max_input_bytes)
     try:
         if stream:
-            _answer(settings, message, reply_writer(sys.stdout, plain=settings.plain))
+            _answer(env, settings, message, reply_writer(env.stdout, plain=settings.plain))
         else:
             # --no-stream: all or nothing on stdout; a reply cut by an error or Ctrl-C is not printed.
             collector = Collector()
-            _answer(settings, message, collector)
-            with reply_writer(sys.stdout, plain=settings.plain) as writer:
+            _answer(env, settings, message, collector)
+            with reply_writer(env.stdout, plain=settings.plain) as writer:
                 writer.write(collector.text)
     except BrokenPipeError:
         # The reader went away (`| head`): the stream is closed, end quietly as Unix tools do.
-        _silence_stdout()
-        return EXIT_BROKEN_PIPE
+        _silence_stdout(env)
+        return ExitCode.BROKEN_PIPE
     return 0
 
 
-def ask_json(flags: dict[str, Any], prompt: Optional[str]) -> int:
+def ask_json(env: Environment, flags: dict[str, Any], prompt: Optional[str]) -> int:
     """`ask --json`: exactly one JSON object on stdout whatever happens, and the exit code
     `ask` would give; an error is also reported on stderr as usual."""
     import json
 
     from falconchat.records import Collector, ask_record
-    from falconchat.render import sanitize
+    from falconchat.text import sanitize
 
     collector, settings, done, error = Collector(), None, None, None
     try:
-        settings = load(flags)
-        done = _answer(settings, read_prompt(prompt, settings.max_input_bytes), collector)
+        settings = load(flags, env)
+        done = _answer(env, settings, read_prompt(env, prompt, settings.max_input_bytes), collector)
     except KeyboardInterrupt as exc:
         error = exc
     except Exception as exc:  # every failure becomes the `error` object
@@ -330,27 +354,28 @@ def ask_json(flags: dict[str, Any], prompt: Optional[str]) -> int:
                 import traceback
 
                 traceback.print_exc()
-            _error(f"unexpected {type(exc).__name__}: {exc} (run with --debug for details)")
+            _error(env, f"unexpected {type(exc).__name__}: {exc} (run with --debug for details)")
         else:
-            _error(exc.message)
+            _error(env, exc.message)
     record = ask_record(sanitize(collector.text), done, settings, error)
     try:
-        sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
-        sys.stdout.flush()
+        env.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+        env.stdout.flush()
     except BrokenPipeError:
-        _silence_stdout()
-        return EXIT_BROKEN_PIPE
+        _silence_stdout(env)
+        return ExitCode.BROKEN_PIPE
     return record["error"]["exit_code"] if record["error"] else 0
 
 
-def _answer(settings, message: str, writer):
+def _answer(env: Environment, settings, message: str, writer):
     """One exchange into `writer` (streamed), with notices and -v statistics on stderr."""
     from falconchat.backends import open_backend
     from falconchat.conversation import Conversation
     from falconchat.exchange import answer, stats_line
-    from falconchat.render import make_console, sanitize
+    from falconchat.render import make_console
+    from falconchat.text import sanitize
 
-    err = make_console(sys.stderr, soft_wrap=True)
+    err = make_console(env.stderr, soft_wrap=True)
     backend = open_backend(settings.model)
     try:
         done = answer(Conversation(system=settings.system), backend, message, settings.sampling, writer,
@@ -362,15 +387,15 @@ def _answer(settings, message: str, writer):
     return done
 
 
-def read_prompt(prompt: Optional[str], limit: int) -> str:
+def read_prompt(env: Environment, prompt: Optional[str], limit: int) -> str:
     """PROMPT + "\\n\\n" + stdin, stdin alone, or PROMPT alone (DESIGN.md's rule)."""
-    from falconchat.render import sanitize
+    from falconchat.text import sanitize
 
     if prompt is not None and len(prompt.encode("utf-8", "replace")) > limit:
         raise InputError(f"the prompt is larger than {limit} bytes (FALCONCHAT_MAX_INPUT_BYTES)")
     piped = None
-    stdin = sys.stdin
-    wants_stdin = prompt == "-" or (stdin is not None and not stdin.isatty())
+    stdin = env.stdin
+    wants_stdin = prompt == "-" or env.stdin_is_piped
     if stdin is not None and wants_stdin:
         data = stdin.buffer.read(limit + 1)
         if len(data) > limit:
@@ -391,50 +416,52 @@ def main() -> None:
     sys.exit(run(sys.argv[1:]))
 
 
-def run(argv: list[str]) -> int:
-    debug = "--debug" in argv or os.environ.get("FALCONCHAT_DEBUG", "").lower() in ("1", "true", "yes", "on")
+def run(argv: list[str], env: Environment | None = None) -> int:
+    """Run one command line in `env` (this process's streams, variables and directory by default)."""
+    env = env or Environment.of_process()
+    debug = "--debug" in argv or env.is_on("FALCONCHAT_DEBUG")
     try:
         # Not standalone: Typer returns exit codes (130 for Ctrl-C) and raises usage errors to us.
-        result = app(args=argv, prog_name="falconchat", standalone_mode=False)
+        result = app(args=argv, prog_name="falconchat", standalone_mode=False, obj=Invocation(env))
         return result if isinstance(result, int) else 0
     except typer.Exit as exc:
         return exc.exit_code
     except typer.Abort:
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
     except typer.TyperException as exc:  # a usage error: unknown flag, missing argument
-        _error(f"{exc.format_message()} (see falconchat --help)")
+        _error(env, f"{exc.format_message()} (see falconchat --help)")
         return UsageError.exit_code
     except FalconchatError as exc:
         if debug:
             import traceback
 
             traceback.print_exc()
-        _error(exc.message)
+        _error(env, exc.message)
         return exc.exit_code
     except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
     except Exception as exc:
         if debug:
             import traceback
 
             traceback.print_exc()
-        _error(f"unexpected {type(exc).__name__}: {exc} (run with --debug for details)")
+        _error(env, f"unexpected {type(exc).__name__}: {exc} (run with --debug for details)")
         return 1
 
 
-def _error(message: str) -> None:
-    from falconchat.render import sanitize
+def _error(env: Environment, message: str) -> None:
+    from falconchat.text import sanitize
 
     try:
-        sys.stderr.write(f"falconchat: error: {sanitize(message)}\n")
-        sys.stderr.flush()
+        env.stderr.write(f"falconchat: error: {sanitize(message)}\n")
+        env.stderr.flush()
     except (BrokenPipeError, OSError):
         pass
 
 
-def _silence_stdout() -> None:
+def _silence_stdout(env: Environment) -> None:
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        os.dup2(devnull, env.stdout.fileno())
     except (OSError, ValueError, AttributeError):
         pass

@@ -22,7 +22,7 @@ class Notes:
             return False
 
     def write(self, text: str, *, prefix: str = "falconchat: ") -> None:
-        from falconchat.render import sanitize
+        from falconchat.text import sanitize
 
         line = prefix + sanitize(text)
         with self._lock:

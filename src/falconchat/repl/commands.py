@@ -7,15 +7,13 @@ import shutil
 import subprocess
 import tempfile
 from dataclasses import fields
-from typing import TYPE_CHECKING
 
 from falconchat.config_values import parse
 from falconchat.errors import FalconchatError
-from falconchat.render import sanitize
+from falconchat.repl.state import Chat, ReplState
+from falconchat.text import sanitize
 from falconchat.types import SamplingParams
 
-if TYPE_CHECKING:
-    from falconchat.repl import Repl
 
 SETTABLE = ("temperature", "max_new_tokens", "top_p", "top_k", "repetition_penalty", "seed")
 ALIASES = {"temp": "temperature", "max_tokens": "max_new_tokens"}
@@ -48,7 +46,8 @@ KEYS = ('Keys: Enter sends · Alt+Enter (Esc Enter) adds a line · """ starts a 
 
 
 class Commands:
-    def __init__(self, repl: "Repl"):
+    def __init__(self, state: ReplState, repl: Chat):
+        self.state = state
         self.repl = repl
         self.table = {
             "/help": self.help, "/system": self.system, "/temp": lambda a: self.set("temperature " + a),
@@ -75,9 +74,9 @@ class Commands:
 
     def completer(self):
         from falconchat import sessions
-        from falconchat.repl_input import SlashCompleter
+        from falconchat.repl.input import SlashCompleter
 
-        options = self.repl.options
+        options = self.state.options
 
         def session_names():
             return sessions.session_names(options.sessions_dir) if options.sessions_dir else []
@@ -99,10 +98,10 @@ class Commands:
 
     def system(self, arg: str) -> None:
         if arg:
-            self.repl.conversation.system = arg
+            self.state.conversation.system = arg
             self.repl.notice("system message set")
         else:
-            self.repl.notice(f"system message: {self.repl.conversation.system or '(none)'}")
+            self.repl.notice(f"system message: {self.state.conversation.system or '(none)'}")
 
     def set(self, arg: str) -> None:
         name, _, value = arg.partition(" ")
@@ -112,52 +111,51 @@ class Commands:
             self.repl.notice("usage: /set PARAM VALUE, where PARAM is one of " + ", ".join(SETTABLE))
             return
         typed = parse(name, value.strip(), "/set")
-        self.repl.params = self.repl.params.with_changes(**{name: typed})
+        self.state.params = self.state.params.with_changes(**{name: typed})
         self.repl.notice(f"{name} = {typed}")
 
     def show(self, arg: str) -> None:
-        repl, p = self.repl, self.repl.params
+        state, p = self.state, self.state.params
         values = "\n".join(f"  {f.name} = {getattr(p, f.name)!r}" for f in fields(SamplingParams))
-        session = repl.options.session or "(none: in memory only)"
-        history = "on" if repl.options.data_dir else "off"
+        session = state.options.session or "(none: in memory only)"
+        history = "on" if state.options.data_dir else "off"
         self.repl.err.print(sanitize(
-            f"model: {repl.backend.describe()}\nsystem: {repl.conversation.system or '(none)'}\n{values}\n"
-            f"session: {session} · input history: {history} · stats: {'on' if repl.options.verbose else 'off'}"
+            f"model: {state.backend.describe()}\nsystem: {state.conversation.system or '(none)'}\n{values}\n"
+            f"session: {session} · input history: {history} · stats: {'on' if state.options.verbose else 'off'}"
         ))
 
     def model(self, arg: str) -> None:
-        options = self.repl.options
+        options = self.state.options
         if not arg:
-            self.repl.notice(f"model: {self.repl.backend.describe()}; known: {', '.join(sorted(options.models))}")
+            self.repl.notice(f"model: {self.state.backend.describe()}; known: {', '.join(sorted(options.models))}")
             return
         if arg not in options.models or options.open_backend is None:
             self.repl.notice(f"unknown model {arg!r}; known: {', '.join(sorted(options.models))}")
             return
         backend = options.open_backend(options.models[arg])
         try:
-            if hasattr(backend, "load"):
-                backend.load()  # fail here, keeping the current model, rather than at the next message
+            backend.warm_up()  # fail here, keeping the current model, rather than at the next message
         except FalconchatError:
             backend.close()
             raise
-        self.repl.backend.close()
-        self.repl.backend = backend
+        self.state.backend.close()
+        self.state.backend = backend
         self.repl.notice(f"now talking to {backend.describe()}; the conversation goes with it")
 
     def role(self, arg: str) -> None:
-        roles = self.repl.options.roles
+        roles = self.state.options.roles
         if arg not in roles:
             self.roles("")
             return
         role = roles[arg]
         if role.system is not None:
-            self.repl.conversation.system = role.system
+            self.state.conversation.system = role.system
         if role.sampling:
-            self.repl.params = self.repl.params.with_changes(**role.sampling)
+            self.state.params = self.state.params.with_changes(**role.sampling)
         self.repl.notice(f"role {arg}: system message and settings applied")
 
     def roles(self, arg: str) -> None:
-        roles = self.repl.options.roles
+        roles = self.state.options.roles
         if not roles:
             self.repl.notice("no roles: add [roles.NAME] with system = \"…\" to the config file")
             return
@@ -166,13 +164,13 @@ class Commands:
 
     def stats(self, arg: str) -> None:
         if arg in ("on", "off"):
-            self.repl.options.verbose = arg == "on"
-        self.repl.notice(f"stats {'on' if self.repl.options.verbose else 'off'}")
+            self.state.options.verbose = arg == "on"
+        self.repl.notice(f"stats {'on' if self.state.options.verbose else 'off'}")
 
     # ---- the conversation ------------------------------------------------------------
 
     def retry(self, arg: str) -> None:
-        conversation = self.repl.conversation
+        conversation = self.state.conversation
         if not conversation.turns:
             self.repl.notice("nothing to retry yet")
             return
@@ -182,7 +180,7 @@ class Commands:
             conversation.turns.append(old)
 
     def continue_(self, arg: str) -> None:
-        last = self.repl.conversation.last
+        last = self.state.conversation.last
         if last is None:
             self.repl.notice("nothing to continue yet")
         elif last.status == "complete" and not self._hit_length():
@@ -191,28 +189,28 @@ class Commands:
             self.repl.continue_reply()
 
     def _hit_length(self) -> bool:
-        return self.repl.last_finish == "length"
+        return self.state.last_finish == "length"
 
     def undo(self, arg: str) -> None:
-        turn = self.repl.conversation.undo()
+        turn = self.state.conversation.undo()
         self.repl.notice("dropped the last exchange" if turn else "nothing to undo")
 
     def history(self, arg: str) -> None:
         from rich.text import Text
 
-        conversation = self.repl.conversation
+        conversation = self.state.conversation
         console = self.repl.err
         if conversation.system:
             console.print(Text("System: ", style="bold") + Text(sanitize(conversation.system)))
         for turn in conversation.turns:
             note = {"cut": " (cut)", "error": " (incomplete)"}.get(turn.status, "")
             console.print(Text("You: ", style="bold cyan") + Text(sanitize(turn.user)))
-            console.print(Text(sanitize(f"{self.repl.backend.name}{note}: "), style="bold green") + Text(sanitize(turn.assistant)))
+            console.print(Text(sanitize(f"{self.state.backend.name}{note}: "), style="bold green") + Text(sanitize(turn.assistant)))
         if not conversation.turns:
             self.repl.notice("(no exchanges yet)")
 
     def copy(self, arg: str) -> None:
-        last = self.repl.conversation.last
+        last = self.state.conversation.last
         if last is None or not last.assistant:
             self.repl.notice("no reply to copy yet")
             return
@@ -250,7 +248,7 @@ class Commands:
             self.repl.notice("empty message; nothing sent")
 
     def clear(self, arg: str) -> None:
-        self.repl.conversation.clear()
+        self.state.conversation.clear()
         self.repl.notice("conversation cleared")
 
     # ---- sessions --------------------------------------------------------------------
@@ -258,7 +256,7 @@ class Commands:
     def _path(self, name: str):
         from falconchat import sessions
 
-        directory = self.repl.options.sessions_dir
+        directory = self.state.options.sessions_dir
         if directory is None:
             raise FalconchatError("sessions are off (no data directory)")
         return sessions.session_path(directory, name)
@@ -266,15 +264,15 @@ class Commands:
     def save(self, arg: str) -> None:
         from falconchat import sessions
 
-        name = arg or self.repl.options.session
+        name = arg or self.state.options.session
         if not name:
             self.repl.notice("usage: /save NAME")
             return
         path = self._path(name)
-        if path.parent == self.repl.options.sessions_dir:
+        if path.parent == self.state.options.sessions_dir:
             sessions.private_dir(path.parent)
-        sessions.save(path, sessions.Session(self.repl.conversation, self.repl.backend.name, self.repl.params))
-        self.repl.saved_turns = len(self.repl.conversation.turns)
+        sessions.save(path, sessions.Session(self.state.conversation, self.state.backend.name, self.state.params))
+        self.state.saved_turns = len(self.state.conversation.turns)
         self.repl.notice(f"saved to {path}")
 
     def load(self, arg: str) -> None:
@@ -284,10 +282,10 @@ class Commands:
             self.repl.notice("usage: /load NAME")
             return
         session = sessions.load(self._path(arg))  # refused files raise before anything changes
-        self.repl.conversation.system = session.conversation.system
-        self.repl.conversation.turns[:] = session.conversation.turns
-        self.repl.params = session.params
-        self.repl.saved_turns = len(session.conversation.turns)
+        self.state.conversation.system = session.conversation.system
+        self.state.conversation.turns[:] = session.conversation.turns
+        self.state.params = session.params
+        self.state.saved_turns = len(session.conversation.turns)
         self.repl.notice(f"loaded {arg}: {len(session.conversation.turns)} exchanges")
 
     def export(self, arg: str) -> None:
@@ -299,5 +297,5 @@ class Commands:
             self.repl.notice("usage: /export FILE.md")
             return
         path = Path(arg).expanduser()
-        sessions.export_markdown(path, self.repl.conversation, self.repl.backend.name)
+        sessions.export_markdown(path, self.state.conversation, self.state.backend.name)
         self.repl.notice(f"exported to {path}")

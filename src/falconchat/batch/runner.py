@@ -14,14 +14,15 @@ from __future__ import annotations
 import math
 import queue
 import random
-import sys
+
 import threading
 import time
 from dataclasses import dataclass
+from typing import IO
 
-from falconchat.batch_input import Item, Parsed, detect_format, parse_lines
+from falconchat.batch.input import Item, Parsed, detect_format, parse_lines
 from falconchat.errors import (
-    EXIT_INTERRUPTED,
+    ExitCode,
     AuthRejected,
     ConfigError,
     FalconchatError,
@@ -67,23 +68,23 @@ class Cancelled(Exception):
     pass
 
 
-def run_batch(settings, options: BatchOptions) -> int:
+def run_batch(settings, options: BatchOptions, *, stdin: IO[str] | None, stdout: IO[str], stderr: IO[str]) -> int:
     """Read, check, run and write; returns the exit code (0 all answered, 1 some failed, 130 Ctrl-C)."""
-    from falconchat.batch_output import OutputFile, StdoutOutput
-    from falconchat.batch_progress import Notes, summary_line
+    from falconchat.batch.output import OutputFile, StdoutOutput
+    from falconchat.batch.progress import Notes, summary_line
 
     if options.input_format not in ("auto", "jsonl", "lines"):
         raise UsageError(f"--input-format must be auto, jsonl or lines, not {options.input_format!r}")
     if options.resume and not options.output:
         raise UsageError("--resume needs -o OUTPUT: the file it continues")
-    notes = Notes(sys.stderr, verbose=settings.verbose)
-    lines = read_input(options.input_path)
+    notes = Notes(stderr, verbose=settings.verbose)
+    lines = read_input(options.input_path, stdin)
     parsed = parse_lines(lines, detect_format(lines, options.input_format), settings.system, settings.sampling,
                          settings.max_input_bytes)
     report_input(parsed, notes)
     if options.strict and parsed.bad:
         raise InputError(f"{len(parsed.bad)} bad input line(s); nothing was run (--strict)")
-    out = OutputFile(options.output, resume=options.resume) if options.output else StdoutOutput()
+    out = OutputFile(options.output, resume=options.resume) if options.output else StdoutOutput(stdout)
     try:
         if out.discarded_bytes:
             notes.write(f"discarded a partial last line ({out.discarded_bytes} bytes) of {options.output}")
@@ -95,16 +96,16 @@ def run_batch(settings, options: BatchOptions) -> int:
     stats.update(bad=len(parsed.bad), skipped=len(parsed.items) - len(todo), output=options.output)
     notes.write(summary_line(stats), prefix="falconchat batch: ")
     if stats["interrupted"]:
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
     return 0 if stats["failed"] == 0 and not parsed.bad else 1
 
 
-def read_input(path: str | None) -> list[str]:
+def read_input(path: str | None, stdin: IO[str] | None) -> list[str]:
     """The input's lines (split on \\n only: JSON strings may hold other line breaks)."""
     if path in (None, "-"):
-        if path is None and (sys.stdin is None or sys.stdin.isatty()):
+        if stdin is None or (path is None and stdin.isatty()):
             raise UsageError("nothing to do: give an INPUT file, or pipe prompts into falconchat batch")
-        data = sys.stdin.buffer.read()
+        data = stdin.buffer.read()
     else:
         try:
             with open(path, "rb") as fh:
@@ -170,7 +171,7 @@ class Runner:
     # ---- the main thread: write in order -------------------------------------------------
 
     def run(self, out) -> dict:
-        from falconchat.batch_progress import Progress
+        from falconchat.batch.progress import Progress
 
         stats = {"items": len(self.items), "answered": 0, "failed": 0, "tokens": 0, "interrupted": False}
         workers = [threading.Thread(target=self._work, name=f"falconchat-batch-{n}", daemon=True)
@@ -297,7 +298,7 @@ class Runner:
 
     def _run_item(self, backend, index: int, item: Item) -> Outcome:
         from falconchat.records import reply_fields
-        from falconchat.render import sanitize
+        from falconchat.text import sanitize
 
         attempt = 1
         while True:

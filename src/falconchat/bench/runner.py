@@ -8,7 +8,6 @@ same backend and renderer in this process, on a real pseudo-terminal.
 
 from __future__ import annotations
 
-import statistics
 import sys
 import tempfile
 import time
@@ -17,7 +16,8 @@ from contextlib import closing
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from falconchat import bench_probes as probes
+from falconchat.bench import probes
+from falconchat.bench.stats import Row, median, p95
 from falconchat.config import ModelSpec
 from falconchat.types import SamplingParams, TextDelta
 
@@ -31,21 +31,6 @@ TURNS = [
 ]
 
 
-@dataclass
-class Row:
-    what: str
-    value: float
-    unit: str
-    baseline: str
-    baseline_value: float | None
-    target: str
-    p95: float | None = None
-
-    @property
-    def ratio(self) -> float | None:
-        return self.value / self.baseline_value if self.baseline_value else None
-
-
 @dataclass(frozen=True)
 class Workload:
     reps: int
@@ -56,15 +41,6 @@ class Workload:
     @classmethod
     def of(cls, quick: bool) -> "Workload":
         return cls(reps=2, decode_tokens=120, near=20, far=110) if quick else cls(reps=5, decode_tokens=1600, near=50, far=1500)
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values)
-
-
-def p95(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
 
 
 class Bench:
@@ -240,14 +216,14 @@ class Bench:
                 Row("peak memory, chat session (512-token context, as llm)", same_context, "MB", baseline, theirs, "≤ llm")]
 
     def batching(self) -> list[Row]:
-        from falconchat import bench_batching
+        from falconchat.bench import batching as bench_batching
 
-        return bench_batching.batch_rows(self, Row, median, p95)
+        return bench_batching.batch_rows(self)
 
     def serving(self) -> list[Row]:
-        from falconchat import bench_batching
+        from falconchat.bench import batching as bench_batching
 
-        return bench_batching.serve_rows(self, Row, median, p95)
+        return bench_batching.serve_rows(self)
 
     def _backend(self):
         from falconchat.backends.local import LocalBackend

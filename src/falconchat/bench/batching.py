@@ -9,13 +9,15 @@ import threading
 import time
 from collections.abc import Callable
 
+from falconchat.bench.stats import Row, median, p95
+
 TOPICS = ["the ocean", "ancient Rome", "space travel", "music", "trains", "volcanoes", "the printing press",
           "bees", "chess", "rivers", "glass", "bridges", "tea", "maps", "clocks", "deserts"]
 # About 30 tokens as a Falcon-style prompt, as the issue's time-to-first-token target says.
 CLIENT_PROMPT = "User: Write a short, friendly paragraph about {}, for a curious ten-year-old reader.\nAssistant:"
 
 
-def batch_rows(bench, row: Callable, median: Callable, p95: Callable) -> list:
+def batch_rows(bench) -> list[Row]:
     """`falconchat batch` of N prompts: -j 8 (decoded together) vs -j 1, tokens/s of the whole run."""
     bench.step("batch: decoded together vs one at a time")
     count, tokens = (8, 24) if bench.quick else (32, 96)
@@ -33,11 +35,11 @@ def batch_rows(bench, row: Callable, median: Callable, p95: Callable) -> list:
 
     together = bench.repeat(lambda: rate(8), reps=bench.batch_reps)
     alone = bench.repeat(lambda: rate(1), reps=bench.batch_reps)
-    return [row(f"batch of {count} prompts, -j 8 (tokens/s)", median(together), "tok/s", "the same, -j 1",
+    return [Row(f"batch of {count} prompts, -j 8 (tokens/s)", median(together), "tok/s", "the same, -j 1",
                 median(alone), "≥ 1.6 × -j 1")]
 
 
-def serve_rows(bench, row: Callable, median: Callable, p95: Callable) -> list:
+def serve_rows(bench) -> list[Row]:
     """8 streaming clients at once on `falconchat serve` vs one client; their time to first token."""
     bench.step("serve: 8 clients at once vs one")
     tokens = 24 if bench.quick else 64
@@ -57,11 +59,11 @@ def serve_rows(bench, row: Callable, median: Callable, p95: Callable) -> list:
         engine_alone = [rate for rate in bench.repeat(lambda: _decode_rate(bench, 8), reps=bench.batch_reps)]
         single = [rate for rate in bench.repeat(lambda: _decode_rate(bench, 1), reps=bench.batch_reps)]
     return [
-        row("serve, 8 streaming clients at once (tokens/s, all)", median(together_rates), "tok/s", "one client",
+        Row("serve, 8 streaming clients at once (tokens/s, all)", median(together_rates), "tok/s", "one client",
             median(alone_rates), "≥ 1.6 × one client"),
-        row("serve, 8 clients at once: time to first token (~30-token prompt)", median(firsts) * 1000, "ms", "—", None,
+        Row("serve, 8 clients at once: time to first token (~30-token prompt)", median(firsts) * 1000, "ms", "—", None,
             "p95 ≤ 300 ms", p95(firsts) * 1000),
-        row("one request alone through the batching engine (decode tokens/s)", median(engine_alone), "tok/s",
+        Row("one request alone through the batching engine (decode tokens/s)", median(engine_alone), "tok/s",
             "single-sequence path", median(single), "≥ 0.97 × single"),
     ]
 

@@ -1,0 +1,22 @@
+"""The backends falconchat knows: one table that config (to check a model entry) and
+`open_backend` (to build one) both read. It imports nothing, so config may read it
+without loading any backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class BackendKind:
+    formats: tuple[str, ...]  # prompt formats it accepts; the first is the default
+    in_process: bool  # runs a model file here (True) or talks to an endpoint (False)
+    factory: str  # "module:Class", imported only when such a backend is opened
+
+
+BACKENDS: dict[str, BackendKind] = {
+    "local": BackendKind(("falcon", "native"), True, "falconchat.backends.local:LocalBackend"),
+    "transformers": BackendKind(("falcon", "native"), True, "falconchat.backends.transformers:TransformersBackend"),
+    "tgi": BackendKind(("falcon",), False, "falconchat.backends.tgi:TgiBackend"),
+    "openai": BackendKind(("chat", "falcon"), False, "falconchat.backends.openai:OpenAIBackend"),
+}

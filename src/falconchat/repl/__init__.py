@@ -1,0 +1,1 @@
+"""The interactive chat: the prompt-toolkit session, its slash commands and input handling."""

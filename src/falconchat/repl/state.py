@@ -1,0 +1,54 @@
+"""What the REPL's commands read and change, in one object: the backend, the conversation,
+the settings and the session's options. `Repl` (session.py) and `Commands` (commands.py)
+both hold it, so neither needs the other's module."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Protocol
+
+from falconchat.backends.base import Backend
+from falconchat.conversation import Conversation
+from falconchat.types import SamplingParams
+
+
+@dataclass
+class ReplOptions:
+    plain: bool = False
+    verbose: bool = False
+    data_dir: Path | None = None  # None: nothing is written (no history)
+    sessions_dir: Path | None = None
+    session: str | None = None  # a named session, kept current after every exchange
+    models: Mapping[str, object] = field(default_factory=dict)
+    roles: Mapping[str, object] = field(default_factory=dict)
+    open_backend: Callable[[object], Backend] | None = None
+
+
+@dataclass
+class ReplState:
+    backend: Backend
+    conversation: Conversation
+    params: SamplingParams
+    options: ReplOptions
+    context_used: int = 0  # tokens the next prompt would take, for the toolbar
+    last_finish: str | None = None
+    saved_turns: int = 0  # exchanges already on disk
+
+
+class Chat(Protocol):
+    """What the slash commands ask of the running chat."""
+
+    out: IO[str]
+
+    @property
+    def err(self): ...
+
+    def notice(self, text: str) -> None: ...
+
+    def error(self, text: str) -> None: ...
+
+    def reply(self, text: str) -> None: ...
+
+    def continue_reply(self) -> None: ...
