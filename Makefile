@@ -1,29 +1,51 @@
-# The two set-up commands: `make run` and `make test`. Both create the
-# virtualenv and install on first use (llama-cpp-python compiles from source:
-# a few minutes, once; torch is a large wheel); later runs reuse it.
+# The two set-up commands: `make run` and `make test`. Both create the virtualenv and
+# install on first use (llama-cpp-python compiles from source: a few minutes, once); later
+# runs reuse it. `make run` installs only what the chat needs; `make test` adds the test
+# and lint tools (and the CPU build of torch, for the transformers backend's tests).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-INSTALLED := $(VENV)/.installed
+RUNTIME := $(VENV)/.installed-runtime
+TESTING := $(VENV)/.installed-test
 
-.PHONY: run test install clean
+.PHONY: run test test-fast lint format install clean
 
-run: $(INSTALLED)
+run: $(RUNTIME)
 	$(BIN)/falconchat
 
-test: $(INSTALLED)
+# Everything, including the tests that start processes, terminals and servers. CI runs this.
+test: $(TESTING)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-install: $(INSTALLED)
+# The inner loop: in-process tests only (well under a minute).
+test-fast: $(TESTING)
+	$(BIN)/python -m pytest -m "not process and not slow" -q $(PYTEST_ARGS)
 
-# torch first, pinned to the CPU build on this machine's disk: the test extra's `torch>=2.1` is then
-# satisfied, where an unpinned install would download the multi-GB CUDA build.
-$(INSTALLED): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+lint: $(TESTING)
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
+
+format: $(TESTING)
+	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests
+
+install: $(RUNTIME)
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(RUNTIME): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(RUNTIME)
+
+# torch first, pinned to the CPU build: the test extra's `torch>=2.1` is then satisfied,
+# where an unpinned install would download the multi-GB CUDA build.
+$(TESTING): $(RUNTIME)
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $(INSTALLED)
+	touch $(TESTING)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

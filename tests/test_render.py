@@ -8,7 +8,8 @@ import re
 import pytest
 from rich.console import Console
 
-from falconchat.render import MarkdownRenderer, PlainWriter, StreamSanitizer, reply_writer, sanitize
+from falconchat.render import MarkdownRenderer, PlainWriter, reply_writer
+from falconchat.text import StreamSanitizer, sanitize
 
 # (hostile sequence, what of it stays visible)
 HOSTILE = [
