@@ -13,8 +13,22 @@ from pathlib import Path
 from typing import Any
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
-KNOWN = {"$schema", "$id", "$defs", "title", "description", "type", "enum", "required", "properties",
-         "additionalProperties", "items", "minimum", "oneOf", "$ref"}
+KNOWN = {
+    "$schema",
+    "$id",
+    "$defs",
+    "title",
+    "description",
+    "type",
+    "enum",
+    "required",
+    "properties",
+    "additionalProperties",
+    "items",
+    "minimum",
+    "oneOf",
+    "$ref",
+}
 TYPES = {
     "object": lambda v: isinstance(v, dict),
     "array": lambda v: isinstance(v, list),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import time
 
 import pytest
 
@@ -92,7 +91,11 @@ def test_closed_pipe_ends_quietly(tmp_path, env):
     """`falconchat ask … | head -c 20`: no traceback, the model stops, the documented 141."""
     proc = subprocess.Popen(
         [*FALCONCHAT, "ask", "-t", "0", "--max-new-tokens", "300", "Count from one to one hundred in words."],
-        cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     assert len(proc.stdout.read(20)) == 20
     proc.stdout.close()
@@ -104,11 +107,15 @@ def test_closed_pipe_ends_quietly(tmp_path, env):
 def test_ctrl_c_exits_130_and_keeps_what_was_shown(tmp_path, env):
     proc = subprocess.Popen(
         [*FALCONCHAT, "ask", "-t", "0", "--max-new-tokens", "400", "Count from one to one hundred in words."],
-        cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     first = proc.stdout.read(10)
     proc.send_signal(signal.SIGINT)
-    rest, err = proc.communicate(timeout=30)
+    _rest, err = proc.communicate(timeout=30)
     assert proc.returncode == 130
     assert b"Traceback" not in err
     assert len(first) == 10
@@ -116,8 +123,13 @@ def test_ctrl_c_exits_130_and_keeps_what_was_shown(tmp_path, env):
 
 def test_does_not_wait_for_stdin_on_a_terminal(tmp_path, env):
     pexpect = pytest.importorskip("pexpect")
-    child = pexpect.spawn(FALCONCHAT[0], [*FALCONCHAT[1:], "ask", *SHORT, "What is the capital of France?"],
-                          cwd=str(tmp_path), env=env, timeout=60)
+    child = pexpect.spawn(
+        FALCONCHAT[0],
+        [*FALCONCHAT[1:], "ask", *SHORT, "What is the capital of France?"],
+        cwd=str(tmp_path),
+        env=env,
+        timeout=60,
+    )
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0

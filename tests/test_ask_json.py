@@ -11,8 +11,18 @@ import time
 
 import pytest
 
-from falconchat.errors import AuthRejected, ConfigError, EndpointError, FalconchatError, InputError, Overloaded, Rejected
-from falconchat.errors import Timeout, Unreachable, UsageError
+from falconchat.errors import (
+    AuthRejected,
+    ConfigError,
+    EndpointError,
+    FalconchatError,
+    InputError,
+    Overloaded,
+    Rejected,
+    Timeout,
+    Unreachable,
+    UsageError,
+)
 from falconchat.records import error_object
 from json_schema import errors as schema_errors
 from processes import falconchat, isolated_env
@@ -39,8 +49,14 @@ def one_object(stdout: bytes) -> dict:
 
 
 def quick(args: list[str], tmp_path, env, timeout: float = 60):
-    return subprocess.run([sys.executable, "-c", QUICK, *args], cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
-                          capture_output=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", QUICK, *args],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=timeout,
+    )
 
 
 def test_bundled_model_answers_as_one_valid_object(tmp_path, env):
@@ -76,8 +92,9 @@ def test_no_stream_prints_the_same_reply_once(tmp_path, env):
     ],
     ids=["429", "401", "422", "hang", "refused", "mid-stream"],
 )
-def test_a_failing_endpoint_gives_an_error_object_and_the_same_exit_code(tgi_endpoint, closed_port_url, tmp_path,
-                                                                         env, fault, args, kind, code):
+def test_a_failing_endpoint_gives_an_error_object_and_the_same_exit_code(
+    tgi_endpoint, closed_port_url, tmp_path, env, fault, args, kind, code
+):
     url = closed_port_url if fault is None else tgi_endpoint.url
     if fault is not None:
         fault(tgi_endpoint)
@@ -116,9 +133,14 @@ def test_nothing_to_ask_is_a_usage_error_object(tmp_path, env):
 
 def test_ctrl_c_gives_the_partial_reply_as_cancelled_and_130(tgi_endpoint, tmp_path, env):
     tgi_endpoint.forever(interval=0.02)
-    proc = subprocess.Popen([sys.executable, "-m", "falconchat", "ask", "--json", "--endpoint", tgi_endpoint.url, "hi"],
-                            cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "falconchat", "ask", "--json", "--endpoint", tgi_endpoint.url, "hi"],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 30
     while not tgi_endpoint.requests and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -136,10 +158,18 @@ def test_ctrl_c_gives_the_partial_reply_as_cancelled_and_130(tgi_endpoint, tmp_p
 @pytest.mark.parametrize(
     "exc, kind",
     [
-        (UsageError("x"), "usage"), (ConfigError("x"), "config"), (InputError("x"), "input"),
-        (Unreachable("x"), "unreachable"), (Timeout("x"), "timeout"), (AuthRejected("x"), "auth_rejected"),
-        (Rejected("x"), "rejected"), (Overloaded("x"), "overloaded"), (EndpointError("x"), "endpoint"),
-        (FalconchatError("x"), "error"), (KeyboardInterrupt(), "interrupted"), (ValueError("x"), "internal"),
+        (UsageError("x"), "usage"),
+        (ConfigError("x"), "config"),
+        (InputError("x"), "input"),
+        (Unreachable("x"), "unreachable"),
+        (Timeout("x"), "timeout"),
+        (AuthRejected("x"), "auth_rejected"),
+        (Rejected("x"), "rejected"),
+        (Overloaded("x"), "overloaded"),
+        (EndpointError("x"), "endpoint"),
+        (FalconchatError("x"), "error"),
+        (KeyboardInterrupt(), "interrupted"),
+        (ValueError("x"), "internal"),
     ],
 )
 def test_every_error_maps_to_a_documented_kind_and_its_exit_code(exc, kind):

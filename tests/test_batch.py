@@ -5,7 +5,6 @@ docs/batch-line.schema.json."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -39,12 +38,21 @@ def command(*args: str, quick: bool = True) -> list[str]:
 
 
 def run(*args: str, cwd: Path, env: dict, input: bytes | None = None, quick: bool = True, timeout: float = 120):
-    return subprocess.run(command(*args, quick=quick), cwd=cwd, env=env, input=input,
-                          stdin=None if input is not None else subprocess.DEVNULL, capture_output=True, timeout=timeout)
+    return subprocess.run(
+        command(*args, quick=quick),
+        cwd=cwd,
+        env=env,
+        input=input,
+        stdin=None if input is not None else subprocess.DEVNULL,
+        capture_output=True,
+        timeout=timeout,
+    )
 
 
 def jsonl(n: int, **extra) -> bytes:
-    return b"".join(json.dumps({"id": f"q{i:03}", "prompt": f"question {i}", **extra}).encode() + b"\n" for i in range(n))
+    return b"".join(
+        json.dumps({"id": f"q{i:03}", "prompt": f"question {i}", **extra}).encode() + b"\n" for i in range(n)
+    )
 
 
 def results(data: bytes) -> list[dict]:
@@ -85,8 +93,20 @@ def fault_plan(message: str, attempt: int):
 def test_200_prompts_with_jitter_and_faults_each_answered_or_failed_once_in_order(tgi_endpoint, tmp_path, env):
     tgi_endpoint.echo(latency=0.03, jitter=0.025, fault=fault_plan)
     out = tmp_path / "out.jsonl"
-    result = run("-", "-o", str(out), "--endpoint", tgi_endpoint.url, "--timeout", "2", "-j", "16",
-                 cwd=tmp_path, env=env, input=jsonl(200))
+    result = run(
+        "-",
+        "-o",
+        str(out),
+        "--endpoint",
+        tgi_endpoint.url,
+        "--timeout",
+        "2",
+        "-j",
+        "16",
+        cwd=tmp_path,
+        env=env,
+        input=jsonl(200),
+    )
     assert result.returncode == 1, result.stderr  # some items failed for good
     records = results(out.read_bytes())
     assert [r["id"] for r in records] == [f"q{i:03}" for i in range(200)]
@@ -130,8 +150,14 @@ def test_sigkill_halfway_then_resume_gives_each_id_once_in_order(tgi_endpoint, t
     (tmp_path / "in.jsonl").write_bytes(jsonl(200))
     out = tmp_path / "out.jsonl"
     args = ["in.jsonl", "-o", str(out), "--endpoint", tgi_endpoint.url, "-j", "4"]
-    proc = subprocess.Popen(command(*args), cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        command(*args),
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 60
     while (not out.exists() or out.read_bytes().count(b"\n") < 60) and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -159,8 +185,9 @@ def test_ctrl_c_exits_130_with_whole_lines_and_resume_finishes(tgi_endpoint, tmp
     (tmp_path / "in.jsonl").write_bytes(jsonl(100))
     out = tmp_path / "out.jsonl"
     args = ["in.jsonl", "-o", str(out), "--endpoint", tgi_endpoint.url, "-j", "2"]
-    proc = subprocess.Popen(command(*args), cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        command(*args), cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     deadline = time.monotonic() + 60
     while (not out.exists() or out.read_bytes().count(b"\n") < 10) and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -178,8 +205,7 @@ def test_ctrl_c_exits_130_with_whole_lines_and_resume_finishes(tgi_endpoint, tmp
 
 def test_fail_fast_stops_at_the_first_failure(tgi_endpoint, tmp_path, env):
     tgi_endpoint.echo(latency=0.02, fault=lambda message, attempt: 422 if message == "question 5" else None)
-    result = run("-", "--endpoint", tgi_endpoint.url, "-j", "4", "--fail-fast", cwd=tmp_path, env=env,
-                 input=jsonl(40))
+    result = run("-", "--endpoint", tgi_endpoint.url, "-j", "4", "--fail-fast", cwd=tmp_path, env=env, input=jsonl(40))
     assert result.returncode == 1, result.stderr
     records = results(result.stdout)
     assert [r["id"] for r in records] == [f"q{i:03}" for i in range(6)]
@@ -206,16 +232,28 @@ def test_an_endpoint_never_reached_stops_the_batch_with_exit_3(closed_port_url, 
 def test_messages_system_and_sampling_per_line_reach_the_endpoint(tgi_endpoint, tmp_path, env):
     tgi_endpoint.echo()
     lines = [
-        {"id": 1, "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
-                               {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "one"}],
-         "temperature": 0.2, "max_tokens": 7},
+        {
+            "id": 1,
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Hello!"},
+                {"role": "user", "content": "one"},
+            ],
+            "temperature": 0.2,
+            "max_tokens": 7,
+        },
         {"id": "b", "prompt": "two", "system": "Be kind.", "seed": 3, "stop": ["END"], "tag": "kept out"},
         {"prompt": "three"},
     ]
     data = "".join(json.dumps(line) + "\n" for line in lines).encode()
     result = run("-", "--endpoint", tgi_endpoint.url, "-j", "1", "-t", "0.5", cwd=tmp_path, env=env, input=data)
     assert result.returncode == 0, result.stderr
-    assert [(r["id"], r["reply"]) for r in results(result.stdout)] == [(1, "echo: one"), ("b", "echo: two"), (3, "echo: three")]
+    assert [(r["id"], r["reply"]) for r in results(result.stdout)] == [
+        (1, "echo: one"),
+        ("b", "echo: two"),
+        (3, "echo: three"),
+    ]
     assert "ignoring the field 'tag' (first on line 2)" in result.stderr.decode()
     first, second, third = (r.body for r in tgi_endpoint.requests if r.method == "POST")
     assert first["inputs"] == "System:Be brief.\nUser: Hi\nAssistant: Hello!\nUser: one\nAssistant:"
@@ -226,13 +264,20 @@ def test_messages_system_and_sampling_per_line_reach_the_endpoint(tgi_endpoint, 
     assert third["inputs"] == "User: three\nAssistant:"
 
 
-def test_turns_that_do_not_fit_are_left_out_with_a_note_and_a_prompt_that_cannot_is_an_error(tgi_endpoint, tmp_path,
-                                                                                                  env):
+def test_turns_that_do_not_fit_are_left_out_with_a_note_and_a_prompt_that_cannot_is_an_error(
+    tgi_endpoint, tmp_path, env
+):
     tgi_endpoint.echo()  # no GET /info: the context is 2048 tokens, estimated at ~3 characters each
     long = "word " * 1400
     lines = [
-        {"id": "trim", "messages": [{"role": "user", "content": long}, {"role": "assistant", "content": "ok"},
-                                    {"role": "user", "content": "short"}]},
+        {
+            "id": "trim",
+            "messages": [
+                {"role": "user", "content": long},
+                {"role": "assistant", "content": "ok"},
+                {"role": "user", "content": "short"},
+            ],
+        },
         {"id": "huge", "prompt": long * 2},
         {"id": "fine", "prompt": "fine"},
     ]
@@ -247,16 +292,21 @@ def test_turns_that_do_not_fit_are_left_out_with_a_note_and_a_prompt_that_cannot
     assert sorted(sent) == ["User: fine\nAssistant:", "User: short\nAssistant:"]  # the long turn was left out
 
 
-BAD_INPUT = "\n".join([
-    '{"id": "a", "prompt": "fine"}',
-    '{"id": "b", "prompt": ',
-    '{"id": "c"}',
-    '{"id": "a", "prompt": "again"}',
-    '{"id": "d", "prompt": "x", "temperature": "hot"}',
-    '',
-    '{"id": "e", "messages": [{"role": "assistant", "content": "x"}]}',
-    '{"id": "f", "prompt": "also fine"}',
-]) + "\n"
+BAD_INPUT = (
+    "\n".join(
+        [
+            '{"id": "a", "prompt": "fine"}',
+            '{"id": "b", "prompt": ',
+            '{"id": "c"}',
+            '{"id": "a", "prompt": "again"}',
+            '{"id": "d", "prompt": "x", "temperature": "hot"}',
+            "",
+            '{"id": "e", "messages": [{"role": "assistant", "content": "x"}]}',
+            '{"id": "f", "prompt": "also fine"}',
+        ]
+    )
+    + "\n"
+)
 
 
 def test_bad_lines_are_reported_by_number_and_the_rest_runs(tgi_endpoint, tmp_path, env):
@@ -265,8 +315,13 @@ def test_bad_lines_are_reported_by_number_and_the_rest_runs(tgi_endpoint, tmp_pa
     assert result.returncode == 1
     assert [r["id"] for r in results(result.stdout)] == ["a", "f"]
     err = result.stderr.decode()
-    for number, says in [(2, "not JSON"), (3, '"prompt" or "messages"'), (4, "already used on line 1"),
-                         (5, "temperature"), (7, "alternate user and assistant")]:
+    for number, says in [
+        (2, "not JSON"),
+        (3, '"prompt" or "messages"'),
+        (4, "already used on line 1"),
+        (5, "temperature"),
+        (7, "alternate user and assistant"),
+    ]:
         assert re.search(rf"^falconchat: line {number}: .*{re.escape(says)}", err, re.M), err
     assert "line 6" not in err  # a blank line is not an error
 
@@ -274,8 +329,9 @@ def test_bad_lines_are_reported_by_number_and_the_rest_runs(tgi_endpoint, tmp_pa
 def test_strict_refuses_the_whole_file_before_anything_runs(tgi_endpoint, tmp_path, env):
     tgi_endpoint.echo()
     out = tmp_path / "out.jsonl"
-    result = run("-", "-o", str(out), "--strict", "--endpoint", tgi_endpoint.url, cwd=tmp_path, env=env,
-                 input=BAD_INPUT.encode())
+    result = run(
+        "-", "-o", str(out), "--strict", "--endpoint", tgi_endpoint.url, cwd=tmp_path, env=env, input=BAD_INPUT.encode()
+    )
     assert result.returncode == 2
     assert "line 2:" in result.stderr.decode() and "--strict" in result.stderr.decode().splitlines()[-1]
     assert tgi_endpoint.requests == [] and not out.exists()
@@ -294,9 +350,14 @@ def test_progress_bar_on_a_terminal_only(tgi_endpoint, tmp_path, env):
     pexpect = pytest.importorskip("pexpect")
     tgi_endpoint.echo(latency=0.1)
     (tmp_path / "in.jsonl").write_bytes(jsonl(30))
-    child = pexpect.spawn(command()[0], [*command("in.jsonl", "-o", "out.jsonl", "--endpoint", tgi_endpoint.url,
-                                                  "-j", "2")[1:]],
-                          cwd=str(tmp_path), env=env, timeout=60, dimensions=(24, 160))
+    child = pexpect.spawn(
+        command()[0],
+        [*command("in.jsonl", "-o", "out.jsonl", "--endpoint", tgi_endpoint.url, "-j", "2")[1:]],
+        cwd=str(tmp_path),
+        env=env,
+        timeout=60,
+        dimensions=(24, 160),
+    )
     child.expect("in flight")
     child.expect("falconchat batch: 30 items: 30 answered, 0 failed")
     child.expect(pexpect.EOF)
@@ -312,8 +373,9 @@ def test_plain_lines_on_the_bundled_model_decoded_together_give_the_one_at_a_tim
     questions = b"What is the capital of France?\n\nName a colour.\nWrite a haiku about rain.\nList three fruits.\n"
     replies = {}
     for jobs in ("1", "4"):
-        result = run("-j", jobs, "-t", "0", "--max-new-tokens", "24", cwd=tmp_path, env=env, quick=False,
-                     input=questions)
+        result = run(
+            "-j", jobs, "-t", "0", "--max-new-tokens", "24", cwd=tmp_path, env=env, quick=False, input=questions
+        )
         assert result.returncode == 0, result.stderr
         records = results(result.stdout)
         assert [r["id"] for r in records] == [1, 3, 4, 5]  # plain lines: the line number is the id
@@ -329,10 +391,14 @@ def served(tmp_path, env):
     # One llama.cpp thread: on a busy 2-core machine two threads spin against each other (2-3x slower).
     serve_env = {**env, "FALCONCHAT_THREADS": "1"}
     with log.open("wb") as sink:
-        proc = subprocess.Popen([sys.executable, "-m", "falconchat", "serve", "--port", "0", "--max-waiting", "4",
-                                 "--parallel", "8"],
-                                cwd=tmp_path, env=serve_env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=sink)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "falconchat", "serve", "--port", "0", "--max-waiting", "4", "--parallel", "8"],
+            cwd=tmp_path,
+            env=serve_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+        )
     try:
         deadline = time.monotonic() + 60
         while not (match := re.search(r"on (http://127\.0\.0\.1:\d+) \(Ctrl-C to stop\)", log.read_text())):
@@ -353,8 +419,24 @@ def test_200_prompts_against_the_real_serve(served, tmp_path, env):
     prompts = b"".join(f"Say the number {i}.\n".encode() for i in range(200))
     out = tmp_path / "out.jsonl"
     # 16 in flight against 8 decoded together + 4 waiting: the endpoint answers 429, batch retries.
-    result = run("-", "-o", str(out), "--endpoint", url, "-j", "16", "-t", "0", "--max-new-tokens", "4",
-                 cwd=tmp_path, env=env, input=prompts, quick=False, timeout=900)  # a busy 2-core machine is slow
+    result = run(
+        "-",
+        "-o",
+        str(out),
+        "--endpoint",
+        url,
+        "-j",
+        "16",
+        "-t",
+        "0",
+        "--max-new-tokens",
+        "4",
+        cwd=tmp_path,
+        env=env,
+        input=prompts,
+        quick=False,
+        timeout=900,
+    )  # a busy 2-core machine is slow
     assert result.returncode == 0, result.stderr
     records = results(out.read_bytes())
     assert [r["id"] for r in records] == list(range(1, 201))

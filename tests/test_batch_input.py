@@ -25,7 +25,10 @@ def test_format_is_jsonl_when_the_first_line_is_an_object():
 
 def test_plain_lines_use_the_line_number_as_id_and_skip_blanks():
     parsed = parse("first", "   ", "  second  ", fmt="lines", system="Be brief.")
-    assert [(i.id, i.message, i.system) for i in parsed.items] == [(1, "first", "Be brief."), (3, "second", "Be brief.")]
+    assert [(i.id, i.message, i.system) for i in parsed.items] == [
+        (1, "first", "Be brief."),
+        (3, "second", "Be brief."),
+    ]
     assert parsed.bad == []
 
 
@@ -36,11 +39,16 @@ def test_ids_default_to_the_line_number_and_keep_their_type():
 
 
 def test_messages_become_system_history_and_the_last_user_message():
-    [item] = parse({"messages": [
-        {"role": "system", "content": "Be brief."},
-        {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
-        {"role": "user", "content": "Bye"},
-    ]}).items
+    [item] = parse(
+        {
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Hello!"},
+                {"role": "user", "content": "Bye"},
+            ]
+        }
+    ).items
     assert item.system == "Be brief." and item.message == "Bye"
     assert item.history == (Turn(user="Hi", assistant="Hello!"),)
 

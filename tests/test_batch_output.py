@@ -61,10 +61,21 @@ def test_backoff_doubles_with_jitter_up_to_a_cap(monkeypatch):
 
 
 def test_summary_line():
-    stats = {"items": 10, "answered": 8, "failed": 2, "tokens": 400, "elapsed_s": 4.0, "interrupted": False,
-             "bad": 1, "skipped": 5, "output": "out.jsonl"}
-    assert summary_line(stats) == ("10 items: 8 answered, 2 failed · 1 bad input lines skipped · 5 already in "
-                                   "out.jsonl · 400 tokens in 4.0s (2.5 items/s, 100 tokens/s)")
+    stats = {
+        "items": 10,
+        "answered": 8,
+        "failed": 2,
+        "tokens": 400,
+        "elapsed_s": 4.0,
+        "interrupted": False,
+        "bad": 1,
+        "skipped": 5,
+        "output": "out.jsonl",
+    }
+    assert summary_line(stats) == (
+        "10 items: 8 answered, 2 failed · 1 bad input lines skipped · 5 already in "
+        "out.jsonl · 400 tokens in 4.0s (2.5 items/s, 100 tokens/s)"
+    )
     stats.update(interrupted=True, answered=3, failed=0)
     assert summary_line(stats).startswith("interrupted after 3 of 10 items")
     assert summary_line(stats).endswith("run the same command with --resume to continue")

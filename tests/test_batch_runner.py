@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import random
 import threading
 import time
@@ -9,11 +10,11 @@ import time
 import pytest
 
 import falconchat.backends
-from falconchat.batch import runner as batch
-from falconchat.batch.runner import BatchOptions, Runner
-from falconchat.batch.input import parse_lines
 from falconchat.backends.local import default_sequences
+from falconchat.batch import runner as batch
+from falconchat.batch.input import parse_lines
 from falconchat.batch.progress import Notes
+from falconchat.batch.runner import BatchOptions, Runner
 from falconchat.config import ModelSpec
 from falconchat.errors import Overloaded, Rejected
 from falconchat.types import Done, SamplingParams, TextDelta
@@ -85,7 +86,7 @@ def run(endpoint: FakeEndpoint, n: int, monkeypatch, **options) -> tuple[Sink, d
     monkeypatch.setattr(batch, "BACKOFF_S", 0.005)
     items = parse_lines([f"message {i}" for i in range(n)], "lines", "", SamplingParams(), 10_000).items
     opts = BatchOptions(**options)
-    runner = Runner(SPEC, items, opts.concurrency or 8, opts, Notes(open("/dev/null", "w")))
+    runner = Runner(SPEC, items, opts.concurrency or 8, opts, Notes(io.StringIO()))
     sink = Sink()
     stats = runner.run(sink)
     return sink, stats, runner
@@ -123,10 +124,17 @@ def test_without_fail_fast_a_failure_is_recorded_and_the_batch_goes_on(monkeypat
     assert [r["id"] for r in sink.records if "error" in r] == [4, 8]
 
 
-@pytest.mark.parametrize("backend, asked, expected", [
-    ("tgi", None, 8), ("tgi", 32, 32), ("local", None, default_sequences()), ("local", 4, 4), ("local", 64, 16),
-    ("transformers", 4, 1),
-])
+@pytest.mark.parametrize(
+    "backend, asked, expected",
+    [
+        ("tgi", None, 8),
+        ("tgi", 32, 32),
+        ("local", None, default_sequences()),
+        ("local", 4, 4),
+        ("local", 64, 16),
+        ("transformers", 4, 1),
+    ],
+)
 def test_default_concurrency_per_backend(backend, asked, expected):
     spec = ModelSpec(name="m", backend=backend)
     notes = []

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import math
 
-from processes import falconchat, isolated_env
 import pytest
+
+from processes import falconchat, isolated_env
 
 pytestmark = pytest.mark.process  # starts the real falconchat, a terminal or a server
 

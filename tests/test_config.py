@@ -13,9 +13,23 @@ from falconchat.errors import ConfigError, UsageError
 
 # The flags the CLI passes: every shared name, None when not given; numbers arrive as text.
 FLAG_NAMES = (
-    "model", "endpoint", "model_path", "system", "temperature", "max_new_tokens", "top_p",
-    "top_k", "repetition_penalty", "seed", "stop", "plain", "timeout", "verbose", "debug",
-    "env_file", "config",
+    "model",
+    "endpoint",
+    "model_path",
+    "system",
+    "temperature",
+    "max_new_tokens",
+    "top_p",
+    "top_k",
+    "repetition_penalty",
+    "seed",
+    "stop",
+    "plain",
+    "timeout",
+    "verbose",
+    "debug",
+    "env_file",
+    "config",
 )
 
 URL_A = "https://a.endpoints.huggingface.cloud"
@@ -93,8 +107,10 @@ def test_classic_tutorial_variables_in_dotenv(home):
 
 def test_falconchat_names_beat_the_tutorial_names(home):
     env = {
-        "HF_API_FALCOM_BASE": URL_A, "FALCONCHAT_ENDPOINT": URL_B,
-        "HF_API_KEY": "hf_old", "FALCONCHAT_API_KEY": "new",
+        "HF_API_FALCOM_BASE": URL_A,
+        "FALCONCHAT_ENDPOINT": URL_B,
+        "HF_API_KEY": "hf_old",
+        "FALCONCHAT_API_KEY": "new",
     }
     s = load(home, env=env)
     assert (s.model.endpoint, s.model.api_key) == (URL_B, "new")
@@ -301,8 +317,17 @@ def test_bad_dotenv_value(home, name, raw):
     assert ".env" in message
 
 
-@pytest.mark.parametrize("name, raw", [("temperature", '"abc"'), ("top_p", "1.5"), ("max_new_tokens", "0"),
-                                       ("seed", "-1"), ("timeout", "nan"), ("endpoint", '"ftp://x.org/y"')])
+@pytest.mark.parametrize(
+    "name, raw",
+    [
+        ("temperature", '"abc"'),
+        ("top_p", "1.5"),
+        ("max_new_tokens", "0"),
+        ("seed", "-1"),
+        ("timeout", "nan"),
+        ("endpoint", '"ftp://x.org/y"'),
+    ],
+)
 def test_bad_toml_value(home, name, raw):
     write(home.cfg / "config.toml", f"{name} = {raw}\n")
     config_error(home, name.replace("_", "-"), "config file")
@@ -329,10 +354,19 @@ def test_unknown_backend(home):
 
 
 def test_transformers_model_entry(home):
-    write(home.cfg / "config.toml", "[models.hf]\nbackend = 'transformers'\nmodel_path = '/models/smol'\n"
-          "device = 'cuda:1'\nformat = 'native'\n\n[models.plain]\nbackend = 'transformers'\n")
+    write(
+        home.cfg / "config.toml",
+        "[models.hf]\nbackend = 'transformers'\nmodel_path = '/models/smol'\n"
+        "device = 'cuda:1'\nformat = 'native'\n\n[models.plain]\nbackend = 'transformers'\n",
+    )
     m = load(home, flags={"model": "hf"}).model
-    assert (m.backend, m.model_path, m.device, m.format, m.endpoint) == ("transformers", "/models/smol", "cuda:1", "native", None)
+    assert (m.backend, m.model_path, m.device, m.format, m.endpoint) == (
+        "transformers",
+        "/models/smol",
+        "cuda:1",
+        "native",
+        None,
+    )
     plain = load(home, flags={"model": "plain"}).model
     assert (plain.model_path, plain.device, plain.format) == (None, None, "falcon")  # the bundled GGUF, device auto
     assert load(home, flags={"model": "hf", "model_path": "/other"}).model.model_path == "/other"

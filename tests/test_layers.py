@@ -66,7 +66,9 @@ def test_imports_point_down(module: str) -> None:
     rank, unit = layer_of(module)
     for imported in imports_of(module):
         their_rank, their_unit = layer_of(imported)
-        assert their_rank <= rank, f"falconchat.{module} (layer {rank}) imports falconchat.{imported} (layer {their_rank})"
+        assert their_rank <= rank, (
+            f"falconchat.{module} (layer {rank}) imports falconchat.{imported} (layer {their_rank})"
+        )
         if unit in FRONT_ENDS and their_unit in FRONT_ENDS:
             assert unit == their_unit, f"front end falconchat.{module} imports another front end, falconchat.{imported}"
 

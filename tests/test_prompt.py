@@ -236,7 +236,7 @@ def test_exactly_one_done_passed_through():
 
 
 def test_upstream_closed_when_stop_hit():
-    events, up = run(" x", "\nUser:", " y", " z", Done("length"))
+    _events, up = run(" x", "\nUser:", " y", " z", Done("length"))
     assert up.closed
     assert up.sent == 2
 

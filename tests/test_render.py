@@ -39,17 +39,26 @@ HOSTILE = [
     ("\x1bXstart of string\x1b\\", ""),  # SOS
     ("\x9b31m", ""),  # 8-bit CSI
     ("\x9b2J", ""),
-    ("\x85", ""), ("\x8d", ""), ("\x84", ""), ("\x9c", ""),  # C1 controls
+    ("\x85", ""),
+    ("\x8d", ""),
+    ("\x84", ""),
+    ("\x9c", ""),  # C1 controls
     ("\x00", ""),  # NUL
     ("\x08\x08\x08", ""),  # backspace
     ("\r", ""),  # carriage return
     ("\x07", ""),  # bell
     ("\x0b\x0c", ""),  # VT, FF
     ("\x7f", ""),  # DEL
-    ("\u202e", ""), ("\u202d", ""), ("\u202a", ""),  # bidi overrides/embeddings
-    ("\u2066", ""), ("\u2067", ""), ("\u2068", ""), ("\u2069", ""),  # bidi isolates
+    ("\u202e", ""),
+    ("\u202d", ""),
+    ("\u202a", ""),  # bidi overrides/embeddings
+    ("\u2066", ""),
+    ("\u2067", ""),
+    ("\u2068", ""),
+    ("\u2069", ""),  # bidi isolates
     ("\x1bc", ""),  # full reset
-    ("\x1b7", ""), ("\x1b8", ""),  # save/restore cursor
+    ("\x1b7", ""),
+    ("\x1b8", ""),  # save/restore cursor
     ("\x1bM", ""),  # reverse index
     ("\x1b(0", ""),  # line-drawing charset
     ("\x1b#8", ""),  # fill the screen with E
@@ -98,7 +107,7 @@ def stream(pieces) -> str:
     return "".join(s.feed(p) for p in pieces) + s.flush()
 
 
-@pytest.mark.parametrize("payload", PAYLOADS + [BEFORE + "\x1b]0;unterminated"], ids=repr)
+@pytest.mark.parametrize("payload", [*PAYLOADS, BEFORE + "\x1b]0;unterminated"], ids=repr)
 def test_stream_sanitizer_every_split_point(payload):
     whole = sanitize(payload)
     for i in range(len(payload) + 1):
@@ -187,7 +196,7 @@ class Terminal:
         if self.row == len(self.rows):
             self.rows.append([])
 
-    def feed(self, data: str) -> "Terminal":
+    def feed(self, data: str) -> Terminal:
         for m in _TOKEN.finditer(data):
             params, final, ch = m.groups()
             if final:
@@ -256,8 +265,10 @@ def render(text: str, *, color_system="truecolor", refresh=0.0, pieces=None) -> 
     return raw, Terminal().feed(raw).text()
 
 
-@pytest.fixture(params=[(None, 0.0), ("truecolor", 0.0), ("truecolor", MarkdownRenderer.REFRESH_S)],
-                ids=["mono-every-token", "color-every-token", "color-throttled"])
+@pytest.fixture(
+    params=[(None, 0.0), ("truecolor", 0.0), ("truecolor", MarkdownRenderer.REFRESH_S)],
+    ids=["mono-every-token", "color-every-token", "color-throttled"],
+)
 def mode(request):
     return dict(color_system=request.param[0], refresh=request.param[1])
 

@@ -27,7 +27,11 @@ def repl(tmp_path):
     child = pexpect.spawn(
         FALCONCHAT[0],
         [*FALCONCHAT[1:], "-t", "0", "--max-new-tokens", "40"],
-        cwd=str(tmp_path), env=env, timeout=60, encoding="utf-8", dimensions=(24, 100),
+        cwd=str(tmp_path),
+        env=env,
+        timeout=60,
+        encoding="utf-8",
+        dimensions=(24, 100),
     )
     child.expect_exact("smollm2 (bundled, local)")
     wait_for_prompt(child)

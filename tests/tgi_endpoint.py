@@ -38,7 +38,7 @@ class Request:
 class Reply:
     """What a script can do with one request's connection."""
 
-    def __init__(self, handler: BaseHTTPRequestHandler, endpoint: "TgiEndpoint"):
+    def __init__(self, handler: BaseHTTPRequestHandler, endpoint: TgiEndpoint):
         self._handler = handler
         self._endpoint = endpoint
         self._next_id = 1
@@ -67,7 +67,9 @@ class Reply:
         self._handler.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self._handler.wfile.flush()
 
-    def token(self, text: str, *, special: bool = False, generated_text: str | None = None, details: dict | None = None) -> None:
+    def token(
+        self, text: str, *, special: bool = False, generated_text: str | None = None, details: dict | None = None
+    ) -> None:
         token = {"id": self._next_id, "text": text, "logprob": -0.25, "special": special}
         self._next_id += 1
         self.event({"token": token, "generated_text": generated_text, "details": details})
@@ -98,7 +100,7 @@ class TgiEndpoint:
         self.url = f"http://{host}:{port}"
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
-    def __enter__(self) -> "TgiEndpoint":
+    def __enter__(self) -> TgiEndpoint:
         self._thread.start()
         return self
 
@@ -113,12 +115,12 @@ class TgiEndpoint:
 
     # ---- scripts: each call queues one answer ------------------------------------------
 
-    def script(self, script: Script) -> "TgiEndpoint":
+    def script(self, script: Script) -> TgiEndpoint:
         with self._lock:
             self._scripts.append(script)
         return self
 
-    def stream(self, tokens: list[str], finish_reason: str = "length", *, eos: str | None = None) -> "TgiEndpoint":
+    def stream(self, tokens: list[str], finish_reason: str = "length", *, eos: str | None = None) -> TgiEndpoint:
         """A complete reply; the last event carries generated_text and details.
         With `eos`, a final special token (the model's end of sequence) is sent too."""
 
@@ -131,23 +133,29 @@ class TgiEndpoint:
                     text,
                     special=special,
                     generated_text="".join(tokens) if last else None,
-                    details={"finish_reason": finish_reason, "generated_tokens": len(texts), "seed": None} if last else None,
+                    details={"finish_reason": finish_reason, "generated_tokens": len(texts), "seed": None}
+                    if last
+                    else None,
                 )
             reply.end_stream()
 
         return self.script(run)
 
-    def error(self, status: int, message: str, error_type: str | None = None, *, retry_after: str | None = None) -> "TgiEndpoint":
+    def error(
+        self, status: int, message: str, error_type: str | None = None, *, retry_after: str | None = None
+    ) -> TgiEndpoint:
         """An error status with TGI's JSON body (`error_type` left out, as HF's proxy does, when None)."""
         payload = {"error": message} | ({"error_type": error_type} if error_type else {})
         headers = {"Retry-After": retry_after} if retry_after is not None else {}
-        return self.script(lambda reply: reply.status(status, json.dumps(payload).encode(), "application/json", headers))
+        return self.script(
+            lambda reply: reply.status(status, json.dumps(payload).encode(), "application/json", headers)
+        )
 
-    def page(self, status: int, body: str, content_type: str = "text/html; charset=utf-8") -> "TgiEndpoint":
+    def page(self, status: int, body: str, content_type: str = "text/html; charset=utf-8") -> TgiEndpoint:
         """Something that is not TGI answering: a proxy's or gateway's page."""
         return self.script(lambda reply: reply.status(status, body.encode(), content_type))
 
-    def cut(self, tokens: list[str], *, abrupt: bool = True) -> "TgiEndpoint":
+    def cut(self, tokens: list[str], *, abrupt: bool = True) -> TgiEndpoint:
         """Some tokens, then the connection closes with no details event: abruptly
         (mid-body) or, with abrupt=False, after a well-formed end of the body."""
 
@@ -161,7 +169,7 @@ class TgiEndpoint:
 
         return self.script(run)
 
-    def error_event(self, tokens: list[str], message: str, error_type: str = "generation") -> "TgiEndpoint":
+    def error_event(self, tokens: list[str], message: str, error_type: str = "generation") -> TgiEndpoint:
         """Some tokens, then an error event inside the 200 stream (how TGI reports a failure mid-generation)."""
 
         def run(reply: Reply) -> None:
@@ -173,11 +181,11 @@ class TgiEndpoint:
 
         return self.script(run)
 
-    def hang(self) -> "TgiEndpoint":
+    def hang(self) -> TgiEndpoint:
         """Accept the request, then send nothing at all."""
         return self.script(lambda reply: reply.hold())
 
-    def stall(self, tokens: list[str]) -> "TgiEndpoint":
+    def stall(self, tokens: list[str]) -> TgiEndpoint:
         """Start the stream, send some tokens, then stall."""
 
         def run(reply: Reply) -> None:
@@ -188,7 +196,7 @@ class TgiEndpoint:
 
         return self.script(run)
 
-    def forever(self, interval: float = 0.05) -> "TgiEndpoint":
+    def forever(self, interval: float = 0.05) -> TgiEndpoint:
         """A slow stream that never ends by itself: it stops when the client goes
         away (then `disconnected` is set) or when the test ends."""
 
@@ -201,8 +209,14 @@ class TgiEndpoint:
 
         return self.script(run)
 
-    def echo(self, *, latency: float = 0.0, jitter: float = 0.0, fault: Callable[[str, int], Any] = None,
-             seed: int = 0) -> "TgiEndpoint":
+    def echo(
+        self,
+        *,
+        latency: float = 0.0,
+        jitter: float = 0.0,
+        fault: Callable[[str, int], Any] | None = None,
+        seed: int = 0,
+    ) -> TgiEndpoint:
         """Answer every request with "echo: " + its last user message, after `latency` ±
         `jitter` seconds (seeded), so a test can tell which prompt a reply belongs to.
 
@@ -232,7 +246,9 @@ class TgiEndpoint:
                 reply.hold()
                 return
             if isinstance(injected, int):
-                payload = {"error": f"injected {injected}"} | ({"error_type": error_types[injected]} if injected in error_types else {})
+                payload = {"error": f"injected {injected}"} | (
+                    {"error_type": error_types[injected]} if injected in error_types else {}
+                )
                 reply.status(injected, json.dumps(payload).encode(), "application/json")
                 return
             time.sleep(delay)
@@ -241,7 +257,9 @@ class TgiEndpoint:
             reply.start_stream()
             for i, text in enumerate(tokens):
                 last = i == len(tokens) - 1
-                details = {"finish_reason": "eos_token", "generated_tokens": len(tokens), "seed": None} if last else None
+                details = (
+                    {"finish_reason": "eos_token", "generated_tokens": len(tokens), "seed": None} if last else None
+                )
                 reply.token(text, generated_text="".join(tokens) if last else None, details=details)
             reply.end_stream()
 
@@ -281,7 +299,7 @@ def _handler_for(endpoint: TgiEndpoint) -> type[BaseHTTPRequestHandler]:
                     Reply(self, endpoint).status(500, b'{"error":"no script queued"}', "application/json")
                 else:
                     script(Reply(self, endpoint))
-            except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, socket.timeout):
+            except (TimeoutError, BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
                 endpoint.disconnected.set()
                 self.close_connection = True
 
@@ -298,7 +316,7 @@ def _handler_for(endpoint: TgiEndpoint) -> type[BaseHTTPRequestHandler]:
 def _last_user_message(inputs: str) -> str:
     """The message in a Falcon-style prompt's last "User: …\nAssistant:" (the whole text if none)."""
     start = inputs.rfind("User: ")
-    text = inputs[start + len("User: "):] if start >= 0 else inputs
+    text = inputs[start + len("User: ") :] if start >= 0 else inputs
     return text.removesuffix("\nAssistant:")
 
 

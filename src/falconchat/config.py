@@ -19,7 +19,7 @@ from falconchat.config_values import DEFAULT_MAX_INPUT_BYTES, DEFAULT_TIMEOUT_S,
 from falconchat.errors import ConfigError, UsageError
 from falconchat.types import SamplingParams
 
-__all__ = ["ModelSpec", "Settings", "load_settings", "parse", "SETTINGS", "user_config_dir"]
+__all__ = ["SETTINGS", "ModelSpec", "Settings", "load_settings", "parse", "user_config_dir"]
 
 BUNDLED_MODEL = "smollm2"
 
@@ -31,7 +31,9 @@ FLAG, ENV, DOTENV, TOML, DEFAULT = range(5)
 class ModelSpec:
     name: str
     backend: str  # "local" | "transformers" | "tgi" | "openai"
-    model_path: str | None = None  # local: a GGUF file; transformers: a model directory or GGUF; None: the bundled model
+    model_path: str | None = (
+        None  # local: a GGUF file; transformers: a model directory or GGUF; None: the bundled model
+    )
     context_length: int | None = None
     threads: int | None = None
     endpoint: str | None = None  # tgi, openai: the base URL
@@ -56,7 +58,7 @@ class Settings:
     models: Mapping[str, ModelSpec] = field(default_factory=dict)
     serve_api_key: str | None = field(default=None, repr=False)
     no_history: bool = False
-    roles: Mapping[str, "Role"] = field(default_factory=dict)
+    roles: Mapping[str, Role] = field(default_factory=dict)
     role: str | None = None
 
 
@@ -70,8 +72,19 @@ class Role:
 
 
 MODEL_FIELDS = {
-    "backend", "endpoint", "url", "model_path", "context_length", "threads",
-    "auth_scheme", "api_key_env", "timeout", "model", "headers", "format", "device",
+    "backend",
+    "endpoint",
+    "url",
+    "model_path",
+    "context_length",
+    "threads",
+    "auth_scheme",
+    "api_key_env",
+    "timeout",
+    "model",
+    "headers",
+    "format",
+    "device",
 }
 FORMATS = {name: kind.formats for name, kind in BACKENDS.items()}
 IN_PROCESS = tuple(name for name, kind in BACKENDS.items() if kind.in_process)  # run a model file here
@@ -194,7 +207,9 @@ def _model_from_toml(name: str, entry: Any, src: Sources, defaults: dict[str, An
         raise ConfigError(f"{where}: backend must be one of {', '.join(FORMATS)}, not {backend!r}")
     form = entry.get("format", FORMATS[backend][0])
     if form not in FORMATS[backend]:
-        raise ConfigError(f"{where}: format for a {backend} model must be one of {', '.join(FORMATS[backend])}, not {form!r}")
+        raise ConfigError(
+            f"{where}: format for a {backend} model must be one of {', '.join(FORMATS[backend])}, not {form!r}"
+        )
 
     def field_value(key: str, setting: str | None = None):
         return parse(setting or key, entry[key], f"{where} {key}") if key in entry else None
@@ -213,7 +228,7 @@ def _model_from_toml(name: str, entry: Any, src: Sources, defaults: dict[str, An
         )
     url = field_value("endpoint") or field_value("url", "endpoint")
     if not url:
-        raise ConfigError(f"{where}: a {backend} model needs endpoint = \"https://…\"")
+        raise ConfigError(f'{where}: a {backend} model needs endpoint = "https://…"')
     key_var = entry.get("api_key_env")
     if key_var is not None and not isinstance(key_var, str):
         raise ConfigError(f"{where}: api_key_env must be the name of an environment variable")
@@ -241,7 +256,7 @@ def _device(raw: Any, where: str) -> str:
     import re
 
     if not isinstance(raw, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", raw):
-        raise ConfigError(f"{where}: device must be \"auto\", \"cpu\", \"cuda\" or \"cuda:N\", not {raw!r}")
+        raise ConfigError(f'{where}: device must be "auto", "cpu", "cuda" or "cuda:N", not {raw!r}')
     return raw
 
 
@@ -361,7 +376,9 @@ def named_roles(src: Sources) -> dict[str, Role]:
             raise ConfigError(f"{where} in the config file must be a table")
         unknown = set(entry) - {"system", *SAMPLING_KEYS}
         if unknown:
-            raise ConfigError(f"{where}: unknown field {sorted(unknown)[0]!r}; allowed: system, {', '.join(SAMPLING_KEYS)}")
+            raise ConfigError(
+                f"{where}: unknown field {sorted(unknown)[0]!r}; allowed: system, {', '.join(SAMPLING_KEYS)}"
+            )
         system = parse("system", entry["system"], f"{where} system") if "system" in entry else None
         sampling = {key: parse(key, entry[key], f"{where} {key}") for key in SAMPLING_KEYS if key in entry}
         roles[name] = Role(name=name, system=system, sampling=sampling)

@@ -97,21 +97,37 @@ SETTINGS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any], Any]] = {
     "context_length": (("FALCONCHAT_CONTEXT_LENGTH",), _int(lambda v: v >= 256, "an integer ≥ 256"), None),
     "threads": (("FALCONCHAT_THREADS",), _int(lambda v: 1 <= v <= 512, "an integer ≥ 1"), None),
     "system": (("FALCONCHAT_SYSTEM",), _text, ""),
-    "temperature": (("FALCONCHAT_TEMPERATURE",), _float(lambda v: 0 <= v <= 100, "a number from 0 (greedy) to 100"), 0.7),
+    "temperature": (
+        ("FALCONCHAT_TEMPERATURE",),
+        _float(lambda v: 0 <= v <= 100, "a number from 0 (greedy) to 100"),
+        0.7,
+    ),
     "max_new_tokens": (("FALCONCHAT_MAX_NEW_TOKENS",), _int(lambda v: 1 <= v <= 1_000_000, "an integer ≥ 1"), 512),
     "top_p": (("FALCONCHAT_TOP_P",), _float(lambda v: 0 < v <= 1, "a number in (0, 1]"), 0.95),
     "top_k": (("FALCONCHAT_TOP_K",), _int(lambda v: v >= 0, "an integer ≥ 0 (0 turns it off)"), 50),
-    "repetition_penalty": (("FALCONCHAT_REPETITION_PENALTY",), _float(lambda v: 0 < v <= 10, "a number in (0, 10]"), 1.0),
+    "repetition_penalty": (
+        ("FALCONCHAT_REPETITION_PENALTY",),
+        _float(lambda v: 0 < v <= 10, "a number in (0, 10]"),
+        1.0,
+    ),
     "seed": (("FALCONCHAT_SEED",), _int(lambda v: 0 <= v < 2**32, "an integer from 0 to 2^32-1"), None),
     "stop": (("FALCONCHAT_STOP",), _stops, ()),
-    "timeout": (("FALCONCHAT_TIMEOUT",), _float(lambda v: 0 < v <= 86400, "a number of seconds > 0"), DEFAULT_TIMEOUT_S),
+    "timeout": (
+        ("FALCONCHAT_TIMEOUT",),
+        _float(lambda v: 0 < v <= 86400, "a number of seconds > 0"),
+        DEFAULT_TIMEOUT_S,
+    ),
     "plain": (("FALCONCHAT_PLAIN",), _bool, False),
     "verbose": (("FALCONCHAT_VERBOSE",), _bool, False),
     "debug": (("FALCONCHAT_DEBUG",), _bool, False),
     "serve_api_key": (("FALCONCHAT_SERVE_API_KEY",), _text, None),
     "no_history": (("FALCONCHAT_NO_HISTORY",), _bool, False),
     "role": (("FALCONCHAT_ROLE",), _text, None),
-    "max_input_bytes": (("FALCONCHAT_MAX_INPUT_BYTES",), _int(lambda v: v >= 1, "an integer ≥ 1"), DEFAULT_MAX_INPUT_BYTES),
+    "max_input_bytes": (
+        ("FALCONCHAT_MAX_INPUT_BYTES",),
+        _int(lambda v: v >= 1, "an integer ≥ 1"),
+        DEFAULT_MAX_INPUT_BYTES,
+    ),
 }
 
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from falconchat.prompt import FittedPrompt, fit_continuation, fit_prompt
-from falconchat.types import Done, Event, TextDelta, TokenStream, Turn
+from falconchat.types import Done, TextDelta, TokenStream, Turn
 
 
 @dataclass

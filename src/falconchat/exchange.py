@@ -29,7 +29,9 @@ def answer(
     Ctrl-C (KeyboardInterrupt) and errors propagate after the writer has shown
     what arrived and the conversation has kept it.
     """
-    fitted = _fit(lambda budget: conversation.prompt_for(message, backend.count_tokens, budget), backend, params, notice)
+    fitted = _fit(
+        lambda budget: conversation.prompt_for(message, backend.count_tokens, budget), backend, params, notice
+    )
     if backend.takes_messages:  # the server or the model's own template formats them
         events = backend.stream_messages(fitted.messages, params)
     else:
@@ -37,17 +39,23 @@ def answer(
     return _run(conversation.record(message, events), fitted, writer)
 
 
-def continue_answer(conversation: Conversation, backend: Backend, params: SamplingParams, writer: ReplyWriter,
-                    notice: Callable[[str], None]) -> Done:
+def continue_answer(
+    conversation: Conversation,
+    backend: Backend,
+    params: SamplingParams,
+    writer: ReplyWriter,
+    notice: Callable[[str], None],
+) -> Done:
     """Have the model go on with the last reply, appending to it."""
     if backend.takes_messages:
-        raise InputError("/continue needs a model that takes a text prompt (format = \"falcon\"); /retry works")
+        raise InputError('/continue needs a model that takes a text prompt (format = "falcon"); /retry works')
     fitted = _fit(lambda budget: conversation.prompt_to_continue(backend.count_tokens, budget), backend, params, notice)
     return _run(conversation.record_continuation(backend.stream(fitted.text, params)), fitted, writer)
 
 
-def _fit(make_prompt: Callable[[int], FittedPrompt], backend: Backend, params: SamplingParams,
-         notice: Callable[[str], None]) -> FittedPrompt:
+def _fit(
+    make_prompt: Callable[[int], FittedPrompt], backend: Backend, params: SamplingParams, notice: Callable[[str], None]
+) -> FittedPrompt:
     context = backend.context_length
     budget = context - params.max_new_tokens
     if budget < 16:

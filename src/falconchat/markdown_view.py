@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from rich.markdown import CodeBlock, Markdown
 from rich.syntax import Syntax
 
@@ -16,7 +18,7 @@ class PlainCodeBlock(CodeBlock):
 
 
 class ReplyMarkdown(Markdown):
-    elements = {**Markdown.elements, "fence": PlainCodeBlock, "code_block": PlainCodeBlock}
+    elements: ClassVar = {**Markdown.elements, "fence": PlainCodeBlock, "code_block": PlainCodeBlock}
 
     def __init__(self, text: str):
         # Links are shown with their URL, never as OSC 8 hyperlinks that hide where they go.

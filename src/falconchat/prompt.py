@@ -83,8 +83,9 @@ def fit_prompt(
         if start == len(history):
             raise PromptTooLong(tokens, budget)
         start += 1
-    return FittedPrompt(text=text, dropped_turns=start, prompt_tokens=tokens,
-                        messages=chat_messages(system, history[start:], message))
+    return FittedPrompt(
+        text=text, dropped_turns=start, prompt_tokens=tokens, messages=chat_messages(system, history[start:], message)
+    )
 
 
 def starts_reply(prompt: str) -> bool:
@@ -93,7 +94,9 @@ def starts_reply(prompt: str) -> bool:
     return prompt.endswith("Assistant:")
 
 
-def fit_continuation(system: str, history: Sequence[Turn], count_tokens: Callable[[str], int], budget: int) -> FittedPrompt:
+def fit_continuation(
+    system: str, history: Sequence[Turn], count_tokens: Callable[[str], int], budget: int
+) -> FittedPrompt:
     """The prompt that lets the model go on with the last turn's reply where it stopped."""
     *earlier, last = history
     fitted = fit_prompt(system, earlier, last.user + "\nAssistant: " + last.assistant, count_tokens, budget)

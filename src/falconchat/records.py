@@ -11,6 +11,7 @@ from typing import Any
 from falconchat.errors import ExitCode, FalconchatError
 from falconchat.types import Done, SamplingParams
 
+
 def error_object(exc: BaseException) -> dict[str, Any]:
     """{kind, message, exit_code}: the same message and code the command reports on stderr."""
     if isinstance(exc, KeyboardInterrupt):
@@ -50,7 +51,9 @@ def ask_record(reply: str, done: Done | None, settings: Any, error: BaseExceptio
     if done is None and isinstance(error, KeyboardInterrupt):
         done = Done("cancelled")  # Ctrl-C is a cancel: what arrived is kept in `reply`
     record = reply_fields(reply, done)
-    record.update(model_object(settings.model) if settings is not None else {"model": None, "backend": None, "endpoint": None})
+    record.update(
+        model_object(settings.model) if settings is not None else {"model": None, "backend": None, "endpoint": None}
+    )
     record["settings"] = settings_object(settings.system, settings.sampling) if settings is not None else None
     record["error"] = error_object(error) if error is not None else None
     return record
@@ -72,7 +75,7 @@ class Collector:
     def __init__(self) -> None:
         self.parts: list[str] = []
 
-    def __enter__(self) -> "Collector":
+    def __enter__(self) -> Collector:
         return self
 
     def write(self, text: str) -> None:

@@ -26,7 +26,7 @@ class PlainWriter:
         self._clean = StreamSanitizer()
         self._last = "\n"
 
-    def __enter__(self) -> "PlainWriter":
+    def __enter__(self) -> PlainWriter:
         self._last = "\n"
         return self
 
@@ -44,7 +44,7 @@ class PlainWriter:
         self._out.flush()
 
 
-def make_console(out: IO[str], *, soft_wrap: bool = False) -> "Console":
+def make_console(out: IO[str], *, soft_wrap: bool = False) -> Console:
     """A console that never interprets markup, emoji codes or highlights on its own.
 
     `soft_wrap` leaves the wrapping of long lines to the terminal (notices on stderr).
@@ -75,7 +75,7 @@ class MarkdownRenderer:
 
     REFRESH_S = 0.05
 
-    def __init__(self, console: "Console"):
+    def __init__(self, console: Console):
         self._console = console
         self._clean = StreamSanitizer()
         self._pending = ""  # source of the live block; starts at a block boundary
@@ -83,7 +83,7 @@ class MarkdownRenderer:
         self._live = None
         self._last_draw = 0.0
 
-    def __enter__(self) -> "MarkdownRenderer":
+    def __enter__(self) -> MarkdownRenderer:
         from rich.live import Live
 
         self._live = Live(

@@ -103,8 +103,12 @@ def _from_document(doc) -> Session:
         raise TypeError("system, model and turns have the wrong types")
     loaded = []
     for turn in turns:
-        if not (isinstance(turn, dict) and isinstance(turn.get("user"), str) and isinstance(turn.get("assistant"), str)
-                and turn.get("status") in STATUSES):
+        if not (
+            isinstance(turn, dict)
+            and isinstance(turn.get("user"), str)
+            and isinstance(turn.get("assistant"), str)
+            and turn.get("status") in STATUSES
+        ):
             raise ValueError("a turn is malformed")
         loaded.append(Turn(user=turn["user"], assistant=turn["assistant"], status=turn["status"]))
     return Session(Conversation(system=system, turns=loaded), model, _params(doc.get("params", {})))

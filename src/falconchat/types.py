@@ -36,7 +36,6 @@ Event = Union[TextDelta, Done]
 TokenStream = Generator[Event, None, None]
 
 
-
 class ReplyWriter(Protocol):
     """Where a reply is streamed: the terminal renderer, the plain writer for pipes, or a
     collector. Used as a context manager: leaving it finishes what was shown."""
@@ -67,5 +66,5 @@ class SamplingParams:
     seed: int | None = None
     stop: tuple[str, ...] = field(default_factory=tuple)  # in addition to the format's own
 
-    def with_changes(self, **changes) -> "SamplingParams":
+    def with_changes(self, **changes) -> SamplingParams:
         return replace(self, **changes)

@@ -17,13 +17,18 @@ from falconchat.backends import llama_batch
 from falconchat.backends.local import LocalBackend
 from falconchat.config import ModelSpec
 from falconchat.errors import FalconchatError
-from falconchat.types import Done, SamplingParams, TextDelta
+from falconchat.types import SamplingParams, TextDelta
 
 pytestmark = pytest.mark.slow  # loads the bundled model and generates
 
 QUESTIONS = [
-    "What is the capital of France?", "Write a haiku about rain.", "Explain TCP in two sentences.",
-    "List three fruits.", "What is 12 times 7?", "Name a famous painter.", "Describe the moon.",
+    "What is the capital of France?",
+    "Write a haiku about rain.",
+    "Explain TCP in two sentences.",
+    "List three fruits.",
+    "What is 12 times 7?",
+    "Name a famous painter.",
+    "Describe the moon.",
     "Tell me a joke about computers.",
 ]
 PROMPTS = [f"User: {q}\nAssistant:" for q in QUESTIONS]
@@ -58,7 +63,7 @@ def together(backend, jobs):
     def work(index, prompt, params):
         try:
             results[index] = reply(backend, prompt, params)
-        except Exception as exc:  # noqa: BLE001 - reported to the test
+        except Exception as exc:
             results[index] = exc
 
     threads = [threading.Thread(target=work, args=(i, *job)) for i, job in enumerate(jobs)]
@@ -76,10 +81,14 @@ def wait_idle(backend, timeout=5.0):
         time.sleep(0.02)
 
 
-@pytest.mark.parametrize("params", [
-    SamplingParams(temperature=0, max_new_tokens=48),
-    SamplingParams(temperature=0.8, top_k=40, top_p=0.9, repetition_penalty=1.1, max_new_tokens=48),
-], ids=["greedy", "seeded"])
+@pytest.mark.parametrize(
+    "params",
+    [
+        SamplingParams(temperature=0, max_new_tokens=48),
+        SamplingParams(temperature=0.8, top_k=40, top_p=0.9, repetition_penalty=1.1, max_new_tokens=48),
+    ],
+    ids=["greedy", "seeded"],
+)
 def test_eight_concurrent_sequences_give_the_single_sequence_text(single, batched, params):
     jobs = [(prompt, params.with_changes(seed=100 + i)) for i, prompt in enumerate(PROMPTS)]
     expected = [reply(single, prompt, p) for prompt, p in jobs]
@@ -87,7 +96,10 @@ def test_eight_concurrent_sequences_give_the_single_sequence_text(single, batche
         got = together(batched, jobs)
         for (want_text, want_done), (text, done) in zip(expected, got):
             assert text == want_text
-            assert (done.finish_reason, done.completion_tokens) == (want_done.finish_reason, want_done.completion_tokens)
+            assert (done.finish_reason, done.completion_tokens) == (
+                want_done.finish_reason,
+                want_done.completion_tokens,
+            )
     assert len({text for text, _ in expected}) == len(jobs), "the prompts give different replies"
     wait_idle(batched)
 
@@ -112,7 +124,10 @@ def test_staggered_arrivals_change_nothing(single, batched):
 
 def test_cancelling_three_of_eight_leaves_the_others_exact_and_frees_their_places(single, batched):
     params = SamplingParams(temperature=0, max_new_tokens=120)
-    keepers = [ESSAY.format(topic) for topic in ("the ocean", "ancient Rome", "space travel", "music", "the history of computing")]
+    keepers = [
+        ESSAY.format(topic)
+        for topic in ("the ocean", "ancient Rome", "space travel", "music", "the history of computing")
+    ]
     expected = [reply(single, prompt, params) for prompt in keepers]
     assert all(done.finish_reason == "length" for _, done in expected), "the kept replies run to the end"
     queued_params = SamplingParams(temperature=0, max_new_tokens=8)
@@ -139,7 +154,9 @@ def test_cancelling_three_of_eight_leaves_the_others_exact_and_frees_their_place
         texts[f"queued{index}"] = reply(batched, PROMPTS[index], queued_params)[0]
         finished_at[f"queued{index}"] = time.monotonic()
 
-    workers = [threading.Thread(target=keep, args=(i,)) for i in range(5)] + [threading.Thread(target=cancel) for _ in range(3)]
+    workers = [threading.Thread(target=keep, args=(i,)) for i in range(5)] + [
+        threading.Thread(target=cancel) for _ in range(3)
+    ]
     for worker in workers:
         worker.start()
     deadline = time.monotonic() + 60
@@ -164,7 +181,7 @@ def test_cancelling_three_of_eight_leaves_the_others_exact_and_frees_their_place
 
 def test_closing_a_stream_stops_its_sequence_within_a_step(batched):
     stream = batched.generate(LONG, SamplingParams(temperature=0, max_new_tokens=400), STOPS)
-    for count, event in enumerate(stream):
+    for count, _event in enumerate(stream):
         if count == 5:
             break
     stream.close()

@@ -57,7 +57,9 @@ def test_seeded_sampling_repeats(backend):
 
 
 def test_max_new_tokens_ends_with_length(backend):
-    text, done = run(backend, "User: Tell me a long story about a dragon.\nAssistant:", GREEDY.with_changes(max_new_tokens=8))
+    text, done = run(
+        backend, "User: Tell me a long story about a dragon.\nAssistant:", GREEDY.with_changes(max_new_tokens=8)
+    )
     assert done.finish_reason == "length"
     assert done.completion_tokens == 8
     assert 0 < len(backend.load().tokenize(text.encode(), add_bos=False)) <= 9
@@ -78,7 +80,7 @@ def test_falcon_stop_sequence_is_cut(backend):
     # Greedy SmolLM2 goes on to write the next "User:" line when allowed to; it must never be shown.
     conv = Conversation()
     prompt = conv.prompt_for("Say hello.", backend.count_tokens, 2000).text
-    text, done = run(backend, prompt, GREEDY.with_changes(max_new_tokens=120))
+    text, _done = run(backend, prompt, GREEDY.with_changes(max_new_tokens=120))
     assert "\nUser:" not in text and "<|endoftext|>" not in text
 
 
@@ -91,7 +93,7 @@ def test_closing_the_stream_stops_decoding_within_two_tokens(backend):
     stream.close()
     assert llm.n_tokens - at_close <= 2
     # The model is free at once: the next request runs.
-    text, done = run(backend, QUESTION, GREEDY.with_changes(max_new_tokens=5))
+    _text, done = run(backend, QUESTION, GREEDY.with_changes(max_new_tokens=5))
     assert done.finish_reason in ("length", "stop")
 
 

@@ -11,8 +11,10 @@ from falconchat.conversation import Conversation
 from falconchat.errors import ConfigError
 from falconchat.types import SamplingParams, TextDelta
 
-CHATML = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}"
-          "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+CHATML = (
+    "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
 
 
@@ -22,14 +24,17 @@ def test_renders_a_chatml_template():
     )
 
 
-@pytest.mark.parametrize("payload", [
-    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
-    "{{ messages.__class__.__init__.__globals__ }}",
-    "{{ messages.append({'role': 'x'}) }}",
-    "{{ cycler.__init__.__globals__.os.popen('id').read() }}",
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+        "{{ messages.__class__.__init__.__globals__ }}",
+        "{{ messages.append({'role': 'x'}) }}",
+        "{{ cycler.__init__.__globals__.os.popen('id').read() }}",
+    ],
+)
 def test_a_template_reaching_for_python_internals_is_refused(payload):
-    with pytest.raises(ConfigError, match="refused|failed"):
+    with pytest.raises(ConfigError, match=r"refused|failed"):
         render_chat_template(payload, MESSAGES, bos_token="", eos_token="")
 
 

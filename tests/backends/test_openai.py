@@ -38,16 +38,34 @@ def free_port() -> int:
 
 def start_server(port: int) -> subprocess.Popen:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(bundled_model_path()), "--host", "127.0.0.1",
-         "--port", str(port), "--model_alias", "smollm2", "--api_key", KEY, "--n_ctx", "2048"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(bundled_model_path()),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--model_alias",
+            "smollm2",
+            "--api_key",
+            KEY,
+            "--n_ctx",
+            "2048",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     import requests
 
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            if requests.get(f"http://127.0.0.1:{port}/v1/models", headers={"Authorization": f"Bearer {KEY}"}, timeout=1).ok:
+            if requests.get(
+                f"http://127.0.0.1:{port}/v1/models", headers={"Authorization": f"Bearer {KEY}"}, timeout=1
+            ).ok:
                 return proc
         except requests.RequestException:
             time.sleep(0.3)
@@ -65,7 +83,9 @@ def server():
 
 
 def backend(url: str, form: str = "chat", key: str | None = KEY) -> OpenAIBackend:
-    return OpenAIBackend(ModelSpec(name="smollm2", backend="openai", endpoint=url, api_key=key, format=form, timeout=30))
+    return OpenAIBackend(
+        ModelSpec(name="smollm2", backend="openai", endpoint=url, api_key=key, format=form, timeout=30)
+    )
 
 
 def collect(events):
@@ -84,7 +104,7 @@ def test_chat_api_streams_a_reply(server):
 def test_completions_api_with_the_falcon_prompt_and_stops(server):
     b = backend(server, "falcon")
     prompt = Conversation().prompt_for("What is the capital of France?", b.count_tokens, 1000).text
-    text, done = collect(b.stream(prompt, GREEDY.with_changes(max_new_tokens=60)))
+    text, _done = collect(b.stream(prompt, GREEDY.with_changes(max_new_tokens=60)))
     assert "Paris" in text and not text.startswith(" ")
     assert "\nUser:" not in text
 
@@ -103,7 +123,9 @@ def test_closing_the_stream_stops_the_server(server):
         next(stream)
     stream.close()
     started = time.monotonic()
-    text, _ = collect(b.stream_messages([{"role": "user", "content": "Say hi."}], GREEDY.with_changes(max_new_tokens=5)))
+    _text, _ = collect(
+        b.stream_messages([{"role": "user", "content": "Say hi."}], GREEDY.with_changes(max_new_tokens=5))
+    )
     assert time.monotonic() - started < full / 2, "the server went on generating the closed reply"
 
 
@@ -115,7 +137,9 @@ def test_a_wrong_key_is_auth_rejected(server):
 
 def test_nothing_listening_is_unreachable():
     with pytest.raises(Unreachable):
-        collect(backend(f"http://127.0.0.1:{free_port()}/v1").stream_messages([{"role": "user", "content": "hi"}], GREEDY))
+        collect(
+            backend(f"http://127.0.0.1:{free_port()}/v1").stream_messages([{"role": "user", "content": "hi"}], GREEDY)
+        )
 
 
 def test_the_server_killed_mid_reply_keeps_what_arrived():
@@ -123,7 +147,9 @@ def test_the_server_killed_mid_reply_keeps_what_arrived():
     proc = start_server(port)
     b = backend(f"http://127.0.0.1:{port}/v1", "falcon")
     conversation = Conversation()
-    events = conversation.record("count", b.stream(f"User: {LONG}\nAssistant:", GREEDY.with_changes(max_new_tokens=500)))
+    events = conversation.record(
+        "count", b.stream(f"User: {LONG}\nAssistant:", GREEDY.with_changes(max_new_tokens=500))
+    )
     arrived = [next(events) for _ in range(3)]
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -142,11 +168,21 @@ def test_ask_through_a_named_openai_model(server, tmp_path):
     (config / "config.toml").write_text(
         f'[models.llamacpp]\nbackend = "openai"\nendpoint = "{server}"\nmodel = "smollm2"\napi_key_env = "OPENAI_TEST_KEY"\n'
     )
-    result = falconchat("ask", "-m", "llamacpp", "-t", "0", "--max-new-tokens", "30", "What is the capital of France?",
-                        cwd=tmp_path, env=env)
+    result = falconchat(
+        "ask",
+        "-m",
+        "llamacpp",
+        "-t",
+        "0",
+        "--max-new-tokens",
+        "30",
+        "What is the capital of France?",
+        cwd=tmp_path,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     assert b"Paris" in result.stdout and b"\x1b" not in result.stdout
     listed = falconchat("models", cwd=tmp_path, env=env)
     assert listed.returncode == 0
-    line = next(l for l in listed.stdout.decode().splitlines() if "llamacpp" in l)
+    line = next(row for row in listed.stdout.decode().splitlines() if "llamacpp" in row)
     assert "openai" in line and line.rstrip().endswith("ok")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 
@@ -32,7 +33,9 @@ def quick_retries(monkeypatch):
     monkeypatch.setattr(tgi, "BACKOFF_S", 0.001)
 
 
-def backend_for(url: str, *, timeout: float = 5.0, api_key: str | None = KEY, auth_scheme: str = "Bearer") -> TgiBackend:
+def backend_for(
+    url: str, *, timeout: float = 5.0, api_key: str | None = KEY, auth_scheme: str = "Bearer"
+) -> TgiBackend:
     spec = ModelSpec(name="tgi", backend="tgi", endpoint=url, api_key=api_key, auth_scheme=auth_scheme, timeout=timeout)
     return TgiBackend(spec)
 
@@ -173,10 +176,14 @@ FAULTS = {
     "503": lambda ep: ep.error(503, "Model tiiuae/falcon-7b-instruct is currently loading"),
     "500": lambda ep: ep.error(500, "Internal server error"),
     "500 generation": lambda ep: ep.error(500, "Request failed during generation: CUDA out of memory", "generation"),
-    "502 html": lambda ep: ep.page(502, "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>"),
+    "502 html": lambda ep: ep.page(
+        502, "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>"
+    ),
     "cut": lambda ep: ep.cut([" Hello", " wor"]),
     "cut cleanly": lambda ep: ep.cut([" Hello", " wor"], abrupt=False),
-    "error event": lambda ep: ep.error_event([" Hello"], "Request failed during generation: Server error: out of memory"),
+    "error event": lambda ep: ep.error_event(
+        [" Hello"], "Request failed during generation: Server error: out of memory"
+    ),
 }
 
 
@@ -248,7 +255,7 @@ def test_retry_after_is_honoured_but_capped(tgi_endpoint, monkeypatch):
     assert type(error) is Overloaded
     assert time.monotonic() - started < 3  # capped: not an hour
     times = [r.at for r in tgi_endpoint.requests]
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert len(gaps) == tgi.RETRIES
     # Honoured: each wait is about the cap (±20 % jitter), far above the 0.001 s backoff.
     assert all(gap >= 0.2 * 0.8 - 0.01 for gap in gaps), gaps
@@ -378,4 +385,3 @@ def test_the_endpoint_can_be_reached_again_after_a_cancelled_stream(tgi_endpoint
     finally:
         backend.close()
     assert text_of(events) == "Again"
-

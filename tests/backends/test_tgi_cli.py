@@ -15,8 +15,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 KEY = "secret-key"
 # The real CLI with the retry backoff shortened, so "overloaded after retries" takes no seconds.
 QUICK_RETRIES = (
-    "import falconchat.backends.tgi as tgi; tgi.BACKOFF_S = 0.001; "
-    "from falconchat.cli.app import main; main()"
+    "import falconchat.backends.tgi as tgi; tgi.BACKOFF_S = 0.001; from falconchat.cli.app import main; main()"
 )
 
 
@@ -61,15 +60,20 @@ def test_ask_prints_the_reply_and_exits_0(tgi_endpoint, tmp_path):
     "fault, exit_code, says",
     [
         (lambda ep: ep.error(401, "Authorization header is correct, but the token seems invalid"), 4, "HF_API_KEY"),
-        (lambda ep: ep.error(422, "Input validation error: `max_new_tokens` must be <= 1024", "validation"), 5,
-         "`max_new_tokens` must be <= 1024"),
+        (
+            lambda ep: ep.error(422, "Input validation error: `max_new_tokens` must be <= 1024", "validation"),
+            5,
+            "`max_new_tokens` must be <= 1024",
+        ),
         (lambda ep: ep.error(429, "Model is overloaded", "overloaded"), 6, "overloaded"),
         (lambda ep: ep.page(502, "<html><body><h1>502 Bad Gateway</h1></body></html>"), 3, "not a TGI answer"),
         (None, 3, "connection refused"),  # nothing listens
     ],
     ids=["401", "422", "429", "502 html", "refused"],
 )
-def test_ask_reports_a_fault_in_one_line_with_its_exit_code(tgi_endpoint, closed_port_url, tmp_path, fault, exit_code, says):
+def test_ask_reports_a_fault_in_one_line_with_its_exit_code(
+    tgi_endpoint, closed_port_url, tmp_path, fault, exit_code, says
+):
     url = closed_port_url if fault is None else tgi_endpoint.url
     if fault is not None:
         fault(tgi_endpoint)

@@ -72,8 +72,10 @@ def native(model_dir):
 
 
 def test_importing_falconchat_imports_no_torch():
-    code = ("import sys, falconchat.cli.app, falconchat.backends.transformers; "
-            "print(any(m in sys.modules for m in ('torch', 'transformers')))")
+    code = (
+        "import sys, falconchat.cli.app, falconchat.backends.transformers; "
+        "print(any(m in sys.modules for m in ('torch', 'transformers')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 
@@ -127,8 +129,9 @@ def test_greedy_and_seeded_runs_repeat(backend):
 
 @pytest.mark.slow
 def test_max_new_tokens_ends_with_length(backend):
-    text, done = run(backend.stream("User: Tell me a long story about a dragon.\nAssistant:",
-                                    GREEDY.with_changes(max_new_tokens=8)))
+    text, done = run(
+        backend.stream("User: Tell me a long story about a dragon.\nAssistant:", GREEDY.with_changes(max_new_tokens=8))
+    )
     assert (done.finish_reason, done.completion_tokens) == ("length", 8)
     assert 0 < backend.count_tokens(text) <= 9
 
@@ -158,8 +161,9 @@ def test_close_mid_reply_stops_the_model_within_a_token_and_joins_the_thread(bac
     forward = model.forward
     steps = []
     monkeypatch.setattr(model, "forward", lambda *a, **k: steps.append(1) or forward(*a, **k))
-    stream = backend.stream("User: Tell me a long story about a dragon.\nAssistant:",
-                            GREEDY.with_changes(max_new_tokens=400))
+    stream = backend.stream(
+        "User: Tell me a long story about a dragon.\nAssistant:", GREEDY.with_changes(max_new_tokens=400)
+    )
     pieces = [next(stream) for _ in range(3)]
     assert all(isinstance(p, TextDelta) for p in pieces)
     at_close = len(steps)

@@ -137,6 +137,8 @@ def test_batch_without_input_on_a_terminal_is_a_usage_error(tmp_path):
 def test_errors_carry_their_kind_and_exit_code():
     from falconchat import errors
 
-    kinds = {cls.kind for cls in vars(errors).values() if isinstance(cls, type) and issubclass(cls, errors.FalconchatError)}
+    kinds = {
+        cls.kind for cls in vars(errors).values() if isinstance(cls, type) and issubclass(cls, errors.FalconchatError)
+    }
     assert {"usage", "config", "input", "unreachable", "timeout", "auth_rejected", "rejected", "overloaded"} <= kinds
     assert errors.Timeout("x").exit_code == ExitCode.UNREACHABLE == 3

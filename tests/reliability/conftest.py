@@ -68,6 +68,15 @@ def _summary() -> dict:
         "failed": outcomes.count("failed"),
         "xfailed": outcomes.count("xfailed"),
         "payloads": len(PAYLOADS),
-        **{key: tally[key] for key in ("outputs_checked", "tracebacks", "leaked_sequences", "canary_hits", "canary_checks",
-                                       "fuzzed_requests")},
+        **{
+            key: tally[key]
+            for key in (
+                "outputs_checked",
+                "tracebacks",
+                "leaked_sequences",
+                "canary_hits",
+                "canary_checks",
+                "fuzzed_requests",
+            )
+        },
     }

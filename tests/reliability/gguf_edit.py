@@ -29,7 +29,7 @@ class _Reader:
     def string(self) -> bytes:
         size = self.take("Q")
         self.at += size
-        return self.data[self.at - size:self.at]
+        return self.data[self.at - size : self.at]
 
     def skip_value(self, kind: int) -> None:
         if kind == STRING:
@@ -65,7 +65,7 @@ def with_metadata_string(source: Path, target: Path, key: str, value: str, heade
         if name == b"general.alignment" and kind == UINT32:
             alignment = struct.unpack_from("<I", reader.data, value_at)[0]
         if name != key.encode():
-            entries.append(reader.data[start:reader.at])
+            entries.append(reader.data[start : reader.at])
     infos = _tensor_infos(reader.data, tensors, reader.at)  # copied as they are: offsets are relative
     old_data_start = _aligned(reader.at + len(infos), alignment)
 
@@ -85,7 +85,7 @@ def _tensor_infos(data: bytes, tensors: int, start: int) -> bytes:
         reader.string()
         dims = reader.take("I")
         reader.at += 8 * dims + 4 + 8  # dimensions, type, offset
-    return data[start:reader.at]
+    return data[start : reader.at]
 
 
 def _aligned(offset: int, alignment: int) -> int:

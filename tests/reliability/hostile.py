@@ -79,7 +79,9 @@ PAYLOADS: list[Payload] = [
     # Rich markup and emoji codes: shown literally, never parsed
     Payload("Rich markup", "[bold red]loud[/bold red]", ("[bold red]loud[/bold red]",)),
     Payload("Rich closing tag", "[/]", ("[/]",)),
-    Payload("Rich link markup", "[link=http://evil.example]hidden[/link]", ("[link=http://evil.example]hidden[/link]",)),
+    Payload(
+        "Rich link markup", "[link=http://evil.example]hidden[/link]", ("[link=http://evil.example]hidden[/link]",)
+    ),
     Payload("Rich unbalanced close", "[/bold]", ("[/bold]",)),
     Payload("Rich click action", "[@click=app.quit]x[/]", ("[@click=app.quit]x[/]",)),
     Payload("emoji code", ":skull: :warning:", (":skull:", ":warning:")),
@@ -110,6 +112,6 @@ def as_tokens(whole: str, seed: int = 8) -> list[str]:
     pieces, at = [], 0
     while at < len(whole):
         size = rng.randint(1, 6)
-        pieces.append(whole[at:at + size])
+        pieces.append(whole[at : at + size])
         at += size
     return [" " + pieces[0], *pieces[1:]]  # the first token's leading space, as a model sends it

@@ -20,7 +20,7 @@ from pathlib import Path
 import pexpect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/: processes.py, tgi_endpoint.py
-from processes import FALCONCHAT, isolated_env  # noqa: E402
+from processes import FALCONCHAT, isolated_env
 
 # Canary secrets: any of these anywhere in an output or a file is a leak.
 CANARY_KEY = "hf_CANARYcanary0123456789abcdefCANARY"  # HF_API_KEY, the endpoint's token
@@ -42,25 +42,40 @@ class Ran:
     seconds: float
 
 
-def run(home: Path, *args: str, env: dict[str, str] | None = None, stdin: bytes | None = None,
-        timeout: float = 60) -> Ran:
+def run(
+    home: Path, *args: str, env: dict[str, str] | None = None, stdin: bytes | None = None, timeout: float = 60
+) -> Ran:
     """`falconchat ARGS` with stdout and stderr piped, isolated in `home`; stdin empty unless given."""
     home.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     proc = subprocess.run(
-        [*FALCONCHAT, *args], cwd=home, env=isolated_env(home, **(env or {})),
-        input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL,
-        capture_output=True, timeout=timeout,
+        [*FALCONCHAT, *args],
+        cwd=home,
+        env=isolated_env(home, **(env or {})),
+        input=stdin,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
+        capture_output=True,
+        timeout=timeout,
     )
-    return Ran(proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace"),
-               time.monotonic() - started)
+    return Ran(
+        proc.returncode,
+        proc.stdout.decode("utf-8", "replace"),
+        proc.stderr.decode("utf-8", "replace"),
+        time.monotonic() - started,
+    )
 
 
 def popen(home: Path, *args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
     home.mkdir(parents=True, exist_ok=True)
     kwargs.setdefault("stdin", subprocess.DEVNULL)
-    return subprocess.Popen([*FALCONCHAT, *args], cwd=home, env=isolated_env(home, **(env or {})),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+    return subprocess.Popen(
+        [*FALCONCHAT, *args],
+        cwd=home,
+        env=isolated_env(home, **(env or {})),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **kwargs,
+    )
 
 
 class Terminal:
@@ -68,14 +83,28 @@ class Terminal:
 
     PROMPT_OPENS = "\x1b[?2004h"  # prompt-toolkit turns bracketed paste on as each prompt opens
 
-    def __init__(self, home: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 60,
-                 command: list[str] | None = None):
+    def __init__(
+        self,
+        home: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        timeout: float = 60,
+        command: list[str] | None = None,
+    ):
         home.mkdir(parents=True, exist_ok=True)
         environment = isolated_env(home, PROMPT_TOOLKIT_NO_CPR="1", **(env or {}))
         argv = command or [*FALCONCHAT, *args]
         self._log = io.StringIO()
-        self.child = pexpect.spawn(argv[0], argv[1:], cwd=str(home), env=environment, timeout=timeout,
-                                   encoding="utf-8", codec_errors="replace", dimensions=(24, 80))
+        self.child = pexpect.spawn(
+            argv[0],
+            argv[1:],
+            cwd=str(home),
+            env=environment,
+            timeout=timeout,
+            encoding="utf-8",
+            codec_errors="replace",
+            dimensions=(24, 80),
+        )
         self.child.logfile_read = self._log
 
     @property
@@ -159,7 +188,9 @@ def no_escapes(text: str, where: str = "piped output") -> None:
     bad = _PIPE_UNSAFE.search(text)
     if bad:
         tally["leaked_sequences"] += 1
-        raise AssertionError(f"{bad.group()!r} in {where} at {bad.start()}: {text[max(0, bad.start() - 40):bad.start() + 40]!r}")
+        raise AssertionError(
+            f"{bad.group()!r} in {where} at {bad.start()}: {text[max(0, bad.start() - 40) : bad.start() + 40]!r}"
+        )
 
 
 # On a terminal falconchat's own output is styling (SGR) and the cursor moves, line erases
@@ -190,8 +221,8 @@ def _foreign_sgr(body: str) -> bool:
     i = 0
     while i < len(params):
         if params[i] in (38, 48, 58):  # a colour: 5;N or 2;R;G;B follows
-            size = 3 if params[i + 1:i + 2] == [5] else 5
-            if tuple(params[i:i + size]) in _FOREIGN_COLOURS:
+            size = 3 if params[i + 1 : i + 2] == [5] else 5
+            if tuple(params[i : i + size]) in _FOREIGN_COLOURS:
                 return True
             i += size
             continue
@@ -199,6 +230,8 @@ def _foreign_sgr(body: str) -> bool:
             return True
         i += 1
     return False
+
+
 _OWN_ESC = {"\x1b=", "\x1b>"}  # keypad application mode on/off (prompt-toolkit)
 
 

@@ -9,11 +9,11 @@ the REPL the partial reply is kept and the next message works.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import socket
 import time
 
 import pytest
-
 from kit import CANARY_SERVE_KEY, Ran, Terminal, no_leaks, no_traceback, one_error_line, popen, run
 from serve_process import ServeProcess, running
 
@@ -37,21 +37,41 @@ FAULTS = [
     ("401", lambda ep: ep.error(401, "Authorization header is invalid"), 4, "HF_API_KEY"),
     ("403", lambda ep: ep.error(403, "Forbidden"), 4, "HF_API_KEY"),
     ("404", lambda ep: ep.page(404, "Not Found", "text/plain"), 5, "check the endpoint URL"),
-    ("422", lambda ep: ep.error(422, "Input validation error: `temperature` must be strictly positive", "validation"),
-     5, "`temperature` must be strictly positive"),
-    ("429 with Retry-After", lambda ep: ep.error(429, "Rate limit reached", "overloaded", retry_after="0"), 6,
-     "overloaded"),
+    (
+        "422",
+        lambda ep: ep.error(422, "Input validation error: `temperature` must be strictly positive", "validation"),
+        5,
+        "`temperature` must be strictly positive",
+    ),
+    (
+        "429 with Retry-After",
+        lambda ep: ep.error(429, "Rate limit reached", "overloaded", retry_after="0"),
+        6,
+        "overloaded",
+    ),
     ("500", lambda ep: ep.error(500, "CUDA out of memory"), 1, "HTTP 500"),
     ("503", lambda ep: ep.error(503, "Model is loading", "overloaded", retry_after="0"), 6, "overloaded"),
-    ("HTML error page", lambda ep: ep.page(502, "<html><body><h1>502 Bad Gateway</h1></body></html>"), 3,
-     "not a TGI answer"),
-    ("HTML page with 200", lambda ep: ep.page(200, "<html><body>Sign in to continue</body></html>"), 1,
-     "not a TGI answer"),
+    (
+        "HTML error page",
+        lambda ep: ep.page(502, "<html><body><h1>502 Bad Gateway</h1></body></html>"),
+        3,
+        "not a TGI answer",
+    ),
+    (
+        "HTML page with 200",
+        lambda ep: ep.page(200, "<html><body>Sign in to continue</body></html>"),
+        1,
+        "not a TGI answer",
+    ),
     ("malformed SSE", lambda ep: ep.script(malformed_sse), 1, "malformed event"),
     ("stream cut before its details", lambda ep: ep.cut([" Half", " a"], abrupt=False), 1, "ended the stream"),
     ("connection dropped mid-body", lambda ep: ep.cut([" Half", " a"]), 1, "connection to"),
-    ("error event mid-stream", lambda ep: ep.error_event([" Half"], "Request failed during generation"), 1,
-     "failed to generate"),
+    (
+        "error event mid-stream",
+        lambda ep: ep.error_event([" Half"], "Request failed during generation"),
+        1,
+        "failed to generate",
+    ),
 ]
 
 
@@ -78,7 +98,7 @@ def test_429_without_retry_after_is_retried_with_backoff_then_reported(home, tgi
     assert_reported(result, tgi_endpoint.url, 6, "overloaded")
     times = [r.at for r in tgi_endpoint.requests]
     assert len(times) == 4  # the first try and three retries
-    assert all(b - a >= 0.3 for a, b in zip(times, times[1:]))  # backed off (0.5 s, 1 s, 2 s ± 20 %)
+    assert all(b - a >= 0.3 for a, b in itertools.pairwise(times))  # backed off (0.5 s, 1 s, 2 s ± 20 %)
 
 
 def test_retry_after_is_honoured(home, tgi_endpoint):
@@ -86,7 +106,7 @@ def test_retry_after_is_honoured(home, tgi_endpoint):
     result = run(home, "ask", "--timeout", "10", "--endpoint", tgi_endpoint.url, "hi")
     assert_reported(result, tgi_endpoint.url, 6, "overloaded")
     times = [r.at for r in tgi_endpoint.requests]
-    assert len(times) == 4 and all(b - a >= 0.75 for a, b in zip(times, times[1:]))
+    assert len(times) == 4 and all(b - a >= 0.75 for a, b in itertools.pairwise(times))
 
 
 def test_refused_connection(home, closed_port_url):
@@ -210,8 +230,20 @@ def test_serve_with_a_wrong_key(home, server):
 
 def test_serve_refusing_the_request(home, server):
     # Three stop sequences of the user's and the prompt format's two: more than the server takes.
-    result = run(home, "ask", "--stop", "A", "--stop", "B", "--stop", "C", "--endpoint", server.url, "hi",
-                 env={"HF_API_KEY": CANARY_SERVE_KEY})
+    result = run(
+        home,
+        "ask",
+        "--stop",
+        "A",
+        "--stop",
+        "B",
+        "--stop",
+        "C",
+        "--endpoint",
+        server.url,
+        "hi",
+        env={"HF_API_KEY": CANARY_SERVE_KEY},
+    )
     assert_reported(result, server.url, 5, "stop")
 
 
@@ -219,8 +251,17 @@ def test_serve_gone_mid_reply(home, serve_home):
     """The server dies while it streams: the part that arrived is kept, one line, exit 1."""
     doomed = ServeProcess(serve_home / "doomed")
     try:
-        proc = popen(home, "ask", "-t", "0", "--max-new-tokens", "400", "--endpoint", doomed.url,
-                     "Count from one to two hundred.")
+        proc = popen(
+            home,
+            "ask",
+            "-t",
+            "0",
+            "--max-new-tokens",
+            "400",
+            "--endpoint",
+            doomed.url,
+            "Count from one to two hundred.",
+        )
         first = proc.stdout.read(8)
     finally:
         doomed.kill()

@@ -12,7 +12,6 @@ import json
 import os
 
 import pytest
-
 from hostile import PAYLOADS, as_tokens, corpus, markers, text
 from kit import FALCONCHAT, Terminal, no_escapes, no_leaks, no_traceback, plain, run, screen_leaks
 
@@ -31,8 +30,9 @@ def test_the_corpus_is_large_enough():
     assert len(PAYLOADS) >= 40
 
 
-@pytest.mark.parametrize("payload", [p for p in PAYLOADS if not p.name.startswith(("Rich", "emoji"))],
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "payload", [p for p in PAYLOADS if not p.name.startswith(("Rich", "emoji"))], ids=lambda p: p.name
+)
 def test_the_screen_detector_sees_every_raw_payload(payload):
     """Written raw, each control payload is a leak: so a clean screen below means something."""
     assert screen_leaks(text(0, payload)), payload
@@ -112,7 +112,7 @@ def test_endpoint_error_messages_piped_are_one_clean_line(home, tgi_endpoint):
     chosen = list(enumerate(PAYLOADS))[::7]
     for i, payload in chosen:
         tgi_endpoint.error(500, text(i, payload), "generation")
-    for i, payload in chosen:
+    for i, _payload in chosen:
         result = run(home, "ask", "--endpoint", tgi_endpoint.url, "hi")
         assert result.code == 1
         no_traceback(result.err)
@@ -218,8 +218,14 @@ def test_a_session_file_carrying_payloads(home, tgi_endpoint):
     sessions = home / "data" / "falconchat" / "sessions"
     sessions.mkdir(parents=True, mode=0o700)
     turns = [{"user": text(i, p), "assistant": text(i, p), "status": "complete"} for i, p in enumerate(PAYLOADS)]
-    document = {"format": "falconchat-session", "version": 1, "model": text(21, PAYLOADS[21]),
-                "system": text(0, PAYLOADS[0]), "params": {"stop": [text(1, PAYLOADS[1])]}, "turns": turns}
+    document = {
+        "format": "falconchat-session",
+        "version": 1,
+        "model": text(21, PAYLOADS[21]),
+        "system": text(0, PAYLOADS[0]),
+        "params": {"stop": [text(1, PAYLOADS[1])]},
+        "turns": turns,
+    }
     (sessions / "evil.json").write_text(json.dumps(document), encoding="utf-8")
     os.chmod(sessions / "evil.json", 0o600)
     term = Terminal(home, "chat", "--session", "evil", "--endpoint", tgi_endpoint.url, "--max-new-tokens", "8")
@@ -235,4 +241,3 @@ def test_a_session_file_carrying_payloads(home, tgi_endpoint):
         term.close()
     no_traceback(term.screen)
     no_leaks(term.screen)
-

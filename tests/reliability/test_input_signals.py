@@ -15,7 +15,6 @@ import threading
 import time
 
 import pytest
-
 from kit import FALCONCHAT, Terminal, isolated_env, no_leaks, no_traceback, one_error_line, popen, run
 from serve_process import CANCELLED, running
 
@@ -57,13 +56,19 @@ def fed(home, data: bytes, *args: str, env: dict[str, str] | None = None) -> tup
     home.mkdir(parents=True, exist_ok=True)
     with open(home / "stderr.txt", "wb+") as err:
         started = time.monotonic()
-        proc = subprocess.Popen([*FALCONCHAT, *args], cwd=home, env=isolated_env(home, **(env or {})),
-                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
+        proc = subprocess.Popen(
+            [*FALCONCHAT, *args],
+            cwd=home,
+            env=isolated_env(home, **(env or {})),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
 
         def feed() -> None:
             try:
                 for at in range(0, len(data), 1 << 20):
-                    proc.stdin.write(data[at:at + (1 << 20)])
+                    proc.stdin.write(data[at : at + (1 << 20)])
                 proc.stdin.close()
             except OSError:  # the reader went away
                 pass
@@ -85,7 +90,9 @@ def test_100_mb_of_stdin_over_the_limit_is_refused_quickly(home, tgi_endpoint):
 def test_100_mb_of_stdin_within_a_raised_limit_is_read_and_measured(home, tgi_endpoint):
     """Read whole (with NULs and bad bytes in it), then refused for the model's context, not crashed."""
     data = b"word \x00\xff " * ((100 << 20) // 8)
-    code, err, _ = fed(home, data, "ask", "--endpoint", tgi_endpoint.url, env={"FALCONCHAT_MAX_INPUT_BYTES": str(200 << 20)})
+    code, err, _ = fed(
+        home, data, "ask", "--endpoint", tgi_endpoint.url, env={"FALCONCHAT_MAX_INPUT_BYTES": str(200 << 20)}
+    )
     assert code == 2, err
     line = one_error_line(err, "tokens", "shorten it")
     assert int(line.split("needs ")[1].split()[0]) > 30_000_000  # all 100 MB were read: ~35 M estimated tokens
@@ -133,7 +140,9 @@ def test_a_huge_argument(home, tgi_endpoint):
 
 def test_sigpipe_from_head_ends_quietly_and_stops_the_stream(home, tgi_endpoint):
     tgi_endpoint.script(lines_forever)
-    command = " ".join(FALCONCHAT) + f" ask --endpoint {tgi_endpoint.url} hi | head -1; echo \"status ${{PIPESTATUS[0]}}\" >&2"
+    command = (
+        " ".join(FALCONCHAT) + f' ask --endpoint {tgi_endpoint.url} hi | head -1; echo "status ${{PIPESTATUS[0]}}" >&2'
+    )
     proc = subprocess.run(["bash", "-c", command], cwd=home, env=isolated_env(home), capture_output=True, timeout=30)
     assert proc.stdout == b"line 1\n"
     assert proc.stderr.decode().strip() == "status 141"  # as for any Unix tool; nothing else said
@@ -146,7 +155,7 @@ def test_a_signal_mid_reply_ends_ask_and_its_stream(home, tgi_endpoint, sig):
     proc = popen(home, "ask", "--endpoint", tgi_endpoint.url, "hi")
     assert proc.stdout.read(10)  # the reply is streaming
     proc.send_signal(sig)
-    out, err = proc.communicate(timeout=10)
+    _out, err = proc.communicate(timeout=10)
     assert proc.returncode in SIGNALLED[sig], proc.returncode
     no_traceback(err.decode())
     assert left(tgi_endpoint)
@@ -219,7 +228,10 @@ def server(serve_home):
 def test_sigpipe_and_sigterm_leave_serve_idle(home, server):
     """A client that dies mid-reply stops the generation on the server; the next request is served."""
     mark = server.mark()
-    command = " ".join(FALCONCHAT) + f" ask -t 0 --max-new-tokens 400 --endpoint {server.url} 'Count to two hundred.' | head -c 20"
+    command = (
+        " ".join(FALCONCHAT)
+        + f" ask -t 0 --max-new-tokens 400 --endpoint {server.url} 'Count to two hundred.' | head -c 20"
+    )
     piped = subprocess.run(["bash", "-c", command], cwd=home, env=isolated_env(home), capture_output=True, timeout=60)
     assert len(piped.stdout) == 20 and piped.stderr == b""
     server.wait_for(CANCELLED, since=mark, timeout=20, what="the piped generation to be cancelled")

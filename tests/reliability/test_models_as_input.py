@@ -10,10 +10,10 @@ from __future__ import annotations
 import struct
 
 import pytest
-
-from falconchat.backends.gguf import bundled_model_path
 from gguf_edit import with_metadata_string
 from kit import Terminal, no_leaks, one_error_line, run
+
+from falconchat.backends.gguf import bundled_model_path
 
 pytestmark = pytest.mark.process  # starts the real falconchat, a terminal or a server
 
@@ -41,8 +41,9 @@ def hostile_models(tmp_path_factory):
 
 @pytest.mark.parametrize("i, name", list(enumerate(INJECTIONS)), ids=list(INJECTIONS))
 def test_a_template_injection_is_refused(home, hostile_models, i, name):
-    result = run(home, "ask", "--config", str(hostile_models / "config.toml"), "-m", f"evil{i}",
-                 "--max-new-tokens", "4", "hi")
+    result = run(
+        home, "ask", "--config", str(hostile_models / "config.toml"), "-m", f"evil{i}", "--max-new-tokens", "4", "hi"
+    )
     assert result.code == 2, (result.code, result.err)
     one_error_line(result.err, "chat template")
     assert result.out == ""
@@ -54,9 +55,22 @@ def test_the_edited_model_itself_loads(home, tmp_path):
     path = tmp_path / "fine.gguf"
     template = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}<|im_start|>assistant\n"
     with_metadata_string(bundled_model_path(), path, "tokenizer.chat_template", template)
-    (tmp_path / "config.toml").write_text(f'[models.fine]\nbackend = "local"\nmodel_path = "{path}"\nformat = "native"\n')
-    result = run(home, "ask", "--config", str(tmp_path / "config.toml"), "-m", "fine", "-t", "0",
-                 "--max-new-tokens", "12", "What is the capital of France?")
+    (tmp_path / "config.toml").write_text(
+        f'[models.fine]\nbackend = "local"\nmodel_path = "{path}"\nformat = "native"\n'
+    )
+    result = run(
+        home,
+        "ask",
+        "--config",
+        str(tmp_path / "config.toml"),
+        "-m",
+        "fine",
+        "-t",
+        "0",
+        "--max-new-tokens",
+        "12",
+        "What is the capital of France?",
+    )
     assert result.code == 0, result.err
     assert "Paris" in result.out
 

@@ -10,9 +10,15 @@ import json
 import stat
 
 import pytest
-
 from kit import (
-    CANARY_KEY, CANARY_SERVE_KEY, CANARY_URL_PASSWORD, Terminal, files_without_canary, no_canary, no_traceback, run,
+    CANARY_KEY,
+    CANARY_SERVE_KEY,
+    CANARY_URL_PASSWORD,
+    Terminal,
+    files_without_canary,
+    no_canary,
+    no_traceback,
+    run,
 )
 from serve_process import running
 
@@ -46,7 +52,9 @@ def test_an_endpoint_that_echoes_the_key_in_its_error(home, tgi_endpoint, flags)
     assert result.code == 4
     no_canary_in(result, "a 401 that echoes the key")
     if flags == ("--debug",):
-        assert "Traceback" in result.err  # --debug shows its traceback (--json reports the error as JSON), never the key
+        assert (
+            "Traceback" in result.err
+        )  # --debug shows its traceback (--json reports the error as JSON), never the key
 
 
 @pytest.mark.parametrize("where", ["refused", "scripted"])

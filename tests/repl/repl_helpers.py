@@ -64,14 +64,20 @@ class Chat:
     `say` sends a line and returns what was shown until the next prompt, without
     styling; `history()` reads the conversation back through /history."""
 
-    def __init__(self, home: Path, *args: str, quick: bool = True, env: dict[str, str] | None = None,
-                 wait: bool = True):
+    def __init__(
+        self, home: Path, *args: str, quick: bool = True, env: dict[str, str] | None = None, wait: bool = True
+    ):
         self.home = home
         environment = isolated_env(home, PROMPT_TOOLKIT_NO_CPR="1")
         environment.update(env or {})
         self.child = pexpect.spawn(
-            FALCONCHAT[0], [*FALCONCHAT[1:], *(QUICK if quick else ()), *args],
-            cwd=str(home), env=environment, timeout=TIMEOUT, encoding="utf-8", dimensions=(30, 120),
+            FALCONCHAT[0],
+            [*FALCONCHAT[1:], *(QUICK if quick else ()), *args],
+            cwd=str(home),
+            env=environment,
+            timeout=TIMEOUT,
+            encoding="utf-8",
+            dimensions=(30, 120),
         )
         self.raw = ""
         self.banner = self.wait_for_prompt() if wait else ""
@@ -136,7 +142,7 @@ def parse_history(shown: str, model: str = MODEL) -> list[tuple[str, str]]:
     # The first line is the echo of "/history" itself.
     for line in lines[1:] if lines and "/history" in lines[0] else lines:
         if line.startswith("You: "):
-            turns.append([line[len("You: "):], ""])
+            turns.append([line[len("You: ") :], ""])
             current = 0
         elif turns and reply_start.match(line) and current == 0:
             turns[-1][1] = reply_start.sub("", line, count=1)

@@ -9,7 +9,6 @@ import re
 import shutil
 
 import pytest
-
 from repl_helpers import FALCONCHAT, QUICK, TIMEOUT, isolated_env, pexpect, write_config
 
 pytestmark = pytest.mark.process  # starts the real falconchat, a terminal or a server
@@ -161,8 +160,14 @@ def test_show_lists_the_settings(chats):
     shown = chat.say("/show")
     assert "model: smollm2 (bundled, local)" in shown
     assert "system: Be brief." in shown
-    for line in ("temperature = 0.0", "max_new_tokens = 16", "top_p = 0.5", "top_k = 50",
-                 "repetition_penalty = 1.0", "seed = None"):
+    for line in (
+        "temperature = 0.0",
+        "max_new_tokens = 16",
+        "top_p = 0.5",
+        "top_k = 50",
+        "repetition_penalty = 1.0",
+        "seed = None",
+    ):
         assert line in shown, shown
     assert "session: (none" in shown
     assert "input history: on" in shown
@@ -170,8 +175,14 @@ def test_show_lists_the_settings(chats):
 
 def test_set_accepts_every_sampling_value_and_refuses_bad_ones(chats):
     chat = chats()
-    for name, value, shown in (("temperature", "0.3", "0.3"), ("max_new_tokens", "9", "9"), ("top_p", "0.8", "0.8"),
-                               ("top_k", "3", "3"), ("repetition_penalty", "1.2", "1.2"), ("seed", "77", "77")):
+    for name, value, shown in (
+        ("temperature", "0.3", "0.3"),
+        ("max_new_tokens", "9", "9"),
+        ("top_p", "0.8", "0.8"),
+        ("top_k", "3", "3"),
+        ("repetition_penalty", "1.2", "1.2"),
+        ("seed", "77", "77"),
+    ):
         assert f"{name} = {shown}" in chat.say(f"/set {name} {value}")
     assert "invalid top-p" in chat.say("/set top_p 7")
     assert "top_p = 0.8" in chat.say("/show")
@@ -179,8 +190,11 @@ def test_set_accepts_every_sampling_value_and_refuses_bad_ones(chats):
 
 def test_copy_prints_the_last_reply_plain_without_a_clipboard(chats, tmp_path):
     tools = ("pbcopy", "wl-copy", "xclip", "xsel")
-    path = os.pathsep.join(d for d in os.environ.get("PATH", "").split(os.pathsep)
-                           if not any(os.path.exists(os.path.join(d, t)) for t in tools))
+    path = os.pathsep.join(
+        d
+        for d in os.environ.get("PATH", "").split(os.pathsep)
+        if not any(os.path.exists(os.path.join(d, t)) for t in tools)
+    )
     chat = chats(env={"PATH": path})
     assert "no reply to copy" in chat.say("/copy")
     chat.say(FRANCE)
@@ -234,8 +248,15 @@ def test_older_turns_left_out_of_the_prompt_are_announced(chats):
 
 def test_the_bottom_toolbar_shows_model_temperature_and_context_use(tmp_path):
     """The toolbar needs the terminal to answer cursor-position requests: this one does."""
-    child = pexpect.spawn(FALCONCHAT[0], [*FALCONCHAT[1:], *QUICK], cwd=str(tmp_path), env=isolated_env(tmp_path),
-                          timeout=TIMEOUT, encoding="utf-8", dimensions=(30, 120))
+    child = pexpect.spawn(
+        FALCONCHAT[0],
+        [*FALCONCHAT[1:], *QUICK],
+        cwd=str(tmp_path),
+        env=isolated_env(tmp_path),
+        timeout=TIMEOUT,
+        encoding="utf-8",
+        dimensions=(30, 120),
+    )
     try:
         child.expect_exact("\x1b[6n")
         child.send("\x1b[5;1R")

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import os
 
-from repl_helpers import ENTER, PASTE_END, PASTE_START, UP, files_under, history_file, mode
 import pytest
+from repl_helpers import ENTER, PASTE_END, PASTE_START, UP, files_under, history_file, mode
 
 pytestmark = pytest.mark.process  # starts the real falconchat, a terminal or a server
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-from repl_helpers import ALT_ENTER, ENTER, PASTE_END, PASTE_START, TAB, write_config
 import pytest
+from repl_helpers import ALT_ENTER, ENTER, PASTE_END, PASTE_START, TAB, write_config
 
 pytestmark = pytest.mark.process  # starts the real falconchat, a terminal or a server
 
@@ -83,8 +83,9 @@ def test_tab_completes_a_set_parameter_name(chats):
 
 
 def test_tab_completes_model_and_role_names_from_the_config(chats, tmp_path):
-    write_config(tmp_path, '[roles.librarian]\nsystem = "You answer like a librarian."\n'
-                           '[models.localtwin]\nbackend = "local"\n')
+    write_config(
+        tmp_path, '[roles.librarian]\nsystem = "You answer like a librarian."\n[models.localtwin]\nbackend = "local"\n'
+    )
     chat = chats()
     assert "role librarian" in chat.keys("/role lib", TAB, ENTER)
     assert "You answer like a librarian." in chat.say("/system")

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
-from processes import falconchat, one_error_line
-from repl_helpers import isolated_env, write_config
 import pytest
+from repl_helpers import isolated_env, write_config
+
+from processes import falconchat, one_error_line
 
 pytestmark = pytest.mark.process  # starts the real falconchat, a terminal or a server
 
-ROLES = '''
+ROLES = """
 [roles.pirate]
 system = "You are a pirate."
 temperature = 0.25
@@ -17,7 +18,7 @@ top_k = 5
 
 [roles.poet]
 system = "You answer in rhyme."
-'''
+"""
 
 
 def test_role_flag_sets_the_system_message_and_its_settings(chats, tmp_path):

@@ -9,9 +9,9 @@ import os
 import signal
 
 import pytest
+from repl_helpers import ENTER, TAB, files_under, isolated_env, mode, sessions_dir
 
 from processes import falconchat, one_error_line
-from repl_helpers import ENTER, TAB, files_under, isolated_env, mode, sessions_dir
 
 pytestmark = pytest.mark.process  # starts the real falconchat, a terminal or a server
 
@@ -63,7 +63,7 @@ def test_export_writes_markdown_with_the_exchange(chats, tmp_path):
     chat = chats()
     chat.say("/system Be brief.")
     chat.say(FRANCE)
-    (user, reply), = chat.history()
+    ((_user, reply),) = chat.history()
     assert "exported to" in chat.say("/export chat.md")
     path = tmp_path / "chat.md"
     text = path.read_text()
@@ -186,12 +186,28 @@ def _corrupt(home, name, content: bytes):
 CORRUPT = {
     "garbage": b"this is not json {",
     "foreign": json.dumps({"messages": [{"role": "user", "content": "hi"}]}).encode(),
-    "future": json.dumps({"format": "falconchat-session", "version": 99, "system": "", "model": "x",
-                          "turns": []}).encode(),
-    "badturns": json.dumps({"format": "falconchat-session", "version": 1, "system": "", "model": "x",
-                            "turns": [{"user": 1, "assistant": "a", "status": "complete"}]}).encode(),
-    "badparams": json.dumps({"format": "falconchat-session", "version": 1, "system": "", "model": "x",
-                             "turns": [], "params": {"temperature": "hot"}}).encode(),
+    "future": json.dumps(
+        {"format": "falconchat-session", "version": 99, "system": "", "model": "x", "turns": []}
+    ).encode(),
+    "badturns": json.dumps(
+        {
+            "format": "falconchat-session",
+            "version": 1,
+            "system": "",
+            "model": "x",
+            "turns": [{"user": 1, "assistant": "a", "status": "complete"}],
+        }
+    ).encode(),
+    "badparams": json.dumps(
+        {
+            "format": "falconchat-session",
+            "version": 1,
+            "system": "",
+            "model": "x",
+            "turns": [],
+            "params": {"temperature": "hot"},
+        }
+    ).encode(),
     "binary": b"\xff\xfe\x00garbage",
     "empty": b"",
     "array": b"[1, 2, 3]",
@@ -220,7 +236,7 @@ def test_a_corrupt_session_file_is_refused_by_load_and_nothing_changes(chats, tm
     chat.say(FRANCE)
     chat.say("/set top_k 9")
     before = chat.history()
-    for name, content in CORRUPT.items():
+    for name in CORRUPT:
         shown = chat.say(f"/load {name}")
         assert "error:" in shown, (name, shown)
         assert "loaded" not in shown

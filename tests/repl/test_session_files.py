@@ -16,19 +16,30 @@ from falconchat.types import SamplingParams, Turn
 
 
 def a_session() -> sessions.Session:
-    conversation = Conversation(system="You are terse. ünïcødé ✓", turns=[
-        Turn("What is the capital of France?", "Paris.", "complete"),
-        Turn("Count to ten", "one, two, thr", "cut"),
-        Turn("Line one\nline two\n\n  indented", "**bold** `code`\n- item", "error"),
-    ])
-    params = SamplingParams(temperature=0.3, max_new_tokens=77, top_p=0.9, top_k=7, repetition_penalty=1.1,
-                            seed=1234, stop=("###", "\nQ:"))
+    conversation = Conversation(
+        system="You are terse. ünïcødé ✓",
+        turns=[
+            Turn("What is the capital of France?", "Paris.", "complete"),
+            Turn("Count to ten", "one, two, thr", "cut"),
+            Turn("Line one\nline two\n\n  indented", "**bold** `code`\n- item", "error"),
+        ],
+    )
+    params = SamplingParams(
+        temperature=0.3, max_new_tokens=77, top_p=0.9, top_k=7, repetition_penalty=1.1, seed=1234, stop=("###", "\nQ:")
+    )
     return sessions.Session(conversation, "smollm2", params)
 
 
 def good_document() -> dict:
-    return {"format": "falconchat-session", "version": 1, "saved_at": "2024-01-01T00:00:00Z", "model": "m",
-            "system": "", "params": {"temperature": 0.5}, "turns": [{"user": "u", "assistant": "a", "status": "complete"}]}
+    return {
+        "format": "falconchat-session",
+        "version": 1,
+        "saved_at": "2024-01-01T00:00:00Z",
+        "model": "m",
+        "system": "",
+        "params": {"temperature": 0.5},
+        "turns": [{"user": "u", "assistant": "a", "status": "complete"}],
+    }
 
 
 def write_json(path: Path, document) -> Path:
@@ -156,9 +167,15 @@ def test_a_directory_is_refused(tmp_path):
     refuse(tmp_path / "dir.json")
 
 
-@pytest.mark.parametrize("change", [
-    {"format": None}, {"format": "other-tool"}, {"format": "FALCONCHAT-SESSION"},
-], ids=["no-mark", "foreign-mark", "mark-case"])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"format": None},
+        {"format": "other-tool"},
+        {"format": "FALCONCHAT-SESSION"},
+    ],
+    ids=["no-mark", "foreign-mark", "mark-case"],
+)
 def test_a_wrong_format_mark_is_refused(tmp_path, change):
     document = {**good_document(), **change}
     if change["format"] is None:
@@ -179,17 +196,21 @@ def test_a_foreign_chat_export_is_refused(tmp_path):
     assert "not a falconchat session file" in refuse(write_json(tmp_path / "chatgpt.json", document))
 
 
-@pytest.mark.parametrize("turns", [
-    "not a list",
-    [["user", "assistant"]],
-    [{"assistant": "a", "status": "complete"}],
-    [{"user": "u", "status": "complete"}],
-    [{"user": 1, "assistant": "a", "status": "complete"}],
-    [{"user": "u", "assistant": None, "status": "complete"}],
-    [{"user": "u", "assistant": "a", "status": "finished"}],
-    [{"user": "u", "assistant": "a"}],
-    [{"user": "u", "assistant": "a", "status": "complete"}, "second"],
-], ids=["str", "pair", "no-user", "no-assistant", "user-int", "assistant-null", "bad-status", "no-status", "mixed"])
+@pytest.mark.parametrize(
+    "turns",
+    [
+        "not a list",
+        [["user", "assistant"]],
+        [{"assistant": "a", "status": "complete"}],
+        [{"user": "u", "status": "complete"}],
+        [{"user": 1, "assistant": "a", "status": "complete"}],
+        [{"user": "u", "assistant": None, "status": "complete"}],
+        [{"user": "u", "assistant": "a", "status": "finished"}],
+        [{"user": "u", "assistant": "a"}],
+        [{"user": "u", "assistant": "a", "status": "complete"}, "second"],
+    ],
+    ids=["str", "pair", "no-user", "no-assistant", "user-int", "assistant-null", "bad-status", "no-status", "mixed"],
+)
 def test_malformed_turns_are_refused(tmp_path, turns):
     refuse(write_json(tmp_path / "s.json", {**good_document(), "turns": turns}))
 
@@ -206,11 +227,25 @@ def test_missing_fields_are_refused(tmp_path, field):
     refuse(write_json(tmp_path / "s.json", document))
 
 
-@pytest.mark.parametrize("params", [
-    "hot", [0.5], {"temperature": "hot"}, {"temperature": -1}, {"temperature": True}, {"max_new_tokens": 0},
-    {"max_new_tokens": 2.5}, {"top_p": 7}, {"top_k": -3}, {"repetition_penalty": 0}, {"seed": -1},
-    {"stop": [""]}, {"stop": [1]},
-], ids=lambda p: json.dumps(p))
+@pytest.mark.parametrize(
+    "params",
+    [
+        "hot",
+        [0.5],
+        {"temperature": "hot"},
+        {"temperature": -1},
+        {"temperature": True},
+        {"max_new_tokens": 0},
+        {"max_new_tokens": 2.5},
+        {"top_p": 7},
+        {"top_k": -3},
+        {"repetition_penalty": 0},
+        {"seed": -1},
+        {"stop": [""]},
+        {"stop": [1]},
+    ],
+    ids=lambda p: json.dumps(p),
+)
 def test_bad_params_values_are_refused(tmp_path, params):
     refuse(write_json(tmp_path / "s.json", {**good_document(), "params": params}))
 

@@ -77,8 +77,12 @@ class ServeProcess:
 
     def request_line(self, path: str, *, since: int, timeout: float = 10.0) -> re.Match:
         """The log line of the next request to `path` after `since`."""
-        return self.wait_for(rf"^[A-Z]+ {re.escape(path)} \d{{3}} \d+ tokens", since=since, timeout=timeout,
-                             what=f"the log line of a request to {path}")
+        return self.wait_for(
+            rf"^[A-Z]+ {re.escape(path)} \d{{3}} \d+ tokens",
+            since=since,
+            timeout=timeout,
+            what=f"the log line of a request to {path}",
+        )
 
     def stop(self) -> str:
         """Ctrl-C; the server must exit 0 with no traceback. Returns the whole log (checked once)."""
@@ -92,7 +96,7 @@ class ServeProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-            raise AssertionError("the server did not stop within 20 s of SIGINT; its log:\n" + self.log)
+            raise AssertionError("the server did not stop within 20 s of SIGINT; its log:\n" + self.log) from None
         self._reader.join(timeout=5)
         log = self.log
         assert "Traceback" not in log, log

@@ -5,18 +5,28 @@ from __future__ import annotations
 import threading
 import time
 
-import requests
 import pytest
+import requests
 
 pytestmark = pytest.mark.slow  # loads the bundled model and generates
 
-QUESTIONS = ["the ocean", "ancient Rome", "space travel", "music", "the history of computing",
-             "volcanoes", "trains", "the printing press"]
+QUESTIONS = [
+    "the ocean",
+    "ancient Rome",
+    "space travel",
+    "music",
+    "the history of computing",
+    "volcanoes",
+    "trains",
+    "the printing press",
+]
 
 
 def body(topic: str) -> dict:
-    return {"inputs": f"User: Write a long, detailed essay about {topic}.\nAssistant:",
-            "parameters": {"max_new_tokens": 40, "details": True}}
+    return {
+        "inputs": f"User: Write a long, detailed essay about {topic}.\nAssistant:",
+        "parameters": {"max_new_tokens": 40, "details": True},
+    }
 
 
 def stream(server, payload: dict, times: dict, key: str) -> str:

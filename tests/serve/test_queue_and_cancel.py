@@ -8,11 +8,11 @@ import time
 
 import pytest
 import requests
+from serve_process import CANCELLED, parse_request_line, running
 from text_generation import Client
 from text_generation.errors import OverloadedError
 
 from processes import falconchat, isolated_env, one_error_line
-from serve_process import CANCELLED, parse_request_line, running
 
 pytestmark = pytest.mark.process  # starts the real falconchat, a terminal or a server
 
@@ -162,8 +162,13 @@ def call(server, method: str, path: str, body, headers: dict | None = None) -> r
 
 def test_an_api_key_protects_every_route_but_health(start_server):
     server = start_server("--api-key", KEY)
-    for wrong in ({}, {"Authorization": "Bearer not-the-key"}, {"Authorization": f"Basic {KEY}"},
-                  {"Authorization": KEY}, {"Authorization": f"Bearer {KEY}x"}):
+    for wrong in (
+        {},
+        {"Authorization": "Bearer not-the-key"},
+        {"Authorization": f"Basic {KEY}"},
+        {"Authorization": KEY},
+        {"Authorization": f"Bearer {KEY}x"},
+    ):
         for method, path, body in PROTECTED:
             response = call(server, method, path, body, wrong)
             assert response.status_code == 401, (path, wrong, response.text)
@@ -201,8 +206,9 @@ def test_ctrl_c_while_the_model_still_works_for_a_client_that_left(start_server)
     server = start_server()
     mark = server.mark()
     # A prompt of some 1,800 tokens: reading it takes the model a while after its client has gone.
-    open_stream(server, {"inputs": "The history of the world, told at length. " * 180,
-                         "parameters": {"max_new_tokens": 50}}).close()
+    open_stream(
+        server, {"inputs": "The history of the world, told at length. " * 180, "parameters": {"max_new_tokens": 50}}
+    ).close()
     server.request_line("/generate_stream", since=mark)  # the server saw the client leave
     server.stop()  # exit code 0: the model is not freed under the engine's feet
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 
 import pytest
+from serve_process import CANCELLED, parse_request_line
 
 from processes import FALCONCHAT, falconchat, isolated_env, one_error_line
-from serve_process import CANCELLED, parse_request_line
 
 pytestmark = pytest.mark.process  # starts the real falconchat, a terminal or a server
 
@@ -113,7 +113,11 @@ def repl(server, tmp_path):
     child = pexpect.spawn(
         FALCONCHAT[0],
         [*FALCONCHAT[1:], "--endpoint", server.url, *SHORT],
-        cwd=str(tmp_path), env=env, timeout=120, encoding="utf-8", dimensions=(24, 100),
+        cwd=str(tmp_path),
+        env=env,
+        timeout=120,
+        encoding="utf-8",
+        dimensions=(24, 100),
     )
     wait_for_prompt(child)
     yield child

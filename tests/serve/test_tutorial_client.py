@@ -54,8 +54,7 @@ def test_the_tutorial_streaming_loop(client):
     history = [["Hello!", "Hello! How can I help you today?"]]
     prompt = format_chat_prompt(QUESTION, history, INSTRUCTION)
     assert prompt == (
-        f"System:{INSTRUCTION}\nUser: Hello!\nAssistant: Hello! How can I help you today?\n"
-        f"User: {QUESTION}\nAssistant:"
+        f"System:{INSTRUCTION}\nUser: Hello!\nAssistant: Hello! How can I help you today?\nUser: {QUESTION}\nAssistant:"
     )
     text, events = "", []
     for response in client.generate_stream(prompt, stop_sequences=["\nUser:"], temperature=0.7, max_new_tokens=48):
@@ -221,7 +220,7 @@ def test_tokenize_gives_ids_and_offsets(server):
     for token in tokens:
         assert isinstance(token["id"], int)
         assert token["start"] == position
-        assert text[token["start"]:token["stop"]] == token["text"]
+        assert text[token["start"] : token["stop"]] == token["text"]
         position = token["stop"]
     assert position == len(text)
 

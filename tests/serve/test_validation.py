@@ -6,7 +6,6 @@ import json
 
 import pytest
 import requests
-
 from serve_process import parse_request_line
 
 pytestmark = pytest.mark.process  # starts the real falconchat, a terminal or a server
@@ -75,7 +74,12 @@ CASES = [
     ("grammar", "/generate", params(grammar={"type": "json", "value": {"type": "object"}}), 422),
     ("details a string", "/generate", params(details="yes"), 422),
     ("do_sample a number", "/generate", params(do_sample=1), 422),
-    ("decoder_input_details while streaming", "/generate_stream", params(decoder_input_details=True, max_new_tokens=1), 422),
+    (
+        "decoder_input_details while streaming",
+        "/generate_stream",
+        params(decoder_input_details=True, max_new_tokens=1),
+        422,
+    ),
     ("stream a string", "/", {"inputs": PROMPT, "stream": "yes"}, 422),
     ("body over 2 MB", "/generate", {"inputs": "a" * 2_100_000}, 413),
     ("tokenize: not json", "/tokenize", raw("hello"), 422),
@@ -86,7 +90,9 @@ CASES = [
 
 def send(url: str, body, *, stream: bool = False, timeout: float = 60) -> requests.Response:
     if isinstance(body, bytes):
-        return requests.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=timeout, stream=stream)
+        return requests.post(
+            url, data=body, headers={"Content-Type": "application/json"}, timeout=timeout, stream=stream
+        )
     return requests.post(url, json=body, timeout=timeout, stream=stream)
 
 

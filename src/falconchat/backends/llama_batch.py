@@ -102,9 +102,16 @@ class BatchEngine:
 
     # -- callers' side ---------------------------------------------------------------------
 
-    def tokens(self, tokens: list[int], params: SamplingParams, max_new: int, *, seed: int,
-               logprobs: bool = False, should_stop: Callable[[], bool] | None = None
-               ) -> Iterator[tuple[int, float | None]]:
+    def tokens(
+        self,
+        tokens: list[int],
+        params: SamplingParams,
+        max_new: int,
+        *,
+        seed: int,
+        logprobs: bool = False,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> Iterator[tuple[int, float | None]]:
         """(token, logprob) pairs as the engine samples them, end-of-generation token included.
 
         Ends by itself at end-of-generation or after `max_new` tokens; closing it
@@ -331,4 +338,3 @@ def _sampler_chain(n_vocab: int, params: SamplingParams, seed: int):
         sampler.add_temp(params.temperature)
         sampler.add_dist(seed)
     return sampler
-

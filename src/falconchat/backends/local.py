@@ -132,13 +132,20 @@ class LocalBackend:
         llm = self.load()
         template = llm.metadata.get("tokenizer.chat_template")
         if not template:
-            raise ConfigError(f"{self.model_path.name} carries no chat template; use format = \"falcon\"")
+            raise ConfigError(f'{self.model_path.name} carries no chat template; use format = "falcon"')
         bos = self.text([llm.token_bos()])
         prompt = render_chat_template(template, messages, bos_token=bos, eos_token=self.eos()[1])
-        return prompt[len(bos):] if bos and prompt.startswith(bos) else prompt  # generate() adds the BOS
+        return prompt[len(bos) :] if bos and prompt.startswith(bos) else prompt  # generate() adds the BOS
 
-    def generate(self, prompt: str, params: SamplingParams, stops: Sequence[str] = (),
-                 *, logprobs: bool = False, should_stop: Callable[[], bool] | None = None) -> TokenStream:
+    def generate(
+        self,
+        prompt: str,
+        params: SamplingParams,
+        stops: Sequence[str] = (),
+        *,
+        logprobs: bool = False,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> TokenStream:
         """The raw token stream: one TextDelta per token (with its id), stop text included.
 
         Ends with Done("stop") at an end-of-generation token or when the text
@@ -158,8 +165,9 @@ class LocalBackend:
         seed = params.seed if params.seed is not None else random.getrandbits(31)
         should_stop = should_stop or (lambda: False)
         if self._engine is not None:
-            sampled = self._engine.tokens(tokens, params, max_new, seed=seed, logprobs=logprobs,
-                                          should_stop=should_stop)
+            sampled = self._engine.tokens(
+                tokens, params, max_new, seed=seed, logprobs=logprobs, should_stop=should_stop
+            )
         else:
             sampled = self._sample_alone(llm, tokens, params, seed, logprobs, should_stop)
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
@@ -172,8 +180,14 @@ class LocalBackend:
         count = 0
 
         def done(reason: FinishReason, stop: str | None = None) -> Done:
-            return Done(reason, prompt_tokens=len(tokens), completion_tokens=count, first_token_s=first_token_s,
-                        total_s=time.monotonic() - started, stop_sequence=stop)
+            return Done(
+                reason,
+                prompt_tokens=len(tokens),
+                completion_tokens=count,
+                first_token_s=first_token_s,
+                total_s=time.monotonic() - started,
+                stop_sequence=stop,
+            )
 
         # Closing the token source stops decoding at once (or cancels the engine's sequence).
         # A source that ends by itself was stopped by `should_stop`.
@@ -188,7 +202,7 @@ class LocalBackend:
                 text = decoder.decode(llm.detokenize([token]))
                 yield TextDelta(text, token_id=token, logprob=logprob)
                 if stops:
-                    tail = (tail + text)[-(longest_stop + len(text)):]
+                    tail = (tail + text)[-(longest_stop + len(text)) :]
                     hit = next((s for s in stops if s in tail), None)
                     if hit is not None:
                         yield done("stop", hit)
@@ -197,8 +211,9 @@ class LocalBackend:
                     yield done("length")
                     return
 
-    def _sample_alone(self, llm, tokens: list[int], params: SamplingParams, seed: int, logprobs: bool,
-                      should_stop: Callable[[], bool]):
+    def _sample_alone(
+        self, llm, tokens: list[int], params: SamplingParams, seed: int, logprobs: bool, should_stop: Callable[[], bool]
+    ):
         """The single-sequence path: (token, logprob) pairs from llama-cpp-python's own loop."""
         llm.set_seed(seed)
         with _engine_errors():
@@ -307,7 +322,7 @@ def _prefill(llm, tokens: list[int], should_stop: Callable[[], bool]) -> bool:
     for start in range(cached, len(tokens) - 1, PREFILL_CHUNK):
         if should_stop():
             return False
-        llm.eval(tokens[start: min(start + PREFILL_CHUNK, len(tokens) - 1)])
+        llm.eval(tokens[start : min(start + PREFILL_CHUNK, len(tokens) - 1)])
     return True
 
 

@@ -12,10 +12,10 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 
-from falconchat.text import safe_url, server_message
 from falconchat.config import ModelSpec
 from falconchat.errors import AuthRejected, ConfigError, EndpointError, Overloaded, Rejected, Timeout, Unreachable
 from falconchat.prompt import clean_reply, starts_reply, stop_sequences
+from falconchat.text import safe_url, server_message
 from falconchat.types import Done, SamplingParams, TextDelta, TokenStream
 
 DEFAULT_CONTEXT = 4096
@@ -72,7 +72,9 @@ class OpenAIBackend:
             try:
                 import openai
             except ImportError:
-                raise ConfigError("the openai backend needs the openai package: pip install 'falconchat[openai]'") from None
+                raise ConfigError(
+                    "the openai backend needs the openai package: pip install 'falconchat[openai]'"
+                ) from None
             self._client = openai.OpenAI(
                 base_url=self.spec.endpoint,
                 api_key=self.spec.api_key or "none",  # local servers take any key; the SDK insists on one
@@ -84,8 +86,13 @@ class OpenAIBackend:
 
     def _sampling(self, params: SamplingParams) -> dict:
         # top_k and repetition_penalty are not in OpenAI's API; servers differ on their names.
-        values = {"model": self.spec.remote_model or self.name, "max_tokens": params.max_new_tokens,
-                  "temperature": params.temperature, "top_p": params.top_p, "stream": True}
+        values = {
+            "model": self.spec.remote_model or self.name,
+            "max_tokens": params.max_new_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "stream": True,
+        }
         if params.seed is not None:
             values["seed"] = params.seed
         return values
@@ -117,8 +124,12 @@ class OpenAIBackend:
                     count += 1
                     yield TextDelta(text)
                 if choice.finish_reason:
-                    yield Done("length" if choice.finish_reason == "length" else "stop", completion_tokens=count,
-                               first_token_s=first_token_s, total_s=time.monotonic() - started)
+                    yield Done(
+                        "length" if choice.finish_reason == "length" else "stop",
+                        completion_tokens=count,
+                        first_token_s=first_token_s,
+                        total_s=time.monotonic() - started,
+                    )
                     return
         raise EndpointError(f"{self.shown_url} ended the stream before the reply was complete ({count} pieces arrived)")
 

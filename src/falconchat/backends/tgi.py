@@ -27,8 +27,8 @@ from falconchat.errors import (
     Timeout,
     Unreachable,
 )
-from falconchat.text import safe_url, server_message
 from falconchat.prompt import clean_reply, starts_reply, stop_sequences
+from falconchat.text import safe_url, server_message
 from falconchat.types import Done, SamplingParams, TextDelta, TokenStream
 
 DEFAULT_CONTEXT = 2048
@@ -89,7 +89,7 @@ class TgiBackend:
         """Nothing to load: the endpoint is asked when there is something to ask."""
 
     def stream_messages(self, messages: Sequence[dict], params: SamplingParams) -> TokenStream:
-        raise ConfigError("a tgi model takes a text prompt (format = \"falcon\"), not chat messages")
+        raise ConfigError('a tgi model takes a text prompt (format = "falcon"), not chat messages')
 
     def close(self) -> None:
         if self._session is not None:
@@ -137,11 +137,17 @@ class TgiBackend:
                 method, url, stream=True, timeout=(min(self.spec.timeout, 30.0), self.spec.timeout), **kwargs
             )
         except requests.exceptions.ConnectTimeout:
-            raise Timeout(f"{self.shown_url} did not accept a connection within {self.spec.timeout:g}s; is it up?") from None
+            raise Timeout(
+                f"{self.shown_url} did not accept a connection within {self.spec.timeout:g}s; is it up?"
+            ) from None
         except requests.exceptions.ReadTimeout:
-            raise Timeout(f"{self.shown_url} sent no answer within {self.spec.timeout:g}s; try again or raise --timeout") from None
+            raise Timeout(
+                f"{self.shown_url} sent no answer within {self.spec.timeout:g}s; try again or raise --timeout"
+            ) from None
         except requests.exceptions.ConnectionError as exc:
-            raise Unreachable(f"cannot reach {self.shown_url}: {_connection_reason(exc)}; check the URL and that the endpoint is running") from None
+            raise Unreachable(
+                f"cannot reach {self.shown_url}: {_connection_reason(exc)}; check the URL and that the endpoint is running"
+            ) from None
         except requests.exceptions.RequestException as exc:
             raise Unreachable(f"cannot reach {self.shown_url}: {type(exc).__name__}") from None
 
@@ -189,13 +195,17 @@ class TgiBackend:
                         continue
                     payload = _json(line[5:])
                     if payload is None:
-                        raise EndpointError(f"{self.shown_url} sent a malformed event; the reply is incomplete: try again, and check that the URL is a TGI endpoint")
+                        raise EndpointError(
+                            f"{self.shown_url} sent a malformed event; the reply is incomplete: try again, and check that the URL is a TGI endpoint"
+                        )
                     if "error" in payload:
                         raise self._payload_error(payload, response.status_code)
                     try:
                         event = StreamResponse(**payload)
                     except PydanticError:
-                        raise EndpointError(f"{self.shown_url} sent an event that is not TGI's; the reply is incomplete: check that the URL is a TGI endpoint") from None
+                        raise EndpointError(
+                            f"{self.shown_url} sent an event that is not TGI's; the reply is incomplete: check that the URL is a TGI endpoint"
+                        ) from None
                     if first_token_s is None:
                         first_token_s = time.monotonic() - started
                     tokens += 1
@@ -212,11 +222,19 @@ class TgiBackend:
                         return
             except requests.exceptions.ConnectionError as exc:
                 if "Read timed out" in str(exc):
-                    raise Timeout(f"{self.shown_url} stopped sending for {self.spec.timeout:g}s; the reply is incomplete: try again or raise --timeout") from None
-                raise EndpointError(f"the connection to {self.shown_url} broke; the reply is incomplete: try again") from None
+                    raise Timeout(
+                        f"{self.shown_url} stopped sending for {self.spec.timeout:g}s; the reply is incomplete: try again or raise --timeout"
+                    ) from None
+                raise EndpointError(
+                    f"the connection to {self.shown_url} broke; the reply is incomplete: try again"
+                ) from None
             except requests.exceptions.RequestException:
-                raise EndpointError(f"the connection to {self.shown_url} broke; the reply is incomplete: try again") from None
-        raise EndpointError(f"{self.shown_url} ended the stream before the reply was complete ({tokens} tokens arrived); try again")
+                raise EndpointError(
+                    f"the connection to {self.shown_url} broke; the reply is incomplete: try again"
+                ) from None
+        raise EndpointError(
+            f"{self.shown_url} ended the stream before the reply was complete ({tokens} tokens arrived); try again"
+        )
 
     # ---- errors ------------------------------------------------------------------------
 
@@ -234,7 +252,9 @@ class TgiBackend:
         message = server_message(payload.get("error", ""), self.spec.api_key)
         error = parse_error(status, {"error": message, "error_type": str(payload.get("error_type", ""))})
         if isinstance(error, ValidationError):
-            return Rejected(f"{self.shown_url} rejected the request: {message}; check the settings it names (--max-new-tokens, sampling)")
+            return Rejected(
+                f"{self.shown_url} rejected the request: {message}; check the settings it names (--max-new-tokens, sampling)"
+            )
         if isinstance(error, OverloadedError):
             return Overloaded(f"{self.shown_url} is overloaded: {message}; try again later")
         if isinstance(error, GenerationError):
@@ -245,18 +265,26 @@ class TgiBackend:
 
 def _by_status(status: int, message: str, url: str) -> EndpointError:
     if status in (401, 403):
-        return AuthRejected(f"{url} rejected the credentials (HTTP {status}: {message}); check HF_API_KEY and the auth scheme")
+        return AuthRejected(
+            f"{url} rejected the credentials (HTTP {status}: {message}); check HF_API_KEY and the auth scheme"
+        )
     if status in (429, 503):
         return Overloaded(f"{url} is overloaded or unavailable (HTTP {status}: {message}); try again later")
     if status == 404:
         return Rejected(f"{url} has no such route (HTTP 404: {message}); check the endpoint URL")
     if status in (400, 413, 422):
-        return Rejected(f"{url} rejected the request (HTTP {status}: {message}); check the settings and the size of the prompt")
+        return Rejected(
+            f"{url} rejected the request (HTTP {status}: {message}); check the settings and the size of the prompt"
+        )
     if status == 502:
-        return Unreachable(f"{url} is unreachable behind its gateway (HTTP 502: {message}); check the URL and that the endpoint is running")
+        return Unreachable(
+            f"{url} is unreachable behind its gateway (HTTP 502: {message}); check the URL and that the endpoint is running"
+        )
     if status == 504:
         return Timeout(f"{url} timed out behind its gateway (HTTP 504: {message}); try again later")
-    return EndpointError(f"{url} failed (HTTP {status}: {message}); try again, and check the endpoint's logs if it goes on")
+    return EndpointError(
+        f"{url} failed (HTTP {status}: {message}); try again, and check the endpoint's logs if it goes on"
+    )
 
 
 def _is_event_stream(response) -> bool:
@@ -280,7 +308,12 @@ def _retry_after(response) -> float | None:
 
 def _connection_reason(exc: Exception) -> str:
     text = str(exc)
-    if "Name or service not known" in text or "nodename nor servname" in text or "NameResolution" in text or "getaddrinfo" in text:
+    if (
+        "Name or service not known" in text
+        or "nodename nor servname" in text
+        or "NameResolution" in text
+        or "getaddrinfo" in text
+    ):
         return "the host name does not resolve"
     if "Connection refused" in text:
         return "connection refused"

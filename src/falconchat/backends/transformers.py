@@ -93,7 +93,10 @@ class TransformersBackend:
             torch.set_num_threads(self.spec.threads)
         device = self._device(torch)
         path = self.model_path
-        where = {"pretrained_model_name_or_path": str(path.parent if path.is_file() else path), "local_files_only": True}
+        where = {
+            "pretrained_model_name_or_path": str(path.parent if path.is_file() else path),
+            "local_files_only": True,
+        }
         if path.is_file():
             where["gguf_file"] = path.name
         try:
@@ -101,7 +104,8 @@ class TransformersBackend:
             config = transformers.AutoConfig.from_pretrained(**where)
             tokenizer = transformers.AutoTokenizer.from_pretrained(**where, config=config)
             model = transformers.AutoModelForCausalLM.from_pretrained(
-                **where, config=config, dtype=torch.float32 if device == "cpu" else "auto")
+                **where, config=config, dtype=torch.float32 if device == "cpu" else "auto"
+            )
         except Exception as exc:  # loaders fail in many ways (OSError, ValueError, struct errors…): one line
             raise ConfigError(f"cannot load model {path}: {_first_line(exc)}") from None
         return model.to(device).eval(), tokenizer, device
@@ -121,7 +125,9 @@ class TransformersBackend:
         if self.spec.context_length:
             return self.spec.context_length
         config = self.load()[0].config
-        return getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or DEFAULT_CONTEXT
+        return (
+            getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or DEFAULT_CONTEXT
+        )
 
     def count_tokens(self, text: str) -> int:
         return len(self.load()[1].encode(text, add_special_tokens=False))
@@ -145,7 +151,7 @@ class TransformersBackend:
         if isinstance(template, dict):  # a tokenizer may name several; "default" is the chat one
             template = template.get("default")
         if not template:
-            raise ConfigError(f"{self.model_path.name} carries no chat template; use format = \"falcon\"")
+            raise ConfigError(f'{self.model_path.name} carries no chat template; use format = "falcon"')
         end_ids = self._eos_ids(model, tokenizer)
         eos = tokenizer.convert_ids_to_tokens(end_ids[0]) if end_ids else tokenizer.eos_token
         return render_chat_template(template, messages, bos_token=tokenizer.bos_token or "", eos_token=eos or "")
@@ -156,8 +162,9 @@ class TransformersBackend:
 
     # ---- generation ------------------------------------------------------------------------
 
-    def generate(self, prompt: str, params: SamplingParams, stops: Sequence[str] = (),
-                 *, special_tokens: bool = True) -> TokenStream:
+    def generate(
+        self, prompt: str, params: SamplingParams, stops: Sequence[str] = (), *, special_tokens: bool = True
+    ) -> TokenStream:
         """Text pieces as the streamer releases them (whole words), then one Done.
 
         `special_tokens`: let the tokenizer add its own (BOS) around a plain
@@ -184,9 +191,13 @@ class TransformersBackend:
         def run() -> None:
             try:
                 with torch.inference_mode():
-                    model.generate(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
-                                   generation_config=config, streamer=streamer,
-                                   stopping_criteria=StoppingCriteriaList([progress]))
+                    model.generate(
+                        input_ids=inputs["input_ids"],
+                        attention_mask=inputs["attention_mask"],
+                        generation_config=config,
+                        streamer=streamer,
+                        stopping_criteria=StoppingCriteriaList([progress]),
+                    )
             except Exception as exc:
                 failure.append(exc)
                 streamer.end()  # wake the reader, which raises it
@@ -208,9 +219,13 @@ class TransformersBackend:
         if failure:
             raise FalconchatError(f"the local model failed: {_first_line(failure[0])}")
         ended = progress.last_token in end_ids
-        yield Done("stop" if ended or progress.generated < max_new else "length", prompt_tokens=prompt_tokens,
-                   completion_tokens=progress.generated - ended, first_token_s=first_token_s,
-                   total_s=time.monotonic() - started)
+        yield Done(
+            "stop" if ended or progress.generated < max_new else "length",
+            prompt_tokens=prompt_tokens,
+            completion_tokens=progress.generated - ended,
+            first_token_s=first_token_s,
+            total_s=time.monotonic() - started,
+        )
 
     def _eos_ids(self, model, tokenizer) -> list[int]:
         # The generation config's, first: a tokenizer converted from GGUF may name the wrong end token.
@@ -240,11 +255,19 @@ def _generation_config(GenerationConfig, params: SamplingParams, max_new: int, e
     """A whole config, so the model's own defaults (a stored temperature, say) do not leak in."""
     sampling = {}
     if params.temperature > 0:  # temperature 0 means greedy
-        sampling = {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p,
-                    "top_k": params.top_k or None}
-    return GenerationConfig(max_new_tokens=max_new, eos_token_id=end_ids,
-                            pad_token_id=end_ids[0] if pad_id is None and end_ids else pad_id,
-                            repetition_penalty=params.repetition_penalty, **sampling)
+        sampling = {
+            "do_sample": True,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "top_k": params.top_k or None,
+        }
+    return GenerationConfig(
+        max_new_tokens=max_new,
+        eos_token_id=end_ids,
+        pad_token_id=end_ids[0] if pad_id is None and end_ids else pad_id,
+        repetition_penalty=params.repetition_penalty,
+        **sampling,
+    )
 
 
 def _special_ids(tokenizer, stops: Sequence[str]) -> list[int]:

@@ -87,8 +87,9 @@ def _plain_item(number: int, text: str, system: str, params: SamplingParams, max
     return Item(line=number, id=number, system=system, history=(), message=text, params=params)
 
 
-def _json_item(number: int, raw: str, system: str, params: SamplingParams, max_bytes: int,
-               ignored: dict[str, int]) -> Item:
+def _json_item(
+    number: int, raw: str, system: str, params: SamplingParams, max_bytes: int, ignored: dict[str, int]
+) -> Item:
     try:
         obj = json.loads(raw)
     except json.JSONDecodeError as exc:
@@ -115,8 +116,14 @@ def _json_item(number: int, raw: str, system: str, params: SamplingParams, max_b
         raise BadLine('give the system message once: in "system" or in "messages"')
     chosen_system = next((s for s in (own_system, from_messages) if s is not None), system)
     _check_size(chosen_system + message + "".join(t.user + t.assistant for t in history), max_bytes)
-    return Item(line=number, id=item_id, system=chosen_system, history=history, message=message,
-                params=_sampling(obj, params, number))
+    return Item(
+        line=number,
+        id=item_id,
+        system=chosen_system,
+        history=history,
+        message=message,
+        params=_sampling(obj, params, number),
+    )
 
 
 def _conversation(messages: Any) -> tuple[tuple[Turn, ...], str, str | None]:
@@ -125,7 +132,11 @@ def _conversation(messages: Any) -> tuple[tuple[Turn, ...], str, str | None]:
         raise BadLine("messages must be a non-empty list of {role, content}")
     system_parts, rest = [], []
     for message in messages:
-        if not isinstance(message, dict) or message.get("role") not in ROLES or not isinstance(message.get("content"), str):
+        if (
+            not isinstance(message, dict)
+            or message.get("role") not in ROLES
+            or not isinstance(message.get("content"), str)
+        ):
             raise BadLine('each message needs "role" (system, user or assistant) and "content" (a string)')
         (system_parts if message["role"] == "system" else rest).append(message)
     roles = [m["role"] for m in rest]

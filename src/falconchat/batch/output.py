@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-
 from pathlib import Path
 from typing import IO
 
@@ -27,7 +26,9 @@ class OutputFile:
         if self.path.is_file() and self.path.stat().st_size > 0 and not resume:
             raise UsageError(f"{path} already exists: --resume continues it; or choose another output file")
         try:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)  # replies are private, as sessions are
+            self._fd = os.open(
+                self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600
+            )  # replies are private, as sessions are
         except OSError as exc:
             raise InputError(f"cannot open {path}: {exc.strerror}") from None
         # fsync and truncate apply to files; `-o /dev/stdout` or a FIFO just gets the writes.
@@ -52,7 +53,9 @@ class OutputFile:
                 record = json.loads(line)
                 self.done_keys.add(id_key(record["id"]))
             except (ValueError, KeyError, TypeError):
-                raise InputError(f"{self.path} line {number} is not a batch result; fix or remove it to resume") from None
+                raise InputError(
+                    f"{self.path} line {number} is not a batch result; fix or remove it to resume"
+                ) from None
 
     def _read_all(self) -> bytes:
         os.lseek(self._fd, 0, os.SEEK_SET)

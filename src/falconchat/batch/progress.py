@@ -51,7 +51,7 @@ class Progress:
         self._bar = None
         self._task = None
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         import os
 
         if self.total and self.notes.isatty() and os.environ.get("TERM") != "dumb":
@@ -68,7 +68,9 @@ class Progress:
             TextColumn("batch"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[failed]} failed · {task.fields[in_flight]} in flight · {task.fields[rate]} tokens/s"),
+            TextColumn(
+                "{task.fields[failed]} failed · {task.fields[in_flight]} in flight · {task.fields[rate]} tokens/s"
+            ),
             TextColumn("· ETA"),
             TimeRemainingColumn(),
             console=make_console(self.notes.stream),
@@ -82,8 +84,13 @@ class Progress:
         if self._bar is None:
             return
         rate = stats["tokens"] / elapsed if elapsed > 0 else 0.0
-        self._bar.update(self._task, completed=stats["answered"] + stats["failed"], failed=stats["failed"],
-                         in_flight=self.runner.in_flight, rate=f"{rate:.0f}")
+        self._bar.update(
+            self._task,
+            completed=stats["answered"] + stats["failed"],
+            failed=stats["failed"],
+            in_flight=self.runner.in_flight,
+            rate=f"{rate:.0f}",
+        )
 
     def __exit__(self, *exc) -> None:
         if self._bar is not None:
@@ -101,8 +108,10 @@ def summary_line(stats: dict) -> str:
         parts.append(f"{stats['skipped']} already in {stats['output']}")
     elapsed = stats.get("elapsed_s", 0.0)
     if elapsed > 0:
-        parts.append(f"{stats['tokens']} tokens in {elapsed:.1f}s "
-                     f"({done / elapsed:.1f} items/s, {stats['tokens'] / elapsed:.0f} tokens/s)")
+        parts.append(
+            f"{stats['tokens']} tokens in {elapsed:.1f}s "
+            f"({done / elapsed:.1f} items/s, {stats['tokens'] / elapsed:.0f} tokens/s)"
+        )
     line = " · ".join(parts)
     if stats["interrupted"]:
         again = "; run the same command with --resume to continue" if stats["output"] else ""

@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import queue
 import random
-
 import threading
 import time
 from dataclasses import dataclass
@@ -22,9 +21,9 @@ from typing import IO
 
 from falconchat.batch.input import Item, Parsed, detect_format, parse_lines
 from falconchat.errors import (
-    ExitCode,
     AuthRejected,
     ConfigError,
+    ExitCode,
     FalconchatError,
     InputError,
     Overloaded,
@@ -79,8 +78,9 @@ def run_batch(settings, options: BatchOptions, *, stdin: IO[str] | None, stdout:
         raise UsageError("--resume needs -o OUTPUT: the file it continues")
     notes = Notes(stderr, verbose=settings.verbose)
     lines = read_input(options.input_path, stdin)
-    parsed = parse_lines(lines, detect_format(lines, options.input_format), settings.system, settings.sampling,
-                         settings.max_input_bytes)
+    parsed = parse_lines(
+        lines, detect_format(lines, options.input_format), settings.system, settings.sampling, settings.max_input_bytes
+    )
     report_input(parsed, notes)
     if options.strict and parsed.bad:
         raise InputError(f"{len(parsed.bad)} bad input line(s); nothing was run (--strict)")
@@ -89,7 +89,9 @@ def run_batch(settings, options: BatchOptions, *, stdin: IO[str] | None, stdout:
         if out.discarded_bytes:
             notes.write(f"discarded a partial last line ({out.discarded_bytes} bytes) of {options.output}")
         todo = [item for item in parsed.items if item.key not in out.done_keys]
-        runner = Runner(settings.model, todo, concurrency_for(settings.model, options.concurrency, notes), options, notes)
+        runner = Runner(
+            settings.model, todo, concurrency_for(settings.model, options.concurrency, notes), options, notes
+        )
         stats = runner.run(out)
     finally:
         out.close()
@@ -129,8 +131,10 @@ def concurrency_for(spec, asked: int | None, notes) -> int:
         from falconchat.backends.local import MAX_SEQUENCES, default_sequences
 
         if asked and asked > MAX_SEQUENCES:  # each costs its own KV cache, and more are no faster
-            notes.write(f"the local model decodes at most {MAX_SEQUENCES} prompts together: "
-                        f"-j {asked} runs as -j {MAX_SEQUENCES}")
+            notes.write(
+                f"the local model decodes at most {MAX_SEQUENCES} prompts together: "
+                f"-j {asked} runs as -j {MAX_SEQUENCES}"
+            )
             return MAX_SEQUENCES
         return asked or default_sequences()
     if spec.backend == "transformers":
@@ -174,8 +178,10 @@ class Runner:
         from falconchat.batch.progress import Progress
 
         stats = {"items": len(self.items), "answered": 0, "failed": 0, "tokens": 0, "interrupted": False}
-        workers = [threading.Thread(target=self._work, name=f"falconchat-batch-{n}", daemon=True)
-                   for n in range(self.concurrency if self.items else 0)]
+        workers = [
+            threading.Thread(target=self._work, name=f"falconchat-batch-{n}", daemon=True)
+            for n in range(self.concurrency if self.items else 0)
+        ]
         started = time.monotonic()
         pending: dict[int, Outcome] = {}
         written = 0
@@ -241,8 +247,13 @@ class Runner:
 
     def _take(self) -> int | None:
         with self._cond:
-            self._cond.wait_for(lambda: (self.in_flight < int(self.limit) and not self._retrying)
-                                or self._next >= len(self.items) or self._next > self._cutoff)
+            self._cond.wait_for(
+                lambda: (
+                    (self.in_flight < int(self.limit) and not self._retrying)
+                    or self._next >= len(self.items)
+                    or self._next > self._cutoff
+                )
+            )
             if self._next >= len(self.items) or self._next > self._cutoff:
                 return None
             self._next += 1
@@ -317,12 +328,19 @@ class Runner:
                     # Never reached in this run (a wrong URL, a cluster down): every item would spend
                     # its retries the same way. Stop; --resume continues once it is up.
                     self._cut(-1)
-                    return Outcome(index, None, fatal=Unreachable(f"{exc.message}; the batch stopped before any "
-                                                                  "answer (--resume continues it)"))
+                    return Outcome(
+                        index,
+                        None,
+                        fatal=Unreachable(
+                            f"{exc.message}; the batch stopped before any answer (--resume continues it)"
+                        ),
+                    )
                 if attempt > self.options.retries:
                     return self._failure(index, item, exc, attempt)
                 delay = backoff(attempt)
-                self.notes.verbose(f"line {item.line}: {exc.message}; retry {attempt} of {self.options.retries} in {delay:.1f}s")
+                self.notes.verbose(
+                    f"line {item.line}: {exc.message}; retry {attempt} of {self.options.retries} in {delay:.1f}s"
+                )
                 if self._pause(index, delay):
                     return Outcome(index, None)
                 attempt += 1
@@ -383,8 +401,14 @@ class Runner:
 
         notes: list[str] = []
         sink = _sink(lambda: self._cancelled(index))
-        done = answer(Conversation(system=item.system, turns=list(item.history)), backend, item.message,
-                      item.params, sink, notice=notes.append)
+        done = answer(
+            Conversation(system=item.system, turns=list(item.history)),
+            backend,
+            item.message,
+            item.params,
+            sink,
+            notice=notes.append,
+        )
         return sink.text, done, notes
 
 

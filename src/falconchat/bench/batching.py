@@ -7,12 +7,27 @@ import json
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 
 from falconchat.bench.stats import Row, median, p95
 
-TOPICS = ["the ocean", "ancient Rome", "space travel", "music", "trains", "volcanoes", "the printing press",
-          "bees", "chess", "rivers", "glass", "bridges", "tea", "maps", "clocks", "deserts"]
+TOPICS = [
+    "the ocean",
+    "ancient Rome",
+    "space travel",
+    "music",
+    "trains",
+    "volcanoes",
+    "the printing press",
+    "bees",
+    "chess",
+    "rivers",
+    "glass",
+    "bridges",
+    "tea",
+    "maps",
+    "clocks",
+    "deserts",
+]
 # About 30 tokens as a Falcon-style prompt, as the time-to-first-token target says.
 CLIENT_PROMPT = "User: Write a short, friendly paragraph about {}, for a curious ten-year-old reader.\nAssistant:"
 
@@ -22,8 +37,13 @@ def batch_rows(bench) -> list[Row]:
     bench.step("batch: decoded together vs one at a time")
     count, tokens = (8, 24) if bench.quick else (32, 96)
     # Prompts that run long, so that every reply decodes its max_new_tokens (no ragged ends).
-    lines = "".join(json.dumps({"id": i, "prompt": f"Write a long, detailed essay about {TOPICS[i % len(TOPICS)]}, "
-                                                    f"with many sections."}) + "\n" for i in range(count)).encode()
+    lines = "".join(
+        json.dumps(
+            {"id": i, "prompt": f"Write a long, detailed essay about {TOPICS[i % len(TOPICS)]}, with many sections."}
+        )
+        + "\n"
+        for i in range(count)
+    ).encode()
 
     def rate(jobs: int) -> float:
         command = [*bench.falconchat, "batch", "-j", str(jobs), "-t", "0", "--max-new-tokens", str(tokens)]
@@ -35,8 +55,16 @@ def batch_rows(bench) -> list[Row]:
 
     together = bench.repeat(lambda: rate(8), reps=bench.batch_reps)
     alone = bench.repeat(lambda: rate(1), reps=bench.batch_reps)
-    return [Row(f"batch of {count} prompts, -j 8 (tokens/s)", median(together), "tok/s", "the same, -j 1",
-                median(alone), "≥ 1.6 × -j 1")]
+    return [
+        Row(
+            f"batch of {count} prompts, -j 8 (tokens/s)",
+            median(together),
+            "tok/s",
+            "the same, -j 1",
+            median(alone),
+            "≥ 1.6 × -j 1",
+        )
+    ]
 
 
 def serve_rows(bench) -> list[Row]:
@@ -44,6 +72,7 @@ def serve_rows(bench) -> list[Row]:
     bench.step("serve: 8 clients at once vs one")
     tokens = 24 if bench.quick else 64
     with _Served(bench) as url:
+
         def run(clients: int) -> tuple[float, list[float]]:
             started = time.perf_counter()
             results = _at_once(url, [CLIENT_PROMPT.format(TOPICS[i]) for i in range(clients)], tokens)
@@ -59,12 +88,31 @@ def serve_rows(bench) -> list[Row]:
         engine_alone = [rate for rate in bench.repeat(lambda: _decode_rate(bench, 8), reps=bench.batch_reps)]
         single = [rate for rate in bench.repeat(lambda: _decode_rate(bench, 1), reps=bench.batch_reps)]
     return [
-        Row("serve, 8 streaming clients at once (tokens/s, all)", median(together_rates), "tok/s", "one client",
-            median(alone_rates), "≥ 1.6 × one client"),
-        Row("serve, 8 clients at once: time to first token (~30-token prompt)", median(firsts) * 1000, "ms", "—", None,
-            "p95 ≤ 300 ms", p95(firsts) * 1000),
-        Row("one request alone through the batching engine (decode tokens/s)", median(engine_alone), "tok/s",
-            "single-sequence path", median(single), "≥ 0.97 × single"),
+        Row(
+            "serve, 8 streaming clients at once (tokens/s, all)",
+            median(together_rates),
+            "tok/s",
+            "one client",
+            median(alone_rates),
+            "≥ 1.6 × one client",
+        ),
+        Row(
+            "serve, 8 clients at once: time to first token (~30-token prompt)",
+            median(firsts) * 1000,
+            "ms",
+            "—",
+            None,
+            "p95 ≤ 300 ms",
+            p95(firsts) * 1000,
+        ),
+        Row(
+            "one request alone through the batching engine (decode tokens/s)",
+            median(engine_alone),
+            "tok/s",
+            "single-sequence path",
+            median(single),
+            "≥ 0.97 × single",
+        ),
     ]
 
 
@@ -74,11 +122,15 @@ def _decode_rate(bench, sequences: int) -> float:
     from falconchat.config import ModelSpec
     from falconchat.types import SamplingParams, TextDelta
 
-    backend = bench.cached(("local", sequences),
-                           lambda: LocalBackend(ModelSpec(name="smollm2", backend="local"), sequences=sequences))
+    backend = bench.cached(
+        ("local", sequences), lambda: LocalBackend(ModelSpec(name="smollm2", backend="local"), sequences=sequences)
+    )
     params = SamplingParams(temperature=0, max_new_tokens=120 if bench.quick else 400)
-    stamps = [time.perf_counter() for event in backend.generate(CLIENT_PROMPT.format("the history of computing"), params)
-              if isinstance(event, TextDelta)]
+    stamps = [
+        time.perf_counter()
+        for event in backend.generate(CLIENT_PROMPT.format("the history of computing"), params)
+        if isinstance(event, TextDelta)
+    ]
     return (len(stamps) - 1) / (stamps[-1] - stamps[0])
 
 
@@ -122,8 +174,14 @@ class _Served:
     def __enter__(self) -> str:
         import re
 
-        self.proc = subprocess.Popen(self.command, env=self.env, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            self.command,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for line in self.proc.stderr:
             if match := re.search(r" on (http://\S+) \(Ctrl-C to stop\)", line):
                 # Keep reading its log (one line per request) so that the pipe never fills.

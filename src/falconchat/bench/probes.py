@@ -32,16 +32,22 @@ def llm_command() -> list[str] | None:
 def quiet_env(home: Path) -> dict[str, str]:
     """No user settings, history or logs: each tool starts as on a fresh machine."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FALCONCHAT_", "HF_API_"))}
-    env.update(XDG_CONFIG_HOME=str(home / "config"), XDG_DATA_HOME=str(home / "data"),
-               LLM_USER_PATH=str(home / "llm"), TERM="xterm-256color", FALCONCHAT_NO_HISTORY="1")
+    env.update(
+        XDG_CONFIG_HOME=str(home / "config"),
+        XDG_DATA_HOME=str(home / "data"),
+        LLM_USER_PATH=str(home / "llm"),
+        TERM="xterm-256color",
+        FALCONCHAT_NO_HISTORY="1",
+    )
     return env
 
 
 def first_byte_s(command: list[str], env: dict[str, str]) -> float:
     """Seconds from starting the process to the first byte on its (piped) stdout."""
     started = time.perf_counter()
-    proc = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
     try:
         if not proc.stdout.read(1):
             raise RuntimeError(f"{command[0]} printed nothing")
@@ -53,8 +59,9 @@ def first_byte_s(command: list[str], env: dict[str, str]) -> float:
 
 def wall_s(command: list[str], env: dict[str, str]) -> float:
     started = time.perf_counter()
-    subprocess.run(command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, check=True)
+    subprocess.run(
+        command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True
+    )
     return time.perf_counter() - started
 
 
@@ -69,8 +76,15 @@ def decode_rate(stderr: str) -> float:
 
 def run_piped(command: list[str], env: dict[str, str]) -> str:
     """Run with stdout piped; return stderr."""
-    result = subprocess.run(command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, check=True)
+    result = subprocess.run(
+        command,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=True,
+    )
     return result.stderr
 
 
@@ -91,8 +105,9 @@ def run_on_terminal(command: list[str], env: dict[str, str], rows: int = 40, col
         os.close(master)
 
 
-def peak_memory_mb(command: list[str], env: dict[str, str], prompt_ready: bytes, message: str,
-                   timeout: float = 120.0) -> float:
+def peak_memory_mb(
+    command: list[str], env: dict[str, str], prompt_ready: bytes, message: str, timeout: float = 120.0
+) -> float:
     """Start an interactive chat on a pseudo-terminal, have one exchange, and read the
     process's peak resident memory (VmHWM) before leaving."""
     pid, master = pty.fork()

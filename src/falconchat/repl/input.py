@@ -66,7 +66,7 @@ def message_text(raw: str) -> str:
         raw = raw.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
     text = raw.strip()
     if text.startswith(FENCE) and text.endswith(FENCE) and len(text) >= 2 * len(FENCE):
-        return text[len(FENCE):-len(FENCE)].strip("\n")
+        return text[len(FENCE) : -len(FENCE)].strip("\n")
     return raw
 
 
@@ -94,8 +94,9 @@ class SlashCompleter(Completer):
     """Tab completes commands, then their arguments: model, role and parameter names,
     session names and file paths."""
 
-    def __init__(self, commands: Iterable[str], arguments: dict[str, Callable[[], Iterable[str]]],
-                 path_commands: Iterable[str]):
+    def __init__(
+        self, commands: Iterable[str], arguments: dict[str, Callable[[], Iterable[str]]], path_commands: Iterable[str]
+    ):
         self.commands = sorted(commands)
         self.arguments = arguments
         self.path_commands = set(path_commands)

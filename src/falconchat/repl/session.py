@@ -32,8 +32,16 @@ class Hangup(BaseException):
 
 
 class Repl:
-    def __init__(self, backend: Backend, conversation: Conversation, params: SamplingParams,
-                 options: ReplOptions, *, out: IO[str] = sys.stdout, err: IO[str] = sys.stderr):
+    def __init__(
+        self,
+        backend: Backend,
+        conversation: Conversation,
+        params: SamplingParams,
+        options: ReplOptions,
+        *,
+        out: IO[str] = sys.stdout,
+        err: IO[str] = sys.stderr,
+    ):
         self.state = ReplState(backend, conversation, params, options, saved_turns=len(conversation.turns))
         self.out = out
         self.err = make_console(err, soft_wrap=True)
@@ -51,13 +59,17 @@ class Repl:
         p = self.state.params
         temp = "greedy" if p.temperature == 0 else f"temperature {p.temperature:g}"
         session = f" · session {self.state.options.session}" if self.state.options.session else ""
-        return (f"falconchat {__version__} · {self.state.backend.describe()} · {temp} · "
-                f"max {p.max_new_tokens} new tokens{session} · /help for commands, Ctrl-D to quit")
+        return (
+            f"falconchat {__version__} · {self.state.backend.describe()} · {temp} · "
+            f"max {p.max_new_tokens} new tokens{session} · /help for commands, Ctrl-D to quit"
+        )
 
     def toolbar(self) -> str:
         p = self.state.params
         temp = "greedy" if p.temperature == 0 else f"temp {p.temperature:g}"
-        return sanitize(f" {self.state.backend.name} · {temp} · context {self.state.context_used}/{self.state.backend.context_length} tokens")
+        return sanitize(
+            f" {self.state.backend.name} · {temp} · context {self.state.context_used}/{self.state.backend.context_length} tokens"
+        )
 
     # ---- the loop --------------------------------------------------------------------
 
@@ -120,10 +132,18 @@ class Repl:
     # ---- replies ---------------------------------------------------------------------
 
     def reply(self, text: str) -> None:
-        self._stream(lambda writer: answer(self.state.conversation, self.state.backend, text, self.state.params, writer, self.notice))
+        self._stream(
+            lambda writer: answer(
+                self.state.conversation, self.state.backend, text, self.state.params, writer, self.notice
+            )
+        )
 
     def continue_reply(self) -> None:
-        self._stream(lambda writer: continue_answer(self.state.conversation, self.state.backend, self.state.params, writer, self.notice))
+        self._stream(
+            lambda writer: continue_answer(
+                self.state.conversation, self.state.backend, self.state.params, writer, self.notice
+            )
+        )
 
     def _stream(self, run: Callable) -> None:
         writer = reply_writer(self.out, plain=self.state.options.plain)
@@ -171,8 +191,14 @@ class Repl:
                 pass
 
     def _hint_unsaved(self) -> None:
-        if not self.state.options.session and len(self.state.conversation.turns) > 1 and self.state.saved_turns < len(self.state.conversation.turns):
+        if (
+            not self.state.options.session
+            and len(self.state.conversation.turns) > 1
+            and self.state.saved_turns < len(self.state.conversation.turns)
+        ):
             try:
-                self.notice("this conversation was not saved: /save NAME keeps one, `falconchat chat --session NAME` keeps it as you go")
+                self.notice(
+                    "this conversation was not saved: /save NAME keeps one, `falconchat chat --session NAME` keeps it as you go"
+                )
             except (OSError, ValueError):
                 pass

@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from falconchat.backends.local import LocalBackend
 
 
-
 @dataclass(eq=False)
 class Job:
     request: GenerateRequest
@@ -53,8 +52,9 @@ class Engine:
         self._running: set[Job] = set()
         self._lock = threading.Lock()
         self.workers = backend.sequences
-        self._threads = [threading.Thread(target=self._run, name=f"falconchat-engine-{n}", daemon=True)
-                         for n in range(self.workers)]
+        self._threads = [
+            threading.Thread(target=self._run, name=f"falconchat-engine-{n}", daemon=True) for n in range(self.workers)
+        ]
 
     def start(self) -> None:
         for thread in self._threads:
@@ -102,8 +102,9 @@ class Engine:
                 job.cancel()
 
         request = job.request
-        stream = self.backend.generate(job.prompt, request.params, request.stops, logprobs=True,
-                                       should_stop=job.cancelled.is_set)
+        stream = self.backend.generate(
+            job.prompt, request.params, request.stops, logprobs=True, should_stop=job.cancelled.is_set
+        )
         try:
             for event in stream:
                 if job.cancelled.is_set():

@@ -61,7 +61,7 @@ def _typed(params: dict, name: str, kinds: tuple[type, ...], what: str):
     value = params.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
         raise RequestInvalid(f"`{name}` must be {what}")
     if isinstance(value, float) and not math.isfinite(value):
         raise RequestInvalid(f"`{name}` must be a finite number")
@@ -134,7 +134,9 @@ def parse_request(payload: Any, limits: Limits, *, stream: bool | None = None) -
         raise RequestInvalid(f"`seed` must be a non-negative integer. Given: {seed}")
     truncate = _integer(params, "truncate")
     if truncate is not None and not 0 < truncate <= limits.max_input_tokens:
-        raise RequestInvalid(f"`truncate` must be strictly positive and less than {limits.max_input_tokens}. Given: {truncate}")
+        raise RequestInvalid(
+            f"`truncate` must be strictly positive and less than {limits.max_input_tokens}. Given: {truncate}"
+        )
     top_n_tokens = _integer(params, "top_n_tokens")
     if top_n_tokens is not None and top_n_tokens < 0:
         raise RequestInvalid(f"`top_n_tokens` must be >= 0. Given: {top_n_tokens}")
@@ -181,9 +183,7 @@ def parse_request(payload: Any, limits: Limits, *, stream: bool | None = None) -
 
 def check_length(input_tokens: int, max_new_tokens: int, limits: Limits) -> None:
     if input_tokens > limits.max_input_tokens:
-        raise RequestInvalid(
-            f"`inputs` must have less than {limits.max_input_tokens} tokens. Given: {input_tokens}"
-        )
+        raise RequestInvalid(f"`inputs` must have less than {limits.max_input_tokens} tokens. Given: {input_tokens}")
     if input_tokens + max_new_tokens > limits.max_total_tokens:
         raise RequestInvalid(
             f"`inputs` tokens + `max_new_tokens` must be <= {limits.max_total_tokens}. "

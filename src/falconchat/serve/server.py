@@ -18,8 +18,8 @@ from typing import Any
 
 from falconchat import __version__
 from falconchat.errors import ConfigError, FalconchatError, Overloaded
-from falconchat.serve.requests import GenerateRequest, Limits, RequestInvalid, check_length, parse_json, parse_request
 from falconchat.serve.engine import Engine, Job, ServerStopping
+from falconchat.serve.requests import GenerateRequest, Limits, RequestInvalid, check_length, parse_json, parse_request
 from falconchat.types import Done, TextDelta
 
 MAX_BODY_BYTES = 2_000_000
@@ -36,8 +36,9 @@ def tgi_error(status: int, message: str, error_type: str):
 
 
 class TgiServer:
-    def __init__(self, backend, *, model_id: str, api_key: str | None, max_waiting: int, debug: bool = False,
-                 log=sys.stderr):
+    def __init__(
+        self, backend, *, model_id: str, api_key: str | None, max_waiting: int, debug: bool = False, log=sys.stderr
+    ):
         self.backend = backend
         self.model_id = model_id
         self.api_key = api_key
@@ -74,7 +75,9 @@ class TgiServer:
         request["outcome"] = ""
         try:
             if self.api_key and request.path != "/health" and not self._authorized(request):
-                response = tgi_error(401, "Unauthorized: a valid `Authorization: Bearer` key is required", "authentication")
+                response = tgi_error(
+                    401, "Unauthorized: a valid `Authorization: Bearer` key is required", "authentication"
+                )
             else:
                 response = await handler(request)
         except web.HTTPRequestEntityTooLarge:
@@ -110,24 +113,26 @@ class TgiServer:
     async def info(self, request):
         from aiohttp import web
 
-        return web.json_response({
-            "model_id": self.model_id,
-            "model_sha": None,
-            "model_dtype": "gguf",
-            "model_device_type": "cpu",
-            "model_pipeline_tag": "text-generation",
-            "max_concurrent_requests": self.engine.max_waiting + self.engine.workers,
-            "max_best_of": 1,
-            "max_stop_sequences": self.limits.max_stop_sequences,
-            "max_input_tokens": self.limits.max_input_tokens,
-            "max_input_length": self.limits.max_input_tokens,
-            "max_total_tokens": self.limits.max_total_tokens,
-            "max_client_batch_size": 1,
-            "router": "falconchat-serve",
-            "version": __version__,
-            "sha": None,
-            "docker_label": None,
-        })
+        return web.json_response(
+            {
+                "model_id": self.model_id,
+                "model_sha": None,
+                "model_dtype": "gguf",
+                "model_device_type": "cpu",
+                "model_pipeline_tag": "text-generation",
+                "max_concurrent_requests": self.engine.max_waiting + self.engine.workers,
+                "max_best_of": 1,
+                "max_stop_sequences": self.limits.max_stop_sequences,
+                "max_input_tokens": self.limits.max_input_tokens,
+                "max_input_length": self.limits.max_input_tokens,
+                "max_total_tokens": self.limits.max_total_tokens,
+                "max_client_batch_size": 1,
+                "router": "falconchat-serve",
+                "version": __version__,
+                "sha": None,
+                "docker_label": None,
+            }
+        )
 
     async def tokenize(self, request):
         from aiohttp import web
@@ -186,7 +191,7 @@ class TgiServer:
         tokens = self.backend.tokens(req.inputs)
         prompt = req.inputs
         if req.truncate is not None and len(tokens) > req.truncate:
-            tokens = tokens[-req.truncate:]
+            tokens = tokens[-req.truncate :]
             prompt = self.backend.text(tokens)
         check_length(len(tokens), req.params.max_new_tokens, self.limits)
         return prompt, len(tokens)
@@ -199,7 +204,7 @@ class TgiServer:
                 return None
             try:
                 item = await asyncio.wait_for(job.events.get(), DISCONNECT_POLL_S)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
             if isinstance(item, Exception):
                 raise item
@@ -237,16 +242,22 @@ class TgiServer:
                 else:
                     last = _token(held)
                 generated = "".join(text)
-                await response.write(_sse({
-                    "token": last,
-                    "generated_text": (job.request.inputs + generated) if job.request.return_full_text else generated,
-                    "details": {
-                        "finish_reason": finish,
-                        "generated_tokens": _generated_tokens(event),
-                        "seed": job.request.seed,
-                        "input_length": input_tokens,
-                    },
-                }))
+                await response.write(
+                    _sse(
+                        {
+                            "token": last,
+                            "generated_text": (job.request.inputs + generated)
+                            if job.request.return_full_text
+                            else generated,
+                            "details": {
+                                "finish_reason": finish,
+                                "generated_tokens": _generated_tokens(event),
+                                "seed": job.request.seed,
+                                "input_length": input_tokens,
+                            },
+                        }
+                    )
+                )
                 return response
         except (ConnectionResetError, ConnectionError):
             return response
