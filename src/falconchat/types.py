@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass, field, replace
-from typing import Literal, Protocol, Union
+from typing import Any, Literal, Protocol, Union
 
 FinishReason = Literal["stop", "length", "cancelled"]
 
@@ -56,6 +56,21 @@ class Turn:
     status: Literal["complete", "cut", "error"] = "complete"
 
 
+ConstraintKind = Literal["json_schema", "json", "regex", "gbnf"]
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """What shape the reply must have. Each backend passes it on in its own way (llama.cpp
+    grammar, TGI `grammar`, OpenAI `response_format`) or refuses it with a clear error.
+
+    kind "json_schema": `value` is the schema (a dict); "json": any JSON object (`value` None);
+    "regex": `value` is the pattern; "gbnf": `value` is a llama.cpp grammar's text."""
+
+    kind: ConstraintKind
+    value: Any = None
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     temperature: float = 0.7  # 0 means greedy
@@ -65,6 +80,7 @@ class SamplingParams:
     repetition_penalty: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = field(default_factory=tuple)  # in addition to the format's own
+    constraint: Constraint | None = None  # structured output; None: free text
 
     def with_changes(self, **changes) -> SamplingParams:
         return replace(self, **changes)
