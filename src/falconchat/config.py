@@ -298,6 +298,7 @@ def choose_model(src: Sources, models: dict[str, ModelSpec], defaults: dict[str,
             auth_scheme=defaults["auth_scheme"],
             timeout=defaults["timeout"],
         )
+    assert path is not None  # chosen above: the model file is the best-ranked source
     return ModelSpec(name=Path(path).name, backend="local", model_path=path, **_local_defaults(defaults))
 
 

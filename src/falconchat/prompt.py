@@ -4,11 +4,11 @@ and the stream filter that keeps stop text and the first token's space off scree
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 
-from falconchat.types import Done, Event, TextDelta, Turn
+from falconchat.types import Done, TextDelta, TokenStream, Turn
 
 FALCON_STOPS: tuple[str, ...] = ("\nUser:", "<|endoftext|>")
 
@@ -109,7 +109,7 @@ def stop_sequences(extra: Sequence[str] = ()) -> list[str]:
     return list(dict.fromkeys([*FALCON_STOPS, *extra]))
 
 
-def clean_reply(events: Iterator[Event], stops: Sequence[str], *, drop_leading_space: bool = True) -> Iterator[Event]:
+def clean_reply(events: TokenStream, stops: Sequence[str], *, drop_leading_space: bool = True) -> TokenStream:
     """Drop the first token's leading space (the one after "Assistant:"); never show a stop sequence.
 
     Text that could be the start of a stop sequence is held back until the next

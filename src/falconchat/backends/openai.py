@@ -9,14 +9,18 @@ response, which is how the server learns to stop.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from contextlib import closing, contextmanager
+from typing import TYPE_CHECKING
 
 from falconchat.config import ModelSpec
 from falconchat.errors import AuthRejected, ConfigError, EndpointError, Overloaded, Rejected, Timeout, Unreachable
 from falconchat.prompt import clean_reply, starts_reply, stop_sequences
 from falconchat.text import safe_url, server_message
 from falconchat.types import Done, SamplingParams, TextDelta, TokenStream
+
+if TYPE_CHECKING:
+    import openai
 
 DEFAULT_CONTEXT = 4096
 RETRIES = 2  # the SDK's own backoff, for 429/5xx/connection errors before the first token
@@ -26,9 +30,9 @@ class OpenAIBackend:
     def __init__(self, spec: ModelSpec):
         self.spec = spec
         self.name = spec.name
-        self.shown_url = safe_url(spec.endpoint)
+        self.shown_url = safe_url(spec.endpoint or "")
         self.takes_messages = spec.format == "chat"
-        self._client = None
+        self._client: openai.OpenAI | None = None
 
     def describe(self) -> str:
         return f"{self.name} ({self.shown_url}, openai {self.spec.format})"
@@ -97,18 +101,18 @@ class OpenAIBackend:
             values["seed"] = params.seed
         return values
 
-    def _create(self, api: str, **request) -> Iterator:
+    def _create(self, api: str, **request) -> Generator:
         """Start the request lazily, when the stream is first read, like every backend."""
         with self._errors():
             endpoint = self.client().chat.completions if api == "chat" else self.client().completions
             response = endpoint.create(**request)
         yield from self._read(response)
 
-    def _read(self, response) -> Iterator:
+    def _read(self, response) -> Generator:
         with closing(response), self._errors(midway=True):
             yield from response
 
-    def _events(self, chunks: Iterator, text_of) -> Iterator:
+    def _events(self, chunks: Generator, text_of) -> TokenStream:
         started = time.monotonic()
         first_token_s = None
         count = 0

@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from falconchat.config import ModelSpec
 from falconchat.errors import (
@@ -31,6 +32,9 @@ from falconchat.prompt import clean_reply, starts_reply, stop_sequences
 from falconchat.text import safe_url, server_message
 from falconchat.types import Done, SamplingParams, TextDelta, TokenStream
 
+if TYPE_CHECKING:
+    import requests
+
 DEFAULT_CONTEXT = 2048
 RETRIES = 3  # for "overloaded" answers that come before the first token
 BACKOFF_S = 0.5
@@ -42,9 +46,9 @@ class TgiBackend:
         self.spec = spec
         self.name = spec.name
         self.takes_messages = False  # TGI's generate API: one Falcon-style text prompt
-        self.url = spec.endpoint
-        self.shown_url = safe_url(spec.endpoint)
-        self._session = None
+        self.url = spec.endpoint or ""  # config refuses a tgi model without one
+        self.shown_url = safe_url(spec.endpoint or "")
+        self._session: requests.Session | None = None
         self._context_length: int | None = spec.context_length
 
     def describe(self) -> str:
@@ -173,7 +177,7 @@ class TgiBackend:
 
     # ---- the stream --------------------------------------------------------------------
 
-    def _generate(self, prompt: str, params: SamplingParams, stops: list[str]) -> Iterator:
+    def _generate(self, prompt: str, params: SamplingParams, stops: list[str]) -> TokenStream:
         import requests
         from pydantic import ValidationError as PydanticError
         from text_generation.types import StreamResponse
@@ -181,7 +185,7 @@ class TgiBackend:
         try:
             body = self._body(prompt, params, stops)
         except Exception as exc:  # the client's own validators raise plain exceptions
-            raise Rejected(f"invalid request for {self.shown_url}: {server_message(exc)}") from None
+            raise Rejected(f"invalid request for {self.shown_url}: {server_message(str(exc))}") from None
         started = time.monotonic()
         response = self._open(body)
         first_token_s = None

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from falconchat.backends.gguf import bundled_model_path, is_gguf
 from falconchat.config import ModelSpec
@@ -93,7 +94,7 @@ class TransformersBackend:
             torch.set_num_threads(self.spec.threads)
         device = self._device(torch)
         path = self.model_path
-        where = {
+        where: dict[str, Any] = {
             "pretrained_model_name_or_path": str(path.parent if path.is_file() else path),
             "local_files_only": True,
         }
@@ -108,7 +109,7 @@ class TransformersBackend:
             )
         except Exception as exc:  # loaders fail in many ways (OSError, ValueError, struct errors…): one line
             raise ConfigError(f"cannot load model {path}: {_first_line(exc)}") from None
-        return model.to(device).eval(), tokenizer, device
+        return model.to(device).eval(), tokenizer, device  # type: ignore[arg-type]  # to() takes a device name
 
     def _device(self, torch) -> str:
         wanted = self.spec.device or "auto"

@@ -109,7 +109,8 @@ def _json_item(
     if "prompt" in obj:
         if not isinstance(obj["prompt"], str) or not obj["prompt"].strip():
             raise BadLine("prompt must be a non-empty string")
-        history, message, from_messages = (), obj["prompt"], None
+        history: tuple[Turn, ...] = ()
+        message, from_messages = obj["prompt"], None
     else:
         history, message, from_messages = _conversation(obj["messages"])
     if own_system is not None and from_messages is not None:
@@ -130,7 +131,8 @@ def _conversation(messages: Any) -> tuple[tuple[Turn, ...], str, str | None]:
     """[{role, content}] -> (earlier turns, the last user message, the system message or None)."""
     if not isinstance(messages, list) or not messages:
         raise BadLine("messages must be a non-empty list of {role, content}")
-    system_parts, rest = [], []
+    system_parts: list[dict[str, str]] = []
+    rest: list[dict[str, str]] = []
     for message in messages:
         if (
             not isinstance(message, dict)

@@ -13,7 +13,7 @@ import json
 import os
 import stat
 from pathlib import Path
-from typing import IO
+from typing import TextIO
 
 from falconchat.errors import FalconchatError, InputError, UsageError
 
@@ -91,7 +91,7 @@ class OutputFile:
 class StdoutOutput:
     """Results on stdout, flushed as they come (a pipe reader sees each line at once)."""
 
-    def __init__(self, stdout: IO[str]) -> None:
+    def __init__(self, stdout: TextIO) -> None:
         self.stdout = stdout
         self.done_keys: set[str] = set()
         self.discarded_bytes = 0

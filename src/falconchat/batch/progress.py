@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import threading
-from typing import IO
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress as RichProgress
+    from rich.progress import TaskID
 
 
 class Notes:
@@ -12,7 +17,7 @@ class Notes:
     def __init__(self, stream: IO[str], *, verbose: bool = False):
         self.stream = stream
         self.verbose_on = verbose
-        self.console = None  # the progress bar's console while it is drawn
+        self.console: Console | None = None  # the progress bar's console while it is drawn
         self._lock = threading.Lock()
 
     def isatty(self) -> bool:
@@ -48,8 +53,8 @@ class Progress:
         self.runner = runner
         self.total = total
         self.notes = notes
-        self._bar = None
-        self._task = None
+        self._bar: RichProgress | None = None
+        self._task: TaskID | None = None
 
     def __enter__(self) -> Progress:
         import os
@@ -64,7 +69,7 @@ class Progress:
 
         from falconchat.render import make_console
 
-        self._bar = RichProgress(
+        bar = self._bar = RichProgress(
             TextColumn("batch"),
             BarColumn(),
             MofNCompleteColumn(),
@@ -76,12 +81,12 @@ class Progress:
             console=make_console(self.notes.stream),
             transient=True,  # the summary line replaces it
         )
-        self._task = self._bar.add_task("batch", total=self.total, failed=0, in_flight=0, rate="0")
-        self._bar.start()
-        self.notes.console = self._bar.console
+        self._task = bar.add_task("batch", total=self.total, failed=0, in_flight=0, rate="0")
+        bar.start()
+        self.notes.console = bar.console
 
     def update(self, stats: dict, elapsed: float) -> None:
-        if self._bar is None:
+        if self._bar is None or self._task is None:
             return
         rate = stats["tokens"] / elapsed if elapsed > 0 else 0.0
         self._bar.update(

@@ -17,7 +17,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, TYPE_CHECKING, Any, TextIO
 
 from falconchat.batch.input import Item, Parsed, detect_format, parse_lines
 from falconchat.errors import (
@@ -32,6 +32,9 @@ from falconchat.errors import (
     UsageError,
 )
 from falconchat.types import Done
+
+if TYPE_CHECKING:
+    from falconchat.backends.base import Backend
 
 BACKOFF_S = 1.0  # the first retry waits about this long; each next one twice as long
 MAX_BACKOFF_S = 30.0
@@ -67,7 +70,7 @@ class Cancelled(Exception):
     pass
 
 
-def run_batch(settings, options: BatchOptions, *, stdin: IO[str] | None, stdout: IO[str], stderr: IO[str]) -> int:
+def run_batch(settings, options: BatchOptions, *, stdin: TextIO | None, stdout: TextIO, stderr: IO[str]) -> int:
     """Read, check, run and write; returns the exit code (0 all answered, 1 some failed, 130 Ctrl-C)."""
     from falconchat.batch.output import OutputFile, StdoutOutput
     from falconchat.batch.progress import Notes, summary_line
@@ -102,7 +105,7 @@ def run_batch(settings, options: BatchOptions, *, stdin: IO[str] | None, stdout:
     return 0 if stats["failed"] == 0 and not parsed.bad else 1
 
 
-def read_input(path: str | None, stdin: IO[str] | None) -> list[str]:
+def read_input(path: str | None, stdin: TextIO | None) -> list[str]:
     """The input's lines (split on \\n only: JSON strings may hold other line breaks)."""
     if path in (None, "-"):
         if stdin is None or (path is None and stdin.isatty()):
@@ -110,7 +113,7 @@ def read_input(path: str | None, stdin: IO[str] | None) -> list[str]:
         data = stdin.buffer.read()
     else:
         try:
-            with open(path, "rb") as fh:
+            with open(str(path), "rb") as fh:
                 data = fh.read()
         except OSError as exc:
             raise InputError(f"cannot read {path}: {exc.strerror}") from None
@@ -169,7 +172,7 @@ class Runner:
         self._slowed_at = -math.inf
         self._retrying = 0  # items back from a backoff, waiting for a place (they go first)
         self._answered_any = False
-        self._shared = None  # the local model all workers use
+        self._shared: Backend | None = None  # the local model all workers use
         self._shared_users = 0
 
     # ---- the main thread: write in order -------------------------------------------------
@@ -177,7 +180,13 @@ class Runner:
     def run(self, out) -> dict:
         from falconchat.batch.progress import Progress
 
-        stats = {"items": len(self.items), "answered": 0, "failed": 0, "tokens": 0, "interrupted": False}
+        stats: dict[str, Any] = {
+            "items": len(self.items),
+            "answered": 0,
+            "failed": 0,
+            "tokens": 0,
+            "interrupted": False,
+        }
         workers = [
             threading.Thread(target=self._work, name=f"falconchat-batch-{n}", daemon=True)
             for n in range(self.concurrency if self.items else 0)
@@ -285,7 +294,7 @@ class Runner:
             last = self._shared_users == 0
             if last:
                 self._shared = None
-        if last:
+        if last and backend is not None:
             backend.close()
 
     def _work(self) -> None:

@@ -182,6 +182,7 @@ class _Served:
             stderr=subprocess.PIPE,
             text=True,
         )
+        assert self.proc.stderr is not None
         for line in self.proc.stderr:
             if match := re.search(r" on (http://\S+) \(Ctrl-C to stop\)", line):
                 # Keep reading its log (one line per request) so that the pipe never fills.

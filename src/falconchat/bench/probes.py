@@ -48,6 +48,7 @@ def first_byte_s(command: list[str], env: dict[str, str]) -> float:
     proc = subprocess.Popen(
         command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
     )
+    assert proc.stdout is not None
     try:
         if not proc.stdout.read(1):
             raise RuntimeError(f"{command[0]} printed nothing")
@@ -97,6 +98,7 @@ def run_on_terminal(command: list[str], env: dict[str, str], rows: int = 40, col
     try:
         while _drain(master, 0.5) or proc.poll() is None:
             pass
+        assert proc.stderr is not None
         err = proc.stderr.read().decode("utf-8", "replace")
         if proc.wait() != 0:
             raise RuntimeError(f"{command[0]} failed: {err[-300:]!r}")

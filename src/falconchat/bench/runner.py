@@ -8,6 +8,7 @@ same backend and renderer in this process, on a real pseudo-terminal.
 
 from __future__ import annotations
 
+import functools
 import sys
 import tempfile
 import time
@@ -19,7 +20,7 @@ from pathlib import Path
 from falconchat.bench import probes
 from falconchat.bench.stats import Row, median, p95
 from falconchat.config import ModelSpec
-from falconchat.types import SamplingParams, TextDelta
+from falconchat.types import Done, SamplingParams, TextDelta
 
 SHORT_PROMPT = "What is the capital of France?"
 LONG_PROMPT = (
@@ -121,7 +122,7 @@ class Bench:
         bare = median(self.repeat(lambda: probes.wall_s([sys.executable, "-c", "pass"], self.env)))
         rows = []
         for flag in ("--help", "--version"):
-            times = self.repeat(lambda flag=flag: probes.wall_s([*self.falconchat, flag], self.env))
+            times = self.repeat(functools.partial(probes.wall_s, [*self.falconchat, flag], self.env))
             rows.append(Row(f"falconchat {flag}", median(times), "s", "python -c pass", bare, "≤ 0.15 s", p95(times)))
         return rows
 
@@ -158,10 +159,10 @@ class Bench:
         llm = self._backend().load()
         tokens = llm.tokenize(falcon_prompt("", [], LONG_PROMPT).encode(), add_bos=True, special=True)
         llm.reset()
-        count, first = 0, None
+        count, first = 0, time.perf_counter()
         for _ in llm.generate(tokens, temp=0, top_k=50, top_p=0.95, min_p=0.05, repeat_penalty=1.0):
             count += 1
-            if first is None:
+            if count == 1:
                 first = time.perf_counter()
             if count == self.work.decode_tokens:
                 break
@@ -245,14 +246,16 @@ class Bench:
 
         backend = self._backend()
         params = SamplingParams(temperature=0, max_new_tokens=24)
-        firsts, tenths = [], []
+        firsts: list[float] = []
+        tenths: list[float] = []
         for _ in range(self.work.reps):
             backend.load().reset()
             conversation = Conversation(system="You are a helpful assistant. Answer briefly.")
-            times = []
+            times: list[float] = []
             for message in TURNS:
                 prompt = conversation.prompt_for(message, backend.count_tokens, 3000).text
                 done = list(conversation.record(message, backend.stream(prompt, params)))[-1]
+                assert isinstance(done, Done) and done.first_token_s is not None
                 times.append(done.first_token_s)
             firsts.append(times[0])
             tenths.append(times[-1])

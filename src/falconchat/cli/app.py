@@ -145,7 +145,7 @@ def with_shared_options(func):
         shared = {name: kwargs.pop(name) for name in SHARED_NAMES}
         return func(*args, shared=shared, **kwargs)
 
-    command.__signature__ = inspect.Signature(own + extra)
+    command.__signature__ = inspect.Signature(own + extra)  # type: ignore[attr-defined]  # what Typer reads
     return command
 
 
@@ -480,7 +480,8 @@ def ask_json(env: Environment, flags: dict[str, Any], prompt: str | None) -> int
     from falconchat.records import Collector, ask_record
     from falconchat.text import sanitize
 
-    collector, settings, done, error = Collector(), None, None, None
+    collector, settings, done = Collector(), None, None
+    error: BaseException | None = None
     try:
         settings = load(flags, env)
         done = _answer(env, settings, read_prompt(env, prompt, settings.max_input_bytes), collector)

@@ -10,13 +10,13 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TextIO
 
 
 @dataclass
 class Environment:
-    stdin: IO[str] | None  # None: no standard input at all (a daemon, a closed descriptor)
-    stdout: IO[str]  # text streams; binary output goes through their `.buffer`
+    stdin: TextIO | None  # None: no standard input at all (a daemon, a closed descriptor)
+    stdout: TextIO  # text streams; binary input and output go through their `.buffer`
     stderr: IO[str]
     environ: Mapping[str, str]
     cwd: Path

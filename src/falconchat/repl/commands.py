@@ -198,6 +198,7 @@ class Commands:
             self.repl.notice("nothing to retry yet")
             return
         old = conversation.undo()
+        assert old is not None  # there was a turn to undo
         self.repl.reply(old.user)
         if conversation.last is None or conversation.last.user != old.user:  # it never started: keep the old reply
             conversation.turns.append(old)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from falconchat.backends.base import Backend
+from falconchat.config import ModelSpec, Role
 from falconchat.conversation import Conversation
 from falconchat.types import SamplingParams
 
@@ -21,9 +22,9 @@ class ReplOptions:
     data_dir: Path | None = None  # None: nothing is written (no history)
     sessions_dir: Path | None = None
     session: str | None = None  # a named session, kept current after every exchange
-    models: Mapping[str, object] = field(default_factory=dict)
-    roles: Mapping[str, object] = field(default_factory=dict)
-    open_backend: Callable[[object], Backend] | None = None
+    models: Mapping[str, ModelSpec] = field(default_factory=dict)
+    roles: Mapping[str, Role] = field(default_factory=dict)
+    open_backend: Callable[[ModelSpec], Backend] | None = None
 
 
 @dataclass

@@ -89,7 +89,7 @@ class TgiServer:
 
     def _authorized(self, request) -> bool:
         scheme, _, key = request.headers.get("Authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(key.strip().encode(), self.api_key.encode())
+        return scheme.lower() == "bearer" and hmac.compare_digest(key.strip().encode(), (self.api_key or "").encode())
 
     def _log(self, request, status: int, seconds: float) -> None:
         """Method, path, status, tokens, duration: never the prompt or the key."""
@@ -375,7 +375,7 @@ async def _serve(server: TgiServer, host: str, port: int, ready) -> int:
     except OSError as exc:
         await runner.cleanup()
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    bound = site._server.sockets[0].getsockname()
+    bound = runner.addresses[0]
     server.engine.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
