@@ -14,3 +14,15 @@ def tgi_endpoint():
 def closed_port_url() -> str:
     """A URL where nothing listens: connecting is refused."""
     return refused_url()
+
+
+@pytest.fixture
+def silent_url():
+    """A URL where a socket listens and never answers, not even GET /info: connections
+    complete (the kernel's backlog accepts them) and then nothing comes back."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"

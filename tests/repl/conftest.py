@@ -1,3 +1,3 @@
 """Fixtures for the REPL tests: see repl_helpers.py."""
 
-from repl_helpers import chats  # noqa: F401  (the fixture)
+from repl_helpers import chats, terminals  # noqa: F401  (the fixtures)

@@ -171,3 +171,23 @@ def chats(tmp_path):
 
 def files_under(path: Path) -> list[Path]:
     return sorted(p for p in path.rglob("*") if p.is_file()) if path.exists() else []
+
+
+@pytest.fixture
+def terminals(tmp_path):
+    """Start REPL processes in tmux (a terminal that answers cursor-position requests, so the
+    bottom toolbar is drawn): terminals(*args, env=…, width=…, height=…) → TmuxTerminal."""
+    from tmux_terminal import TmuxTerminal, have_tmux
+
+    if not have_tmux():
+        pytest.skip("tmux is not installed")
+    started: list[TmuxTerminal] = []
+
+    def start(*args: str, home: Path = tmp_path, **kwargs) -> TmuxTerminal:
+        terminal = TmuxTerminal(home, *args, **kwargs)
+        started.append(terminal)
+        return terminal
+
+    yield start
+    for terminal in started:
+        terminal.close()

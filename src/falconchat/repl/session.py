@@ -16,11 +16,14 @@ from falconchat.exchange import answer, continue_answer, stats_line
 from falconchat.prompt import falcon_prompt
 from falconchat.render import make_console, reply_writer
 from falconchat.repl.commands import Commands
+from falconchat.repl.gauge import Gauge
 from falconchat.repl.state import ReplOptions, ReplState
 from falconchat.text import sanitize
 from falconchat.types import SamplingParams
 
 PROMPT = ">>> "
+START_WAIT_S = 1.0  # how long the first measurement may delay the prompt, to report a dead endpoint
+HANGUP_GRACE_S = 5.0  # after SIGHUP/SIGTERM, the longest the chat takes to leave by itself
 
 
 class Hangup(BaseException):
@@ -46,6 +49,9 @@ class Repl:
         self.out = out
         self.err = make_console(err, soft_wrap=True)
         self.commands = Commands(self.state, self)
+        self.gauge = Gauge(self._context_length, self._context_used, self._redraw)
+        self._app = None  # prompt-toolkit's application, while a prompt is open
+        self._at_prompt = False
 
     # ---- output ----------------------------------------------------------------------
 
@@ -65,22 +71,27 @@ class Repl:
         )
 
     def toolbar(self) -> str:
+        """Drawn on prompt-toolkit's event loop: only what is known, no I/O (see gauge.py)."""
         p = self.state.params
         temp = "greedy" if p.temperature == 0 else f"temp {p.temperature:g}"
-        return sanitize(
-            f" {self.state.backend.name} · {temp} · context {self.state.context_used}/{self.state.backend.context_length} tokens"
-        )
+        used = "?" if self.gauge.used is None else self.gauge.used
+        length = "?" if self.gauge.length is None else self.gauge.length
+        problem = f" · {self.gauge.problem}" if self.gauge.problem else ""
+        return sanitize(f" {self.state.backend.name} · {temp} · context {used}/{length} tokens{problem}")
 
     # ---- the loop --------------------------------------------------------------------
 
     def run(self) -> int:
         self.notice(self.header())
         session = self._prompt_session()
+        self._app = session.app
         previous = {sig: signal.signal(sig, self._hangup) for sig in (signal.SIGTERM, signal.SIGHUP)}
         try:
             return self._loop(session)
         except Hangup as hangup:
             return 128 + hangup.signum
+        except (EOFError, OSError):  # the terminal went away
+            return 128 + signal.SIGHUP
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -90,27 +101,52 @@ class Repl:
     def _loop(self, session) -> int:
         from falconchat.repl.input import message_text
 
-        self._measure_context()
+        backend = None
         while True:
+            if backend is not self.state.backend:  # at start, and after /model
+                backend = self.state.backend
+                self.gauge.forget()
+                self._measure_context()
+                self._report_unreachable()
+            else:
+                self._measure_context()
             try:
+                self._at_prompt = True
                 raw = session.prompt(PROMPT)
             except KeyboardInterrupt:
                 continue  # Ctrl-C at the prompt clears the line
             except EOFError:
                 return 0
+            finally:
+                self._at_prompt = False
             text = message_text(raw).strip("\n")
             if not text.strip():
+                continue
+            try:
+                self.gauge.wait()  # the backend is not shared between threads
+            except KeyboardInterrupt:
+                self.notice("(stopped waiting for the model; nothing was sent — Up brings the text back)")
                 continue
             if text.startswith("/") and "\n" not in text.strip():
                 if not self.commands.run(text.strip()):
                     return 0
             else:
                 self.reply(text)
-            self._measure_context()
+
+    def _report_unreachable(self) -> None:
+        """A backend that fails its first measurement (an endpoint that can't be reached)
+        says so in one line before the prompt; a slow one fills the toolbar in later."""
+        try:
+            self.gauge.wait(START_WAIT_S)
+        except KeyboardInterrupt:
+            return
+        if self.gauge.problem:
+            self.error(self.gauge.problem)
 
     def _prompt_session(self):
         from prompt_toolkit import PromptSession
         from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
+        from prompt_toolkit.completion import ThreadedCompleter
 
         from falconchat.repl.input import key_bindings, make_history
 
@@ -119,7 +155,7 @@ class Repl:
             multiline=True,
             key_bindings=key_bindings(),
             prompt_continuation="... ",
-            completer=self.commands.completer(),
+            completer=ThreadedCompleter(self.commands.completer()),  # off the event loop
             complete_while_typing=False,
             auto_suggest=AutoSuggestFromHistory(),
             enable_open_in_editor=True,
@@ -127,6 +163,23 @@ class Repl:
         )
 
     def _hangup(self, signum, frame) -> None:
+        """SIGHUP (the terminal closed) or SIGTERM. Raised from a signal handler while
+        prompt-toolkit's event loop runs, an exception would be caught and reported by
+        asyncio and the chat would go on with no terminal: end the prompt instead. A
+        watchdog makes sure the process ends even if nothing else does."""
+        _exit_later(self, signum)
+        if self._at_prompt and self._app is not None and self._app.is_running:
+            app = self._app
+
+            def leave() -> None:
+                if app.is_running and not app.future.done():
+                    app.exit(exception=Hangup(signum))
+
+            try:
+                app.loop.call_soon_threadsafe(leave)  # wakes the loop, which may be waiting in select()
+                return
+            except Exception:  # no loop any more: raise instead
+                pass
         raise Hangup(signum)
 
     # ---- replies ---------------------------------------------------------------------
@@ -164,12 +217,20 @@ class Repl:
             self.notice(stats_line(done))
 
     def _measure_context(self) -> None:
-        """Tokens the conversation would take in the next prompt (for the toolbar)."""
-        try:
-            text = falcon_prompt(self.state.conversation.system, self.state.conversation.turns, "")
-            self.state.context_used = self.state.backend.count_tokens(text)
-        except FalconchatError:
-            pass
+        """Measure, in the background, what the toolbar shows (see gauge.py)."""
+        self.gauge.refresh()
+
+    def _context_length(self) -> int:
+        return self.state.backend.context_length
+
+    def _context_used(self) -> int:
+        """Tokens the conversation would take in the next prompt."""
+        text = falcon_prompt(self.state.conversation.system, self.state.conversation.turns, "")
+        return self.state.backend.count_tokens(text)
+
+    def _redraw(self) -> None:
+        if self._app is not None and self._app.is_running:
+            self._app.invalidate()  # safe from another thread
 
     # ---- sessions --------------------------------------------------------------------
 
@@ -202,3 +263,18 @@ class Repl:
                 )
             except (OSError, ValueError):
                 pass
+
+
+def _exit_later(repl: Repl, signum: int) -> None:
+    """If the chat has not left HANGUP_GRACE_S after a hangup (stuck in a request, a
+    terminal that no longer takes output), save the named session and end the process."""
+    import os
+    import threading
+
+    def leave() -> None:
+        repl.keep_session()
+        os._exit(128 + signum)
+
+    timer = threading.Timer(HANGUP_GRACE_S, leave)
+    timer.daemon = True
+    timer.start()

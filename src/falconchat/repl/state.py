@@ -33,7 +33,6 @@ class ReplState:
     conversation: Conversation
     params: SamplingParams
     options: ReplOptions
-    context_used: int = 0  # tokens the next prompt would take, for the toolbar
     last_finish: str | None = None
     saved_turns: int = 0  # exchanges already on disk
 

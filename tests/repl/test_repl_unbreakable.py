@@ -1,0 +1,124 @@
+"""Issue 15, "a chat that can't be broken": the REPL in tmux — a terminal that answers
+cursor-position requests, so prompt-toolkit draws the bottom toolbar as a user sees it —
+against a closed port, a socket that never answers, and a terminal that goes away."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from repl_helpers import sessions_dir, write_config
+
+pytestmark = pytest.mark.process  # starts the real falconchat in tmux, and endpoints
+
+TRAPS = ("Traceback", "Unhandled exception", "Press ENTER to continue")
+
+
+def toolbar_drawn(screen: str) -> bool:
+    bottom = screen.rstrip("\n").split("\n")[-1]
+    return "context" in bottom and "tokens" in bottom
+
+
+def no_trap(text: str) -> None:
+    for trap in TRAPS:
+        assert trap not in text, text
+
+
+# ---- 1: a dead endpoint ------------------------------------------------------------------
+
+
+def test_a_dead_endpoint_at_start_says_so_once_and_the_prompt_works(terminals, closed_port_url):
+    term = terminals("--endpoint", closed_port_url)
+    screen = term.wait_for(toolbar_drawn)
+    assert screen.count("cannot reach") == 2, screen  # one line above the prompt, and the toolbar
+    term.type("still typing")
+    term.wait_for(lambda s: ">>> still typing" in s, timeout=10)
+    term.keys("C-c")  # clears the line
+    term.wait_for(lambda s: term.prompt_line() == ">>>", timeout=10)
+    term.say("hello")  # the request fails: one error line, and the prompt again
+    term.wait_for(lambda s: s.count("cannot reach") >= 3, timeout=20)
+    term.keys("C-d")
+    assert term.wait_exit(timeout=20) == 0
+    no_trap(term.scrollback())
+
+
+def test_switching_to_a_dead_endpoint_with_model_says_so_and_keeps_the_prompt(terminals, closed_port_url, tmp_path):
+    write_config(tmp_path, f'[models.dead]\nbackend = "tgi"\nendpoint = "{closed_port_url}"\n')
+    term = terminals("-t", "0", "--max-new-tokens", "8")
+    term.wait_for(toolbar_drawn)
+    term.say("/model dead")
+    term.wait_for(lambda s: "cannot reach" in s and toolbar_drawn(s), timeout=20)
+    term.type("abc")
+    term.wait_for(lambda s: ">>> abc" in s, timeout=10)
+    term.keys("C-c")
+    term.say("/exit")
+    assert term.wait_exit(timeout=20) == 0
+    no_trap(term.scrollback())
+
+
+# ---- 2: an endpoint that never answers ----------------------------------------------------
+
+
+def test_an_endpoint_that_never_answers_leaves_typing_ctrl_c_and_ctrl_d_working(terminals, silent_url):
+    term = terminals("--endpoint", silent_url)  # the default --timeout: 120 s
+    term.wait_for(lambda s: ">>>" in s and toolbar_drawn(s), timeout=20)
+    assert "context ?/? tokens" in term.bottom_line()  # not known yet, and the prompt did not wait for it
+    term.type("typing echoes")
+    term.wait_for(lambda s: ">>> typing echoes" in s, timeout=15)
+    term.keys("C-c")
+    term.wait_for(lambda s: term.prompt_line() == ">>>", timeout=15)
+    term.say("hello")  # waits for the endpoint …
+    time.sleep(1)  # (a key pressed as Enter is handled would go to the prompt, not be Ctrl-C)
+    term.keys("C-c")  # … until Ctrl-C
+    term.wait_for("nothing was sent", timeout=10)
+    term.type("x")
+    term.wait_for(lambda s: ">>> x" in s, timeout=15)
+    term.keys("C-u", "C-d")
+    assert term.wait_exit(timeout=10) == 0
+    no_trap(term.scrollback())
+
+
+# ---- 3: the terminal goes away -------------------------------------------------------------
+
+
+def test_closing_the_terminal_at_the_prompt_ends_the_chat_and_keeps_the_session(terminals, tgi_endpoint):
+    tgi_endpoint.stream([" Bonjour", " à", " tous"], "eos_token")
+    term = terminals("chat", "--session", "kept", "--endpoint", tgi_endpoint.url)
+    term.wait_for(toolbar_drawn)
+    term.say("hello")
+    term.wait_for("Bonjour à tous")
+    term.wait_for(lambda s: term.prompt_line() == ">>>", timeout=10)  # the next prompt
+    term.vanish()
+    _gone_within(term, 10)
+    saved = json.loads((sessions_dir(term.home) / "kept.json").read_text())
+    assert [t["user"] for t in saved["turns"]] == ["hello"]
+
+
+def test_closing_the_terminal_while_the_endpoint_hangs_ends_the_chat(terminals, silent_url):
+    term = terminals("chat", "--session", "stuck", "--endpoint", silent_url)
+    term.wait_for(lambda s: ">>>" in s and toolbar_drawn(s), timeout=20)
+    term.say("hello")  # stuck waiting for an answer that never comes
+    term.vanish()
+    _gone_within(term, 10)
+    assert (sessions_dir(term.home) / "stuck.json").exists()
+
+
+def test_closing_the_terminal_mid_reply_keeps_what_arrived(terminals, tgi_endpoint):
+    tgi_endpoint.forever(0.05)
+    term = terminals("chat", "--session", "streaming", "--endpoint", tgi_endpoint.url)
+    term.wait_for(toolbar_drawn)
+    term.say("talk forever")
+    term.wait_for("word word word")
+    term.vanish()
+    _gone_within(term, 10)
+    saved = json.loads((sessions_dir(term.home) / "streaming.json").read_text())
+    assert saved["turns"][0]["assistant"].count("word") >= 3
+    assert saved["turns"][0]["status"] == "cut"
+
+
+def _gone_within(term, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while term.alive():
+        assert time.monotonic() < deadline, f"the chat outlived its terminal by {seconds:g}s"
+        time.sleep(0.1)
