@@ -123,13 +123,28 @@ def test_endpoint_error_is_an_error_turn(error):
     assert up.closed
 
 
-def test_error_before_any_text():
-    conv = Conversation()
+def test_error_before_any_text_keeps_no_turn():
+    """Issue 15, item 4: a message whose request failed is not sent again as context."""
+    conv = Conversation(turns=[Turn("earlier", "kept", "complete")])
     up = Upstream(Unreachable("no route"))
     with pytest.raises(Unreachable):
         list(conv.record("q", up))
-    assert conv.turns == [Turn("q", "", "error")]
+    assert conv.turns == [Turn("earlier", "kept", "complete")]
     assert up.closed
+
+
+def test_a_continuation_that_fails_before_any_text_leaves_the_reply_as_it_was():
+    conv = Conversation(turns=[Turn("q", "half a", "cut")])
+    with pytest.raises(Unreachable):
+        list(conv.record_continuation(Upstream(Unreachable("no route"))))
+    assert conv.turns == [Turn("q", "half a", "cut")]
+
+
+def test_a_continuation_broken_after_some_text_keeps_it_as_an_error():
+    conv = Conversation(turns=[Turn("q", "half a", "cut")])
+    with pytest.raises(EndpointError):
+        list(conv.record_continuation(Upstream(" reply", EndpointError("cut"))))
+    assert conv.turns == [Turn("q", "half a reply", "error")]
 
 
 def test_generator_upstream_closed_on_every_ending():

@@ -35,18 +35,20 @@ class Conversation:
     def record_continuation(self, events: TokenStream) -> TokenStream:
         """Like `record`, appending to the last turn's reply (which is untouched until the stream starts)."""
         turn = self.turns.pop()
-        yield from self.record(turn.user, events, reply_so_far=turn.assistant)
+        yield from self.record(turn.user, events, continuing=turn)
 
-    def record(self, message: str, events: TokenStream, *, reply_so_far: str = "") -> TokenStream:
+    def record(self, message: str, events: TokenStream, *, continuing: Turn | None = None) -> TokenStream:
         """Pass `events` through and keep the exchange, however it ends.
 
         A reply cut by Ctrl-C (the stream closed, or KeyboardInterrupt raised
         through it) is kept as "cut"; one broken by an error as "error". What
-        was shown is never lost.
+        was shown is never lost. A request that fails before any text arrives
+        leaves the conversation as it was: a message with no reply is not sent
+        again as context (the REPL's input history still has it).
         """
         turn = Turn(user=message, status="cut")
         self.turns.append(turn)
-        parts: list[str] = [reply_so_far]
+        parts: list[str] = [continuing.assistant if continuing else ""]
         try:
             for event in events:
                 if isinstance(event, TextDelta):
@@ -56,6 +58,10 @@ class Conversation:
                 yield event
         except Exception:
             turn.status = "error"
+            if not any(parts[1:]):  # nothing arrived: undo the exchange
+                self.turns[:] = [t for t in self.turns if t is not turn]
+                if continuing is not None:
+                    self.turns.append(continuing)
             raise
         except BaseException:  # closed, Ctrl-C, a signal: the user cut it short
             if turn.status != "complete":  # closing after Done changes nothing

@@ -122,3 +122,35 @@ def _gone_within(term, seconds: float) -> None:
     while term.alive():
         assert time.monotonic() < deadline, f"the chat outlived its terminal by {seconds:g}s"
         time.sleep(0.1)
+
+
+# ---- 4: a message with no reply is not kept -------------------------------------------------
+
+
+def test_a_message_whose_request_failed_is_not_kept_or_sent_again(terminals, tgi_endpoint):
+    tgi_endpoint.stream([" First", " reply"], "eos_token")
+    tgi_endpoint.error(500, "the server stopped")
+    tgi_endpoint.error_event([" Half"], "out of memory")
+    tgi_endpoint.stream([" Fine"], "eos_token")
+    term = terminals("--endpoint", tgi_endpoint.url)
+    term.wait_for(toolbar_drawn)
+    term.say("hello")
+    term.wait_for("First reply")
+    term.say("hello again")
+    term.wait_for("was not kept")
+    term.say("half please")
+    term.wait_for("out of memory")
+    term.say("last one")
+    term.wait_for("Fine")
+    term.say("/history")
+    shown = term.wait_for("You: last one", whole=True)
+    history = shown[shown.rindex("/history") :]
+    assert "You: hello again" not in history  # no reply: not kept …
+    assert "You: half please" in history and "(incomplete): Half" in history  # … a partial one is
+    assert "hello again" not in tgi_endpoint.requests[-1].body["inputs"]  # and not sent again as context
+    assert "half please" in tgi_endpoint.requests[-1].body["inputs"]
+    term.keys("Up", "Up", "Up", "Up")  # the failed message is still in the input history
+    term.wait_for(lambda s: term.prompt_line() == ">>> hello again", timeout=15)
+    term.keys("C-u", "C-d")
+    assert term.wait_exit() == 0
+    no_trap(term.scrollback())

@@ -188,7 +188,8 @@ class Repl:
         self._stream(
             lambda writer: answer(
                 self.state.conversation, self.state.backend, text, self.state.params, writer, self.notice
-            )
+            ),
+            fresh=True,
         )
 
     def continue_reply(self) -> None:
@@ -198,8 +199,9 @@ class Repl:
             )
         )
 
-    def _stream(self, run: Callable) -> None:
+    def _stream(self, run: Callable, *, fresh: bool = False) -> None:
         writer = reply_writer(self.out, plain=self.state.options.plain)
+        turns = len(self.state.conversation.turns)
         try:
             done = run(writer)
         except KeyboardInterrupt:
@@ -207,6 +209,8 @@ class Repl:
             return
         except FalconchatError as exc:
             self.error(exc.message)
+            if len(self.state.conversation.turns) == turns and fresh:
+                self.notice("(no reply, so the message was not kept; Up brings it back to send again)")
             return
         finally:
             self.keep_session()
