@@ -39,7 +39,7 @@ class Request:
     params: SamplingParams
     max_new: int
     logprobs: bool
-    seed: int
+    sampler: object  # its own sampling chain (with its grammar, if constrained)
     out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     cancelled: threading.Event = field(default_factory=threading.Event)
 
@@ -112,13 +112,17 @@ class BatchEngine:
         seed: int,
         logprobs: bool = False,
         should_stop: Callable[[], bool] | None = None,
+        grammar: str | None = None,
     ) -> Iterator[tuple[int, float | None]]:
         """(token, logprob) pairs as the engine samples them, end-of-generation token included.
 
         Ends by itself at end-of-generation or after `max_new` tokens; closing it
-        (or `should_stop` turning true) cancels the sequence.
+        (or `should_stop` turning true) cancels the sequence. `grammar` (GBNF) holds this
+        sequence, and only this one, to a grammar; one that does not parse is an InputError.
         """
-        request = Request(list(tokens), params, max_new, logprobs, seed)
+        # Built here, in the caller's thread: a grammar that fails to parse fails this call only.
+        sampler = make_sampler(self._llm, params, seed, grammar)
+        request = Request(list(tokens), params, max_new, logprobs, sampler)
         with self._wake:
             if self._closing:
                 raise FalconchatError("the local model is shutting down")
@@ -218,7 +222,7 @@ class BatchEngine:
         slot.fed = reused
         slot.next_token = None
         slot.generated = 0
-        slot.sampler = _sampler_chain(self._n_vocab, request.params, request.seed)
+        slot.sampler = request.sampler
 
     def _forget(self, slot: Slot) -> None:
         self._llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
@@ -282,7 +286,7 @@ class BatchEngine:
         llama_cpp = self._llama_cpp
         request = slot.request
         assert request is not None  # only running slots are sampled
-        token = llama_cpp.llama_sampler_sample(slot.sampler.sampler, self._ctx, row)
+        token = sample_token(slot.sampler, self._ctx, row)
         logprob = self._logprob(row, token) if request.logprobs else None
         request.out.put((token, logprob))
         slot.generated += 1
@@ -341,3 +345,25 @@ def _sampler_chain(n_vocab: int, params: SamplingParams, seed: int):
         sampler.add_temp(params.temperature)
         sampler.add_dist(seed)
     return sampler
+
+
+def make_sampler(llm, params: SamplingParams, seed: int, grammar: str | None = None):
+    """The sampler for one sequence: the plain chain, or the chain held to `grammar` (GBNF;
+    an InputError if it does not parse). Either way, `sample_token` draws from it."""
+    chain = _sampler_chain(llm.n_vocab(), params, seed)
+    if grammar is None:
+        return chain
+    from falconchat.backends.grammar import GrammarSampler
+
+    return GrammarSampler(chain, llm._model.vocab, grammar, llm.n_vocab())
+
+
+def sample_token(sampler, ctx, row: int) -> int:
+    """Sample (and accept) the next token from the logits of batch row `row` (-1: the last)."""
+    import llama_cpp
+
+    from falconchat.backends.grammar import GrammarSampler
+
+    if isinstance(sampler, GrammarSampler):
+        return sampler.sample(ctx, row)
+    return llama_cpp.llama_sampler_sample(sampler.sampler, ctx, row)

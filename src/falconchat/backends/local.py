@@ -164,12 +164,13 @@ class LocalBackend:
             raise InputError(f"the prompt is {len(tokens)} tokens; the model's context holds {context}")
         seed = params.seed if params.seed is not None else random.getrandbits(31)
         should_stop = should_stop or (lambda: False)
+        grammar = self._grammar(llm, params)
         if self._engine is not None:
             sampled = self._engine.tokens(
-                tokens, params, max_new, seed=seed, logprobs=logprobs, should_stop=should_stop
+                tokens, params, max_new, seed=seed, logprobs=logprobs, should_stop=should_stop, grammar=grammar
             )
         else:
-            sampled = self._sample_alone(llm, tokens, params, seed, logprobs, should_stop)
+            sampled = self._sample_alone(llm, tokens, params, seed, logprobs, should_stop, grammar)
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         vocab = llm._model.vocab  # for llama_vocab_is_eog, as llama-cpp-python itself does
         import llama_cpp
@@ -211,10 +212,30 @@ class LocalBackend:
                     yield done("length")
                     return
 
+    def _grammar(self, llm, params: SamplingParams) -> str | None:
+        """The GBNF grammar for `params.constraint` (an InputError before any decoding if it
+        cannot be compiled); None for free text."""
+        if params.constraint is None:
+            return None
+        from falconchat.backends.grammar import compile_constraint
+
+        return compile_constraint(params.constraint)
+
     def _sample_alone(
-        self, llm, tokens: list[int], params: SamplingParams, seed: int, logprobs: bool, should_stop: Callable[[], bool]
+        self,
+        llm,
+        tokens: list[int],
+        params: SamplingParams,
+        seed: int,
+        logprobs: bool,
+        should_stop: Callable[[], bool],
+        grammar: str | None = None,
     ):
-        """The single-sequence path: (token, logprob) pairs from llama-cpp-python's own loop."""
+        """The single-sequence path: (token, logprob) pairs from llama-cpp-python's own loop,
+        or, held to a grammar, from the batching engine's sampler one token at a time."""
+        if grammar is not None:
+            yield from self._sample_constrained(llm, tokens, params, seed, logprobs, should_stop, grammar)
+            return
         llm.set_seed(seed)
         with _engine_errors():
             if not _prefill(llm, tokens, should_stop):
@@ -230,6 +251,30 @@ class LocalBackend:
         with closing(generated):
             for token in generated:
                 yield token, (_logprob(llm, token) if logprobs else None)
+
+    def _sample_constrained(
+        self,
+        llm,
+        tokens: list[int],
+        params: SamplingParams,
+        seed: int,
+        logprobs: bool,
+        should_stop: Callable[[], bool],
+        grammar: str,
+    ):
+        """The same sampler as the engine's for a constrained sequence, so both paths agree."""
+        from falconchat.backends.llama_batch import make_sampler, sample_token
+
+        sampler = make_sampler(llm, params, seed, grammar)  # first: a bad grammar fails before decoding
+        with _engine_errors():
+            if not _prefill(llm, tokens, should_stop):
+                return
+        token = tokens[-1]
+        while True:
+            with _engine_errors():
+                llm.eval([token])
+                token = sample_token(sampler, llm._ctx.ctx, -1)
+            yield token, (_logprob(llm, token) if logprobs else None)
 
     def tokens(self, text: str) -> list[int]:
         """The tokens `generate()` feeds the model for `text` (with the start token)."""
