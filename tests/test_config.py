@@ -92,7 +92,7 @@ def test_nothing_configured_runs_the_bundled_model(home):
 
 def test_classic_tutorial_variables_choose_the_tgi_endpoint(home):
     s = load(home, env={"HF_API_FALCOM_BASE": URL_A + "/", "HF_API_KEY": "hf_secret"})
-    assert s.model.backend == "tgi"
+    assert s.model.backend == "auto"  # asked of the server when opened: TGI's /info, or TGI as before
     assert s.model.endpoint.rstrip("/") == URL_A
     assert s.model.api_key == "hf_secret"
     assert s.model.auth_scheme == "Bearer"
@@ -102,7 +102,7 @@ def test_classic_tutorial_variables_choose_the_tgi_endpoint(home):
 def test_classic_tutorial_variables_in_dotenv(home):
     write(home.work / ".env", f"HF_API_KEY=hf_dot\nHF_API_FALCOM_BASE={URL_A}\n")
     s = load(home)
-    assert (s.model.backend, s.model.endpoint, s.model.api_key) == ("tgi", URL_A, "hf_dot")
+    assert (s.model.backend, s.model.endpoint, s.model.api_key) == ("auto", URL_A, "hf_dot")
 
 
 def test_falconchat_names_beat_the_tutorial_names(home):
@@ -280,7 +280,7 @@ def test_endpoint_flag_refines_a_named_tgi_model(with_models):
 
 def test_endpoint_flag_beats_model_from_environment(with_models):
     m = load(with_models, flags={"endpoint": URL_B}, env={"FALCONCHAT_MODEL": "tiny"}).model
-    assert (m.backend, m.endpoint) == ("tgi", URL_B)
+    assert (m.backend, m.endpoint) == ("auto", URL_B)
 
 
 # ---- wrong values ----------------------------------------------------------------------

@@ -90,6 +90,7 @@ Script = Callable[[Reply], None]
 class TgiEndpoint:
     def __init__(self) -> None:
         self.requests: list[Request] = []
+        self.gets: list[Request] = []  # GET /info and the like, apart from the generate requests
         self.disconnected = threading.Event()  # set when a write to a client fails: it went away
         self._scripts: list[Script] = []
         self._lock = threading.Lock()
@@ -304,8 +305,14 @@ def _handler_for(endpoint: TgiEndpoint) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
 
         def do_GET(self) -> None:
-            # Like a proxied endpoint without /info: the client falls back to its default context.
-            Reply(self, endpoint).status(404, b'{"error":"not found"}', "application/json")
+            # /info says "TGI" (so `--endpoint` alone picks the tgi backend) but not max_total_tokens,
+            # like an older endpoint: the client falls back to its default context.
+            headers = {name.lower(): value for name, value in self.headers.items()}
+            endpoint.gets.append(Request(self.command, self.path, headers, None, time.monotonic()))
+            if self.path == "/info":
+                Reply(self, endpoint).status(200, b'{"model_id":"scripted/tgi"}', "application/json")
+            else:
+                Reply(self, endpoint).status(404, b'{"error":"not found"}', "application/json")
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet
             pass

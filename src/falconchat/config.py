@@ -30,7 +30,7 @@ FLAG, ENV, DOTENV, TOML, DEFAULT = range(5)
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    backend: str  # "local" | "transformers" | "tgi" | "openai"
+    backend: str  # "local" | "transformers" | "tgi" | "openai" | "auto" (probed when opened)
     model_path: str | None = (
         None  # local: a GGUF file; transformers: a model directory or GGUF; None: the bundled model
     )
@@ -44,6 +44,7 @@ class ModelSpec:
     headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # openai: extra HTTP headers
     format: str = "falcon"  # "falcon" (our prompt); "chat" (openai's chat API); "native" (local: the model's template)
     device: str | None = None  # transformers: "auto" (a GPU when there is one), "cpu", "cuda" or "cuda:N"
+    server: str | None = None  # endpoints: the software the probe found ("vllm", "llama-cpp-python", "tgi")
 
 
 @dataclass(frozen=True)
@@ -202,7 +203,7 @@ def _model_from_toml(name: str, entry: Any, src: Sources, defaults: dict[str, An
     unknown = set(entry) - MODEL_FIELDS
     if unknown:
         raise ConfigError(f"{where}: unknown field {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(MODEL_FIELDS))}")
-    backend = entry.get("backend")
+    backend = entry.get("backend", "auto" if "endpoint" in entry or "url" in entry else None)
     if backend not in FORMATS:
         raise ConfigError(f"{where}: backend must be one of {', '.join(FORMATS)}, not {backend!r}")
     form = entry.get("format", FORMATS[backend][0])
@@ -277,6 +278,8 @@ def choose_model(src: Sources, models: dict[str, ModelSpec], defaults: dict[str,
     path = src.value("model_path") if path_level == best else None
     if name_level == best:
         name = parse("model", name, name_origin)
+        if url and name not in models:
+            return _probed_endpoint(url, defaults, remote_model=name)  # -m names one of the server's models
         if name not in models:
             raise ConfigError(f"unknown model {name!r} (from {name_origin}); known: {', '.join(sorted(models))}")
         spec = models[name]
@@ -289,17 +292,24 @@ def choose_model(src: Sources, models: dict[str, ModelSpec], defaults: dict[str,
     if url and path:
         raise UsageError("choose either an endpoint URL or a model file, not both")
     if url:
-        return ModelSpec(
-            name="tgi",
-            backend="tgi",
-            endpoint=url,
-            context_length=defaults["context_length"],
-            api_key=defaults["api_key"],
-            auth_scheme=defaults["auth_scheme"],
-            timeout=defaults["timeout"],
-        )
+        return _probed_endpoint(url, defaults)
     assert path is not None  # chosen above: the model file is the best-ranked source
     return ModelSpec(name=Path(path).name, backend="local", model_path=path, **_local_defaults(defaults))
+
+
+def _probed_endpoint(url: str, defaults: dict[str, Any], remote_model: str | None = None) -> ModelSpec:
+    """`--endpoint URL`: the backend, model and context are asked of the server when it is opened."""
+    return ModelSpec(
+        name=remote_model or "endpoint",
+        backend="auto",
+        endpoint=url,
+        context_length=defaults["context_length"],
+        api_key=defaults["api_key"],
+        auth_scheme=defaults["auth_scheme"],
+        timeout=defaults["timeout"],
+        remote_model=remote_model,
+        format="auto",
+    )
 
 
 def _replace(spec: ModelSpec, **changes) -> ModelSpec:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 def open_backend(spec: ModelSpec, sequences: int = 1) -> Backend:
     """`sequences` > 1: a local model decodes that many requests together (callers may then
     share the backend between threads); other backends take one client per thread."""
-    module_name, _, class_name = BACKENDS[spec.backend].factory.partition(":")
+    module_name, _, class_name = BACKENDS[spec.backend].factory.partition(":")  # a class, or a function
     backend_class = getattr(importlib.import_module(module_name), class_name)
     if spec.backend == "local":
         return backend_class(spec, sequences=sequences)

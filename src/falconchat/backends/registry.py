@@ -19,4 +19,6 @@ BACKENDS: dict[str, BackendKind] = {
     "transformers": BackendKind(("falcon", "native"), True, "falconchat.backends.transformers:TransformersBackend"),
     "tgi": BackendKind(("falcon",), False, "falconchat.backends.tgi:TgiBackend"),
     "openai": BackendKind(("chat", "falcon"), False, "falconchat.backends.openai:OpenAIBackend"),
+    # An endpoint whose API is not said: probed when opened (GET /info, GET /v1/models), then tgi or openai.
+    "auto": BackendKind(("auto", "chat", "falcon"), False, "falconchat.backends.probe:open_probed"),
 }

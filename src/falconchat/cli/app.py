@@ -273,7 +273,7 @@ def batch(
     from falconchat.batch.runner import BatchOptions, run_batch
 
     env = invocation(ctx).env
-    settings = load(merged_flags(ctx, shared), env)
+    settings = resolved(load(merged_flags(ctx, shared), env))
     options = BatchOptions(
         input_path=input_path,
         output=output,
@@ -356,14 +356,22 @@ def serve(
 @app.command("models")
 def models(
     ctx: typer.Context,
+    endpoint: str | None = typer.Option(
+        None, "--endpoint", metavar="URL", help="List the models this server serves (TGI or OpenAI-compatible)."
+    ),
+    timeout: str | None = typer.Option(None, "--timeout", metavar="SECONDS", help="Endpoint timeout."),
     env_file: str | None = typer.Option(None, "--env-file", metavar="PATH", help="Read this .env file."),
     config: str | None = typer.Option(None, "--config", metavar="PATH", help="Config TOML file."),
 ) -> int:
-    """List the configured models: backend, where they point, and whether they answer."""
-    from falconchat.cli.models import print_models
+    """List the configured models: backend, where they point, and whether they answer; or a server's models."""
+    from falconchat.cli.models import print_models, print_served
 
     env = invocation(ctx).env
-    print_models(load({"env_file": env_file, "config": config}, env), env.stdout)
+    settings = load({"env_file": env_file, "config": config, "endpoint": endpoint, "timeout": timeout}, env)
+    if endpoint:
+        print_served(settings.model, env.stdout)
+    else:
+        print_models(settings, env.stdout)
     return 0
 
 
@@ -432,6 +440,7 @@ def chat_session(
             params = kept.params.with_changes(**given)
             if flags.get("system") is not None:
                 conversation.system = settings.system
+    settings = resolved(settings)  # `--endpoint URL` alone: ask the server its API, before the REPL starts
     backend = open_backend(settings.model)
     try:
         backend.warm_up()  # a missing or broken model file fails now, not at the first message
@@ -456,6 +465,7 @@ def ask_once(env: Environment, flags: dict[str, Any], prompt: str | None, *, str
 
     settings = load(flags, env)
     message = read_prompt(env, prompt, settings.max_input_bytes)
+    settings = resolved(settings)
     try:
         if stream:
             _answer(env, settings, message, reply_writer(env.stdout, plain=settings.plain))
@@ -484,7 +494,9 @@ def ask_json(env: Environment, flags: dict[str, Any], prompt: str | None) -> int
     error: BaseException | None = None
     try:
         settings = load(flags, env)
-        done = _answer(env, settings, read_prompt(env, prompt, settings.max_input_bytes), collector)
+        message = read_prompt(env, prompt, settings.max_input_bytes)
+        settings = resolved(settings)  # the record names the backend and model the server said
+        done = _answer(env, settings, message, collector)
     except KeyboardInterrupt as exc:
         error = exc
     except Exception as exc:  # every failure becomes the `error` object
@@ -531,6 +543,15 @@ def _answer(env: Environment, settings, message: str, writer):
     if settings.verbose:
         err.print(stats_line(done))
     return done
+
+
+def resolved(settings):
+    """Settings whose model is an endpoint of known API: `--endpoint URL` alone is probed here, once."""
+    from dataclasses import replace
+
+    from falconchat.backends.probe import resolve
+
+    return replace(settings, model=resolve(settings.model))
 
 
 def read_prompt(env: Environment, prompt: str | None, limit: int) -> str:

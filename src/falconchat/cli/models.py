@@ -45,3 +45,28 @@ def _shown(where: str) -> str:
     from falconchat.text import safe_url
 
     return safe_url(where) if where.startswith("http") else where
+
+
+def print_served(spec, out: IO[str]) -> None:
+    """`falconchat models --endpoint URL`: what the server says it serves."""
+    from rich.table import Table
+
+    from falconchat.backends.probe import served_models
+    from falconchat.render import make_console
+    from falconchat.text import safe_url, sanitize
+
+    found = served_models(spec)
+    console = make_console(out)
+    console.width = max(console.width, 120)
+    server = f" ({sanitize(found.server)})" if found.server else ""
+    if not found.models:
+        console.print(f"{safe_url(found.endpoint)}: no model list; treated as a TGI endpoint{server}", markup=False)
+        return
+    console.print(f"{safe_url(found.endpoint)}: {found.api} API{server}", markup=False, highlight=False)
+    table = Table(box=None, pad_edge=False)
+    for column in ("name", "context", "owned by"):
+        table.add_column(column)
+    for model in found.models:
+        context = str(model.context_length) if model.context_length else "—"
+        table.add_row(sanitize(model.name), context, sanitize(model.owner or ""))
+    console.print(table)
