@@ -14,12 +14,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "falconchat"
 LAYERS = [
     ["types", "__init__"],
     ["errors"],
-    ["text", "backends.registry"],
+    ["text", "backends.registry", "structured"],
     ["config_values", "config"],
-    ["prompt"],
+    ["prompt", "thinking"],
     ["conversation", "sessions", "records"],
     ["backends"],
-    ["markdown_view", "render"],
+    ["markdown_view", "render", "reasoning_view"],
     ["exchange"],
     ["repl", "batch", "serve", "bench"],  # the front ends: each may not import another
     ["cli", "__main__"],

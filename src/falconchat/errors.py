@@ -79,6 +79,13 @@ class Rejected(EndpointError):
     exit_code = ExitCode.REJECTED
 
 
+class InvalidReply(Rejected):
+    """A reply that should have been JSON (`--schema`, `--json-mode`) and is not, or does not
+    match the schema: the endpoint did not honour the constraint."""
+
+    kind = "invalid_reply"
+
+
 class Overloaded(EndpointError):
     """Too busy to take the request: a remote endpoint after retries, or serve's full queue."""
 

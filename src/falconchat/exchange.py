@@ -6,14 +6,15 @@ Shared by the REPL and `ask`, so both trim, record and cut replies the same way.
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import closing
+from contextlib import ExitStack, closing
 from dataclasses import replace
 
 from falconchat.backends.base import Backend
 from falconchat.conversation import Conversation
 from falconchat.errors import InputError
 from falconchat.prompt import FittedPrompt, PromptTooLong
-from falconchat.types import Done, ReplyWriter, SamplingParams, TextDelta, TokenStream
+from falconchat.thinking import separate_reasoning
+from falconchat.types import Done, ReasoningDelta, ReasoningWriter, ReplyWriter, SamplingParams, TextDelta, TokenStream
 
 
 def answer(
@@ -23,11 +24,14 @@ def answer(
     params: SamplingParams,
     writer: ReplyWriter,
     notice: Callable[[str], None],
+    reasoning: ReasoningWriter | None = None,
 ) -> Done:
-    """Stream the reply to `message` into `writer`; return its `Done`.
+    """Stream the reply to `message` into `writer`, and a thinking model's reasoning into
+    `reasoning` (dropped when None); return its `Done`.
 
     Ctrl-C (KeyboardInterrupt) and errors propagate after the writer has shown
-    what arrived and the conversation has kept it.
+    what arrived and the conversation has kept it. The conversation keeps the reply
+    only: reasoning is never sent back to the model.
     """
     fitted = _fit(
         lambda budget: conversation.prompt_for(message, backend.count_tokens, budget), backend, params, notice
@@ -36,7 +40,7 @@ def answer(
         events = backend.stream_messages(fitted.messages, params)
     else:
         events = backend.stream(fitted.text, params)
-    return _run(conversation.record(message, events), fitted, writer)
+    return _run(conversation.record(message, separate_reasoning(events)), fitted, writer, reasoning)
 
 
 def continue_answer(
@@ -76,12 +80,32 @@ def _fit(
     return fitted
 
 
-def _run(events: TokenStream, fitted: FittedPrompt, writer: ReplyWriter) -> Done:
+def _run(
+    events: TokenStream, fitted: FittedPrompt, writer: ReplyWriter, reasoning: ReasoningWriter | None = None
+) -> Done:
+    """The reply writer is entered at the first reply text (or at the end), so that reasoning
+    drawn before it is over — collapsed, or kept — before the reply's own drawing starts."""
     done = Done("cancelled")
-    with closing(events), writer:
+    with ExitStack() as stack:
+        stack.enter_context(closing(events))
+        replying = False
+
+        def start_reply() -> None:
+            nonlocal replying
+            if not replying:
+                replying = True
+                if reasoning is not None:
+                    reasoning.close()
+                stack.enter_context(writer)
+
+        stack.callback(start_reply)  # runs at the end (last in, first out), if the reply never started
         for event in events:
             if isinstance(event, TextDelta):
+                start_reply()
                 writer.write(event.text)
+            elif isinstance(event, ReasoningDelta):
+                if reasoning is not None and not replying:
+                    reasoning.write(event.text)
             else:
                 done = event
     if not done.prompt_tokens:
@@ -92,7 +116,8 @@ def _run(events: TokenStream, fitted: FittedPrompt, writer: ReplyWriter) -> Done
 def stats_line(done: Done) -> str:
     rate = done.completion_tokens / done.total_s if done.total_s > 0 else 0.0
     first = f"{done.first_token_s:.2f}s" if done.first_token_s is not None else "—"
+    thought = f" · reasoning {done.reasoning_s:.2f}s" if done.reasoning_s is not None else ""
     return (
         f"{done.completion_tokens} tokens in {done.total_s:.2f}s ({rate:.1f} tokens/s) · "
-        f"first token {first} · prompt {done.prompt_tokens} tokens · finish: {done.finish_reason}"
+        f"first token {first}{thought} · prompt {done.prompt_tokens} tokens · finish: {done.finish_reason}"
     )

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 
-from falconchat.types import Done, TextDelta, TokenStream, Turn
+from falconchat.types import Done, ReasoningDelta, TextDelta, TokenStream, Turn
 
 FALCON_STOPS: tuple[str, ...] = ("\nUser:", "<|endoftext|>")
 
@@ -129,6 +129,9 @@ def clean_reply(events: TokenStream, stops: Sequence[str], *, drop_leading_space
                         yield TextDelta(pending)
                     yield event
                     return
+                if isinstance(event, ReasoningDelta):  # not the reply: no stop sequence, no leading space
+                    yield event
+                    continue
                 text = event.text
                 if first and text:
                     if drop_leading_space and text.startswith(" "):

@@ -46,11 +46,23 @@ def settings_object(system: str, params: SamplingParams) -> dict[str, Any]:
     }
 
 
-def ask_record(reply: str, done: Done | None, settings: Any, error: BaseException | None) -> dict[str, Any]:
-    """`ask --json`'s object. `settings` is None when they could not be loaded (a bad flag)."""
+def ask_record(
+    reply: str,
+    done: Done | None,
+    settings: Any,
+    error: BaseException | None,
+    *,
+    data: Any = None,
+    reasoning: str | None = None,
+) -> dict[str, Any]:
+    """`ask --json`'s object. `settings` is None when they could not be loaded (a bad flag);
+    `data` is the validated JSON value of a structured reply (--schema, --json-mode)."""
     if done is None and isinstance(error, KeyboardInterrupt):
         done = Done("cancelled")  # Ctrl-C is a cancel: what arrived is kept in `reply`
     record = reply_fields(reply, done)
+    record["data"] = data if error is None else None
+    record["reasoning"] = reasoning
+    record["reasoning_s"] = _seconds(done.reasoning_s) if done else None
     record.update(
         model_object(settings.model) if settings is not None else {"model": None, "backend": None, "endpoint": None}
     )
@@ -70,7 +82,8 @@ def _seconds(value: float | None) -> float | None:
 
 
 class Collector:
-    """A reply writer (the interface `exchange.answer` streams into) that keeps the text."""
+    """A reply writer (the interface `exchange.answer` streams into) that keeps the text;
+    also a reasoning writer (it has `close()`) for the records' `reasoning` field."""
 
     def __init__(self) -> None:
         self.parts: list[str] = []
@@ -82,6 +95,9 @@ class Collector:
         self.parts.append(text)
 
     def __exit__(self, *exc) -> None:
+        pass
+
+    def close(self) -> None:
         pass
 
     @property

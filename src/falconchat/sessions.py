@@ -62,7 +62,8 @@ def save(path: Path, session: Session) -> None:
         "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "model": session.model,
         "system": conv.system,
-        "params": {**asdict(session.params), "stop": list(session.params.stop)},
+        # The constraint (--schema, --json-mode) is left out on purpose: it is given each time.
+        "params": {**_without(asdict(session.params), "constraint"), "stop": list(session.params.stop)},
         "turns": [asdict(t) for t in conv.turns],
     }
     write_private(path, _escape_controls(json.dumps(document, ensure_ascii=False, indent=1)) + "\n")
@@ -125,6 +126,10 @@ def _check_text(value) -> None:
     elif isinstance(value, list):
         for item in value:
             _check_text(item)
+
+
+def _without(values: dict, key: str) -> dict:
+    return {k: v for k, v in values.items() if k != key}
 
 
 def _params(raw) -> SamplingParams:

@@ -1,6 +1,7 @@
 """The shared vocabulary: messages, sampling settings and the token-stream events.
 
-Every layer speaks one type: a synchronous iterator of `TextDelta` events
+Every layer speaks one type: a synchronous iterator of `TextDelta` events (the
+reply) and `ReasoningDelta` events (what a thinking model thought before it),
 ending with exactly one `Done`. Errors are raised from the iterator;
 cancelling is closing it.
 """
@@ -22,6 +23,14 @@ class TextDelta:
 
 
 @dataclass(frozen=True)
+class ReasoningDelta:
+    """Reasoning, apart from the reply: a server's `reasoning_content` deltas, or the text between
+    `<think>` and `</think>`. Shown apart, recorded in its own field, never sent back to the model."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class Done:
     finish_reason: FinishReason
     prompt_tokens: int = 0
@@ -29,9 +38,10 @@ class Done:
     first_token_s: float | None = None  # from request to first token
     total_s: float = 0.0
     stop_sequence: str | None = None  # which stop sequence ended it, if one did
+    reasoning_s: float | None = None  # from the first reasoning to the first reply text; None: no reasoning
 
 
-Event = Union[TextDelta, Done]
+Event = Union[TextDelta, ReasoningDelta, Done]
 # A generator, not any iterator: it promises `close()`, which is how a caller cancels a reply.
 TokenStream = Generator[Event, None, None]
 
@@ -45,6 +55,16 @@ class ReplyWriter(Protocol):
     def write(self, text: str) -> None: ...
 
     def __exit__(self, *exc: object) -> None: ...
+
+
+class ReasoningWriter(Protocol):
+    """Where a thinking model's reasoning goes: dimmed above the reply on a terminal, stderr
+    (`--show-reasoning`) or nowhere in a pipe, a field of a record. `close()` comes when the
+    reply starts, or when the stream ends without one."""
+
+    def write(self, text: str) -> None: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass

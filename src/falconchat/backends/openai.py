@@ -17,7 +17,7 @@ from falconchat.config import ModelSpec
 from falconchat.errors import AuthRejected, ConfigError, EndpointError, Overloaded, Rejected, Timeout, Unreachable
 from falconchat.prompt import clean_reply, starts_reply, stop_sequences
 from falconchat.text import safe_url, server_message
-from falconchat.types import Done, SamplingParams, TextDelta, TokenStream
+from falconchat.types import Constraint, Done, ReasoningDelta, SamplingParams, TextDelta, TokenStream
 
 if TYPE_CHECKING:
     import openai
@@ -46,13 +46,15 @@ class OpenAIBackend:
 
     def stream(self, prompt: str, params: SamplingParams) -> TokenStream:
         stops = stop_sequences(params.stop)
-        chunks = self._create("completions", prompt=prompt, stop=stops[:4], **self._sampling(params))
-        return clean_reply(self._events(chunks, lambda c: c.text), stops, drop_leading_space=starts_reply(prompt))
+        request = {**self._sampling(params), **self._structure(params.constraint, chat=False)}
+        chunks = self._create("completions", prompt=prompt, stop=stops[:4], **request)
+        return clean_reply(self._events(chunks, _completion_text), stops, drop_leading_space=starts_reply(prompt))
 
     def stream_messages(self, messages: Sequence[dict], params: SamplingParams) -> TokenStream:
         stops = list(params.stop)
-        chunks = self._create("chat", messages=list(messages), stop=stops[:4] or None, **self._sampling(params))
-        return clean_reply(self._events(chunks, lambda c: c.delta.content), stops, drop_leading_space=False)
+        request = {**self._sampling(params), **self._structure(params.constraint, chat=True)}
+        chunks = self._create("chat", messages=list(messages), stop=stops[:4] or None, **request)
+        return clean_reply(self._events(chunks, _chat_delta), stops, drop_leading_space=False)
 
     def check(self) -> str:
         """A quick look: does the server answer and know the model?"""
@@ -101,6 +103,29 @@ class OpenAIBackend:
             values["seed"] = params.seed
         return values
 
+    def _structure(self, constraint: Constraint | None, *, chat: bool) -> dict:
+        """The constraint, as this server takes it: vLLM's `structured_outputs`, llama-cpp-python's
+        `response_format` with a `schema`, else the OpenAI API's `response_format`."""
+        if constraint is None:
+            return {}
+        kind, value = constraint.kind, constraint.value
+        if self.spec.server == "vllm":
+            rules = {"json_schema": {"json": value}, "json": {"json_object": True}, "regex": {"regex": value}}
+            return {"extra_body": {"structured_outputs": rules.get(kind, {"grammar": value})}}
+        if self.spec.server == "llama-cpp-python" and kind == "gbnf":
+            return {"extra_body": {"grammar": value}}
+        if not chat:
+            raise ConfigError(
+                f'{self.shown_url}: structured output (--schema, --json-mode) needs format = "chat" on this server'
+            )
+        if kind == "json":
+            return {"response_format": {"type": "json_object"}}
+        if kind != "json_schema":
+            raise ConfigError(f"{self.shown_url} takes JSON schemas, not {kind} constraints")
+        if self.spec.server == "llama-cpp-python":  # its response_format knows only json_object, with a schema
+            return {"response_format": {"type": "json_object", "schema": value}}
+        return {"response_format": {"type": "json_schema", "json_schema": {"name": "reply", "schema": value}}}
+
     def _create(self, api: str, **request) -> Generator:
         """Start the request lazily, when the stream is first read, like every backend."""
         with self._errors():
@@ -121,7 +146,12 @@ class OpenAIBackend:
                 if not chunk.choices:
                     continue
                 choice = chunk.choices[0]
-                text = text_of(choice) or ""
+                text, reasoning = text_of(choice)
+                if reasoning:
+                    if first_token_s is None:
+                        first_token_s = time.monotonic() - started
+                    count += 1
+                    yield ReasoningDelta(reasoning)
                 if text:
                     if first_token_s is None:
                         first_token_s = time.monotonic() - started
@@ -168,3 +198,18 @@ class OpenAIBackend:
 
     def _message(self, exc) -> str:
         return server_message(getattr(exc, "message", "") or str(exc), self.spec.api_key)
+
+
+def _completion_text(choice) -> tuple[str, str]:
+    return choice.text or "", ""
+
+
+def _chat_delta(choice) -> tuple[str, str]:
+    """(reply text, reasoning): servers send reasoning as `reasoning_content` (DeepSeek, llama.cpp,
+    older vLLM) or `reasoning` (newer vLLM, Ollama); the SDK keeps such fields in `model_extra`."""
+    delta = choice.delta
+    if delta is None:
+        return "", ""
+    extra = delta.model_extra or {}
+    reasoning = extra.get("reasoning_content") or extra.get("reasoning") or ""
+    return delta.content or "", reasoning if isinstance(reasoning, str) else ""

@@ -130,7 +130,9 @@ def _get_json(http, url: str):
 def _served(entry) -> ServedModel | None:
     if not isinstance(entry, dict) or not isinstance(entry.get("id"), str) or not entry["id"]:
         return None
-    meta = entry.get("meta") if isinstance(entry.get("meta"), dict) else {}
+    meta = entry.get("meta")
+    if not isinstance(meta, dict):
+        meta = {}
     context = None
     # vLLM: max_model_len; LM Studio: max_context_length; llama.cpp's server: meta.n_ctx_train.
     for value in (entry.get("max_model_len"), entry.get("max_context_length"), meta.get("n_ctx_train")):

@@ -116,6 +116,7 @@ class TgiBackend:
             repetition_penalty=params.repetition_penalty if params.repetition_penalty != 1.0 else None,
             seed=params.seed,
             stop=stops,
+            grammar=_grammar(params.constraint),
         )
         return Request(inputs=prompt, stream=True, parameters=parameters).model_dump(exclude_none=True)
 
@@ -265,6 +266,21 @@ class TgiBackend:
             return EndpointError(f"{self.shown_url} failed to generate: {message}; try again")
         # The client reports a 401 as UnknownError and a 403 as ShardNotReadyError: the status tells.
         return _by_status(status, message, self.shown_url)
+
+
+def _grammar(constraint):
+    """TGI's `grammar` parameter: {"type": "json", "value": schema} or {"type": "regex", ...}."""
+    from text_generation.types import Grammar, GrammarType
+
+    if constraint is None:
+        return None
+    if constraint.kind == "json_schema":
+        return Grammar(type=GrammarType.Json, value=constraint.value)
+    if constraint.kind == "json":
+        return Grammar(type=GrammarType.Json, value={"type": "object"})
+    if constraint.kind == "regex":
+        return Grammar(type=GrammarType.Regex, value=constraint.value)
+    raise ConfigError("a TGI endpoint takes JSON Schema or regex grammars, not GBNF")
 
 
 def _by_status(status: int, message: str, url: str) -> EndpointError:

@@ -4,7 +4,8 @@ A JSON line is an object: `id` (string or integer; the line number when left
 out), `prompt` or `messages` ([{role, content}], system/user/assistant, ending
 with user), optional `system` and sampling values (`temperature`,
 `max_new_tokens` or `max_tokens`, `top_p`, `top_k`, `repetition_penalty`,
-`seed`, `stop`). Other fields are ignored (datasets carry their own), with one
+`seed`, `stop`), and `schema` (a JSON Schema object, or the short form "name, age int":
+the reply must validate against it). Other fields are ignored (datasets carry their own), with one
 warning per field name.
 """
 
@@ -19,7 +20,7 @@ from falconchat.config_values import SAMPLING_KEYS, parse
 from falconchat.errors import ConfigError
 from falconchat.types import SamplingParams, Turn
 
-KNOWN_FIELDS = {"id", "prompt", "messages", "system", "max_tokens", *SAMPLING_KEYS}
+KNOWN_FIELDS = {"id", "prompt", "messages", "system", "max_tokens", "schema", *SAMPLING_KEYS}
 ROLES = ("system", "user", "assistant")
 
 
@@ -161,7 +162,22 @@ def _sampling(obj: dict, params: SamplingParams, number: int) -> SamplingParams:
                 changes[name] = parse(name, obj[key], f"line {number}")
             except ConfigError as exc:
                 raise BadLine(exc.message.replace(f" (from line {number})", "")) from None
+    if obj.get("schema") is not None:
+        changes["constraint"] = _schema(obj["schema"])
     return params.with_changes(**changes) if changes else params
+
+
+def _schema(raw: Any):
+    """A line's own `schema`: a JSON Schema object, or the short form ("name, age int")."""
+    from falconchat.errors import UsageError
+    from falconchat.structured import checked_schema, short_schema
+    from falconchat.types import Constraint
+
+    try:
+        schema = short_schema(raw) if isinstance(raw, str) else checked_schema(raw, "schema")
+    except UsageError as exc:
+        raise BadLine(exc.message.replace("--schema", "schema")) from None
+    return Constraint("json_schema", schema)
 
 
 def _check_size(text: str, max_bytes: int) -> None:

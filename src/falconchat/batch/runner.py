@@ -318,13 +318,15 @@ class Runner:
 
     def _run_item(self, backend, index: int, item: Item) -> Outcome:
         from falconchat.records import reply_fields
+        from falconchat.structured import check_reply
         from falconchat.text import sanitize
 
         attempt = 1
         while True:
             sent = time.monotonic()
             try:
-                reply, done, notes = self._answer(backend, index, item)
+                reply, done, notes, reasoning = self._answer(backend, index, item)
+                data = check_reply(reply, item.params.constraint)  # structured output fails closed
             except Cancelled:
                 return Outcome(index, None)
             except FATAL as exc:
@@ -359,6 +361,11 @@ class Runner:
             self._speed_up()
             self._answered_any = True
             record = {"id": item.id, **reply_fields(sanitize(reply), done), "attempts": attempt}
+            if item.params.constraint is not None:
+                record["data"] = data
+            if reasoning:
+                record["reasoning"] = sanitize(reasoning)
+                record["reasoning_s"] = round(done.reasoning_s or 0.0, 4)
             if notes:
                 record["notes"] = notes  # such as turns left out to fit the context
             return Outcome(index, record, ok=True, tokens=done.completion_tokens)
@@ -402,13 +409,15 @@ class Runner:
             self._cond.notify_all()
             return self._cancelled(index)
 
-    def _answer(self, backend, index: int, item: Item) -> tuple[str, Done, list[str]]:
+    def _answer(self, backend, index: int, item: Item) -> tuple[str, Done, list[str], str]:
         """One attempt through the same exchange as `ask` and the REPL (the same prompt,
-        trimming and stop handling): the reply, its Done, and any notes it gave."""
+        trimming and stop handling): the reply, its Done, any notes it gave, its reasoning."""
         from falconchat.conversation import Conversation
         from falconchat.exchange import answer
+        from falconchat.records import Collector
 
         notes: list[str] = []
+        thoughts = Collector()
         sink = _sink(lambda: self._cancelled(index))
         done = answer(
             Conversation(system=item.system, turns=list(item.history)),
@@ -417,8 +426,9 @@ class Runner:
             item.params,
             sink,
             notice=notes.append,
+            reasoning=thoughts,
         )
-        return sink.text, done, notes
+        return sink.text, done, notes, thoughts.text
 
 
 def _sink(cancelled):

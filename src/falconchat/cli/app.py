@@ -92,6 +92,30 @@ SHARED_OPTIONS: list[tuple[str, Any, Any]] = [
     ),
     ("plain", bool, typer.Option(False, "--plain", help="Plain text instead of rendered Markdown.")),
     (
+        "schema",
+        Optional[str],
+        typer.Option(
+            None,
+            "--schema",
+            metavar="SCHEMA",
+            help="Reply in JSON matching this JSON Schema (a file, inline JSON, or fields: 'name, age int, tags list'); a reply that does not match is exit 5.",
+        ),
+    ),
+    (
+        "json_mode",
+        bool,
+        typer.Option(False, "--json-mode", help="Reply with a JSON object (any); anything else is exit 5."),
+    ),
+    (
+        "show_reasoning",
+        bool,
+        typer.Option(
+            False,
+            "--show-reasoning",
+            help="Keep a thinking model's reasoning: whole and dimmed on a terminal, on stderr in a pipe.",
+        ),
+    ),
+    (
         "timeout",
         Optional[str],
         typer.Option(None, "--timeout", metavar="SECONDS", help="Endpoint connect/read timeout.  [default: 120]"),
@@ -273,7 +297,8 @@ def batch(
     from falconchat.batch.runner import BatchOptions, run_batch
 
     env = invocation(ctx).env
-    settings = resolved(load(merged_flags(ctx, shared), env))
+    flags = merged_flags(ctx, shared)
+    settings = resolved(structured(load(flags, env), flags, env))
     options = BatchOptions(
         input_path=input_path,
         output=output,
@@ -422,7 +447,7 @@ def chat_session(
     from falconchat.repl.session import Repl
     from falconchat.repl.state import ReplOptions
 
-    settings = load(flags, env)
+    settings = structured(load(flags, env), flags, env)
     data_dir = user_data_dir()
     sessions_dir = data_dir / "sessions"
     if resume:
@@ -437,7 +462,8 @@ def chat_session(
             conversation = kept.conversation
             # What the command line says now beats what the session remembers.
             given = {key: getattr(settings.sampling, key) for key in SAMPLING_KEYS if flags.get(key) is not None}
-            params = kept.params.with_changes(**given)
+            # A session keeps no constraint: --schema / --json-mode say it each time.
+            params = kept.params.with_changes(**given, constraint=settings.sampling.constraint)
             if flags.get("system") is not None:
                 conversation.system = settings.system
     settings = resolved(settings)  # `--endpoint URL` alone: ask the server its API, before the REPL starts
@@ -447,6 +473,7 @@ def chat_session(
         options = ReplOptions(
             plain=settings.plain,
             verbose=settings.verbose,
+            show_reasoning=bool(flags.get("show_reasoning")),
             data_dir=None if (no_history or settings.no_history) else data_dir,
             sessions_dir=sessions_dir,
             session=session,
@@ -460,19 +487,28 @@ def chat_session(
 
 
 def ask_once(env: Environment, flags: dict[str, Any], prompt: str | None, *, stream: bool = True) -> int:
+    from falconchat.reasoning_view import reasoning_writer
     from falconchat.records import Collector
     from falconchat.render import reply_writer
 
-    settings = load(flags, env)
+    settings = structured(load(flags, env), flags, env)
     message = read_prompt(env, prompt, settings.max_input_bytes)
     settings = resolved(settings)
+    reasoning = reasoning_writer(env.stdout, env.stderr, show=bool(flags.get("show_reasoning")))
     try:
-        if stream:
-            _answer(env, settings, message, reply_writer(env.stdout, plain=settings.plain))
+        if settings.sampling.constraint is not None:
+            # Structured output fails closed: nothing on stdout unless the whole reply validates.
+            from falconchat.structured import check_reply
+
+            collector = Collector()
+            _answer(env, settings, message, collector, reasoning)
+            _print_json(env, collector.text, check_reply(collector.text, settings.sampling.constraint))
+        elif stream:
+            _answer(env, settings, message, reply_writer(env.stdout, plain=settings.plain), reasoning)
         else:
             # --no-stream: all or nothing on stdout; a reply cut by an error or Ctrl-C is not printed.
             collector = Collector()
-            _answer(env, settings, message, collector)
+            _answer(env, settings, message, collector, reasoning)
             with reply_writer(env.stdout, plain=settings.plain) as writer:
                 writer.write(collector.text)
     except BrokenPipeError:
@@ -488,15 +524,17 @@ def ask_json(env: Environment, flags: dict[str, Any], prompt: str | None) -> int
     import json
 
     from falconchat.records import Collector, ask_record
+    from falconchat.structured import check_reply
     from falconchat.text import sanitize
 
-    collector, settings, done = Collector(), None, None
+    collector, thoughts, settings, done, data = Collector(), Collector(), None, None, None
     error: BaseException | None = None
     try:
-        settings = load(flags, env)
+        settings = structured(load(flags, env), flags, env)
         message = read_prompt(env, prompt, settings.max_input_bytes)
         settings = resolved(settings)  # the record names the backend and model the server said
-        done = _answer(env, settings, message, collector)
+        done = _answer(env, settings, message, collector, thoughts)
+        data = check_reply(collector.text, settings.sampling.constraint)
     except KeyboardInterrupt as exc:
         error = exc
     except Exception as exc:  # every failure becomes the `error` object
@@ -509,7 +547,14 @@ def ask_json(env: Environment, flags: dict[str, Any], prompt: str | None) -> int
             _error(env, f"unexpected {type(exc).__name__}: {exc} (run with --debug for details)")
         else:
             _error(env, exc.message)
-    record = ask_record(sanitize(collector.text), done, settings, error)
+    record = ask_record(
+        sanitize(collector.text),
+        done,
+        settings,
+        error,
+        data=data,
+        reasoning=sanitize(thoughts.text) if thoughts.parts else None,
+    )
     try:
         env.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
         env.stdout.flush()
@@ -519,7 +564,7 @@ def ask_json(env: Environment, flags: dict[str, Any], prompt: str | None) -> int
     return record["error"]["exit_code"] if record["error"] else 0
 
 
-def _answer(env: Environment, settings, message: str, writer):
+def _answer(env: Environment, settings, message: str, writer, reasoning=None):
     """One exchange into `writer` (streamed), with notices and -v statistics on stderr."""
     from falconchat.backends import open_backend
     from falconchat.conversation import Conversation
@@ -537,12 +582,43 @@ def _answer(env: Environment, settings, message: str, writer):
             settings.sampling,
             writer,
             notice=lambda text: err.print(sanitize(text)),
+            reasoning=reasoning,
         )
     finally:
         backend.close()
     if settings.verbose:
         err.print(stats_line(done))
     return done
+
+
+def structured(settings, flags: dict[str, Any], env: Environment):
+    """`--schema` / `--json-mode` onto the sampling settings, as the constraint every backend passes on."""
+    from dataclasses import replace
+
+    from falconchat.structured import json_mode, schema_constraint
+
+    if flags.get("schema") and flags.get("json_mode"):
+        raise UsageError("give --schema or --json-mode, not both")
+    if flags.get("schema"):
+        constraint = schema_constraint(flags["schema"], env.cwd)
+    elif flags.get("json_mode"):
+        constraint = json_mode()
+    else:
+        return settings
+    return replace(settings, sampling=settings.sampling.with_changes(constraint=constraint))
+
+
+def _print_json(env: Environment, text: str, value: Any) -> None:
+    """The validated reply: highlighted on a terminal, exactly the JSON in a pipe."""
+    if env.stdout.isatty() and env.environ.get("TERM") != "dumb":
+        from rich.json import JSON
+
+        from falconchat.render import make_console
+
+        make_console(env.stdout).print(JSON.from_data(value, ensure_ascii=True))
+    else:
+        env.stdout.write(text.strip() + "\n")
+        env.stdout.flush()
 
 
 def resolved(settings):

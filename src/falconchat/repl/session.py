@@ -14,10 +14,12 @@ from falconchat.conversation import Conversation
 from falconchat.errors import FalconchatError
 from falconchat.exchange import answer, continue_answer, stats_line
 from falconchat.prompt import falcon_prompt
+from falconchat.reasoning_view import reasoning_writer
 from falconchat.render import make_console, reply_writer
 from falconchat.repl.commands import Commands
 from falconchat.repl.gauge import Gauge
 from falconchat.repl.state import ReplOptions, ReplState
+from falconchat.structured import check_reply
 from falconchat.text import sanitize
 from falconchat.types import SamplingParams
 
@@ -187,7 +189,13 @@ class Repl:
     def reply(self, text: str) -> None:
         self._stream(
             lambda writer: answer(
-                self.state.conversation, self.state.backend, text, self.state.params, writer, self.notice
+                self.state.conversation,
+                self.state.backend,
+                text,
+                self.state.params,
+                writer,
+                self.notice,
+                reasoning_writer(self.out, self.out, show=self.state.options.show_reasoning),
             ),
             fresh=True,
         )
@@ -215,6 +223,11 @@ class Repl:
         finally:
             self.keep_session()
         self.state.last_finish = done.finish_reason
+        if self.state.params.constraint is not None and done.finish_reason != "cancelled":
+            try:  # --schema / --json-mode: a reply that does not fit is said, never passed over
+                check_reply(self.state.conversation.turns[-1].assistant, self.state.params.constraint)
+            except FalconchatError as exc:
+                self.error(exc.message)
         if done.finish_reason == "length":
             self.notice(f"(stopped at max_new_tokens = {self.state.params.max_new_tokens}; /continue goes on)")
         if self.state.options.verbose:

@@ -19,6 +19,7 @@ from falconchat.types import SamplingParams
 class ReplOptions:
     plain: bool = False
     verbose: bool = False
+    show_reasoning: bool = False  # keep a thinking model's reasoning whole instead of one line
     data_dir: Path | None = None  # None: nothing is written (no history)
     sessions_dir: Path | None = None
     session: str | None = None  # a named session, kept current after every exchange

@@ -1,0 +1,126 @@
+"""Showing a thinking model's reasoning apart from its reply.
+
+On a terminal it is drawn dimmed, live, above where the reply will go (only its
+last lines, so it never scrolls the screen away), and collapses to one line when
+the reply starts — or stays whole with `--show-reasoning`. In a pipe it goes
+nowhere, or with `--show-reasoning` to stderr, so stdout holds the reply alone.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import IO, TYPE_CHECKING
+
+from falconchat.text import StreamSanitizer
+from falconchat.types import ReasoningWriter
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+SHOWN_LINES = 6  # of the reasoning, live, while it lasts
+REFRESH_S = 0.05
+
+
+class ReasoningPanel:
+    """Live and dimmed on a terminal; one summary line (or all of it, `show`) once it is over."""
+
+    def __init__(self, console: Console, *, show: bool):
+        self._console = console
+        self._show = show
+        self._clean = StreamSanitizer()
+        self._text = ""
+        self._live = None
+        self._started = 0.0
+        self._last_draw = 0.0
+
+    def write(self, text: str) -> None:
+        text = self._clean.feed(text)
+        if not text:
+            return
+        if self._live is None:
+            from rich.live import Live
+
+            self._started = time.monotonic()
+            self._live = Live(
+                console=self._console,
+                auto_refresh=False,
+                transient=True,
+                vertical_overflow="crop",
+                redirect_stdout=False,
+                redirect_stderr=False,
+            )
+            self._live.start()
+        self._text += text
+        now = time.monotonic()
+        if now - self._last_draw >= REFRESH_S:
+            self._last_draw = now
+            self._live.update(self._tail(), refresh=True)
+
+    def close(self) -> None:
+        from rich.text import Text
+
+        self._text += self._clean.flush()
+        live, self._live = self._live, None
+        if live is None:
+            return
+        live.update("", refresh=True)
+        live.stop()
+        if self._show:
+            self._console.print(Text(self._text.strip(), style="dim"))
+        else:
+            seconds = time.monotonic() - self._started
+            words = len(self._text.split())
+            summary = f"▸ reasoned for {seconds:.1f}s ({words} words; --show-reasoning keeps it)"
+            self._console.print(Text(summary, style="dim italic"))
+
+    def _tail(self):
+        from rich.text import Text
+
+        width = max(self._console.width, 20)
+        lines = self._text[-width * SHOWN_LINES :].strip().split("\n")[-SHOWN_LINES:]
+        return Text("thinking…\n" + "\n".join(lines), style="dim")
+
+
+class ReasoningToStream:
+    """Reasoning as plain text on a stream (stderr), ended by a newline."""
+
+    def __init__(self, out: IO[str]):
+        self._out = out
+        self._clean = StreamSanitizer()
+        self._last = "\n"
+
+    def write(self, text: str) -> None:
+        text = self._clean.feed(text)
+        if text:
+            self._out.write(text)
+            self._out.flush()
+            self._last = text[-1]
+
+    def close(self) -> None:
+        rest = self._clean.flush()
+        if rest:
+            self._out.write(rest)
+            self._last = rest[-1]
+        if self._last != "\n":
+            self._out.write("\n")
+            self._last = "\n"
+        self._out.flush()
+
+
+class NoReasoning:
+    def write(self, text: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def reasoning_writer(out: IO[str], err: IO[str], *, show: bool) -> ReasoningWriter:
+    """Where reasoning goes when the reply goes to `out`."""
+    import os
+
+    from falconchat.render import _isatty, make_console
+
+    if _isatty(out) and os.environ.get("TERM") != "dumb":
+        return ReasoningPanel(make_console(out), show=show)
+    return ReasoningToStream(err) if show else NoReasoning()

@@ -1,0 +1,127 @@
+"""Structured output: `--schema` and `--json-mode` become a `Constraint`, and every reply
+is checked against it — it fails closed.
+
+A backend passes the constraint on in its own way, and servers differ in what they
+honour (some answer 200 with prose when they do not know the parameter). So nothing
+is trusted: the reply is parsed and validated here, and one that does not match is
+an `InvalidReply` (exit 5) with the first validation error, never a silent success.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from falconchat.errors import InvalidReply, UsageError
+from falconchat.text import sanitize
+from falconchat.types import Constraint
+
+SHORT_TYPES = {
+    "str": {"type": "string"},
+    "int": {"type": "integer"},
+    "float": {"type": "number"},
+    "bool": {"type": "boolean"},
+    "list": {"type": "array", "items": {"type": "string"}},
+}
+FIELD = re.compile(r"^([A-Za-z_][\w-]*)(?:\s+(\w+))?\s*(?::\s*(.*))?$")
+MAX_SHOWN = 200  # of a validation message
+
+
+def schema_constraint(text: str, cwd: Path | None = None) -> Constraint:
+    """`--schema`: a JSON Schema file, inline JSON, or the short form `name, age int, tags list`."""
+    text = text.strip()
+    if not text:
+        raise UsageError("--schema is empty: give a JSON Schema file, inline JSON, or fields such as 'name, age int'")
+    if text.startswith("{"):
+        schema = _json(text, "--schema")
+    else:
+        path = Path(text) if cwd is None else cwd / text
+        if path.is_file() or text.endswith(".json"):
+            try:
+                schema = _json(path.read_text(encoding="utf-8"), f"the schema file {text}")
+            except OSError as exc:
+                raise UsageError(f"cannot read the schema file {text}: {exc.strerror}") from None
+        else:
+            schema = short_schema(text)
+    return Constraint("json_schema", checked_schema(schema))
+
+
+def json_mode() -> Constraint:
+    return Constraint("json")
+
+
+def short_schema(text: str) -> dict:
+    """`name, age int, bio: a short bio` (commas or new lines between fields; str unless a type
+    of str, int, float, bool, list follows the name): an object whose fields are all required."""
+    properties: dict[str, dict] = {}
+    for part in re.split(r"[,\n]", text):
+        part = part.strip()
+        if not part:
+            continue
+        match = FIELD.match(part)
+        if match is None:
+            raise UsageError(
+                f"--schema: cannot read the field {sanitize(part)!r}; write 'name', 'name int', 'name: what'"
+            )
+        name, kind, description = match.groups()
+        if (kind or "str") not in SHORT_TYPES:
+            raise UsageError(f"--schema: unknown type {kind!r} for {name!r}; use one of {', '.join(SHORT_TYPES)}")
+        prop = dict(SHORT_TYPES[kind or "str"])
+        if description:
+            prop["description"] = description
+        properties[name] = prop
+    if not properties:
+        raise UsageError("--schema names no fields")
+    return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
+
+
+def checked_schema(schema: Any, where: str = "--schema") -> dict:
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
+    if not isinstance(schema, dict):
+        raise UsageError(f"{where}: a JSON Schema is a JSON object")
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        raise UsageError(f"{where} is not a valid JSON Schema: {_short(exc.message)}") from None
+    return schema
+
+
+def check_reply(text: str, constraint: Constraint | None) -> Any:
+    """The reply's parsed value, or `InvalidReply` with the first reason it does not fit.
+    Without a JSON constraint there is nothing to check: None."""
+    if constraint is None or constraint.kind not in ("json", "json_schema"):
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        shown = _short(text.strip()) or "nothing"
+        raise InvalidReply(f"the reply is not JSON ({exc.msg} at character {exc.pos}): {shown}") from None
+    if constraint.kind == "json":
+        if not isinstance(value, dict):
+            raise InvalidReply(f"the reply is JSON but not an object: {_short(text.strip())}")
+        return value
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import best_match
+
+    error = best_match(Draft202012Validator(constraint.value).iter_errors(value))
+    if error is not None:
+        where = error.json_path
+        raise InvalidReply(f"the reply does not match the schema: {where}: {_short(error.message)}")
+    return value
+
+
+def _json(text: str, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{where} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+
+
+def _short(text: str) -> str:
+    """One safe line: no control sequences, no line breaks, not too long."""
+    line = " ".join(sanitize(text).split())
+    return line if len(line) <= MAX_SHOWN else line[: MAX_SHOWN - 1] + "…"
