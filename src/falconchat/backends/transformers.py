@@ -134,12 +134,14 @@ class TransformersBackend:
         return len(self.load()[1].encode(text, add_special_tokens=False))
 
     def stream(self, prompt: str, params: SamplingParams) -> TokenStream:
+        _refuse_constraint(params)
         stops = stop_sequences(params.stop)
         events = self.generate(prompt, params, stops, special_tokens=True)
         return clean_reply(events, stops, drop_leading_space=starts_reply(prompt))
 
     def stream_messages(self, messages: Sequence[dict], params: SamplingParams) -> TokenStream:
         """Chat messages in the tokenizer's own template (format = "native")."""
+        _refuse_constraint(params)
         stops = list(params.stop)
         events = self.generate(self.native_prompt(messages), params, stops, special_tokens=False)
         return clean_reply(events, stops, drop_leading_space=False)
@@ -279,3 +281,12 @@ def _special_ids(tokenizer, stops: Sequence[str]) -> list[int]:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:200]
+
+
+def _refuse_constraint(params: SamplingParams) -> None:
+    """Before anything runs: this backend has no constrained decoding (yet)."""
+    if params.constraint is not None:
+        raise ConfigError(
+            "the transformers backend cannot constrain replies (--schema, --json-mode); "
+            "use the bundled model, a TGI or an OpenAI-compatible endpoint"
+        )

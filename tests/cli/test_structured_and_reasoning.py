@@ -1,0 +1,151 @@
+"""--schema fails closed and reasoning stays apart, through the commands in process, against
+scripted endpoints over real HTTP: servers that ignore the schema, stream reasoning_content,
+or split <think> across chunks (what real servers do not do on demand)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from falconchat.cli.app import run
+from falconchat.errors import ExitCode
+from in_process import environment
+from openai_endpoint import OpenAIEndpoint
+
+SCHEMA = '{"type":"object","properties":{"name":{"type":"string"},"age":{"type":"integer"}},"required":["name","age"]}'
+THINK = ["<th", "ink>\nThe user", " wants a name.</th", "ink>", "\n\n", "Ada", " it is."]
+
+
+@pytest.fixture
+def endpoint():
+    server = OpenAIEndpoint()
+    yield server
+    server.close()
+
+
+def one_error(env) -> str:
+    lines = env.stderr.text().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("falconchat: error: "), env.stderr.text()
+    return lines[0]
+
+
+# ---- structured output ------------------------------------------------------------------
+
+
+def test_a_server_that_ignores_the_schema_is_exit_5_never_silent(tmp_path, endpoint):
+    endpoint.reply(["Sure! Her name is Ada", " and she is 36."])
+    env = environment(tmp_path)
+    assert run(["ask", "--endpoint", endpoint.url, "--schema", SCHEMA, "who?"], env) == ExitCode.REJECTED
+    assert "the reply is not JSON" in one_error(env)
+    assert env.stdout.text() == ""  # nothing a script could take for an answer
+    [body] = endpoint.posts()
+    assert body["response_format"]["type"] == "json_schema"
+    assert body["response_format"]["json_schema"]["schema"] == json.loads(SCHEMA)
+
+
+def test_a_reply_of_the_wrong_shape_names_the_first_error(tmp_path, endpoint):
+    endpoint.reply(['{"name": "Ada", ', '"age": "36"}'])
+    env = environment(tmp_path)
+    assert run(["ask", "--json", "--endpoint", endpoint.url, "--schema", SCHEMA, "who?"], env) == 5
+    record = json.loads(env.stdout.text())
+    assert record["error"]["kind"] == "invalid_reply" and record["data"] is None
+    assert "$.age: '36' is not of type 'integer'" in record["error"]["message"]
+    assert "$.age" in one_error(env)
+
+
+def test_a_valid_reply_is_exactly_the_json_in_a_pipe_and_data_in_json(tmp_path, endpoint):
+    endpoint.reply(['{"name": "Ada",', ' "age": 36}\n'])
+    env = environment(tmp_path)
+    assert run(["ask", "--endpoint", endpoint.url, "--schema", "name, age int", "who?"], env) == 0
+    assert env.stdout.text() == '{"name": "Ada", "age": 36}\n' and env.stderr.text() == ""
+    env = environment(tmp_path)
+    assert run(["ask", "--json", "--endpoint", endpoint.url, "--json-mode", "who?"], env) == 0
+    record = json.loads(env.stdout.text())
+    assert record["data"] == {"name": "Ada", "age": 36} and record["error"] is None
+    assert endpoint.posts()[-1]["response_format"] == {"type": "json_object"}
+
+
+def test_on_a_terminal_the_json_is_highlighted(tmp_path, endpoint):
+    endpoint.reply(['{"name": "Ada\\u001b[2J", "age": 36}'])
+    env = environment(tmp_path)
+    env.stdout._tty = True
+    assert run(["ask", "--endpoint", endpoint.url, "--schema", SCHEMA, "who?"], env) == 0
+    shown = env.stdout.text()
+    assert "\x1b[" in shown and "\x1b[2J" not in shown  # colours, never the model's own sequences
+    assert '"age"' in shown and "36" in shown
+
+
+def test_vllm_gets_structured_outputs(tmp_path, endpoint):
+    endpoint.models = [{"id": "qwen3", "owned_by": "vllm", "max_model_len": 4096}]
+    endpoint.reply(['{"name": "Ada", "age": 36}'])
+    env = environment(tmp_path)
+    assert run(["ask", "--endpoint", endpoint.url, "--schema", SCHEMA, "who?"], env) == 0, env.stderr.text()
+    assert endpoint.posts()[0]["structured_outputs"] == {"json": json.loads(SCHEMA)}
+
+
+def test_tgi_gets_its_grammar_and_prose_is_still_refused(tmp_path, tgi_endpoint):
+    tgi_endpoint.stream([" I", " refuse"], "eos_token")
+    env = environment(tmp_path)
+    assert run(["ask", "--endpoint", tgi_endpoint.url, "--schema", SCHEMA, "who?"], env) == 5
+    assert "not JSON" in one_error(env) and env.stdout.text() == ""
+    grammar = tgi_endpoint.requests[0].body["parameters"]["grammar"]
+    assert grammar == {"type": "json", "value": json.loads(SCHEMA)}
+
+
+def test_a_bad_schema_is_exit_2_before_any_request(tmp_path, endpoint):
+    env = environment(tmp_path)
+    assert run(["ask", "--endpoint", endpoint.url, "--schema", '{"type": 5}', "who?"], env) == ExitCode.USAGE
+    assert "not a valid JSON Schema" in one_error(env) and endpoint.requests == []
+
+
+def test_batch_lines_carry_their_own_schema(tmp_path, endpoint):
+    endpoint.reply(['{"name": "Ada", "age": 36}'])
+    endpoint.reply(["no JSON here"])
+    lines = [
+        {"id": "good", "prompt": "who?", "schema": json.loads(SCHEMA)},
+        {"id": "bad", "prompt": "who?", "schema": "name, age int"},
+    ]
+    env = environment(tmp_path, "\n".join(json.dumps(x) for x in lines).encode())
+    assert run(["batch", "-j", "1", "--endpoint", endpoint.url], env) == 1
+    good, bad = (json.loads(line) for line in env.stdout.text().splitlines())
+    assert good["data"] == {"name": "Ada", "age": 36} and good["reply"] == '{"name": "Ada", "age": 36}'
+    assert bad["error"]["kind"] == "invalid_reply" and bad["error"]["exit_code"] == 5
+
+
+# ---- reasoning ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("style", ["reasoning_content", "reasoning", "think"])
+def test_piped_reasoning_goes_nowhere_and_json_records_it(tmp_path, endpoint, style):
+    if style == "think":
+        endpoint.reply(THINK)
+    else:
+        endpoint.reply(["Ada", " it is."], reasoning=["\nThe user", " wants a name."], reasoning_field=style)
+    env = environment(tmp_path)
+    assert run(["ask", "--endpoint", endpoint.url, "-v", "who?"], env) == 0
+    assert env.stdout.text() == "Ada it is.\n"
+    assert "wants a name" not in env.stderr.text() and "reasoning " in env.stderr.text()  # the -v stats
+    env = environment(tmp_path)
+    assert run(["ask", "--endpoint", endpoint.url, "--show-reasoning", "who?"], env) == 0
+    assert env.stdout.text() == "Ada it is.\n" and env.stderr.text() == "\nThe user wants a name.\n"
+    env = environment(tmp_path)
+    assert run(["ask", "--json", "--endpoint", endpoint.url, "who?"], env) == 0
+    record = json.loads(env.stdout.text())
+    assert record["reply"] == "Ada it is." and record["reasoning"] == "\nThe user wants a name."
+    assert record["reasoning_s"] is not None
+
+
+def test_batch_records_reasoning_apart(tmp_path, endpoint):
+    endpoint.reply(THINK)
+    env = environment(tmp_path, b"who?\n")
+    assert run(["batch", "--endpoint", endpoint.url], env) == 0
+    record = json.loads(env.stdout.text())
+    assert record["reply"] == "Ada it is." and record["reasoning"] == "\nThe user wants a name."
+
+
+def test_a_schema_reply_after_thinking_is_checked_without_the_thinking(tmp_path, endpoint):
+    endpoint.reply(["<think>hmm {not json</think>", '{"name": "Ada", "age": 36}'])
+    env = environment(tmp_path)
+    assert run(["ask", "--endpoint", endpoint.url, "--schema", SCHEMA, "who?"], env) == 0, env.stderr.text()
+    assert env.stdout.text() == '{"name": "Ada", "age": 36}\n'
