@@ -16,6 +16,7 @@ from falconchat.types import ReasoningWriter
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.live import Live
 
 SHOWN_LINES = 6  # of the reasoning, live, while it lasts
 REFRESH_S = 0.05
@@ -29,7 +30,7 @@ class ReasoningPanel:
         self._show = show
         self._clean = StreamSanitizer()
         self._text = ""
-        self._live = None
+        self._live: Live | None = None
         self._started = 0.0
         self._last_draw = 0.0
 
@@ -51,6 +52,7 @@ class ReasoningPanel:
             )
             self._live.start()
         self._text += text
+        assert self._live is not None
         now = time.monotonic()
         if now - self._last_draw >= REFRESH_S:
             self._last_draw = now

@@ -18,7 +18,7 @@ from falconchat.errors import InvalidReply, UsageError
 from falconchat.text import sanitize
 from falconchat.types import Constraint
 
-SHORT_TYPES = {
+SHORT_TYPES: dict[str, dict[str, Any]] = {
     "str": {"type": "string"},
     "int": {"type": "integer"},
     "float": {"type": "number"},
@@ -97,7 +97,7 @@ def check_reply(text: str, constraint: Constraint | None) -> Any:
         return None
     try:
         value = json.loads(text)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         shown = _short(text.strip()) or "nothing"
         raise InvalidReply(f"the reply is not JSON ({exc.msg} at character {exc.pos}): {shown}") from None
     if constraint.kind == "json":
@@ -117,7 +117,7 @@ def check_reply(text: str, constraint: Constraint | None) -> Any:
 def _json(text: str, where: str) -> Any:
     try:
         return json.loads(text)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise UsageError(f"{where} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
 
 

@@ -14,12 +14,12 @@ from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import replace
 
-from falconchat.types import Done, Event, ReasoningDelta, TextDelta
+from falconchat.types import Done, Event, ReasoningDelta, TextDelta, TokenStream
 
 OPEN, CLOSE = "<think>", "</think>"
 
 
-def separate_reasoning(events: Iterator[Event]) -> Iterator[Event]:
+def separate_reasoning(events: Iterator[Event]) -> TokenStream:
     state = "start"  # start: before any reply text; thinking: inside <think>; after: just closed; answer
     pending = ""
     reasoning_at: float | None = None  # when the first reasoning arrived
@@ -35,7 +35,7 @@ def separate_reasoning(events: Iterator[Event]) -> Iterator[Event]:
         if answer_at is None and reasoning_at is not None:
             answer_at = time.monotonic()
 
-    with closing(events):  # type: ignore[type-var]
+    with closing(events):  # type: ignore[type-var]  # a TokenStream, whose close() it promises
         for event in events:
             if isinstance(event, Done):
                 if pending:
