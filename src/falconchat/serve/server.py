@@ -19,6 +19,7 @@ from typing import Any
 from falconchat import __version__
 from falconchat.errors import ConfigError, FalconchatError, Overloaded
 from falconchat.serve.engine import Engine, Job, ServerStopping
+from falconchat.serve.openai_api import OpenAIRoutes
 from falconchat.serve.requests import GenerateRequest, Limits, RequestInvalid, check_length, parse_json, parse_request
 from falconchat.types import Done, TextDelta
 
@@ -64,6 +65,7 @@ class TgiServer:
         app.router.add_get("/info", self.info)
         app.router.add_get("/health", self.health)
         app.router.add_post("/tokenize", self.tokenize)
+        OpenAIRoutes(self).add_to(app)
         return app
 
     async def _around(self, request, handler):

@@ -1,0 +1,218 @@
+"""`serve`'s Messages API driven by clients we did not write: the `openai` SDK and
+`huggingface_hub.InferenceClient`, over real HTTP; every response and stream event validated
+against the schemas of TGI's OpenAPI file (tests/serve/tgi_schemas.json, our copy)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import jsonschema
+import openai
+import pytest
+import requests
+
+pytestmark = [pytest.mark.process, pytest.mark.slow]  # a real server on the bundled model
+
+SCHEMAS = json.loads((Path(__file__).parent / "tgi_schemas.json").read_text())
+PERSON = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "maxLength": 24},
+        "age": {"type": "integer", "minimum": 0},
+        "city": {"type": "string", "maxLength": 24},
+    },
+    "required": ["name", "age", "city"],
+    "additionalProperties": False,
+}
+PET = {
+    "type": "object",
+    "properties": {"species": {"type": "string", "enum": ["cat", "dog", "fish"]}, "legs": {"type": "integer"}},
+    "required": ["species", "legs"],
+}
+LONG = [{"role": "user", "content": "Write a long, detailed essay about the history of computing."}]
+
+
+def check(instance: dict, name: str) -> None:
+    """Validate against TGI's schema `name` (from our copy of its OpenAPI components)."""
+    jsonschema.validate(instance, {"$ref": f"#/$defs/{name}", "$defs": SCHEMAS["$defs"]})
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return openai.OpenAI(base_url=server.url + "/v1", api_key="unused", timeout=300, max_retries=0)
+
+
+def events(server, path: str, payload: dict) -> list:
+    """The stream's `data:` payloads, raw (the last is "[DONE]")."""
+    with requests.post(server.url + path, json=payload, stream=True, timeout=300) as response:
+        assert response.status_code == 200, response.text
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        return [line[len("data:") :].strip().decode() for line in response.iter_lines() if line.startswith(b"data:")]
+
+
+def test_models_lists_the_served_model(client, server):
+    models = client.models.list()
+    assert [m.id for m in models.data] == ["smollm2"]
+    check(requests.get(server.url + "/v1/models", timeout=10).json()["data"][0], "ModelInfo")
+    assert client.models.retrieve("smollm2").id == "smollm2"
+    assert requests.get(server.url + "/v1/models/other", timeout=10).status_code == 404
+
+
+def test_chat_completion_with_usage_and_logprobs(client, server):
+    reply = client.chat.completions.create(model="smollm2", messages=LONG, max_tokens=12, temperature=0, logprobs=True)
+    choice = reply.choices[0]
+    assert choice.finish_reason == "length"
+    assert choice.message.role == "assistant" and choice.message.content
+    assert reply.usage.completion_tokens == 12
+    assert reply.usage.total_tokens == reply.usage.prompt_tokens + 12
+    assert len(choice.logprobs.content) == 12
+    assert all(t.logprob <= 0 for t in choice.logprobs.content)
+    assert "".join(t.token for t in choice.logprobs.content) == choice.message.content
+    raw = requests.post(
+        server.url + "/v1/chat/completions", json={"messages": LONG, "max_tokens": 12, "temperature": 0}, timeout=300
+    ).json()
+    check(raw, "ChatCompletion")
+    assert raw["choices"][0]["message"]["content"] == choice.message.content  # greedy: the same text
+
+
+def test_streamed_chat_gives_the_same_text_and_ends_with_done(client, server):
+    payload = {"messages": LONG, "max_tokens": 16, "seed": 7, "stream": True, "stream_options": {"include_usage": True}}
+    raw = events(server, "/v1/chat/completions", payload)
+    assert raw[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in raw[:-1]]
+    for chunk in chunks:
+        check(chunk, "ChatCompletionChunk")
+        assert chunk["object"] == "chat.completion.chunk"
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 16
+    assert [c["choices"][0]["finish_reason"] for c in chunks[:-1]][-1] == "length"
+    streamed = "".join(c["choices"][0]["delta"]["content"] for c in chunks[:-1])
+
+    sdk = client.chat.completions.create(model="m", messages=LONG, max_tokens=16, seed=7, stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in sdk if c.choices) == streamed
+    whole = client.chat.completions.create(model="m", messages=LONG, max_tokens=16, seed=7)
+    assert whole.choices[0].message.content == streamed  # the same seed, the same text
+
+
+def test_a_stop_sequence_ends_the_reply_and_is_not_shown(client):
+    free = client.chat.completions.create(model="m", messages=LONG, max_tokens=30, temperature=0)
+    words = free.choices[0].message.content.split(" ")
+    stop = " " + words[3]  # a word from the middle of the greedy reply
+    cut = free.choices[0].message.content.split(stop)[0]
+    reply = client.chat.completions.create(model="m", messages=LONG, max_tokens=30, temperature=0, stop=[stop])
+    assert reply.choices[0].finish_reason == "stop"
+    assert reply.choices[0].message.content == cut
+    streamed = client.chat.completions.create(
+        model="m", messages=LONG, max_tokens=30, temperature=0, stop=stop, stream=True
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == cut
+
+
+def test_response_format_json_schema_replies_validate(client):
+    for seed in range(4):
+        reply = client.chat.completions.create(
+            model="m",
+            messages=[{"role": "user", "content": "Describe a person."}],
+            max_tokens=120,
+            seed=seed,
+            response_format={"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON}},
+        )
+        assert reply.choices[0].finish_reason == "stop"
+        jsonschema.validate(json.loads(reply.choices[0].message.content), PERSON)
+    reply = client.chat.completions.create(
+        model="m",
+        messages=[{"role": "user", "content": "Any JSON object."}],
+        max_tokens=120,
+        temperature=0,
+        response_format={"type": "json_object"},
+    )
+    assert isinstance(json.loads(reply.choices[0].message.content), dict)
+
+
+def test_grammars_in_continuous_batching_each_reply_valid_and_free_ones_unchanged(server, client):
+    """8 clients at once, half held to different schemas: each constrained reply validates
+    against its own schema; each free one gives the text it gives alone."""
+    free = [[{"role": "user", "content": f"Write a long essay about {topic}."}] for topic in ("rain", "trains", "tea")]
+    free.append(LONG)
+    held = [(PERSON, "Describe a person."), (PET, "Describe a pet."), (PERSON, "Someone else?"), (PET, "A pet!")]
+    alone = [client.chat.completions.create(model="m", messages=m, max_tokens=24, seed=5) for m in free]
+    results: dict = {}
+
+    def free_job(i: int) -> None:
+        results[i] = client.chat.completions.create(model="m", messages=free[i], max_tokens=24, seed=5)
+
+    def held_job(i: int) -> None:
+        schema, question = held[i]
+        results[("held", i)] = client.chat.completions.create(
+            model="m",
+            messages=[{"role": "user", "content": question}],
+            max_tokens=120,
+            seed=i,
+            response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": schema}},
+        )
+
+    threads = [threading.Thread(target=free_job, args=(i,)) for i in range(4)]
+    threads += [threading.Thread(target=held_job, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert [results[i].choices[0].message.content for i in range(4)] == [a.choices[0].message.content for a in alone]
+    for i, (schema, _) in enumerate(held):
+        jsonschema.validate(json.loads(results[("held", i)].choices[0].message.content), schema)
+
+
+def test_completions_stream_and_not(client, server):
+    prompt = "Once upon a time, in a land far away,"
+    whole = client.completions.create(model="m", prompt=prompt, max_tokens=10, temperature=0)
+    assert whole.choices[0].finish_reason == "length" and whole.usage.completion_tokens == 10
+    raw = requests.post(
+        server.url + "/v1/completions", json={"prompt": prompt, "max_tokens": 10, "temperature": 0}, timeout=300
+    ).json()
+    check(raw, "CompletionFinal")
+    assert raw["object"] == "text_completion" and raw["choices"][0]["text"] == whole.choices[0].text
+    raw_events = events(
+        server, "/v1/completions", {"prompt": prompt, "max_tokens": 10, "temperature": 0, "stream": True}
+    )
+    assert raw_events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in raw_events[:-1]]
+    for chunk in chunks:
+        check(chunk, "Chunk")
+    assert "".join(c["choices"][0]["text"] for c in chunks) == whole.choices[0].text
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        ({"n": 2}, "`n` must be 1"),
+        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "`tools`"),
+        ({"top_logprobs": 3, "logprobs": True}, "top_logprobs"),
+        ({"response_format": {"type": "json_schema", "json_schema": {"schema": {"type": "bogus"}}}}, "JSON schema"),
+        ({"response_format": {"type": "regex", "value": "(unclosed"}}, "invalid regex"),
+        ({"temperature": 3}, "temperature"),
+        ({"max_tokens": 100_000}, "max_new_tokens"),
+    ],
+)
+def test_what_cannot_be_honoured_is_refused_with_tgis_error_body(server, extra, words):
+    response = requests.post(
+        server.url + "/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}], **extra}, timeout=60
+    )
+    assert response.status_code == 422, response.text
+    check(response.json(), "ErrorResponse")
+    assert response.json()["error_type"] == "validation"
+    assert words in response.json()["error"]
+
+
+def test_the_openai_sdk_raises_its_own_error_for_a_refusal(client):
+    with pytest.raises(openai.UnprocessableEntityError):
+        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}], n=2)
+
+
+def test_huggingface_hub_chat_completion(server):
+    hub = pytest.importorskip("huggingface_hub")
+    inference = hub.InferenceClient(base_url=server.url, timeout=300)
+    reply = inference.chat_completion(messages=LONG, max_tokens=8, temperature=0.0)
+    assert reply.choices[0].message.content and reply.usage.completion_tokens == 8
+    streamed = inference.chat_completion(messages=LONG, max_tokens=8, temperature=0.0, stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == reply.choices[0].message.content
