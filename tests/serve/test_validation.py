@@ -71,7 +71,10 @@ CASES = [
     ("seed a string", "/generate_stream", params(seed="1"), 422),
     ("typical_p 1", "/generate", params(typical_p=1), 422),
     ("frequency_penalty 3", "/generate", params(frequency_penalty=3), 422),
-    ("grammar", "/generate", params(grammar={"type": "json", "value": {"type": "object"}}), 422),
+    ("grammar with an invalid schema", "/generate", params(grammar={"type": "json", "value": {"type": "bogus"}}), 422),
+    ("grammar with an invalid regex", "/generate_stream", params(grammar={"type": "regex", "value": "(a"}), 422),
+    ("grammar of an unknown type", "/generate", params(grammar={"type": "gbnf", "value": "root ::= x"}), 422),
+    ("grammar without a value", "/", params(grammar={"type": "json"}), 422),
     ("details a string", "/generate", params(details="yes"), 422),
     ("do_sample a number", "/generate", params(do_sample=1), 422),
     (

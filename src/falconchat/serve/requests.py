@@ -140,8 +140,9 @@ def parse_request(payload: Any, limits: Limits, *, stream: bool | None = None) -
     top_n_tokens = _integer(params, "top_n_tokens")
     if top_n_tokens is not None and top_n_tokens < 0:
         raise RequestInvalid(f"`top_n_tokens` must be >= 0. Given: {top_n_tokens}")
-    if params.get("grammar") is not None:
-        raise RequestInvalid("grammar is not supported by this server")
+    from falconchat.serve.structured import grammar_constraint  # it builds on this module
+
+    constraint = grammar_constraint(params.get("grammar"))
     stops = params.get("stop")
     stops = [] if stops is None else stops
     if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops):
@@ -169,6 +170,7 @@ def parse_request(payload: Any, limits: Limits, *, stream: bool | None = None) -
             repetition_penalty=repetition_penalty if repetition_penalty is not None else 1.0,
             seed=seed % 2**31 if seed is not None else None,
             stop=tuple(stops),
+            constraint=constraint,
         ),
         stops=tuple(stops),
         stream=stream,
