@@ -54,10 +54,11 @@ def test_complete_turn_on_done():
     assert up.closed
 
 
-def test_length_finish_is_complete_too():
+def test_length_finish_is_kept_as_length():
+    """Issue 15, item 12: saved as "length", so /continue still goes on after --resume."""
     conv = Conversation()
     list(conv.record("q", Upstream("a", Done("length"))))
-    assert conv.turns == [Turn("q", "a", "complete")]
+    assert conv.turns == [Turn("q", "a", "length")]
 
 
 def test_cancelled_done_is_cut():

@@ -265,3 +265,50 @@ def test_upstream_error_propagates_and_closes():
     with pytest.raises(RuntimeError):
         next(gen)
     assert state["closed"]
+
+
+# ---- issue 15: the reply's first characters and the /continue boundary ---------------------
+
+
+def test_leading_blank_lines_of_a_reply_are_not_shown():
+    events, _ = run("\n", "\n ", " Hello", "\nworld", Done("stop"))
+    check_shape(events)
+    assert texts(events) == "  Hello\nworld"  # blank lines gone, the first line's indent kept
+
+
+def test_a_reply_of_only_whitespace_shows_nothing():
+    events, _ = run(" ", "\n\n", Done("stop"))
+    assert events == [Done("stop")]
+
+
+def test_a_stop_sequence_after_leading_blank_lines_is_still_a_stop():
+    events, _ = run("\n", "\nUser:", " hi", Done("length"))
+    assert texts(events) == ""
+    assert events[-1].finish_reason == "stop"
+
+
+def continued(after: str, *items):
+    up = Upstream(*items)
+    return list(clean_reply(up.gen, list(FALCON_STOPS), after=after))
+
+
+def test_a_stop_sequence_split_across_the_continue_boundary_is_caught():
+    # The old reply ended with a line break at the length limit; the model goes on with "User:".
+    events = continued("User: hi\nAssistant: Line one\n", "User", ":", " And the word", Done("length"))
+    assert texts(events) == ""
+    assert events[-1].finish_reason == "stop"
+
+
+def test_a_continuation_keeps_its_first_space_and_line_breaks():
+    events = continued("User: hi\nAssistant: Line one", " and", "\n\nmore", Done("length"))
+    assert texts(events) == " and\n\nmore"
+
+
+def test_a_stop_sequence_wholly_inside_the_prompt_is_not_a_stop():
+    events = continued("User: a\nAssistant: b\nUser: c\nAssistant: half", " done", Done("stop"))
+    assert texts(events) == " done"
+
+
+def test_a_fresh_prompt_drops_the_separator_space():
+    events = continued("User: hi\nAssistant:", " Hello", Done("stop"))
+    assert texts(events) == "Hello"

@@ -99,6 +99,18 @@ class TmuxTerminal:
         lines = [line for line in self.screen().splitlines() if line.startswith(">>>")]
         return lines[-1].rstrip() if lines else ""
 
+    def at_prompt(self, screen: str | None = None) -> bool:
+        """An empty prompt is open: the last prompt line is bare and nothing but the toolbar follows."""
+        lines = (self.screen() if screen is None else screen).rstrip("\n").split("\n")
+        prompts = [i for i, line in enumerate(lines) if line.startswith(">>>")]
+        if not prompts or lines[prompts[-1]].rstrip() != ">>>":
+            return False
+        return not any(line.strip() for line in lines[prompts[-1] + 1 : -1])
+
+    def wait_prompt(self, timeout: float = WAIT_S) -> str:
+        """Wait for an empty prompt (keys sent before it opens may be lost, as for a user)."""
+        return self.wait_for(self.at_prompt, timeout)
+
     def bottom_line(self) -> str:
         """The last line of the window: where the toolbar is drawn."""
         return self.screen().rstrip("\n").split("\n")[-1]
@@ -137,11 +149,14 @@ class TmuxTerminal:
             if time.monotonic() > deadline:
                 raise AssertionError(f"still running {timeout:g}s later; the screen:\n{self.screen()}")
             time.sleep(0.1)
+        status = ""
         for _ in range(50):
-            status = self._tmux("display-message", "-p", "-t", "t", "#{pane_dead}:#{pane_dead_status}").strip()
-            dead, _, code = status.partition(":")
-            if dead == "1" and code:
-                return int(code)
+            status = self._tmux(
+                "display-message", "-p", "-t", "t", "#{pane_dead}:#{pane_dead_status}:#{pane_dead_signal}"
+            ).strip()
+            dead, code, signum = status.split(":")
+            if dead == "1" and (code or signum):
+                return int(code) if code else 128 + int(signum)
             time.sleep(0.1)
         raise AssertionError(f"tmux never saw the process end: {status!r}")
 

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from falconchat.prompt import FittedPrompt, fit_continuation, fit_prompt
 from falconchat.types import Done, TextDelta, TokenStream, Turn
+
+
+# How a reply that reached its Done is kept: "length" can be continued, even after --resume.
+_STATUS_BY_FINISH: dict[str, Literal["complete", "length", "cut"]] = {"cancelled": "cut", "length": "length"}
 
 
 @dataclass
@@ -54,7 +59,7 @@ class Conversation:
                 if isinstance(event, TextDelta):
                     parts.append(event.text)
                 elif isinstance(event, Done):
-                    turn.status = "complete" if event.finish_reason != "cancelled" else "cut"
+                    turn.status = _STATUS_BY_FINISH.get(event.finish_reason, "complete")
                 yield event
         except Exception:
             turn.status = "error"
@@ -64,7 +69,7 @@ class Conversation:
                     self.turns.append(continuing)
             raise
         except BaseException:  # closed, Ctrl-C, a signal: the user cut it short
-            if turn.status != "complete":  # closing after Done changes nothing
+            if turn.status not in ("complete", "length"):  # closing after Done changes nothing
                 turn.status = "cut"
             raise
         finally:

@@ -1,8 +1,9 @@
 """The Falcon-style prompt: formatting, stop sequences, trimming to a token budget,
-and the stream filter that keeps stop text and the first token's space off screen."""
+and the stream filter that keeps stop text and a reply's leading blank lines off screen."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from contextlib import closing
@@ -109,45 +110,61 @@ def stop_sequences(extra: Sequence[str] = ()) -> list[str]:
     return list(dict.fromkeys([*FALCON_STOPS, *extra]))
 
 
-def clean_reply(events: TokenStream, stops: Sequence[str], *, drop_leading_space: bool = True) -> TokenStream:
-    """Drop the first token's leading space (the one after "Assistant:"); never show a stop sequence.
+def clean_reply(
+    events: TokenStream, stops: Sequence[str], *, drop_leading_space: bool = True, after: str | None = None
+) -> TokenStream:
+    """What the user sees of a reply: never a stop sequence, never leading blank lines.
+
+    `after` is the text prompt the reply follows. When it ends mid-reply (/continue),
+    its end takes part in stop detection — "\nUser:" may begin in the old reply and
+    end in the new text — and nothing of the new text is dropped. A fresh reply
+    (no `after`, or a prompt ending at "Assistant:") starts at its first visible
+    character: leading blank lines go, and with `drop_leading_space` (implied by
+    such a prompt) the one space after "Assistant:".
 
     Text that could be the start of a stop sequence is held back until the next
     token decides. When a stop sequence appears, the upstream stream is closed
     (so the engine stops) and the reply ends with finish_reason "stop".
     """
+    fresh = after is None or starts_reply(after)
+    if after is not None:
+        drop_leading_space = fresh
+    longest = max((len(s) for s in stops), default=1) - 1
+    tail = after[-longest:] if after is not None and not fresh and longest else ""
+    lead = _Lead(drop_leading_space) if fresh else None
     pending = ""
-    first = True
     started = time.monotonic()
     emitted_tokens = 0
     first_token_s: float | None = None
+
+    def shown(text: str) -> str:
+        return lead.take(text) if lead is not None else text
+
     with closing(events):
         try:
             for event in events:
                 if isinstance(event, Done):
-                    if pending:
-                        yield TextDelta(pending)
+                    text = shown(pending)
+                    if text:
+                        yield TextDelta(text)
                     yield event
                     return
                 if isinstance(event, ReasoningDelta):  # not the reply: no stop sequence, no leading space
                     yield event
                     continue
-                text = event.text
-                if first and text:
-                    if drop_leading_space and text.startswith(" "):
-                        text = text[1:]
-                    first = False
-                if not text and not pending:
+                if not event.text:
                     continue
                 if first_token_s is None:
                     first_token_s = time.monotonic() - started
                 emitted_tokens += 1
-                pending += text
-                hit = _find_stop(pending, stops)
+                pending += event.text
+                window = tail + pending
+                hit = _find_stop(window, stops, beyond=len(tail))
                 if hit is not None:
                     events.close()  # stop the engine now, not when the consumer next asks
-                    if hit:
-                        yield TextDelta(pending[:hit])
+                    text = shown(pending[: max(0, hit - len(tail))])
+                    if text:
+                        yield TextDelta(text)
                     yield Done(
                         "stop",
                         completion_tokens=emitted_tokens,
@@ -155,19 +172,48 @@ def clean_reply(events: TokenStream, stops: Sequence[str], *, drop_leading_space
                         total_s=time.monotonic() - started,
                     )
                     return
-                keep = _partial_stop_len(pending, stops)
+                keep = min(_partial_stop_len(window, stops), len(pending))
                 ready, pending = pending[: len(pending) - keep], pending[len(pending) - keep :]
-                if ready:
-                    yield TextDelta(ready, event.token_id, event.logprob)
+                tail = (tail + ready)[-longest:] if longest else ""
+                text = shown(ready)
+                if text:
+                    yield TextDelta(text, event.token_id, event.logprob)
         except Exception:
             # The stream broke: what arrived but was held back is still part of the reply.
-            if pending:
-                yield TextDelta(pending)
+            text = shown(pending)
+            if text:
+                yield TextDelta(text)
             raise
 
 
-def _find_stop(text: str, stops: Sequence[str]) -> int | None:
-    positions = [i for i in (text.find(s) for s in stops) if i >= 0]
+class _Lead:
+    """A fresh reply's leading whitespace, held until its first visible character: then
+    blank lines are dropped (everything through the last line break), or, with none, the
+    one separator space when asked."""
+
+    _BLANK_LINES = re.compile(r"[ \t\r\n]*\n")
+
+    def __init__(self, drop_space: bool):
+        self.drop_space = drop_space
+        self.held: str | None = ""  # None once the first visible character has passed
+
+    def take(self, text: str) -> str:
+        if self.held is None:
+            return text
+        held = self.held + text
+        if not held.strip():
+            self.held = held
+            return ""
+        self.held = None
+        blank = self._BLANK_LINES.match(held)
+        if blank:
+            return held[blank.end() :]
+        return held[1:] if self.drop_space and held.startswith(" ") else held
+
+
+def _find_stop(text: str, stops: Sequence[str], beyond: int = 0) -> int | None:
+    """Where the first stop sequence that ends past `beyond` starts."""
+    positions = [i for i in (text.find(s, max(0, beyond - len(s) + 1)) for s in stops if s) if i >= 0]
     return min(positions) if positions else None
 
 

@@ -23,7 +23,7 @@ FORMAT = "falconchat-session"
 VERSION = 1
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MAX_SESSION_BYTES = 64 * 1024 * 1024
-STATUSES = ("complete", "cut", "error")
+STATUSES = ("complete", "length", "cut", "error")
 
 
 @dataclass
@@ -154,7 +154,11 @@ def export_markdown(path: Path, conversation: Conversation, model: str) -> None:
     if conversation.system:
         lines += [f"**System:** {sanitize(conversation.system)}", ""]
     for turn in conversation.turns:
-        note = {"cut": " *(cut short)*", "error": " *(incomplete: an error ended it)*"}.get(turn.status, "")
+        note = {
+            "length": " *(stopped at the length limit)*",
+            "cut": " *(cut short)*",
+            "error": " *(incomplete: an error ended it)*",
+        }.get(turn.status, "")
         lines += ["## You", "", sanitize(turn.user), "", f"## {model}{note}", "", sanitize(turn.assistant), ""]
     write_private(path, "\n".join(lines))
 

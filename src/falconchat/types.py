@@ -69,11 +69,12 @@ class ReasoningWriter(Protocol):
 
 @dataclass
 class Turn:
-    """One exchange. `status` says how the reply ended: complete, cut (Ctrl-C) or error."""
+    """One exchange. `status` says how the reply ended: complete, length (at the max-new-tokens
+    limit: /continue goes on, even after the session is reopened), cut (Ctrl-C) or error."""
 
     user: str
     assistant: str = ""
-    status: Literal["complete", "cut", "error"] = "complete"
+    status: Literal["complete", "length", "cut", "error"] = "complete"
 
 
 ConstraintKind = Literal["json_schema", "json", "regex", "gbnf"]

@@ -116,10 +116,17 @@ def test_a_stop_sequence_is_never_shown_however_the_tokens_split(reply, cuts, dr
         for e in clean_reply(events, FALCON_STOPS, drop_leading_space=drop_leading_space)
         if isinstance(e, TextDelta)
     )
-    # The separator after "Assistant:" goes only when asked (a continued reply keeps its space).
-    body = reply[1:] if drop_leading_space and reply.startswith(" ") else reply
-    stops = [i for i in (body.find(s) for s in FALCON_STOPS) if i >= 0]
-    assert shown == (body[: min(stops)] if stops else body)
+    # Up to the first stop sequence; then a fresh reply starts at its first visible character:
+    # leading blank lines go, or (with none) the separator space after "Assistant:" when asked.
+    stops = [i for i in (reply.find(s) for s in FALCON_STOPS) if i >= 0]
+    body = reply[: min(stops)] if stops else reply
+    if not body.strip():
+        body = ""
+    elif re.match(r"\s*\n", body):
+        body = body[re.match(r"[ \n]*\n", body).end() :]
+    elif drop_leading_space and body.startswith(" "):
+        body = body[1:]
+    assert shown == body
 
 
 # ---- the session loader ------------------------------------------------------------------------------

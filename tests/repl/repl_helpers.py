@@ -137,7 +137,7 @@ def parse_history(shown: str, model: str = MODEL) -> list[tuple[str, str]]:
     entry above them."""
     turns: list[list[str]] = []
     current = None
-    reply_start = re.compile(rf"^{re.escape(model)}( \((cut|incomplete)\))?: ?")
+    reply_start = re.compile(rf"^{re.escape(model)}( \((cut|incomplete|length limit)\))?: ?")
     lines = shown.split("\n")
     # The first line is the echo of "/history" itself.
     for line in lines[1:] if lines and "/history" in lines[0] else lines:

@@ -166,7 +166,7 @@ def test_show_lists_the_settings(chats):
         "top_p = 0.5",
         "top_k = 50",
         "repetition_penalty = 1.0",
-        "seed = None",
+        "seed = none",
     ):
         assert line in shown, shown
     assert "session: (none" in shown

@@ -38,6 +38,7 @@ def test_a_dead_endpoint_at_start_says_so_once_and_the_prompt_works(terminals, c
     term.wait_for(lambda s: term.prompt_line() == ">>>", timeout=10)
     term.say("hello")  # the request fails: one error line, and the prompt again
     term.wait_for(lambda s: s.count("cannot reach") >= 3, timeout=20)
+    term.wait_prompt()
     term.keys("C-d")
     assert term.wait_exit(timeout=20) == 0
     no_trap(term.scrollback())
@@ -154,3 +155,102 @@ def test_a_message_whose_request_failed_is_not_kept_or_sent_again(terminals, tgi
     term.keys("C-u", "C-d")
     assert term.wait_exit() == 0
     no_trap(term.scrollback())
+
+
+# ---- 5, 9: what the user sees is what the model wrote ----------------------------------------
+
+
+def test_a_stop_sequence_split_across_the_continue_boundary_is_not_shown_or_kept(terminals, tgi_endpoint):
+    tgi_endpoint.stream([" Line", " one", "\n"], "length")  # cut at the limit right after a line break
+    tgi_endpoint.stream(["User", ":", " And the word kalimba.", "\nAssistant:", " Ah"], "length")
+    term = terminals("--endpoint", tgi_endpoint.url, "--max-new-tokens", "3")
+    term.wait_for(toolbar_drawn)
+    term.say("hello")
+    term.wait_for("/continue goes on")
+    term.say("/continue")
+    term.wait_for(lambda s: term.prompt_line() == ">>>" and s.count(">>>") >= 3, timeout=20)
+    term.say("/history")
+    shown = term.wait_for(lambda s: "You: hello" in s[s.rfind("/history") :], whole=True)
+    assert "kalimba" not in shown and "User:" not in shown, shown
+    assert tgi_endpoint.requests[1].body["inputs"].endswith("Assistant: Line one\n")  # it did go on from there
+    term.wait_prompt()
+    term.keys("C-d")
+    assert term.wait_exit() == 0
+
+
+def test_a_reply_starting_with_blank_lines_starts_at_its_text(terminals, tgi_endpoint):
+    tgi_endpoint.stream(["\n", "\n", " Hello", " there"], "eos_token")
+    term = terminals("--endpoint", tgi_endpoint.url)
+    term.wait_for(toolbar_drawn)
+    term.say("hi")
+    screen = term.wait_for("Hello there")
+    lines = screen.splitlines()
+    assert lines[lines.index(">>> hi") + 1] == "Hello there", screen
+    term.wait_prompt()
+    term.keys("C-d")
+    assert term.wait_exit() == 0
+
+
+def test_ask_piped_to_head_prints_the_reply_first(tgi_endpoint, tmp_path):
+    import subprocess
+    import sys as _sys
+    from pathlib import Path as _Path
+
+    _sys.path.insert(0, str(_Path(__file__).resolve().parent.parent))
+    from processes import FALCONCHAT, isolated_env
+
+    tgi_endpoint.stream(["\n\n", "Hello", "\nsecond line"], "eos_token")
+    command = " ".join([*FALCONCHAT, "ask", "--endpoint", tgi_endpoint.url, "hi"]) + " | head -1"
+    done = subprocess.run(
+        command, shell=True, cwd=tmp_path, env=isolated_env(tmp_path), capture_output=True, timeout=60
+    )
+    assert done.stdout.decode() == "Hello\n"
+
+
+# ---- 12, 13: sessions and settings ----------------------------------------------------------
+
+
+def test_a_reply_cut_by_max_new_tokens_can_be_continued_after_resume(terminals, tgi_endpoint, tmp_path):
+    tgi_endpoint.stream([" One", " two", " three"], "length")
+    tgi_endpoint.stream([" four"], "eos_token")  # for the second process's /continue
+    first = terminals("chat", "--session", "long", "--endpoint", tgi_endpoint.url, "--max-new-tokens", "3")
+    first.wait_for(toolbar_drawn)
+    first.say("count")
+    first.wait_for("/continue goes on")
+    first.wait_prompt()
+    first.keys("C-d")
+    assert first.wait_exit() == 0
+    saved = json.loads((sessions_dir(tmp_path) / "long.json").read_text())
+    assert saved["turns"][0]["status"] == "length"
+
+    again = terminals("chat", "--resume", "--endpoint", tgi_endpoint.url)
+    again.wait_for(toolbar_drawn)
+    again.say("/continue")
+    again.wait_for("four")
+    assert "is complete" not in again.scrollback()
+    assert tgi_endpoint.requests[-1].body["inputs"].endswith("Assistant: One two three")
+    again.wait_prompt()
+    again.keys("C-d")
+    assert again.wait_exit() == 0
+
+
+def test_retry_with_a_fixed_seed_draws_a_new_reply_and_the_seed_can_be_cleared(terminals, tgi_endpoint):
+    tgi_endpoint.stream([" A", " reply"], "eos_token")
+    term = terminals("--endpoint", tgi_endpoint.url, "--seed", "5", "-t", "0.8")
+    term.wait_for(toolbar_drawn)
+    term.say("hello")
+    term.wait_for("A reply")
+    term.say("/retry")
+    term.wait_for("seed is now 6")
+    term.wait_for(lambda s: s.count("A reply") >= 2)
+    term.say("/set seed none")
+    term.wait_for("seed = none")
+    term.say("/show")
+    term.wait_for(lambda s: "seed = none" in s[s.rfind("/show") :])
+    term.say("again")
+    term.wait_for(lambda s: s.count("A reply") >= 3)
+    seeds = [r.body["parameters"].get("seed") for r in tgi_endpoint.requests]
+    assert seeds == [5, 6, None], seeds
+    term.wait_prompt()
+    term.keys("C-d")
+    assert term.wait_exit() == 0

@@ -14,7 +14,7 @@ from pathlib import Path
 from falconchat.backends.gguf import bundled_model_path, is_gguf
 from falconchat.config import ModelSpec
 from falconchat.errors import ConfigError, FalconchatError, InputError
-from falconchat.prompt import clean_reply, starts_reply, stop_sequences
+from falconchat.prompt import clean_reply, stop_sequences
 from falconchat.types import Done, FinishReason, SamplingParams, TextDelta, TokenStream
 
 DEFAULT_CONTEXT = 4096
@@ -118,7 +118,7 @@ class LocalBackend:
 
     def stream(self, prompt: str, params: SamplingParams) -> TokenStream:
         stops = stop_sequences(params.stop)
-        return clean_reply(self.generate(prompt, params, stops), stops, drop_leading_space=starts_reply(prompt))
+        return clean_reply(self.generate(prompt, params, stops), stops, after=prompt)
 
     def stream_messages(self, messages: Sequence[dict], params: SamplingParams) -> TokenStream:
         """Chat messages in the model's own template (format = "native")."""

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from falconchat.config import ModelSpec
 from falconchat.errors import AuthRejected, ConfigError, EndpointError, Overloaded, Rejected, Timeout, Unreachable
-from falconchat.prompt import clean_reply, starts_reply, stop_sequences
+from falconchat.prompt import clean_reply, stop_sequences
 from falconchat.text import safe_url, server_message
 from falconchat.types import Constraint, Done, ReasoningDelta, SamplingParams, TextDelta, TokenStream
 
@@ -48,7 +48,7 @@ class OpenAIBackend:
         stops = stop_sequences(params.stop)
         request = {**self._sampling(params), **self._structure(params.constraint, chat=False)}
         chunks = self._create("completions", prompt=prompt, stop=stops[:4], **request)
-        return clean_reply(self._events(chunks, _completion_text), stops, drop_leading_space=starts_reply(prompt))
+        return clean_reply(self._events(chunks, _completion_text), stops, after=prompt)
 
     def stream_messages(self, messages: Sequence[dict], params: SamplingParams) -> TokenStream:
         stops = list(params.stop)

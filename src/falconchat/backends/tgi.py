@@ -28,7 +28,7 @@ from falconchat.errors import (
     Timeout,
     Unreachable,
 )
-from falconchat.prompt import clean_reply, starts_reply, stop_sequences
+from falconchat.prompt import clean_reply, stop_sequences
 from falconchat.text import safe_url, server_message
 from falconchat.types import Done, SamplingParams, TextDelta, TokenStream
 
@@ -87,7 +87,7 @@ class TgiBackend:
 
     def stream(self, prompt: str, params: SamplingParams) -> TokenStream:
         stops = stop_sequences(params.stop)
-        return clean_reply(self._generate(prompt, params, stops), stops, drop_leading_space=starts_reply(prompt))
+        return clean_reply(self._generate(prompt, params, stops), stops, after=prompt)
 
     def warm_up(self) -> None:
         """Nothing to load: the endpoint is asked when there is something to ask."""

@@ -20,7 +20,7 @@ from typing import Any
 from falconchat.backends.gguf import bundled_model_path, is_gguf
 from falconchat.config import ModelSpec
 from falconchat.errors import ConfigError, FalconchatError, InputError
-from falconchat.prompt import clean_reply, starts_reply, stop_sequences
+from falconchat.prompt import clean_reply, stop_sequences
 from falconchat.types import Done, SamplingParams, TextDelta, TokenStream
 
 EXTRA = "pip install 'falconchat[transformers]'"
@@ -137,7 +137,7 @@ class TransformersBackend:
         _refuse_constraint(params)
         stops = stop_sequences(params.stop)
         events = self.generate(prompt, params, stops, special_tokens=True)
-        return clean_reply(events, stops, drop_leading_space=starts_reply(prompt))
+        return clean_reply(events, stops, after=prompt)
 
     def stream_messages(self, messages: Sequence[dict], params: SamplingParams) -> TokenStream:
         """Chat messages in the tokenizer's own template (format = "native")."""

@@ -317,12 +317,10 @@ class _Timed:
 
     def stream(self, prompt, params):
         # As LocalBackend.stream, with the raw tokens timed (the reply's pieces may join several).
-        from falconchat.prompt import clean_reply, starts_reply, stop_sequences
+        from falconchat.prompt import clean_reply, stop_sequences
 
         stops = stop_sequences(params.stop)
-        return clean_reply(
-            self._timed(self._backend.generate(prompt, params, stops)), stops, drop_leading_space=starts_reply(prompt)
-        )
+        return clean_reply(self._timed(self._backend.generate(prompt, params, stops)), stops, after=prompt)
 
     def _timed(self, events):
         with closing(events):

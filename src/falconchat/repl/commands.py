@@ -16,6 +16,7 @@ from falconchat.types import SamplingParams
 
 SETTABLE = ("temperature", "max_new_tokens", "top_p", "top_k", "repetition_penalty", "seed")
 ALIASES = {"temp": "temperature", "max_tokens": "max_new_tokens"}
+UNSET = ("none", "off", "random")  # `/set seed none`: no fixed seed
 CLIPBOARD_TOOLS = (["pbcopy"], ["wl-copy"], ["xclip", "-selection", "clipboard"], ["xsel", "--clipboard", "--input"])
 
 HELP = [
@@ -53,7 +54,7 @@ class Commands:
         self.table = {
             "/help": self.help,
             "/system": self.system,
-            "/temp": lambda a: self.set("temperature " + a),
+            "/temp": lambda a: self.set("temperature " + a, origin="/temp"),
             "/set": self.set,
             "/show": self.show,
             "/model": self.model,
@@ -124,20 +125,21 @@ class Commands:
         else:
             self.repl.notice(f"system message: {self.state.conversation.system or '(none)'}")
 
-    def set(self, arg: str) -> None:
+    def set(self, arg: str, origin: str = "/set") -> None:
         name, _, value = arg.partition(" ")
         name = name.replace("-", "_").lower()
         name = ALIASES.get(name, name)
         if name not in SETTABLE or not value.strip():
             self.repl.notice("usage: /set PARAM VALUE, where PARAM is one of " + ", ".join(SETTABLE))
             return
-        typed = parse(name, value.strip(), "/set")
+        unset = name == "seed" and value.strip().lower() in UNSET  # a new random draw each reply
+        typed = None if unset else parse(name, value.strip(), origin)
         self.state.params = self.state.params.with_changes(**{name: typed})
-        self.repl.notice(f"{name} = {typed}")
+        self.repl.notice(f"{name} = {_shown(typed)}")
 
     def show(self, arg: str) -> None:
         state, p = self.state, self.state.params
-        values = "\n".join(f"  {f.name} = {getattr(p, f.name)!r}" for f in fields(SamplingParams))
+        values = "\n".join(f"  {f.name} = {_shown(getattr(p, f.name))}" for f in fields(SamplingParams))
         session = state.options.session or "(none: in memory only)"
         history = "on" if state.options.data_dir else "off"
         self.repl.err.print(
@@ -197,6 +199,13 @@ class Commands:
         if not conversation.turns:
             self.repl.notice("nothing to retry yet")
             return
+        params = self.state.params
+        if params.temperature == 0:
+            self.repl.notice("(greedy decoding, temperature 0, gives the same reply again; /temp 0.7 varies it)")
+        elif params.seed is not None:
+            # A fixed seed draws the same reply again: the retry takes the next seed, and says so.
+            self.state.params = params.with_changes(seed=(params.seed + 1) % 2**32)
+            self.repl.notice(f"(seed {params.seed} would give the same reply: seed is now {self.state.params.seed})")
         old = conversation.undo()
         assert old is not None  # there was a turn to undo
         self.repl.reply(old.user)
@@ -207,13 +216,10 @@ class Commands:
         last = self.state.conversation.last
         if last is None:
             self.repl.notice("nothing to continue yet")
-        elif last.status == "complete" and not self._hit_length():
+        elif last.status == "complete":
             self.repl.notice("the last reply is complete; /retry asks again")
         else:
             self.repl.continue_reply()
-
-    def _hit_length(self) -> bool:
-        return self.state.last_finish == "length"
 
     def undo(self, arg: str) -> None:
         turn = self.state.conversation.undo()
@@ -227,7 +233,7 @@ class Commands:
         if conversation.system:
             console.print(Text("System: ", style="bold") + Text(sanitize(conversation.system)))
         for turn in conversation.turns:
-            note = {"cut": " (cut)", "error": " (incomplete)"}.get(turn.status, "")
+            note = {"length": " (length limit)", "cut": " (cut)", "error": " (incomplete)"}.get(turn.status, "")
             console.print(Text("You: ", style="bold cyan") + Text(sanitize(turn.user)))
             console.print(
                 Text(sanitize(f"{self.state.backend.name}{note}: "), style="bold green")
@@ -332,3 +338,12 @@ class Commands:
         path = Path(arg).expanduser()
         sessions.export_markdown(path, self.state.conversation, self.state.backend.name)
         self.repl.notice(f"exported to {path}")
+
+
+def _shown(value: object) -> str:
+    """A setting as a user types it: `none` rather than `None`, text without quotes."""
+    if value is None:
+        return "none"
+    if isinstance(value, tuple | list):
+        return ", ".join(map(str, value)) or "none"
+    return str(value)
