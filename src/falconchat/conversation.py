@@ -9,7 +9,6 @@ from typing import Literal
 from falconchat.prompt import FittedPrompt, fit_continuation, fit_prompt
 from falconchat.types import Done, TextDelta, TokenStream, Turn
 
-
 # How a reply that reached its Done is kept: "length" can be continued, even after --resume.
 _STATUS_BY_FINISH: dict[str, Literal["complete", "length", "cut"]] = {"cancelled": "cut", "length": "length"}
 
