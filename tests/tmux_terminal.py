@@ -9,6 +9,7 @@ PROMPT_TOOLKIT_NO_CPR=1, which hides the toolbar and every bug in it. Each
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -150,15 +151,18 @@ class TmuxTerminal:
                 raise AssertionError(f"still running {timeout:g}s later; the screen:\n{self.screen()}")
             time.sleep(0.1)
         status = ""
-        for _ in range(50):
+        for _ in range(150):
             status = self._tmux(
                 "display-message", "-p", "-t", "t", "#{pane_dead}:#{pane_dead_status}:#{pane_dead_signal}"
             ).strip()
             dead, code, signum = status.split(":")
             if dead == "1" and (code or signum):
                 return int(code) if code else 128 + int(signum)
+            said = re.search(r"Pane is dead \((status|signal) (\d+)", self.screen())  # tmux's own line
+            if dead == "1" and said:
+                return int(said.group(2)) + (128 if said.group(1) == "signal" else 0)
             time.sleep(0.1)
-        raise AssertionError(f"tmux never saw the process end: {status!r}")
+        raise AssertionError(f"tmux never saw the process end: {status!r}; the screen:\n{self.screen()}")
 
     def vanish(self) -> None:
         """Close the terminal as a user closing the window does: the process gets SIGHUP

@@ -141,6 +141,7 @@ SHARED_OPTIONS: list[tuple[str, Any, Any]] = [
     ),
 ]
 SHARED_NAMES = [name for name, _, _ in SHARED_OPTIONS]
+PROBE_WAIT_S = 5.0  # how long the chat waits, at start or /model, for an endpoint to say which API it speaks
 
 
 @dataclass
@@ -431,6 +432,30 @@ def bench(
 # ---- the commands' work ---------------------------------------------------------------
 
 
+def chat_model(spec):
+    """The chat opens even when its endpoint is down or hangs (issue 15): an `--endpoint URL`
+    whose API must be probed gets PROBE_WAIT_S to answer; one that does not is taken for
+    TGI, the classic default, and the chat then says in one line that it can't be reached."""
+    from dataclasses import replace
+
+    from falconchat.backends.probe import resolve
+    from falconchat.errors import Timeout, Unreachable
+
+    if spec.backend != "auto":
+        return spec
+    try:
+        return replace(resolve(replace(spec, timeout=min(spec.timeout, PROBE_WAIT_S))), timeout=spec.timeout)
+    except (Unreachable, Timeout):
+        return replace(spec, backend="tgi", format="falcon" if spec.format == "auto" else spec.format)
+
+
+def open_for_chat(spec):
+    """`/model NAME` opens its backend as the chat's start does."""
+    from falconchat.backends import open_backend
+
+    return open_backend(chat_model(spec))
+
+
 def chat_session(
     env: Environment,
     flags: dict[str, Any],
@@ -439,6 +464,8 @@ def chat_session(
     resume: bool = False,
     no_history: bool = False,
 ) -> int:
+    from dataclasses import replace
+
     from falconchat import sessions
     from falconchat.backends import open_backend
     from falconchat.config import user_data_dir
@@ -466,7 +493,7 @@ def chat_session(
             params = kept.params.with_changes(**given, constraint=settings.sampling.constraint)
             if flags.get("system") is not None:
                 conversation.system = settings.system
-    settings = resolved(settings)  # `--endpoint URL` alone: ask the server its API, before the REPL starts
+    settings = replace(settings, model=chat_model(settings.model))  # `--endpoint URL` alone: its API, now
     backend = open_backend(settings.model)
     try:
         backend.warm_up()  # a missing or broken model file fails now, not at the first message
@@ -479,7 +506,7 @@ def chat_session(
             session=session,
             models=settings.models,
             roles=settings.roles,
-            open_backend=open_backend,
+            open_backend=open_for_chat,
         )
         return Repl(backend, conversation, params, options, out=env.stdout, err=env.stderr).run()
     finally:
