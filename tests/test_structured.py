@@ -78,3 +78,9 @@ def test_a_reply_that_does_not_fit_is_invalid_reply_exit_5(reply, says):
 def test_json_mode_wants_an_object():
     with pytest.raises(InvalidReply, match="not an object"):
         check_reply("[1, 2]", json_mode())
+
+
+def test_a_reply_cut_at_max_new_tokens_says_so():
+    with pytest.raises(InvalidReply) as caught:
+        check_reply('{"name": "Ada", "ag', schema_constraint(json.dumps(PERSON)), cut=True)
+    assert "max-new-tokens" in caught.value.message

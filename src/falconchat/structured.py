@@ -90,16 +90,21 @@ def checked_schema(schema: Any, where: str = "--schema") -> dict:
     return schema
 
 
-def check_reply(text: str, constraint: Constraint | None) -> Any:
+def check_reply(text: str, constraint: Constraint | None, *, cut: bool = False) -> Any:
     """The reply's parsed value, or `InvalidReply` with the first reason it does not fit.
-    Without a JSON constraint there is nothing to check: None."""
+    Without a JSON constraint there is nothing to check: None. `cut`: the reply stopped
+    at max-new-tokens, which a grammar cannot prevent, so the error says so."""
     if constraint is None or constraint.kind not in ("json", "json_schema"):
         return None
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
+        if cut:
+            raise InvalidReply(
+                f"the reply stopped at max-new-tokens before its JSON was complete ({_where(exc)}); raise --max-new-tokens"
+            ) from None
         shown = _short(text.strip()) or "nothing"
-        raise InvalidReply(f"the reply is not JSON ({exc.msg} at character {exc.pos}): {shown}") from None
+        raise InvalidReply(f"the reply is not JSON ({_where(exc)}): {shown}") from None
     if constraint.kind == "json":
         if not isinstance(value, dict):
             raise InvalidReply(f"the reply is JSON but not an object: {_short(text.strip())}")
@@ -112,6 +117,10 @@ def check_reply(text: str, constraint: Constraint | None) -> Any:
         where = error.json_path
         raise InvalidReply(f"the reply does not match the schema: {where}: {_short(error.message)}")
     return value
+
+
+def _where(exc: json.JSONDecodeError) -> str:
+    return f"{exc.msg.removesuffix(' at')} at character {exc.pos}"
 
 
 def _json(text: str, where: str) -> Any:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from test_openai import KEY, free_port, start_server
 
-from processes import falconchat, isolated_env
+from processes import falconchat, isolated_env, one_error_line
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "serve"))
 from serve_process import ServeProcess
@@ -82,3 +82,35 @@ def test_a_wrong_key_is_exit_4_from_the_probe(llama_server, tmp_path):
     result = falconchat("ask", "--endpoint", llama_server, "hi", cwd=tmp_path, env=isolated_env(tmp_path))
     assert result.returncode == 4, result.stderr
     assert result.stderr.decode().count("\n") == 1 and "Traceback" not in result.stderr.decode()
+
+
+def test_schema_replies_from_llama_cpp_server_validate_or_fail_closed(llama_server, tmp_path):
+    """llama-cpp-python turns the schema into a grammar; its grammar lets a raw line break into a
+    string, so a reply can run on to max-new-tokens. Whatever it sends, falconchat prints only
+    JSON that validates (exit 0) or says why not on one line (exit 5): never a silent success."""
+    valid = 0
+    for seed in ("1", "2", "3"):
+        result = falconchat(
+            "ask",
+            "--endpoint",
+            llama_server,
+            "--schema",
+            "name, age int, city",
+            "--seed",
+            seed,
+            "-t",
+            "0.8",
+            "--max-new-tokens",
+            "120",
+            "Describe a person.",
+            cwd=tmp_path,
+            env=isolated_env(tmp_path, FALCONCHAT_API_KEY=KEY),
+        )
+        if result.returncode == 0:
+            value = json.loads(result.stdout)  # piped: exactly the JSON
+            assert set(value) == {"name", "age", "city"} and isinstance(value["age"], int)
+            valid += 1
+        else:
+            assert result.returncode == 5 and result.stdout == b""
+            assert one_error_line(result.stderr).startswith("falconchat: error: the reply")
+    assert valid >= 1, "the server's grammar never produced a valid reply"

@@ -149,3 +149,10 @@ def test_a_schema_reply_after_thinking_is_checked_without_the_thinking(tmp_path,
     env = environment(tmp_path)
     assert run(["ask", "--endpoint", endpoint.url, "--schema", SCHEMA, "who?"], env) == 0, env.stderr.text()
     assert env.stdout.text() == '{"name": "Ada", "age": 36}\n'
+
+
+def test_a_reply_cut_by_max_new_tokens_is_exit_5_and_says_why(tmp_path, endpoint):
+    endpoint.reply(['{"name": "Ada', "Ada"], finish_reason="length")
+    env = environment(tmp_path)
+    assert run(["ask", "--endpoint", endpoint.url, "--json-mode", "who?"], env) == 5
+    assert "raise --max-new-tokens" in one_error(env) and env.stdout.text() == ""

@@ -326,7 +326,8 @@ class Runner:
             sent = time.monotonic()
             try:
                 reply, done, notes, reasoning = self._answer(backend, index, item)
-                data = check_reply(reply, item.params.constraint)  # structured output fails closed
+                # Structured output fails closed: a reply that does not validate is this item's error.
+                data = check_reply(reply, item.params.constraint, cut=done.finish_reason == "length")
             except Cancelled:
                 return Outcome(index, None)
             except FATAL as exc:

@@ -528,8 +528,9 @@ def ask_once(env: Environment, flags: dict[str, Any], prompt: str | None, *, str
             from falconchat.structured import check_reply
 
             collector = Collector()
-            _answer(env, settings, message, collector, reasoning)
-            _print_json(env, collector.text, check_reply(collector.text, settings.sampling.constraint))
+            done = _answer(env, settings, message, collector, reasoning)
+            value = check_reply(collector.text, settings.sampling.constraint, cut=done.finish_reason == "length")
+            _print_json(env, collector.text, value)
         elif stream:
             _answer(env, settings, message, reply_writer(env.stdout, plain=settings.plain), reasoning)
         else:
@@ -561,7 +562,7 @@ def ask_json(env: Environment, flags: dict[str, Any], prompt: str | None) -> int
         message = read_prompt(env, prompt, settings.max_input_bytes)
         settings = resolved(settings)  # the record names the backend and model the server said
         done = _answer(env, settings, message, collector, thoughts)
-        data = check_reply(collector.text, settings.sampling.constraint)
+        data = check_reply(collector.text, settings.sampling.constraint, cut=done.finish_reason == "length")
     except KeyboardInterrupt as exc:
         error = exc
     except Exception as exc:  # every failure becomes the `error` object

@@ -225,7 +225,8 @@ class Repl:
         self.state.last_finish = done.finish_reason
         if self.state.params.constraint is not None and done.finish_reason != "cancelled":
             try:  # --schema / --json-mode: a reply that does not fit is said, never passed over
-                check_reply(self.state.conversation.turns[-1].assistant, self.state.params.constraint)
+                reply = self.state.conversation.turns[-1].assistant
+                check_reply(reply, self.state.params.constraint, cut=done.finish_reason == "length")
             except FalconchatError as exc:
                 self.error(exc.message)
         if done.finish_reason == "length":

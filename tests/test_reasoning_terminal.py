@@ -1,0 +1,75 @@
+"""Reasoning on a real terminal (tmux: it answers cursor-position requests, and its screen is
+what a user sees): dimmed and apart above the reply, collapsed to one line when the reply
+starts, kept whole with --show-reasoning; never sent back in the next turn's prompt."""
+
+from __future__ import annotations
+
+import pytest
+
+from openai_endpoint import OpenAIEndpoint
+from tmux_terminal import TmuxTerminal, have_tmux
+
+pytestmark = [pytest.mark.process, pytest.mark.skipif(not have_tmux(), reason="needs tmux")]
+
+REASONING = ["Hmm, the user", " asks for a name.", "\nA short one", " will do."]
+THINK = ["<th", "ink>Hmm, the user", " asks for a name.\nA short one will do.</th", "ink>", "\n\n", "Ada", " it is."]
+
+
+@pytest.fixture
+def endpoint():
+    server = OpenAIEndpoint()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def terminals():
+    opened: list[TmuxTerminal] = []
+
+    def open_one(home, *args: str) -> TmuxTerminal:
+        terminal = TmuxTerminal(home, *args)
+        opened.append(terminal)
+        return terminal
+
+    yield open_one
+    for terminal in opened:
+        terminal.close()
+
+
+def test_ask_collapses_the_reasoning_to_one_line(tmp_path, endpoint, terminals):
+    endpoint.reply(["Ada", " it is."], reasoning=REASONING, delay_s=0.5)
+    terminal = terminals(tmp_path, "ask", "--endpoint", endpoint.url, "who?")
+    live = terminal.wait_for("asks for a name")  # drawn, dimmed, while it lasts
+    assert "thinking…" in live and "Ada it is." not in live
+    assert terminal.wait_exit() == 0
+    screen = terminal.scrollback()
+    assert "Ada it is." in screen and "▸ reasoned for" in screen
+    assert "asks for a name" not in screen  # drawn while it lasted, gone once the reply started
+    assert screen.index("▸ reasoned for") < screen.index("Ada it is.")
+
+
+def test_show_reasoning_keeps_it_above_the_reply(tmp_path, endpoint, terminals):
+    endpoint.reply(THINK, delay_s=0.05)
+    terminal = terminals(tmp_path, "ask", "--show-reasoning", "--endpoint", endpoint.url, "who?")
+    assert terminal.wait_exit() == 0
+    screen = terminal.scrollback(joined=True)
+    assert "Hmm, the user asks for a name." in screen and "A short one will do." in screen
+    assert screen.index("A short one will do.") < screen.index("Ada it is.")
+    assert "<think>" not in screen and "</think>" not in screen
+
+
+def test_the_repl_never_sends_reasoning_back(tmp_path, endpoint, terminals):
+    endpoint.reply(THINK, delay_s=0.05)
+    terminal = terminals(tmp_path, "chat", "--no-history", "--endpoint", endpoint.url)
+    terminal.wait_for(">>>")
+    terminal.say("who?")
+    terminal.wait_for(lambda s: "Ada it is." in s and s.rstrip().count(">>>") >= 2)
+    screen = terminal.screen()
+    assert "▸ reasoned for" in screen and "asks for a name" not in screen and "think>" not in screen
+    terminal.say("and then?")
+    terminal.wait_for(lambda s: s.count("Ada it is.") >= 2)
+    _first, second = endpoint.posts()
+    assert second["messages"][-2] == {"role": "assistant", "content": "Ada it is."}
+    assert "asks for a name" not in str(second["messages"]) and "think>" not in str(second["messages"])
+    terminal.keys("C-d")
+    assert terminal.wait_exit() == 0
