@@ -65,10 +65,18 @@ def _json_schema_gbnf(schema: Any) -> str:
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
     try:
-        return json_schema_to_gbnf(json.dumps(schema))
+        gbnf = json_schema_to_gbnf(json.dumps(schema))
     except Exception as exc:  # the converter raises whatever it meets (KeyError, AssertionError…)
         detail = f": {_short(str(exc))}" if str(exc) else ""
         raise InputError(f"cannot turn the JSON schema into a grammar ({type(exc).__name__}{detail})") from None
+    # llama-cpp-python 0.3's converter lets a raw line break or other control character into a
+    # string (`char ::= [^"\\]`), which is not JSON: a reply could run on inside a string until a
+    # stop sequence cut it. JSON strings exclude U+0000-U+001F, as llama.cpp's own converter says.
+    return gbnf.replace(_LOOSE_CHAR, _JSON_CHAR)
+
+
+_LOOSE_CHAR = r'char ::= [^"\\]'
+_JSON_CHAR = r'char ::= [^"\\\x7F\x00-\x1F]'
 
 
 def _regex_gbnf(pattern: Any) -> str:

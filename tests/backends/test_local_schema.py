@@ -1,0 +1,56 @@
+"""--schema on the bundled model: its llama.cpp grammar (backends/grammar.py) keeps every reply
+inside the schema, and falconchat's own check (structured.py) agrees. 20 seeded runs at
+temperature 0.8, through `batch` (one model load), each line its own seed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from processes import falconchat, isolated_env
+
+pytestmark = [pytest.mark.process, pytest.mark.slow]
+
+# Three fields; strings bounded so that a small model cannot talk on inside one until max-new-tokens.
+PERSON = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "maxLength": 30},
+        "age": {"type": "integer", "minimum": 0, "maximum": 120},
+        "city": {"type": "string", "maxLength": 30},
+    },
+    "required": ["name", "age", "city"],
+    "additionalProperties": False,
+}
+
+
+def test_twenty_seeded_replies_all_validate(tmp_path):
+    schema = tmp_path / "person.json"
+    schema.write_text(json.dumps(PERSON))
+    lines = "".join(
+        json.dumps({"id": seed, "prompt": "Describe a person.", "seed": seed}) + "\n" for seed in range(1, 21)
+    )
+    result = falconchat(
+        "batch",
+        "-j",
+        "1",
+        "--schema",
+        str(schema),
+        "-t",
+        "0.8",
+        "--max-new-tokens",
+        "160",
+        cwd=tmp_path,
+        env=isolated_env(tmp_path),
+        input=lines.encode(),
+        timeout=900,
+    )
+    records = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    failed = [r for r in records if "error" in r]
+    assert result.returncode == 0 and not failed, failed or result.stderr
+    assert len(records) == 20
+    for record in records:
+        value = json.loads(record["reply"])  # the reply itself is the JSON, and `data` is it parsed
+        assert value == record["data"] and set(value) == {"name", "age", "city"}
+        assert isinstance(value["age"], int) and 0 <= value["age"] <= 120
