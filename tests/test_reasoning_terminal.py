@@ -73,3 +73,19 @@ def test_the_repl_never_sends_reasoning_back(tmp_path, endpoint, terminals):
     assert "asks for a name" not in str(second["messages"]) and "think>" not in str(second["messages"])
     terminal.keys("C-d")
     assert terminal.wait_exit() == 0
+
+
+def test_the_repl_says_when_a_reply_does_not_match_the_schema(tmp_path, endpoint, terminals):
+    endpoint.reply(["Sure! Ada, 36."])
+    endpoint.reply(['{"name": "Ada", "age": 36}'])
+    terminal = terminals(tmp_path, "chat", "--no-history", "--endpoint", endpoint.url, "--schema", "name, age int")
+    terminal.wait_for(">>>")
+    terminal.say("who?")
+    screen = terminal.wait_for(lambda s: "Sure! Ada, 36." in s and s.rstrip().count(">>>") >= 2)
+    assert "error: the reply is not JSON" in screen
+    terminal.say("again")
+    screen = terminal.wait_for(lambda s: '"age": 36' in s and s.rstrip().count(">>>") >= 3)
+    assert screen.count("error:") == 1  # the valid one passes quietly
+    assert endpoint.posts()[0]["response_format"]["type"] == "json_schema"
+    terminal.keys("C-d")
+    assert terminal.wait_exit() == 0
