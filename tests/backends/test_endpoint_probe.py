@@ -97,3 +97,15 @@ def test_several_models_without_a_name_is_one_usage_line(tmp_path, openai_endpoi
     assert run(["ask", "--endpoint", openai_endpoint.url, "hi"], env) == ExitCode.USAGE
     [line] = env.stderr.text().splitlines()
     assert line.startswith("falconchat: error: ") and "a, b" in line
+
+
+def test_models_checks_an_endpoint_only_entry(tmp_path, openai_endpoint, closed_port_url):
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[models.box]\nendpoint = "{openai_endpoint.url}"\n[models.gone]\nendpoint = "{closed_port_url}"\n'
+    )
+    env = environment(tmp_path)
+    assert run(["models", "--config", str(config)], env) == ExitCode.OK, env.stderr.text()
+    rows = {line.split()[0]: line for line in env.stdout.text().splitlines()[1:]}
+    assert "auto" in rows["box"] and rows["box"].rstrip().endswith("ok")
+    assert "cannot reach" in rows["gone"]

@@ -29,10 +29,17 @@ def print_models(settings, out: IO[str]) -> None:
 
 
 def check_model(spec) -> str:
+    from dataclasses import replace
+
     from falconchat.backends import open_backend
     from falconchat.errors import FalconchatError
 
-    backend = open_backend(spec)
+    if spec.backend == "auto":  # opening it asks the server its API: a quick look, like check()
+        spec = replace(spec, timeout=min(spec.timeout, 5.0))
+    try:
+        backend = open_backend(spec)
+    except FalconchatError as exc:
+        return exc.message
     try:
         return backend.check()
     except FalconchatError as exc:
