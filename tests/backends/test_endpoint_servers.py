@@ -114,3 +114,25 @@ def test_schema_replies_from_llama_cpp_server_validate_or_fail_closed(llama_serv
             assert result.returncode == 5 and result.stdout == b""
             assert one_error_line(result.stderr).startswith("falconchat: error: the reply")
     assert valid >= 1, "the server's grammar never produced a valid reply"
+
+
+def test_schema_through_serve_is_tgis_grammar_and_validates(serve, tmp_path):
+    """`falconchat serve` takes TGI's `grammar`: the reply is held to the schema there, and checked here."""
+    result = falconchat(
+        "ask",
+        "--endpoint",
+        serve.url,
+        "--schema",
+        '{"type":"object","properties":{"name":{"type":"string","maxLength":20},"age":{"type":"integer"}},'
+        '"required":["name","age"]}',
+        "--seed",
+        "1",
+        "--max-new-tokens",
+        "80",
+        "Describe a person.",
+        cwd=tmp_path,
+        env=isolated_env(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr
+    value = json.loads(result.stdout)
+    assert isinstance(value["name"], str) and isinstance(value["age"], int)
