@@ -441,3 +441,14 @@ def test_numbers_are_typed(home):
     s = load(home, flags={"temperature": "0", "max_new_tokens": "64", "top_p": "1", "seed": "42"})
     assert s.sampling.temperature == 0.0 and isinstance(s.sampling.max_new_tokens, int)
     assert (s.sampling.max_new_tokens, s.sampling.top_p, s.sampling.seed) == (64, 1.0, 42)
+
+
+def test_base_url_is_accepted_beside_endpoint_as_openai_users_name_it(home):
+    write(home.cfg / "config.toml", f'[models.mine]\nbackend = "openai"\nbase_url = "{URL_A}/v1"\n')
+    model = load(home, flags={"model": "mine"}).model
+    assert (model.backend, model.endpoint) == ("openai", URL_A + "/v1")
+
+
+def test_two_names_for_the_url_are_one_too_many(home):
+    write(home.cfg / "config.toml", f'[models.mine]\nendpoint = "{URL_A}"\nbase_url = "{URL_B}"\n')
+    config_error(home, "[models.mine]", "endpoint and base_url", flags={"model": "mine"})

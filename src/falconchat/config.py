@@ -76,6 +76,7 @@ MODEL_FIELDS = {
     "backend",
     "endpoint",
     "url",
+    "base_url",  # the name OpenAI's clients give it
     "model_path",
     "context_length",
     "threads",
@@ -203,7 +204,10 @@ def _model_from_toml(name: str, entry: Any, src: Sources, defaults: dict[str, An
     unknown = set(entry) - MODEL_FIELDS
     if unknown:
         raise ConfigError(f"{where}: unknown field {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(MODEL_FIELDS))}")
-    backend = entry.get("backend", "auto" if "endpoint" in entry or "url" in entry else None)
+    urls = [key for key in ("endpoint", "url", "base_url") if key in entry]
+    if len(urls) > 1:
+        raise ConfigError(f"{where}: {' and '.join(urls)} name the same thing; keep one")
+    backend = entry.get("backend", "auto" if urls else None)
     if backend not in FORMATS:
         raise ConfigError(f"{where}: backend must be one of {', '.join(FORMATS)}, not {backend!r}")
     form = entry.get("format", FORMATS[backend][0])
@@ -227,7 +231,7 @@ def _model_from_toml(name: str, entry: Any, src: Sources, defaults: dict[str, An
             format=form,
             device=_device(entry["device"], where) if "device" in entry else None,
         )
-    url = field_value("endpoint") or field_value("url", "endpoint")
+    url = field_value("endpoint") or field_value("url", "endpoint") or field_value("base_url", "endpoint")
     if not url:
         raise ConfigError(f'{where}: a {backend} model needs endpoint = "https://…"')
     key_var = entry.get("api_key_env")

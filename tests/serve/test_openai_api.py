@@ -216,3 +216,25 @@ def test_huggingface_hub_chat_completion(server):
     assert reply.choices[0].message.content and reply.usage.completion_tokens == 8
     streamed = inference.chat_completion(messages=LONG, max_tokens=8, temperature=0.0, stream=True)
     assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == reply.choices[0].message.content
+
+
+def test_falconchat_openai_backend_is_a_client_of_serve(server, tmp_path):
+    """`[models.NAME]` with `base_url` (OpenAI's name for it) and backend = "openai", against serve's /v1;
+    `--schema` goes as response_format and the reply validates."""
+    from processes import falconchat, isolated_env
+
+    config = tmp_path / "config.toml"
+    config.write_text(f'[models.mine]\nbackend = "openai"\nbase_url = "{server.url}/v1"\nmodel = "smollm2"\n')
+    env = isolated_env(tmp_path)
+    plain = falconchat(
+        "--config", str(config), "ask", "-m", "mine", "--max-tokens", "8", "Say hello", cwd=tmp_path, env=env
+    )
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stdout.strip()
+    schema = json.dumps(PET)
+    shaped = falconchat(
+        "--config", str(config), "ask", "-m", "mine", "--max-tokens", "60", "--schema", schema, "A pet?",
+        cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert shaped.returncode == 0, shaped.stderr
+    jsonschema.validate(json.loads(shaped.stdout), PET)
