@@ -238,3 +238,36 @@ def test_falconchat_openai_backend_is_a_client_of_serve(server, tmp_path):
     )  # fmt: skip
     assert shaped.returncode == 0, shaped.stderr
     jsonschema.validate(json.loads(shaped.stdout), PET)
+
+
+def test_metrics_and_tgis_x_headers(server):
+    generate = requests.post(
+        server.url + "/generate",
+        json={"inputs": "Hello", "parameters": {"max_new_tokens": 5, "details": True}},
+        timeout=300,
+    )
+    assert generate.status_code == 200
+    assert generate.headers["x-generated-tokens"] == "5"
+    assert int(generate.headers["x-prompt-tokens"]) > 0
+    chat = requests.post(server.url + "/v1/chat/completions", json={"messages": LONG, "max_tokens": 4}, timeout=300)
+    usage = chat.json()["usage"]
+    assert chat.headers["x-prompt-tokens"] == str(usage["prompt_tokens"])
+    assert chat.headers["x-generated-tokens"] == str(usage["completion_tokens"])
+    for name in ("x-compute-time", "x-queue-time", "x-total-time", "x-inference-time"):
+        assert float(chat.headers[name]) >= 0, name
+    requests.post(server.url + "/generate", json={"inputs": ""}, timeout=60)  # a validation failure
+
+    text = requests.get(server.url + "/metrics", timeout=10).text
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    assert samples["tgi_request_count"] >= 3 and samples["tgi_request_success"] >= 2
+    assert samples['tgi_request_failure{err="validation"}'] >= 1
+    assert samples["tgi_queue_size"] == 0 and samples["tgi_batch_current_size"] == 0
+    assert samples["tgi_generated_tokens_total"] >= 9
+    for histogram in ("tgi_request_duration", "tgi_request_queue_duration", "tgi_request_generated_tokens",
+                      "tgi_request_input_length", "tgi_request_time_to_first_token"):  # fmt: skip
+        assert samples[f"{histogram}_count"] >= 2
+        assert samples[f'{histogram}_bucket{{le="+Inf"}}'] == samples[f"{histogram}_count"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -32,6 +33,8 @@ class Job:
     tokens: int = 0  # generated so far (engine thread)
     outcome: str = "cancelled"  # set by the handler: done, error, or cancelled (the client left)
     tokens_at_cancel: int = 0
+    submitted: float = field(default_factory=time.monotonic)
+    started: float | None = None  # when a worker took it (engine thread)
 
     def cancel(self) -> None:
         self.tokens_at_cancel = self.tokens
@@ -72,6 +75,11 @@ class Engine:
             if thread.is_alive():
                 thread.join()
 
+    def load(self) -> tuple[int, int]:
+        """(running, waiting) jobs now."""
+        with self._lock:
+            return len(self._running), self._waiting
+
     def submit(self, job: Job) -> None:
         with self._lock:
             if self._waiting >= self.max_waiting:
@@ -86,6 +94,7 @@ class Engine:
             if job.cancelled.is_set():
                 self.log("generation cancelled before it started (the client left the queue)")
                 continue
+            job.started = time.monotonic()
             with self._lock:
                 self._running.add(job)
             try:

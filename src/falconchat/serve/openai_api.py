@@ -145,6 +145,7 @@ class OpenAIRoutes:
                 sent += reply.add(event)
                 continue
             job.outcome = "done"
+            headers = self.server.metrics.finished(job, event)
             released = sent + reply.finish(event)
             text = "".join(d.text for d in released)
             choice: dict[str, Any] = {"index": 0, "finish_reason": _finish(event)}
@@ -156,7 +157,7 @@ class OpenAIRoutes:
                 choice["logprobs"] = None
             body = reply.envelope("chat.completion" if reply.chat else "text_completion", [choice])
             body["usage"] = _usage(event)
-            return web.json_response(body)
+            return web.json_response(body, headers=headers)
 
     async def _stream(self, request, job: Job, req: OpenAIRequest, reply: Reply):
         from aiohttp import web
@@ -196,6 +197,7 @@ class OpenAIRoutes:
                         await send(released)
                     continue
                 job.outcome = "done"
+                self.server.metrics.finished(job, event)
                 await send(reply.finish(event), _finish(event))
                 if req.include_usage:
                     await response.write(_sse({**reply.envelope(kind, []), "usage": _usage(event)}))

@@ -19,12 +19,14 @@ from typing import Any
 from falconchat import __version__
 from falconchat.errors import ConfigError, FalconchatError, Overloaded
 from falconchat.serve.engine import Engine, Job, ServerStopping
+from falconchat.serve.metrics import Metrics
 from falconchat.serve.openai_api import OpenAIRoutes
 from falconchat.serve.requests import GenerateRequest, Limits, RequestInvalid, check_length, parse_json, parse_request
 from falconchat.types import Done, TextDelta
 
 MAX_BODY_BYTES = 2_000_000
 DISCONNECT_POLL_S = 0.1
+GENERATION_PATHS = ("/", "/generate", "/generate_stream", "/v1/chat/completions", "/v1/completions")
 
 
 # ---- the HTTP side -------------------------------------------------------------------------
@@ -48,6 +50,7 @@ class TgiServer:
         context = backend.context_length
         self.limits = Limits(max_input_tokens=context - 1, max_total_tokens=context)
         self.engine = Engine(backend, max_waiting, self._note)
+        self.metrics = Metrics(self.engine.load)
         self.active: set[Job] = set()  # jobs whose handlers are waiting on the engine
         self.eos_id, self.eos_text = backend.eos()
 
@@ -65,6 +68,7 @@ class TgiServer:
         app.router.add_get("/info", self.info)
         app.router.add_get("/health", self.health)
         app.router.add_post("/tokenize", self.tokenize)
+        app.router.add_get("/metrics", self.metrics_text)
         OpenAIRoutes(self).add_to(app)
         return app
 
@@ -76,7 +80,8 @@ class TgiServer:
         request["tokens"] = 0
         request["outcome"] = ""
         try:
-            if self.api_key and request.path != "/health" and not self._authorized(request):
+            # As TGI: the key guards what generates or reads input; what describes the server stays open.
+            if self.api_key and request.method == "POST" and not self._authorized(request):
                 response = tgi_error(
                     401, "Unauthorized: a valid `Authorization: Bearer` key is required", "authentication"
                 )
@@ -87,6 +92,8 @@ class TgiServer:
         except web.HTTPException as exc:
             response = tgi_error(exc.status, exc.reason, "validation")
         self._log(request, response.status, time.monotonic() - started)
+        if request.path in GENERATION_PATHS and request.method == "POST":
+            self.metrics.request(response.status, "generation" if request["outcome"] == "error" else None)
         return response
 
     def _authorized(self, request) -> bool:
@@ -106,6 +113,11 @@ class TgiServer:
             pass
 
     # -- simple routes --
+
+    async def metrics_text(self, request):
+        from aiohttp import web
+
+        return web.Response(text=self.metrics.text(), content_type="text/plain", headers={"Cache-Control": "no-cache"})
 
     async def health(self, request):
         from aiohttp import web
@@ -236,6 +248,7 @@ class TgiServer:
                     text.append(event.text)
                     continue
                 job.outcome = "done"
+                self.metrics.finished(job, event)
                 finish = _finish(event)
                 if finish == "eos_token" or held is None:
                     if held is not None:  # the last text token, then the end token carries the details
@@ -280,6 +293,7 @@ class TgiServer:
                 deltas.append(event)
                 continue
             job.outcome = "done"
+            headers = self.metrics.finished(job, event)
             generated = "".join(d.text for d in deltas)
             body: dict[str, Any] = {
                 "generated_text": (job.request.inputs + generated) if job.request.return_full_text else generated
@@ -297,7 +311,7 @@ class TgiServer:
                     "top_tokens": None,
                     "best_of_sequences": None,
                 }
-            return web.json_response([body] if compat else body)
+            return web.json_response([body] if compat else body, headers=headers)
 
     def _eos_token(self) -> dict:
         return {"id": self.eos_id, "text": self.eos_text, "logprob": None, "special": True}
