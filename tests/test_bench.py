@@ -25,6 +25,7 @@ ROWS = [
     "batch of 8 prompts, -j 8",
     "serve, 8 streaming clients at once",
     "serve, 8 clients at once: time to first token",
+    "serve, 8 clients, 4 of them held to a JSON schema",
     "one request alone through the batching engine",
 ]
 

@@ -85,6 +85,10 @@ def serve_rows(bench) -> list[Row]:
             rate, first = run(8)
             together_rates.append(rate)
             firsts.extend(first)
+        held, free = [], []
+        for _ in range(bench.batch_reps):
+            held.append(_with_grammars(url, tokens, constrained=True))
+            free.append(_with_grammars(url, tokens, constrained=False))
         engine_alone = [rate for rate in bench.repeat(lambda: _decode_rate(bench, 8), reps=bench.batch_reps)]
         single = [rate for rate in bench.repeat(lambda: _decode_rate(bench, 1), reps=bench.batch_reps)]
     return [
@@ -104,6 +108,14 @@ def serve_rows(bench) -> list[Row]:
             None,
             "p95 ≤ 300 ms",
             p95(firsts) * 1000,
+        ),
+        Row(
+            "serve, 8 clients, 4 of them held to a JSON schema (tokens/s, all)",
+            median(held),
+            "tok/s",
+            "8 clients, no grammar",
+            median(free),
+            "≥ 0.8 × no grammar",
         ),
         Row(
             "one request alone through the batching engine (decode tokens/s)",
@@ -134,15 +146,18 @@ def _decode_rate(bench, sequences: int) -> float:
     return (len(stamps) - 1) / (stamps[-1] - stamps[0])
 
 
-def _at_once(url: str, prompts: list[str], tokens: int) -> list[tuple[float, int]]:
-    """Stream every prompt from its own thread at the same moment: (time to first token, tokens)."""
+def _at_once(url: str, prompts: list[str], tokens: int, grammars: list | None = None) -> list[tuple[float, int]]:
+    """Stream every prompt from its own thread at the same moment: (time to first token, tokens).
+    `grammars[i]`, if given, is TGI's `grammar` for prompt i."""
     import requests
 
     results: list = [None] * len(prompts)
     start = threading.Barrier(len(prompts))
 
     def client(index: int) -> None:
-        body = {"inputs": prompts[index], "parameters": {"max_new_tokens": tokens, "details": True}}
+        body: dict = {"inputs": prompts[index], "parameters": {"max_new_tokens": tokens, "details": True}}
+        if grammars and grammars[index] is not None:
+            body["parameters"]["grammar"] = grammars[index]
         start.wait()
         sent = time.perf_counter()
         first, count = None, 0
@@ -162,6 +177,22 @@ def _at_once(url: str, prompts: list[str], tokens: int) -> list[tuple[float, int
     if any(result is None for result in results):
         raise RuntimeError("a client got no reply from falconchat serve")
     return results
+
+
+# A long string inside JSON: the constrained replies run as long as the free ones, and the grammar
+# still refuses tokens (raw newlines, bare quotes), so that its full-vocabulary mask is exercised.
+ESSAY_SCHEMA = {"type": "object", "properties": {"essay": {"type": "string"}}, "required": ["essay"]}
+ESSAY_PROMPT = "User: Write a long essay about {} as JSON, with the text in an essay field.\nAssistant:"
+
+
+def _with_grammars(url: str, tokens: int, *, constrained: bool) -> float:
+    """8 clients at once, the even ones held to ESSAY_SCHEMA (or not): tokens/s of them all."""
+    prompts = [(ESSAY_PROMPT if i % 2 == 0 else CLIENT_PROMPT).format(TOPICS[i]) for i in range(8)]
+    grammar = {"type": "json", "value": ESSAY_SCHEMA}
+    grammars = [grammar if constrained and i % 2 == 0 else None for i in range(8)]
+    started = time.perf_counter()
+    results = _at_once(url, prompts, tokens, grammars)
+    return sum(count for _, count in results) / (time.perf_counter() - started)
 
 
 class _Served:

@@ -141,6 +141,7 @@ class TgiServer:
                 "max_input_length": self.limits.max_input_tokens,
                 "max_total_tokens": self.limits.max_total_tokens,
                 "max_client_batch_size": 1,
+                "validation_workers": 1,  # required by TGI's Info schema; validation runs in the handlers
                 "router": "falconchat-serve",
                 "version": __version__,
                 "sha": None,
