@@ -99,6 +99,9 @@ class SamplingParams:
     top_p: float = 0.95
     top_k: int = 50
     repetition_penalty: float = 1.0
+    frequency_penalty: float = 0.0  # OpenAI's: subtracted per earlier occurrence (last 64 tokens, local model)
+    presence_penalty: float = 0.0
+    typical_p: float = 1.0  # locally typical sampling; 1.0 is off
     seed: int | None = None
     stop: tuple[str, ...] = field(default_factory=tuple)  # in addition to the format's own
     constraint: Constraint | None = None  # structured output; None: free text

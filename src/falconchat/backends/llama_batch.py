@@ -334,12 +334,14 @@ def _sampler_chain(n_vocab: int, params: SamplingParams, seed: int):
     from llama_cpp._internals import LlamaSampler
 
     sampler = LlamaSampler()
-    sampler.add_penalties(n_vocab, PENALTY_LAST_N, params.repetition_penalty, 0.0, 0.0)
+    sampler.add_penalties(
+        n_vocab, PENALTY_LAST_N, params.repetition_penalty, params.frequency_penalty, params.presence_penalty
+    )
     if params.temperature == 0.0:
         sampler.add_greedy()
     else:
         sampler.add_top_k(params.top_k)
-        sampler.add_typical(1.0, 1)
+        sampler.add_typical(params.typical_p, 1)
         sampler.add_top_p(params.top_p, 1)
         sampler.add_min_p(MIN_P, 1)
         sampler.add_temp(params.temperature)

@@ -247,6 +247,9 @@ class LocalBackend:
             top_k=params.top_k,
             min_p=0.05,  # llama.cpp's default, as create_completion uses
             repeat_penalty=params.repetition_penalty,
+            frequency_penalty=params.frequency_penalty,
+            presence_penalty=params.presence_penalty,
+            typical_p=params.typical_p,
         )
         with closing(generated):
             for token in generated:

@@ -2,7 +2,7 @@
 `/v1/completions`), with TGI's rules and error messages. Pure: a JSON body in, an
 `OpenAIRequest` or a `RequestInvalid` out.
 
-A parameter this server cannot honour (`n` > 1, tools, `logit_bias`, `top_logprobs`, penalties)
+A parameter this server cannot honour (`n` > 1, tools, `logit_bias`, `top_logprobs`)
 is refused with a 422, never silently dropped.
 """
 
@@ -112,12 +112,12 @@ def _sampling(payload: dict, limits: Limits) -> SamplingParams:
         raise RequestInvalid(f"`n` must be 1: this server returns one choice. Given: {n}")
     if payload.get("logit_bias"):
         raise RequestInvalid("`logit_bias` is not supported by this server")
+    penalties: dict[str, float] = {}
     for name in ("frequency_penalty", "presence_penalty"):
         value = _number(payload, name)
         if value is not None and not -2 <= value <= 2:
             raise RequestInvalid(f"`{name}` must be >= -2.0 and <= 2.0. Given: {value}")
-        if value:
-            raise RequestInvalid(f"`{name}` is not supported by this server; use `repetition_penalty`")
+        penalties[name] = value or 0.0
     temperature = _number(payload, "temperature")
     if temperature is not None and not 0 <= temperature <= 2:
         raise RequestInvalid(f"`temperature` must be >= 0.0 and <= 2.0. Given: {temperature}")
@@ -148,6 +148,8 @@ def _sampling(payload: dict, limits: Limits) -> SamplingParams:
         top_p=1.0 if top_p is None else top_p,
         top_k=0,
         repetition_penalty=1.0 if repetition_penalty is None else repetition_penalty,
+        frequency_penalty=penalties["frequency_penalty"],
+        presence_penalty=penalties["presence_penalty"],
         seed=(seed if seed is not None else random.getrandbits(32)) % 2**31,
         stop=tuple(stops),
     )
