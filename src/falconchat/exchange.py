@@ -40,7 +40,11 @@ def answer(
         events = backend.stream_messages(fitted.messages, params)
     else:
         events = backend.stream(fitted.text, params)
-    return _run(conversation.record(message, separate_reasoning(events)), fitted, writer, reasoning)
+    done = _run(conversation.record(message, separate_reasoning(events)), fitted, writer, reasoning)
+    last = conversation.last
+    if done.finish_reason != "cancelled" and last is not None and not last.assistant.strip():
+        notice("(the model ended without writing any text)")  # an empty reply is never silent
+    return done
 
 
 def continue_answer(

@@ -168,10 +168,27 @@ def private_dir(directory: Path) -> None:
     os.chmod(directory, 0o700)
 
 
+def check_writable(path: Path, sessions_dir: Path) -> None:
+    """Refuse, before anything is written, a session path that could never be saved: the
+    error names the path the user gave, never the temporary file beside it."""
+    parent = path.parent
+    if parent == sessions_dir:
+        return  # created, private, when the session is first saved
+    if not parent.is_dir():
+        raise InputError(f"cannot keep a session at {path}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"cannot keep a session at {path}: {parent} is not writable")
+    if path.exists() and not path.is_file():
+        raise InputError(f"cannot keep a session at {path}: it is not a file")
+
+
 def write_private(path: Path, text: str) -> None:
     """Write whole or not at all, readable by the owner only (the directory is the caller's)."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)

@@ -193,10 +193,7 @@ def test_a_reply_starting_with_blank_lines_starts_at_its_text(terminals, tgi_end
 
 def test_ask_piped_to_head_prints_the_reply_first(tgi_endpoint, tmp_path):
     import subprocess
-    import sys as _sys
-    from pathlib import Path as _Path
 
-    _sys.path.insert(0, str(_Path(__file__).resolve().parent.parent))
     from processes import FALCONCHAT, isolated_env
 
     tgi_endpoint.stream(["\n\n", "Hello", "\nsecond line"], "eos_token")
@@ -251,6 +248,64 @@ def test_retry_with_a_fixed_seed_draws_a_new_reply_and_the_seed_can_be_cleared(t
     term.wait_for(lambda s: s.count("A reply") >= 3)
     seeds = [r.body["parameters"].get("seed") for r in tgi_endpoint.requests]
     assert seeds == [5, 6, None], seeds
+    term.wait_prompt()
+    term.keys("C-d")
+    assert term.wait_exit() == 0
+
+
+# ---- 10: an empty reply is never silent -------------------------------------------------------
+
+
+def test_an_empty_reply_says_so_in_the_repl_and_in_ask(terminals, tgi_endpoint, tmp_path):
+    tgi_endpoint.stream(["\n", "\n"], "eos_token")
+    term = terminals("--endpoint", tgi_endpoint.url)
+    term.wait_for(toolbar_drawn)
+    term.say("Explain in three sentences why the sky is blue.")
+    term.wait_for("ended without writing any text")
+    term.wait_prompt()
+    term.keys("C-d")
+    assert term.wait_exit() == 0
+
+    import subprocess
+
+    from processes import FALCONCHAT, isolated_env
+
+    done = subprocess.run(
+        [*FALCONCHAT, "ask", "--endpoint", tgi_endpoint.url, "why?"],
+        cwd=tmp_path,
+        env=isolated_env(tmp_path),
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 0
+    assert done.stdout.strip() == b""
+    assert done.stderr.decode().count("ended without writing any text") == 1
+
+
+# ---- 11: session names are checked at start -----------------------------------------------------
+
+
+def test_a_session_name_that_can_never_be_saved_is_refused_at_start(terminals, tgi_endpoint):
+    term = terminals("chat", "--session", "notes/today", "--endpoint", tgi_endpoint.url)
+    assert term.wait_exit() == 2
+    screen = term.scrollback()
+    assert "falconchat: error: cannot keep a session at notes/today: notes is not a directory" in screen, screen
+    no_trap(screen)
+
+
+def test_save_to_a_missing_directory_names_the_path_not_a_temporary_file(terminals, tgi_endpoint):
+    tgi_endpoint.stream([" Hi"], "eos_token")
+    term = terminals("--endpoint", tgi_endpoint.url)
+    term.wait_for(toolbar_drawn)
+    term.say("hello")
+    term.wait_for("Hi")
+    term.wait_prompt()
+    term.say("/save ../../nowhere/evil")
+    shown = term.wait_for("cannot keep a session at ../../nowhere/evil")
+    assert ".tmp" not in shown
+    term.wait_prompt()
+    term.say("/save")  # no name, no session: the usage matches /help's "/save [NAME]"
+    term.wait_for("usage: /save [NAME]")
     term.wait_prompt()
     term.keys("C-d")
     assert term.wait_exit() == 0

@@ -484,6 +484,7 @@ def chat_session(
     conversation, params = Conversation(system=settings.system), settings.sampling
     if session:
         path = sessions.session_path(sessions_dir, session)
+        sessions.check_writable(path, sessions_dir)  # a name that can never be saved stops here
         if path.exists():  # a refused file stops here, before anything is changed or written
             kept = sessions.load(path)
             conversation = kept.conversation

@@ -305,9 +305,10 @@ class Commands:
 
         name = arg or self.state.options.session
         if not name:
-            self.repl.notice("usage: /save NAME")
+            self.repl.notice("usage: /save [NAME] (NAME is needed when the chat has no --session)")
             return
         path = self._path(name)
+        sessions.check_writable(path, self.state.options.sessions_dir or path.parent)
         if path.parent == self.state.options.sessions_dir:
             sessions.private_dir(path.parent)
         sessions.save(path, sessions.Session(self.state.conversation, self.state.backend.name, self.state.params))
