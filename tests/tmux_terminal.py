@@ -9,7 +9,6 @@ PROMPT_TOOLKIT_NO_CPR=1, which hides the toolbar and every bug in it. Each
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import shutil
 import signal
@@ -42,12 +41,12 @@ class TmuxTerminal:
         environment.pop("TERM", None)  # tmux's own
         script = home / f"{self.name}.sh"
         exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in environment.items() if k.isidentifier())
+        self.status_file = home / f"{self.name}.status"
         script.write_text(
             exports
             + f"cd {shlex.quote(str(home))}\necho $$ > {shlex.quote(str(self.pid_file))}\n"
-            + "exec "
             + " ".join(shlex.quote(a) for a in [*FALCONCHAT, *args])
-            + "\n"
+            + f"\necho $? > {shlex.quote(str(self.status_file))}\n"
         )
         config = home / f"{self.name}.conf"
         config.write_text("set -g remain-on-exit on\nset -g history-limit 5000\nset -g status off\n")
@@ -65,11 +64,16 @@ class TmuxTerminal:
         return done.stdout
 
     def _read_pid(self) -> int:
+        """falconchat's own process: the child of the shell that wrote its pid (the shell stays,
+        to write the exit status)."""
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            text = self.pid_file.read_text().strip() if self.pid_file.exists() else ""
-            if text:
-                return int(text)
+            shell = self.pid_file.read_text().strip() if self.pid_file.exists() else ""
+            if shell:
+                children = Path(f"/proc/{shell}/task/{shell}/children")
+                found = children.read_text().split() if children.exists() else []
+                if found:
+                    return int(found[0])
             time.sleep(0.05)
         raise AssertionError("the terminal's process never started")
 
@@ -150,19 +154,12 @@ class TmuxTerminal:
             if time.monotonic() > deadline:
                 raise AssertionError(f"still running {timeout:g}s later; the screen:\n{self.screen()}")
             time.sleep(0.1)
-        status = ""
-        for _ in range(150):
-            status = self._tmux(
-                "display-message", "-p", "-t", "t", "#{pane_dead}:#{pane_dead_status}:#{pane_dead_signal}"
-            ).strip()
-            dead, code, signum = status.split(":")
-            if dead == "1" and (code or signum):
-                return int(code) if code else 128 + int(signum)
-            said = re.search(r"Pane is dead \((status|signal) (\d+)", self.screen())  # tmux's own line
-            if dead == "1" and said:
-                return int(said.group(2)) + (128 if said.group(1) == "signal" else 0)
+        for _ in range(100):  # the shell writes it as the process ends
+            text = self.status_file.read_text().strip() if self.status_file.exists() else ""
+            if text:
+                return int(text)
             time.sleep(0.1)
-        raise AssertionError(f"tmux never saw the process end: {status!r}; the screen:\n{self.screen()}")
+        raise AssertionError(f"no exit status; the screen:\n{self.screen()}")
 
     def vanish(self) -> None:
         """Close the terminal as a user closing the window does: the process gets SIGHUP

@@ -309,3 +309,55 @@ def test_save_to_a_missing_directory_names_the_path_not_a_temporary_file(termina
     term.wait_prompt()
     term.keys("C-d")
     assert term.wait_exit() == 0
+
+
+# ---- 17: the small things ------------------------------------------------------------------------
+
+
+def test_the_small_things(terminals, tgi_endpoint, tmp_path):
+    tgi_endpoint.stream([" Noted"], "eos_token")
+    editor = tmp_path / "editor.sh"
+    editor.write_text('#!/bin/sh\nprintf "written in the editor" > "$1"\n')
+    editor.chmod(0o755)
+    term = terminals("--no-history", "--endpoint", tgi_endpoint.url, env={"EDITOR": str(editor), "VISUAL": ""})
+    term.wait_for(toolbar_drawn)
+    for command, expected in (
+        ("/role nosuch", "unknown role 'nosuch'"),
+        ("/stats maybe", "usage: /stats on|off"),
+        ("/temp abc", "(from /temp)"),
+        ("/show", "seed = none"),
+        ("/edit", "You: written in the editor"),
+    ):
+        term.say(command)
+        term.wait_for(lambda s, e=expected, c=command: e in s[s.rfind(c) :], timeout=20)
+        term.wait_prompt()
+    term.wait_for("Noted")
+    term.say("and again")  # two exchanges, unsaved: the hint on leaving
+    term.wait_for(lambda s: s.count("Noted") == 2)
+    term.wait_prompt()
+    term.keys("C-d")
+    assert term.wait_exit() == 0
+    shown = term.scrollback(joined=True)
+    hint = [line for line in shown.splitlines() if "was not saved" in line]
+    assert hint and "`" not in hint[0], shown
+    assert not (tmp_path / "data" / "falconchat" / "history").exists()  # --no-history before the command works
+
+
+def test_resume_with_a_session_name_resumes_that_session(terminals, tgi_endpoint, tmp_path):
+    tgi_endpoint.stream([" Fine"], "eos_token")
+    for name in ("work1", "work2"):  # work2 is the newest
+        term = terminals("chat", "--session", name, "--endpoint", tgi_endpoint.url)
+        term.wait_for(toolbar_drawn)
+        term.say(f"in {name}")
+        term.wait_for("Fine")
+        term.wait_prompt()
+        term.keys("C-d")
+        assert term.wait_exit() == 0
+    term = terminals("chat", "--resume", "--session", "work1", "--endpoint", tgi_endpoint.url)
+    term.wait_for(toolbar_drawn)
+    term.say("/history")
+    shown = term.wait_for(lambda s: "You: in" in s)
+    assert "You: in work1" in shown and "in work2" not in shown
+    term.wait_prompt()
+    term.keys("C-d")
+    assert term.wait_exit() == 0

@@ -202,6 +202,7 @@ def root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
     ),
+    no_history: bool = typer.Option(False, "--no-history", help="Do not read or write the input history file."),
     *,
     shared: dict[str, Any],
 ) -> None:
@@ -210,7 +211,7 @@ def root(
     if ctx.invoked_subcommand is None:
         if run.env.stdin_is_piped:
             ctx.exit(ask_once(run.env, merged_flags(ctx, {}), None))  # `echo … | falconchat` answers once
-        ctx.exit(chat_session(run.env, merged_flags(ctx, {})))
+        ctx.exit(chat_session(run.env, merged_flags(ctx, {}), no_history=no_history))
 
 
 @app.command("chat")
@@ -227,6 +228,7 @@ def chat(
 ) -> None:
     """Open the interactive chat (the default)."""
     env = invocation(ctx).env
+    no_history = no_history or bool(ctx.parent and ctx.parent.params.get("no_history"))  # before `chat` too
     ctx.exit(chat_session(env, merged_flags(ctx, shared), session=session, resume=resume, no_history=no_history))
 
 
@@ -477,7 +479,7 @@ def chat_session(
     settings = structured(load(flags, env), flags, env)
     data_dir = user_data_dir()
     sessions_dir = data_dir / "sessions"
-    if resume:
+    if resume and not session:  # `--resume --session NAME` resumes NAME
         session = sessions.last_session(sessions_dir)
         if session is None:
             raise UsageError("no saved session to resume; start one with --session NAME")

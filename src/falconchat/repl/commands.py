@@ -170,6 +170,8 @@ class Commands:
     def role(self, arg: str) -> None:
         roles = self.state.options.roles
         if arg not in roles:
+            if arg:
+                self.repl.notice(f"unknown role {arg!r}" + ("; the roles:" if roles else ""))
             self.roles("")
             return
         role = roles[arg]
@@ -188,7 +190,10 @@ class Commands:
             self.repl.notice(f"{name}: {role.system or '(no system message)'}")
 
     def stats(self, arg: str) -> None:
-        if arg in ("on", "off"):
+        if arg and arg not in ("on", "off"):
+            self.repl.notice(f"usage: /stats on|off (stats stay {'on' if self.state.options.verbose else 'off'})")
+            return
+        if arg:
             self.state.options.verbose = arg == "on"
         self.repl.notice(f"stats {'on' if self.state.options.verbose else 'off'}")
 
@@ -267,6 +272,8 @@ class Commands:
         self.repl.out.flush()
 
     def edit(self, arg: str) -> None:
+        from rich.text import Text
+
         editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
         with tempfile.NamedTemporaryFile("w+", suffix=".md", delete=False, encoding="utf-8") as fh:
             fh.write(arg)
@@ -282,6 +289,7 @@ class Commands:
         finally:
             os.unlink(path)
         if text:
+            self.repl.err.print(Text("You: ", style="bold cyan") + Text(sanitize(text)))  # what is sent, shown
             self.repl.reply(text)
         else:
             self.repl.notice("empty message; nothing sent")

@@ -277,7 +277,7 @@ class Repl:
         ):
             try:
                 self.notice(
-                    "this conversation was not saved: /save NAME keeps one, `falconchat chat --session NAME` keeps it as you go"
+                    "this conversation was not saved: /save NAME keeps one, falconchat chat --session NAME keeps it as you go"
                 )
             except (OSError, ValueError):
                 pass
