@@ -352,3 +352,16 @@ def test_newest_line_stays_on_screen_while_streaming(fenced):
             term.feed(out.getvalue())
             out.seek(0), out.truncate()
             assert any(line.split()[-1] in row for row in term.screen()), i
+
+
+def test_single_line_breaks_outside_code_are_line_breaks():
+    """Issue 15, item 7: chat users expect a newline in a reply to be a new line."""
+    from rich.console import Console
+
+    from falconchat.markdown_view import ReplyMarkdown
+
+    console = Console(width=60, record=True, file=io.StringIO(), color_system=None)
+    console.print(ReplyMarkdown("Roses are red,\nViolets are blue.\n\n```\nkeep\nthese\n```"))
+    lines = [line.rstrip() for line in console.export_text().splitlines()]
+    assert lines[:2] == ["Roses are red,", "Violets are blue."]
+    assert "keep" in lines and "these" in lines

@@ -23,3 +23,9 @@ class ReplyMarkdown(Markdown):
     def __init__(self, text: str):
         # Links are shown with their URL, never as OSC 8 hyperlinks that hide where they go.
         super().__init__(text, hyperlinks=False)
+        # A line break in a reply is a line break on screen, as chat UIs show it (a poem's
+        # lines stay lines): Markdown's soft breaks become hard ones.
+        for token in self.parsed:
+            for child in token.children or ():
+                if child.type == "softbreak":
+                    child.type = "hardbreak"
