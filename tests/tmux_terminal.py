@@ -45,6 +45,9 @@ class TmuxTerminal:
         script.write_text(
             exports
             + f"cd {shlex.quote(str(home))}\necho $$ > {shlex.quote(str(self.pid_file))}\n"
+            # Ctrl-C goes to the whole foreground group: the shell waits it out (a trap, not an
+            # ignore, so falconchat still gets the default SIGINT) to write the exit status.
+            + "trap true INT\n"
             + " ".join(shlex.quote(a) for a in [*FALCONCHAT, *args])
             + f"\necho $? > {shlex.quote(str(self.status_file))}\n"
         )

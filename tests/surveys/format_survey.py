@@ -1,7 +1,7 @@
 """Issue 15, item 10: the bundled model's replies in the Falcon-style format and in its own
 chat template, on a fixed set of everyday prompts — counted by property, not by wording.
 
-    PYTHONPATH=src .venv/bin/python tests/surveys/format_survey.py
+    PYTHONPATH=src .venv/bin/python tests/surveys/format_survey.py [falcon] [native]
 
 Greedy decoding, 128 new tokens at most. A reply is *empty* when it has no visible text
 (after falconchat's cleaning), *short* when it has fewer than 5 words, and *repetitive*
@@ -89,7 +89,7 @@ def survey(form: str) -> Counter:
 
 
 def main() -> int:
-    for form in ("falcon", "native"):
+    for form in sys.argv[1:] or ("falcon", "native"):
         counts = survey(form)
         print(
             f"{form}: {counts['replies']} prompts · empty {counts['empty']} · short {counts['short']} · "
