@@ -33,7 +33,6 @@ QUESTIONS = [
 ]
 PROMPTS = [f"User: {q}\nAssistant:" for q in QUESTIONS]
 STOPS = ["\nUser:"]
-ESSAY = "User: Write a long, detailed essay about {}, with many sections.\nAssistant:"
 LONG = "User: Write a long, detailed essay about the history of computing, with many sections.\nAssistant:"
 
 
@@ -124,10 +123,8 @@ def test_staggered_arrivals_change_nothing(single, batched):
 
 def test_cancelling_three_of_eight_leaves_the_others_exact_and_frees_their_places(single, batched):
     params = SamplingParams(temperature=0, max_new_tokens=120)
-    keepers = [
-        ESSAY.format(topic)
-        for topic in ("the ocean", "ancient Rome", "space travel", "music", "the history of computing")
-    ]
+    # Counting goes on: any model continues "1 2 3 … 20" well past 120 tokens, so the kept replies run to the end.
+    keepers = [" ".join(str(n) for n in range(start, start + 20)) for start in (1, 100, 250, 600, 1000)]
     expected = [reply(single, prompt, params) for prompt in keepers]
     assert all(done.finish_reason == "length" for _, done in expected), "the kept replies run to the end"
     queued_params = SamplingParams(temperature=0, max_new_tokens=8)

@@ -57,9 +57,7 @@ def test_seeded_sampling_repeats(backend):
 
 
 def test_max_new_tokens_ends_with_length(backend):
-    text, done = run(
-        backend, "User: Tell me a long story about a dragon.\nAssistant:", GREEDY.with_changes(max_new_tokens=8)
-    )
+    text, done = run(backend, "User: Count from one to one hundred.\nAssistant:", GREEDY.with_changes(max_new_tokens=8))
     assert done.finish_reason == "length"
     assert done.completion_tokens == 8
     assert 0 < len(backend.load().tokenize(text.encode(), add_bos=False)) <= 9

@@ -112,6 +112,13 @@ class Chat:
     def history(self, model: str = MODEL) -> list[tuple[str, str]]:
         return parse_history(self.say("/history"), model)
 
+    def reply_to(self, text: str, model: str = MODEL) -> str:
+        """Say `text`; return the reply recorded for it (its words are the model's choice, not a contract)."""
+        self.say(text)
+        user, reply = self.history(model)[-1]
+        assert user == text, (user, text)
+        return reply
+
     # ---- leaving ---------------------------------------------------------------------
 
     def ctrl_d(self) -> tuple[int | None, str]:

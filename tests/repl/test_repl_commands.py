@@ -67,9 +67,9 @@ def test_undo_drops_the_last_exchange(chats):
 
 
 def test_continue_after_a_length_stop_extends_the_same_reply(chats):
-    chat = chats("--max-new-tokens", "10")
-    shown = chat.say("Write a long essay about the history of Rome.")
-    assert "stopped at max_new_tokens = 10" in shown
+    chat = chats("--max-new-tokens", "6")  # so few that any reply to a counting request reaches the limit
+    shown = chat.say("Count from one to one hundred in words, one per line.")
+    assert "stopped at max_new_tokens = 6" in shown
     before = chat.history()
     assert len(before) == 1
     chat.say("/continue")
@@ -111,9 +111,8 @@ def test_model_switch_keeps_the_history(chats, other_model):
     after = chat.history(model="other")
     assert [user for user, _ in after] == [user for user, _ in before]
     assert after[0][1] == before[0][1]
-    reply = chat.say("What is the capital of Italy?")
-    assert "Rome" in reply
-    assert [user for user, _ in chat.history(model="other")] == [FRANCE, "What is the capital of Italy?"]
+    chat.say("What is the capital of Italy?")
+    assert [user for user, reply in chat.history(model="other") if reply] == [FRANCE, "What is the capital of Italy?"]
 
 
 def test_model_with_an_unknown_name_is_a_notice(chats, other_model):
@@ -134,7 +133,8 @@ def test_model_whose_file_is_missing_keeps_the_current_model(chats, tmp_path):
     shown = chat.say("/model broken")
     assert "error" in shown
     assert "smollm2 (bundled, local)" in chat.say("/show")
-    assert "Rome" in chat.say("What is the capital of Italy?")
+    chat.say("What is the capital of Italy?")
+    assert [user for user, reply in chat.history() if reply] == [FRANCE, "What is the capital of Italy?"]
 
 
 def test_stats_on_prints_a_stats_line_after_each_reply(chats):
@@ -264,7 +264,7 @@ def test_the_bottom_toolbar_shows_model_temperature_and_context_use(tmp_path):
         empty, window = int(child.match.group(1)), int(child.match.group(2))
         assert window == 4096
         child.send(FRANCE + "\r")
-        child.expect_exact("Paris")
+        child.expect_exact("\x1b[?2004l")  # the prompt closed: the reply streams
         child.expect_exact("\x1b[6n")  # the next prompt
         child.send("\x1b[20;1R")
         child.expect(r"context (\d+)/4096 tokens")

@@ -21,9 +21,8 @@ def test_up_arrow_recalls_a_message_from_a_previous_process(chats, tmp_path):
     assert first.ctrl_d()[0] == 0
 
     second = chats()
-    shown = second.keys(UP, ENTER)
-    assert "Paris" in shown
-    assert [user for user, _ in second.history()] == ["What is the capital of France?"]
+    second.keys(UP, ENTER)
+    assert [(user, bool(reply)) for user, reply in second.history()] == [("What is the capital of France?", True)]
 
 
 def test_a_multi_line_message_is_recalled_whole(chats):
@@ -71,8 +70,8 @@ def test_an_existing_history_file_and_directory_are_made_private(chats, tmp_path
 
 def test_a_line_starting_with_a_space_is_sent_but_not_recorded(chats, tmp_path):
     chat = chats()
-    shown = chat.say(" What is the capital of France?")
-    assert "Paris" in shown  # it was sent
+    chat.say(" What is the capital of France?")
+    assert [(user, bool(reply)) for user, reply in chat.history()] == [("What is the capital of France?", True)]  # sent
     chat.say("/set top_k 11")  # and the next line is recorded as usual
     chat.ctrl_d()
     text = history_file(tmp_path).read_text()
@@ -89,9 +88,8 @@ def test_ctrl_r_searches_the_history_of_a_previous_process(chats):
     second = chats()
     second.type(CTRL_R, "France", ENTER)  # Enter accepts the match into the message being written
     second.type(ENTER)  # and Enter sends it
-    second.child.expect_exact("Paris", timeout=30)
-    second.wait_for_prompt()
-    assert [user for user, _ in second.history()] == ["What is the capital of France?"]
+    second.wait_for_prompt()  # the prompt after the reply
+    assert [(user, bool(reply)) for user, reply in second.history()] == [("What is the capital of France?", True)]
 
 
 def test_a_suggestion_from_history_is_accepted_with_the_right_arrow(chats):
@@ -101,8 +99,8 @@ def test_a_suggestion_from_history_is_accepted_with_the_right_arrow(chats):
 
     second = chats()
     second.type("What is the cap", RIGHT)
-    assert "Paris" in second.keys(ENTER)
-    assert [user for user, _ in second.history()] == ["What is the capital of France?"]
+    second.keys(ENTER)
+    assert [(user, bool(reply)) for user, reply in second.history()] == [("What is the capital of France?", True)]
 
 
 def test_the_history_file_is_bounded(chats, tmp_path):

