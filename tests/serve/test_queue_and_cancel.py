@@ -16,14 +16,16 @@ from processes import falconchat, isolated_env, one_error_line
 
 pytestmark = pytest.mark.process  # starts the real falconchat, a terminal or a server
 
-# Greedy on "hi" the bundled model runs on ("-look-at-the-world-…") until max_new_tokens: a generation
-# that keeps the model busy for as long as a test holds it (within a sequence's 2,048 tokens).
-LONG = {"inputs": "hi", "parameters": {"max_new_tokens": 2000}}
+# Counting goes on: any model continues "1, 2, … 20," until max_new_tokens, so this generation keeps the
+# model busy for as long as a test holds it (within a sequence's 2,048 tokens), and a short one is never
+# cut short by the end token.
+COUNTING = "".join(f"{n}, " for n in range(1, 21)).rstrip()
+LONG = {"inputs": COUNTING, "parameters": {"max_new_tokens": 2000}}
 KEY = "test-serve-key-6f1d2c"
 
 
 def short(tokens: int = 3) -> dict:
-    return {"inputs": "hi", "parameters": {"max_new_tokens": tokens}}
+    return {"inputs": COUNTING, "parameters": {"max_new_tokens": tokens}}
 
 
 def open_stream(server, body: dict) -> requests.Response:
@@ -67,6 +69,12 @@ def serial(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def no_queue(tmp_path_factory):
+    with running(tmp_path_factory.mktemp("serve"), "--max-waiting", "0", "--parallel", "1") as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
 def small_queue(tmp_path_factory):
     # One sequence at a time (no continuous batching), so that one request fills the model.
     with running(tmp_path_factory.mktemp("serve"), "--max-waiting", "1", "--parallel", "1") as process:
@@ -94,6 +102,16 @@ def test_a_request_beyond_the_waiting_limit_gets_429(small_queue):
     with waiting:
         assert len(data_events(waiting, 4)) == 3  # served once the model was free
     assert requests.post(small_queue.url + "/generate", json=short(), timeout=60).status_code == 200
+
+
+def test_max_waiting_0_serves_a_free_place_and_queues_nothing(no_queue):
+    """--max-waiting 0 means no queue: an idle server answers, a busy one says 429 at once."""
+    assert requests.post(no_queue.url + "/generate", json=short(), timeout=60).status_code == 200
+    with busy(no_queue):
+        response = requests.post(no_queue.url + "/generate", json=short(), timeout=10)
+        assert response.status_code == 429 and response.json()["error_type"] == "overloaded"
+    # The free place is back once the long generation is cancelled.
+    assert requests.post(no_queue.url + "/generate", json=short(), timeout=60).status_code == 200
 
 
 def test_waiting_requests_are_served_in_order(serial):

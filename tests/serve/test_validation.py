@@ -85,7 +85,17 @@ CASES = [
     ),
     ("stream a string", "/", {"inputs": PROMPT, "stream": "yes"}, 422),
     ("body over 2 MB", "/generate", {"inputs": "a" * 2_100_000}, 413),
+    (
+        "json nested 5,000 levels",
+        "/generate",
+        raw('{"inputs": "hi", "parameters": ' + "[" * 5000 + "]" * 5000 + "}"),
+        422,
+    ),
+    ("json nested 5,000 objects", "/generate_stream", raw('{"a": ' * 5000 + "1" + "}" * 5000), 422),
+    ("top_n_tokens 6", "/generate", params(top_n_tokens=6, max_new_tokens=1), 422),
+    ("top_n_tokens -1", "/generate", params(top_n_tokens=-1), 422),
     ("tokenize: not json", "/tokenize", raw("hello"), 422),
+    ("tokenize: json nested 5,000 levels", "/tokenize", raw("[" * 5000 + "]" * 5000), 422),
     ("tokenize: missing inputs", "/tokenize", {"text": "hello"}, 422),
     ("tokenize: empty inputs", "/tokenize", {"inputs": ""}, 422),
 ]

@@ -12,6 +12,7 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 
 from falconchat.backends.gguf import bundled_model_path, is_gguf
+from falconchat.backends.threads import ThreadPolicy
 from falconchat.config import ModelSpec
 from falconchat.errors import ConfigError, FalconchatError, InputError
 from falconchat.prompt import clean_reply, stop_sequences
@@ -40,6 +41,8 @@ class LocalBackend:
         self._llm = None
         self._engine = None
         self._lock = threading.Lock()
+        self.thread_policy = ThreadPolicy(fixed=spec.threads)  # starts measuring the other programs' load
+        self._threads_now = 0  # what the single-sequence context decodes with
         self.takes_messages = spec.format == "native"  # then the model's own chat template formats them
 
     def describe(self) -> str:
@@ -68,6 +71,7 @@ class LocalBackend:
         import llama_cpp
 
         _silence_llama_logs(llama_cpp)
+        self._threads_now = self._threads
         try:
             with _weights_not_repacked(llama_cpp):
                 return llama_cpp.Llama(
@@ -97,7 +101,20 @@ class LocalBackend:
 
     @property
     def _threads(self) -> int:
-        return self.spec.threads or os.cpu_count() or 1
+        """The thread count a context starts with; the single-sequence path then adapts it per reply."""
+        return self.thread_policy.fixed or self.thread_policy.cores
+
+    def _adapt_threads(self, llm) -> None:
+        """Decode with the cores the other programs leave free (see backends/threads.py)."""
+        threads = self.thread_policy.threads()
+        if threads != self._threads_now:
+            llm._ctx.set_n_threads(threads, threads)
+            self._threads_now = threads
+
+    @property
+    def threads_now(self) -> int:
+        """The thread count the last reply decoded with (bench reports it)."""
+        return self._threads_now
 
     @property
     def context_length(self) -> int:
@@ -237,6 +254,7 @@ class LocalBackend:
             yield from self._sample_constrained(llm, tokens, params, seed, logprobs, should_stop, grammar)
             return
         llm.set_seed(seed)
+        self._adapt_threads(llm)
         with _engine_errors():
             if not _prefill(llm, tokens, should_stop):
                 return
@@ -254,6 +272,8 @@ class LocalBackend:
         with closing(generated):
             for token in generated:
                 yield token, (_logprob(llm, token) if logprobs else None)
+                if self.thread_policy.due():  # the load may have changed since the reply began
+                    self._adapt_threads(llm)
 
     def _sample_constrained(
         self,

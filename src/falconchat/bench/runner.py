@@ -41,6 +41,20 @@ TURNS = [
 ]
 
 
+# The groups of rows, in the order they run (`bench --only NAME,…` picks some).
+ROW_GROUPS = (
+    "first_byte",
+    "startup",
+    "decode",
+    "drift",
+    "prefix_reuse",
+    "memory",
+    "batching",
+    "serving",
+    "under_load",
+)
+
+
 @dataclass(frozen=True)
 class Workload:
     reps: int
@@ -70,16 +84,7 @@ class Bench:
         self.llm = probes.llm_command()
 
     def rows(self) -> list[Callable[[], list[Row]]]:
-        return [
-            self.first_byte,
-            self.startup,
-            self.decode,
-            self.drift,
-            self.prefix_reuse,
-            self.memory,
-            self.batching,
-            self.serving,
-        ]
+        return [getattr(self, name) for name in ROW_GROUPS]
 
     def cached(self, key, make: Callable):
         """One backend per kind for the whole run (loaded once)."""
@@ -298,6 +303,11 @@ class Bench:
 
         return bench_batching.serve_rows(self)
 
+    def under_load(self) -> list[Row]:
+        from falconchat.bench import under_load
+
+        return under_load.rows(self)
+
     def _backend(self):
         from falconchat.backends.local import LocalBackend
 
@@ -356,11 +366,13 @@ def _drain_in_background(fd: int) -> Callable[[], None]:
     return stop
 
 
-def run(quick: bool, progress: Callable[[str], None]) -> list[Row]:
+def run(quick: bool, progress: Callable[[str], None], only: set[str] | None = None) -> list[Row]:
+    """Every group of rows, or those named in `only` (ROW_GROUPS)."""
     bench = Bench(quick, progress)
     rows: list[Row] = []
     for measure in bench.rows():
-        rows.extend(measure())
+        if only is None or measure.__name__ in only:
+            rows.extend(measure())
     return rows
 
 

@@ -332,7 +332,11 @@ def serve(
         None, "--api-key", metavar="KEY", help="Require `Authorization: Bearer KEY` (or set FALCONCHAT_SERVE_API_KEY)."
     ),
     max_waiting: int = typer.Option(
-        16, "--max-waiting", min=0, metavar="N", help="Requests that may wait for the model; more get 429."
+        16,
+        "--max-waiting",
+        min=0,
+        metavar="N",
+        help="Requests that may wait for the model; more get 429 (0: no queue, only free places).",
     ),
     parallel: int | None = typer.Option(
         None,
@@ -408,20 +412,32 @@ def bench(
     ctx: typer.Context,
     quick: bool = typer.Option(False, "--quick", help="A short run (a smoke test: fewer tokens and repetitions)."),
     as_json: bool = typer.Option(False, "--json", help="The rows as JSON on stdout."),
+    only: str | None = typer.Option(
+        None, "--only", metavar="GROUP,…", help="Only these groups of rows (e.g. under_load); the default: all."
+    ),
 ) -> int:
-    """Measure start-up, decoding, rendering, prefix reuse and memory against baselines in the same run."""
+    """Measure start-up, decoding, rendering, prefix reuse, memory and decoding on a busy computer
+    against baselines in the same run."""
     import json
 
     from falconchat.bench import runner as benchmark
 
     env = invocation(ctx).env
+    groups = None
+    if only is not None:
+        groups = {name.strip() for name in only.split(",") if name.strip()}
+        unknown = sorted(groups - set(benchmark.ROW_GROUPS))
+        if unknown or not groups:
+            raise UsageError(
+                f"--only: unknown group {', '.join(unknown) or '(none)'}; known: {', '.join(benchmark.ROW_GROUPS)}"
+            )
 
     def step(what: str) -> None:
         if env.stderr.isatty():
             env.stderr.write(f"\r\x1b[2K… {what}")
             env.stderr.flush()
 
-    rows = benchmark.run(quick, step)
+    rows = benchmark.run(quick, step, groups)
     if env.stderr.isatty():
         env.stderr.write("\r\x1b[2K")
     if as_json:

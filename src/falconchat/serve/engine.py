@@ -81,8 +81,9 @@ class Engine:
             return len(self._running), self._waiting
 
     def submit(self, job: Job) -> None:
+        """Take a job if a worker is free or fewer than `max_waiting` wait (0: no queue, only free places)."""
         with self._lock:
-            if self._waiting >= self.max_waiting:
+            if self._waiting + len(self._running) >= self.workers + self.max_waiting:
                 raise Overloaded("the queue is full")
             self._waiting += 1
         self._jobs.put(job)
@@ -90,12 +91,11 @@ class Engine:
     def _run(self) -> None:
         while (job := self._jobs.get()) is not None:
             with self._lock:
-                self._waiting -= 1
-            if job.cancelled.is_set():
-                self.log("generation cancelled before it started (the client left the queue)")
-                continue
-            job.started = time.monotonic()
-            with self._lock:
+                self._waiting -= 1  # and running, in the same step: a job is always counted once
+                if job.cancelled.is_set():
+                    self.log("generation cancelled before it started (the client left the queue)")
+                    continue
+                job.started = time.monotonic()
                 self._running.add(job)
             try:
                 self._generate(job)

@@ -16,6 +16,7 @@ from falconchat.types import SamplingParams
 
 DEFAULT_MAX_NEW_TOKENS = 100
 MAX_STOP_SEQUENCES = 4
+MAX_TOP_N_TOKENS = 5  # TGI's --max-top-n-tokens default
 
 
 class RequestInvalid(ValueError):
@@ -27,6 +28,7 @@ class Limits:
     max_input_tokens: int
     max_total_tokens: int
     max_stop_sequences: int = MAX_STOP_SEQUENCES
+    max_top_n_tokens: int = MAX_TOP_N_TOKENS
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,8 @@ def parse_json(body: bytes) -> Any:
         raise
     except (ValueError, UnicodeDecodeError) as exc:
         raise RequestInvalid(f"invalid JSON body: {exc}") from None
+    except RecursionError:  # thousands of nested arrays or objects: no request has that shape
+        raise RequestInvalid("invalid JSON body: nested too deeply") from None
 
 
 def _typed(params: dict, name: str, kinds: tuple[type, ...], what: str):
@@ -138,8 +142,10 @@ def parse_request(payload: Any, limits: Limits, *, stream: bool | None = None) -
             f"`truncate` must be strictly positive and less than {limits.max_input_tokens}. Given: {truncate}"
         )
     top_n_tokens = _integer(params, "top_n_tokens")
-    if top_n_tokens is not None and top_n_tokens < 0:
-        raise RequestInvalid(f"`top_n_tokens` must be >= 0. Given: {top_n_tokens}")
+    if top_n_tokens is not None and not 0 <= top_n_tokens <= limits.max_top_n_tokens:
+        raise RequestInvalid(
+            f"`top_n_tokens` must be >= 0 and <= {limits.max_top_n_tokens}. Given: {top_n_tokens}"
+        )  # as TGI says it
     from falconchat.serve.structured import grammar_constraint  # it builds on this module
 
     constraint = grammar_constraint(params.get("grammar"))
