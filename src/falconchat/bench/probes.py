@@ -1,5 +1,5 @@
 """Measuring real processes for `bench`: time to first byte, wall time, a command on a
-pseudo-terminal, and the peak memory of an interactive session."""
+pseudo-terminal, a REPL reply's decode rate, and the peak memory of an interactive session."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 STATS = re.compile(r"(\d+) tokens in ([\d.]+)s .*first token ([\d.]+)s")
@@ -128,6 +129,52 @@ def peak_memory_mb(
             pass
         os.waitpid(pid, 0)
         os.close(master)
+
+
+CPR_REQUEST = b"\x1b[6n"  # prompt-toolkit asks where the cursor is before drawing the toolbar
+PROMPT_OPENS = b"\x1b[?2004h"
+
+
+def repl_reply_rate(command: list[str], env: dict[str, str], message: str, timeout: float = 300.0) -> float:
+    """Decode tokens/s of one REPL reply (`command` must include --verbose), on a pseudo-terminal
+    that answers cursor-position requests as a real terminal does (so the bottom toolbar is drawn
+    and redrawn, as for a user)."""
+    env = {k: v for k, v in env.items() if k != "PROMPT_TOOLKIT_NO_CPR"}
+    pid, master = pty.fork()
+    if pid == 0:  # the child: become the chat
+        os.execvpe(command[0], command, env)
+    try:
+        _set_size(master, 40, 120)
+        _read_answering_cpr(master, lambda seen: PROMPT_OPENS in seen, timeout)
+        os.write(master, message.encode() + b"\r")
+        seen = _read_answering_cpr(master, lambda seen: STATS.search(seen.decode("utf-8", "replace")), timeout)
+        os.write(master, b"\x04")  # Ctrl-D: leave
+        return decode_rate(seen.decode("utf-8", "replace"))
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        os.waitpid(pid, 0)
+        os.close(master)
+
+
+def _read_answering_cpr(fd: int, done: Callable[[bytes], object], timeout: float) -> bytes:
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while not done(seen):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out on a terminal; saw {seen[-200:]!r}")
+        readable, _, _ = select.select([fd], [], [], 0.5)
+        if not readable:
+            continue
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            raise RuntimeError(f"the chat ended early; saw {seen[-200:]!r}") from None
+        os.write(fd, b"\x1b[10;1R" * chunk.count(CPR_REQUEST))
+        seen += chunk
+    return seen
 
 
 def _vm_hwm_mb(pid: int) -> float:

@@ -26,6 +26,7 @@ BUSY_LIMIT_S = 900
 SETTLE_S = 1.0  # the competitors run before a reply starts, as when a build is already going
 # Counting goes on: every reply decodes its max_new_tokens (no early end to skew the rate).
 COUNTING = "".join(f"{n}, " for n in range(1, 21)).rstrip()
+REPL_MESSAGE = "Count from one to one thousand, one number per line."  # a chat reply that runs to the limit
 
 
 @contextmanager
@@ -136,6 +137,7 @@ def rows(bench) -> list[Row]:
             "≥ 0.8 × 1 thread",
         ),
     ]
+    result.append(_repl_row(bench, loaded, tokens))
     for load in loads:
         for name in policies(cores):
             if name == default:
@@ -151,6 +153,29 @@ def rows(bench) -> list[Row]:
                 )
             )
     return result
+
+
+def _repl_row(bench, loaded: int, tokens: int) -> Row:
+    """The REPL's own work while it streams (Markdown, toolbar, prompt) must not compete with the
+    engine: a REPL reply on a terminal against `ask` piped, both under the same busy loops."""
+    from falconchat.bench import probes
+
+    bench.step(f"under load: REPL reply vs ask piped, {loaded} busy loop(s)")
+    settings = ["--verbose", "-t", "0", "--max-new-tokens", str(tokens)]
+    repl, piped = [], []
+    with busy_loops(loaded):
+        for _ in range(1 if bench.quick else 3):
+            repl.append(probes.repl_reply_rate([*bench.falconchat, *settings], bench.env, REPL_MESSAGE))
+            ask = [*bench.falconchat, "ask", *settings, REPL_MESSAGE]
+            piped.append(probes.decode_rate(probes.run_piped(ask, bench.env)))
+    return Row(
+        f"REPL reply decode tokens/s, {loaded} busy loop(s) (terminal answering CPR: toolbar drawn)",
+        median(repl),
+        "tok/s",
+        "ask piped, same load",
+        median(piped),
+        "≥ 0.9 × ask piped",
+    )
 
 
 def _backend():
