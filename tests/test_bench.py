@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import pytest
 
@@ -11,6 +12,7 @@ from processes import falconchat, isolated_env
 
 pytestmark = pytest.mark.process  # starts the real falconchat, a terminal or a server
 
+LOADED = max(1, (os.cpu_count() or 1) - 1)  # the under-load rows: one busy loop per core but one
 ROWS = [
     "ask first output byte, piped",
     "falconchat --help",
@@ -27,6 +29,11 @@ ROWS = [
     "serve, 8 clients at once: time to first token",
     "serve, 8 clients, 4 of them held to a JSON schema",
     "one request alone through the batching engine",
+    f"decode tokens/s, {LOADED} busy loop(s) on",
+    f"decode tokens/s, {LOADED} busy loop(s) (default threads) vs 1 thread",
+    f"REPL reply decode tokens/s, {LOADED} busy loop(s)",
+    "decode tokens/s, 0 busy loop(s): 1 thread",
+    f"decode tokens/s, {LOADED} busy loop(s): load average at start",
 ]
 
 

@@ -104,7 +104,14 @@ def test_unreachable_endpoint_is_exit_3(tmp_path, closed_port_url):
 
 @pytest.mark.parametrize(
     "argv",
-    [["ask", "--no-such-flag"], ["ask", "-t", "hot", "hi"], ["nosuchcommand"], ["ask", "--max-new-tokens", "-5", "x"]],
+    [
+        ["ask", "--no-such-flag"],
+        ["ask", "-t", "hot", "hi"],
+        ["nosuchcommand"],
+        ["ask", "--max-new-tokens", "-5", "x"],
+        ["bench", "--only", "nosuchgroup"],
+        ["bench", "--only", ","],
+    ],
 )
 def test_usage_errors_are_exit_2(tmp_path, argv):
     env = environment(tmp_path)
