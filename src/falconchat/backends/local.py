@@ -91,7 +91,7 @@ class LocalBackend:
         from falconchat.backends.llama_batch import BatchEngine
 
         with _engine_errors():
-            return BatchEngine(llm, self.sequences, self._context, self._threads, self.thread_policy)
+            return BatchEngine(llm, self.sequences, self._context, self._threads)
 
     @property
     def _context(self) -> int:
