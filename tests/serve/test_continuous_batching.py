@@ -23,11 +23,8 @@ QUESTIONS = [
 
 
 def body(topic: str) -> dict:
-    """A different counting prompt per topic: any model continues counting, so every reply runs to
-    its 40 tokens and the clients really overlap."""
-    start = 1 + 100 * QUESTIONS.index(topic)
     return {
-        "inputs": "".join(f"{n}, " for n in range(start, start + 20)).rstrip(),
+        "inputs": f"User: Write a long, detailed essay about {topic}.\nAssistant:",
         "parameters": {"max_new_tokens": 40, "details": True},
     }
 

@@ -68,8 +68,7 @@ class Slot:
 class BatchEngine:
     """Owns its llama.cpp context; `llm` (a loaded `llama_cpp.Llama`) lends it the model."""
 
-    def __init__(self, llm, sequences: int, context: int, threads: int, policy=None):
-        """`policy` (a backends.threads.ThreadPolicy) moves the thread count with the load between steps."""
+    def __init__(self, llm, sequences: int, context: int, threads: int):
         import llama_cpp
 
         self._llama_cpp = llama_cpp
@@ -81,8 +80,6 @@ class BatchEngine:
         params.n_batch = params.n_ubatch = BATCH_TOKENS
         params.n_seq_max = sequences
         params.n_threads = params.n_threads_batch = threads
-        self._policy = policy
-        self._threads = threads
         params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
         # A cache of its own per sequence: in one shared pool, a sequence's cells end up out of
         # order once others free theirs, and attention then adds them up in another order,
@@ -188,16 +185,8 @@ class BatchEngine:
                     self._admit()
                 if self._closing:
                     break
-            self._adapt_threads()
             self._step()
         self._end_all(FalconchatError("the local model is shutting down"))
-
-    def _adapt_threads(self) -> None:
-        if self._policy is not None and self._policy.due():
-            threads = self._policy.threads()
-            if threads != self._threads:
-                self._llama_cpp.llama_set_n_threads(self._ctx, threads, threads)
-                self._threads = threads
 
     def _end_all(self, error: FalconchatError) -> None:
         for slot in self._slots:

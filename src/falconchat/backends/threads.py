@@ -5,9 +5,9 @@ llama.cpp's threads meet at a spinning barrier after every step, so one thread t
 system deschedules for a competing process stalls the others: on the 2-core reference
 machine, with one busy process beside it, 2 threads decode at ~0.4x the speed of 1, while
 idle they are ~1.4x faster (docs/performance.md). So the backend asks `ThreadPolicy` before
-each reply and about twice a second while decoding (the batching engine: between steps),
-and moves llama.cpp between thread counts (`llama_set_n_threads`; the computed numbers,
-and so greedy replies, do not depend on it).
+each reply and about twice a second while decoding, and moves llama.cpp between thread
+counts (`llama_set_n_threads`; greedy replies were checked to be the same at 1, 2 and 3
+threads). The batching engine (`serve`, `batch`) keeps the count it starts with.
 """
 
 from __future__ import annotations
