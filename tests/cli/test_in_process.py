@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from falconchat.cli.app import read_prompt, run
+from falconchat.cli.app import run
 from falconchat.cli.environment import Environment
+from falconchat.cli.stdin import read_prompt
 from falconchat.errors import ExitCode, InputError, UsageError
 
 

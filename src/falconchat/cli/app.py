@@ -1,19 +1,20 @@
-"""The Typer app: argument parsing, wiring and exit codes — nothing else."""
+"""The Typer app: the commands and their own flags, and `run()`, where every outcome becomes an exit code.
+The work of `chat` and `ask` is in chat.py and ask.py; the shared flags in options.py."""
 
 from __future__ import annotations
 
-import functools
-import inspect
-import os
 import sys
-from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
 from falconchat import __version__
+from falconchat.cli.ask import ask_json, ask_once
+from falconchat.cli.chat import chat_session
 from falconchat.cli.environment import Environment
-from falconchat.errors import ExitCode, FalconchatError, InputError, UsageError
+from falconchat.cli.options import Invocation, invocation, load, merged_flags, resolved, structured, with_shared_options
+from falconchat.cli.output import error_line, silence_stdout
+from falconchat.errors import ExitCode, FalconchatError, UsageError
 
 app = typer.Typer(
     name="falconchat",
@@ -25,168 +26,6 @@ app = typer.Typer(
     rich_markup_mode=None,  # help text is plain: no markup to escape, and no Rich import for --help
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-# The flags every command takes: (name, type, typer.Option). Numbers arrive as text
-# and are checked by config, so a wrong value reads the same from a flag, the
-# environment or a file.
-SHARED_OPTIONS: list[tuple[str, Any, Any]] = [
-    (
-        "model",
-        Optional[str],
-        typer.Option(
-            None,
-            "--model",
-            "-m",
-            metavar="NAME",
-            help="Model name: smollm2 (bundled) or a [models.NAME] from the config.",
-        ),
-    ),
-    (
-        "endpoint",
-        Optional[str],
-        typer.Option(None, "--endpoint", metavar="URL", help="A text-generation-inference base URL."),
-    ),
-    (
-        "model_path",
-        Optional[str],
-        typer.Option(None, "--model-path", metavar="FILE", help="A GGUF model file to run locally."),
-    ),
-    ("system", Optional[str], typer.Option(None, "--system", "-s", metavar="TEXT", help="System message.")),
-    (
-        "temperature",
-        Optional[str],
-        typer.Option(
-            None,
-            "--temperature",
-            "--temp",
-            "-t",
-            metavar="FLOAT",
-            help="Sampling temperature; 0 is greedy.  [default: 0.7]",
-        ),
-    ),
-    (
-        "max_new_tokens",
-        Optional[str],
-        typer.Option(
-            None, "--max-new-tokens", "--max-tokens", metavar="INT", help="Longest reply, in tokens.  [default: 512]"
-        ),
-    ),
-    ("top_p", Optional[str], typer.Option(None, "--top-p", metavar="FLOAT", help="Nucleus sampling.  [default: 0.95]")),
-    (
-        "top_k",
-        Optional[str],
-        typer.Option(None, "--top-k", metavar="INT", help="Top-k sampling; 0 turns it off.  [default: 50]"),
-    ),
-    (
-        "repetition_penalty",
-        Optional[str],
-        typer.Option(
-            None, "--repetition-penalty", metavar="FLOAT", help="Penalty for repeated tokens.  [default: 1.0]"
-        ),
-    ),
-    ("seed", Optional[str], typer.Option(None, "--seed", metavar="INT", help="Random seed, for repeatable sampling.")),
-    (
-        "stop",
-        Optional[list[str]],
-        typer.Option(None, "--stop", metavar="TEXT", help="Extra stop sequence (repeatable)."),
-    ),
-    ("plain", bool, typer.Option(False, "--plain", help="Plain text instead of rendered Markdown.")),
-    (
-        "schema",
-        Optional[str],
-        typer.Option(
-            None,
-            "--schema",
-            metavar="SCHEMA",
-            help="Reply in JSON matching this JSON Schema (a file, inline JSON, or fields: 'name, age int, tags list'); a reply that does not match is exit 5.",
-        ),
-    ),
-    (
-        "json_mode",
-        bool,
-        typer.Option(False, "--json-mode", help="Reply with a JSON object (any); anything else is exit 5."),
-    ),
-    (
-        "show_reasoning",
-        bool,
-        typer.Option(
-            False,
-            "--show-reasoning",
-            help="Keep a thinking model's reasoning: whole and dimmed on a terminal, on stderr in a pipe.",
-        ),
-    ),
-    (
-        "timeout",
-        Optional[str],
-        typer.Option(None, "--timeout", metavar="SECONDS", help="Endpoint connect/read timeout.  [default: 120]"),
-    ),
-    ("verbose", bool, typer.Option(False, "--verbose", "-v", help="Statistics on stderr after each reply.")),
-    ("debug", bool, typer.Option(False, "--debug", help="Show tracebacks.")),
-    (
-        "env_file",
-        Optional[str],
-        typer.Option(None, "--env-file", metavar="PATH", help="Read this .env file instead of ./.env and the user's."),
-    ),
-    ("config", Optional[str], typer.Option(None, "--config", metavar="PATH", help="Config TOML file.")),
-    (
-        "role",
-        Optional[str],
-        typer.Option(
-            None,
-            "--role",
-            "-r",
-            metavar="NAME",
-            help="A [roles.NAME] from the config: its system message and settings.",
-        ),
-    ),
-]
-SHARED_NAMES = [name for name, _, _ in SHARED_OPTIONS]
-PROBE_WAIT_S = 5.0  # how long the chat waits, at start or /model, for an endpoint to say which API it speaks
-
-
-@dataclass
-class Invocation:
-    """Typer's `ctx.obj`: the environment the command runs in, and the shared flags given
-    before the subcommand (`falconchat -m x ask …`)."""
-
-    env: Environment
-    shared: dict[str, Any] = field(default_factory=dict)
-
-
-def invocation(ctx: typer.Context) -> Invocation:
-    return ctx.find_root().obj
-
-
-def with_shared_options(func):
-    """Give a command the shared flags; it receives them as one dict, `shared`."""
-    own = [p for p in inspect.signature(func).parameters.values() if p.name != "shared"]
-    extra = [
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
-        for name, kind, option in SHARED_OPTIONS
-    ]
-
-    @functools.wraps(func)
-    def command(*args, **kwargs):
-        shared = {name: kwargs.pop(name) for name in SHARED_NAMES}
-        return func(*args, shared=shared, **kwargs)
-
-    command.__signature__ = inspect.Signature(own + extra)  # type: ignore[attr-defined]  # what Typer reads
-    return command
-
-
-def merged_flags(ctx: typer.Context, shared: dict[str, Any]) -> dict[str, Any]:
-    """A subcommand's flags over those given before it (`falconchat -m x ask …`)."""
-    parent = dict(invocation(ctx).shared)
-    for name, value in shared.items():
-        if value not in (None, False, [], ()):
-            parent[name] = value
-    return {name: (True if value is True else value or None) for name, value in parent.items()}
-
-
-def load(flags: dict[str, Any], env: Environment):
-    from falconchat.config import load_settings
-
-    return load_settings(flags, environ=env.environ, cwd=env.cwd)
 
 
 def _version(value: bool) -> None:
@@ -315,7 +154,7 @@ def batch(
     try:
         ctx.exit(run_batch(settings, options, stdin=env.stdin, stdout=env.stdout, stderr=env.stderr))
     except BrokenPipeError:  # results on stdout and the reader went away: end quietly
-        _silence_stdout(env)
+        silence_stdout(env)
         ctx.exit(ExitCode.BROKEN_PIPE)
 
 
@@ -447,258 +286,6 @@ def bench(
     return 0
 
 
-# ---- the commands' work ---------------------------------------------------------------
-
-
-def chat_model(spec):
-    """The chat opens even when its endpoint is down or hangs (issue 15): an `--endpoint URL`
-    whose API must be probed gets PROBE_WAIT_S to answer; one that does not is taken for
-    TGI, the classic default, and the chat then says in one line that it can't be reached."""
-    from dataclasses import replace
-
-    from falconchat.backends.probe import resolve
-    from falconchat.errors import Timeout, Unreachable
-
-    if spec.backend != "auto":
-        return spec
-    try:
-        return replace(resolve(replace(spec, timeout=min(spec.timeout, PROBE_WAIT_S))), timeout=spec.timeout)
-    except (Unreachable, Timeout):
-        return replace(spec, backend="tgi", format="falcon" if spec.format == "auto" else spec.format)
-
-
-def open_for_chat(spec):
-    """`/model NAME` opens its backend as the chat's start does."""
-    from falconchat.backends import open_backend
-
-    return open_backend(chat_model(spec))
-
-
-def chat_session(
-    env: Environment,
-    flags: dict[str, Any],
-    *,
-    session: str | None = None,
-    resume: bool = False,
-    no_history: bool = False,
-) -> int:
-    from dataclasses import replace
-
-    from falconchat import sessions
-    from falconchat.backends import open_backend
-    from falconchat.config import user_data_dir
-    from falconchat.config_values import SAMPLING_KEYS
-    from falconchat.conversation import Conversation
-    from falconchat.repl.session import Repl
-    from falconchat.repl.state import ReplOptions
-
-    settings = structured(load(flags, env), flags, env)
-    data_dir = user_data_dir()
-    sessions_dir = data_dir / "sessions"
-    if resume and not session:  # `--resume --session NAME` resumes NAME
-        session = sessions.last_session(sessions_dir)
-        if session is None:
-            raise UsageError("no saved session to resume; start one with --session NAME")
-    conversation, params = Conversation(system=settings.system), settings.sampling
-    if session:
-        path = sessions.session_path(sessions_dir, session)
-        sessions.check_writable(path, sessions_dir)  # a name that can never be saved stops here
-        if path.exists():  # a refused file stops here, before anything is changed or written
-            kept = sessions.load(path)
-            conversation = kept.conversation
-            # What the command line says now beats what the session remembers.
-            given = {key: getattr(settings.sampling, key) for key in SAMPLING_KEYS if flags.get(key) is not None}
-            # A session keeps no constraint: --schema / --json-mode say it each time.
-            params = kept.params.with_changes(**given, constraint=settings.sampling.constraint)
-            if flags.get("system") is not None:
-                conversation.system = settings.system
-    settings = replace(settings, model=chat_model(settings.model))  # `--endpoint URL` alone: its API, now
-    backend = open_backend(settings.model)
-    try:
-        backend.warm_up()  # a missing or broken model file fails now, not at the first message
-        options = ReplOptions(
-            plain=settings.plain,
-            verbose=settings.verbose,
-            show_reasoning=bool(flags.get("show_reasoning")),
-            data_dir=None if (no_history or settings.no_history) else data_dir,
-            sessions_dir=sessions_dir,
-            session=session,
-            models=settings.models,
-            roles=settings.roles,
-            open_backend=open_for_chat,
-        )
-        return Repl(backend, conversation, params, options, out=env.stdout, err=env.stderr).run()
-    finally:
-        backend.close()
-
-
-def ask_once(env: Environment, flags: dict[str, Any], prompt: str | None, *, stream: bool = True) -> int:
-    from falconchat.reasoning_view import reasoning_writer
-    from falconchat.records import Collector
-    from falconchat.render import reply_writer
-
-    settings = structured(load(flags, env), flags, env)
-    message = read_prompt(env, prompt, settings.max_input_bytes)
-    settings = resolved(settings)
-    reasoning = reasoning_writer(env.stdout, env.stderr, show=bool(flags.get("show_reasoning")))
-    try:
-        if settings.sampling.constraint is not None:
-            # Structured output fails closed: nothing on stdout unless the whole reply validates.
-            from falconchat.structured import check_reply
-
-            collector = Collector()
-            done = _answer(env, settings, message, collector, reasoning)
-            value = check_reply(collector.text, settings.sampling.constraint, cut=done.finish_reason == "length")
-            _print_json(env, collector.text, value)
-        elif stream:
-            _answer(env, settings, message, reply_writer(env.stdout, plain=settings.plain), reasoning)
-        else:
-            # --no-stream: all or nothing on stdout; a reply cut by an error or Ctrl-C is not printed.
-            collector = Collector()
-            _answer(env, settings, message, collector, reasoning)
-            with reply_writer(env.stdout, plain=settings.plain) as writer:
-                writer.write(collector.text)
-    except BrokenPipeError:
-        # The reader went away (`| head`): the stream is closed, end quietly as Unix tools do.
-        _silence_stdout(env)
-        return ExitCode.BROKEN_PIPE
-    return 0
-
-
-def ask_json(env: Environment, flags: dict[str, Any], prompt: str | None) -> int:
-    """`ask --json`: exactly one JSON object on stdout whatever happens, and the exit code
-    `ask` would give; an error is also reported on stderr as usual."""
-    import json
-
-    from falconchat.records import Collector, ask_record
-    from falconchat.structured import check_reply
-    from falconchat.text import sanitize
-
-    collector, thoughts, settings, done, data = Collector(), Collector(), None, None, None
-    error: BaseException | None = None
-    try:
-        settings = structured(load(flags, env), flags, env)
-        message = read_prompt(env, prompt, settings.max_input_bytes)
-        settings = resolved(settings)  # the record names the backend and model the server said
-        done = _answer(env, settings, message, collector, thoughts)
-        data = check_reply(collector.text, settings.sampling.constraint, cut=done.finish_reason == "length")
-    except KeyboardInterrupt as exc:
-        error = exc
-    except Exception as exc:  # every failure becomes the `error` object
-        error = exc
-        if not isinstance(exc, FalconchatError):
-            if flags.get("debug") or (settings is not None and settings.debug):
-                import traceback
-
-                traceback.print_exc()
-            _error(env, f"unexpected {type(exc).__name__}: {exc} (run with --debug for details)")
-        else:
-            _error(env, exc.message)
-    record = ask_record(
-        sanitize(collector.text),
-        done,
-        settings,
-        error,
-        data=data,
-        reasoning=sanitize(thoughts.text) if thoughts.parts else None,
-    )
-    try:
-        env.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
-        env.stdout.flush()
-    except BrokenPipeError:
-        _silence_stdout(env)
-        return ExitCode.BROKEN_PIPE
-    return record["error"]["exit_code"] if record["error"] else 0
-
-
-def _answer(env: Environment, settings, message: str, writer, reasoning=None):
-    """One exchange into `writer` (streamed), with notices and -v statistics on stderr."""
-    from falconchat.backends import open_backend
-    from falconchat.conversation import Conversation
-    from falconchat.exchange import answer, stats_line
-    from falconchat.render import make_console
-    from falconchat.text import sanitize
-
-    err = make_console(env.stderr, soft_wrap=True)
-    backend = open_backend(settings.model)
-    try:
-        done = answer(
-            Conversation(system=settings.system),
-            backend,
-            message,
-            settings.sampling,
-            writer,
-            notice=lambda text: err.print(sanitize(text)),
-            reasoning=reasoning,
-        )
-    finally:
-        backend.close()
-    if settings.verbose:
-        err.print(stats_line(done))
-    return done
-
-
-def structured(settings, flags: dict[str, Any], env: Environment):
-    """`--schema` / `--json-mode` onto the sampling settings, as the constraint every backend passes on."""
-    from dataclasses import replace
-
-    from falconchat.structured import json_mode, schema_constraint
-
-    if flags.get("schema") and flags.get("json_mode"):
-        raise UsageError("give --schema or --json-mode, not both")
-    if flags.get("schema"):
-        constraint = schema_constraint(flags["schema"], env.cwd)
-    elif flags.get("json_mode"):
-        constraint = json_mode()
-    else:
-        return settings
-    return replace(settings, sampling=settings.sampling.with_changes(constraint=constraint))
-
-
-def _print_json(env: Environment, text: str, value: Any) -> None:
-    """The validated reply: highlighted on a terminal, exactly the JSON in a pipe."""
-    if env.stdout.isatty() and env.environ.get("TERM") != "dumb":
-        from rich.json import JSON
-
-        from falconchat.render import make_console
-
-        make_console(env.stdout).print(JSON.from_data(value, ensure_ascii=True))
-    else:
-        env.stdout.write(text.strip() + "\n")
-        env.stdout.flush()
-
-
-def resolved(settings):
-    """Settings whose model is an endpoint of known API: `--endpoint URL` alone is probed here, once."""
-    from dataclasses import replace
-
-    from falconchat.backends.probe import resolve
-
-    return replace(settings, model=resolve(settings.model))
-
-
-def read_prompt(env: Environment, prompt: str | None, limit: int) -> str:
-    """PROMPT + "\\n\\n" + stdin, stdin alone, or PROMPT alone (DESIGN.md's rule)."""
-    from falconchat.text import sanitize
-
-    if prompt is not None and len(prompt.encode("utf-8", "replace")) > limit:
-        raise InputError(f"the prompt is larger than {limit} bytes (FALCONCHAT_MAX_INPUT_BYTES)")
-    piped = None
-    stdin = env.stdin
-    wants_stdin = prompt == "-" or env.stdin_is_piped
-    if stdin is not None and wants_stdin:
-        data = stdin.buffer.read(limit + 1)
-        if len(data) > limit:
-            raise InputError(f"stdin is larger than {limit} bytes (FALCONCHAT_MAX_INPUT_BYTES)")
-        piped = sanitize(data.decode("utf-8", errors="replace"))
-    if prompt == "-":
-        prompt = None
-    text = "\n\n".join(part for part in (prompt, piped) if part is not None and part.strip())
-    if not text.strip():
-        raise UsageError("nothing to ask: give a prompt, or pipe text into falconchat ask")
-    return text
-
-
 # ---- the entry point: every outcome becomes an exit code ----------------------------------
 
 
@@ -719,14 +306,14 @@ def run(argv: list[str], env: Environment | None = None) -> int:
     except typer.Abort:
         return ExitCode.INTERRUPTED
     except typer.TyperException as exc:  # a usage error: unknown flag, missing argument
-        _error(env, f"{exc.format_message()} (see falconchat --help)")
+        error_line(env, f"{exc.format_message()} (see falconchat --help)")
         return UsageError.exit_code
     except FalconchatError as exc:
         if debug:
             import traceback
 
             traceback.print_exc()
-        _error(env, exc.message)
+        error_line(env, exc.message)
         return exc.exit_code
     except KeyboardInterrupt:
         return ExitCode.INTERRUPTED
@@ -735,23 +322,5 @@ def run(argv: list[str], env: Environment | None = None) -> int:
             import traceback
 
             traceback.print_exc()
-        _error(env, f"unexpected {type(exc).__name__}: {exc} (run with --debug for details)")
+        error_line(env, f"unexpected {type(exc).__name__}: {exc} (run with --debug for details)")
         return 1
-
-
-def _error(env: Environment, message: str) -> None:
-    from falconchat.text import sanitize
-
-    try:
-        env.stderr.write(f"falconchat: error: {sanitize(message)}\n")
-        env.stderr.flush()
-    except (BrokenPipeError, OSError):
-        pass
-
-
-def _silence_stdout(env: Environment) -> None:
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, env.stdout.fileno())
-    except (OSError, ValueError, AttributeError):
-        pass

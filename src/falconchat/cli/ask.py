@@ -1,0 +1,117 @@
+"""`falconchat ask`: one prompt, one reply — streamed, whole, as validated JSON, or as a record."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from falconchat.cli.environment import Environment
+from falconchat.cli.options import load, resolved, structured
+from falconchat.cli.output import error_line, print_json, silence_stdout
+from falconchat.cli.stdin import read_prompt
+from falconchat.errors import ExitCode, FalconchatError
+
+
+def ask_once(env: Environment, flags: dict[str, Any], prompt: str | None, *, stream: bool = True) -> int:
+    from falconchat.reasoning_view import reasoning_writer
+    from falconchat.records import Collector
+    from falconchat.render import reply_writer
+
+    settings = structured(load(flags, env), flags, env)
+    message = read_prompt(env, prompt, settings.max_input_bytes)
+    settings = resolved(settings)
+    reasoning = reasoning_writer(env.stdout, env.stderr, show=bool(flags.get("show_reasoning")))
+    try:
+        if settings.sampling.constraint is not None:
+            # Structured output fails closed: nothing on stdout unless the whole reply validates.
+            from falconchat.structured import check_reply
+
+            collector = Collector()
+            done = answer_once(env, settings, message, collector, reasoning)
+            value = check_reply(collector.text, settings.sampling.constraint, cut=done.finish_reason == "length")
+            print_json(env, collector.text, value)
+        elif stream:
+            answer_once(env, settings, message, reply_writer(env.stdout, plain=settings.plain), reasoning)
+        else:
+            # --no-stream: all or nothing on stdout; a reply cut by an error or Ctrl-C is not printed.
+            collector = Collector()
+            answer_once(env, settings, message, collector, reasoning)
+            with reply_writer(env.stdout, plain=settings.plain) as writer:
+                writer.write(collector.text)
+    except BrokenPipeError:
+        # The reader went away (`| head`): the stream is closed, end quietly as Unix tools do.
+        silence_stdout(env)
+        return ExitCode.BROKEN_PIPE
+    return 0
+
+
+def ask_json(env: Environment, flags: dict[str, Any], prompt: str | None) -> int:
+    """`ask --json`: exactly one JSON object on stdout whatever happens, and the exit code
+    `ask` would give; an error is also reported on stderr as usual."""
+    import json
+
+    from falconchat.records import Collector, ask_record
+    from falconchat.structured import check_reply
+    from falconchat.text import sanitize
+
+    collector, thoughts, settings, done, data = Collector(), Collector(), None, None, None
+    error: BaseException | None = None
+    try:
+        settings = structured(load(flags, env), flags, env)
+        message = read_prompt(env, prompt, settings.max_input_bytes)
+        settings = resolved(settings)  # the record names the backend and model the server said
+        done = answer_once(env, settings, message, collector, thoughts)
+        data = check_reply(collector.text, settings.sampling.constraint, cut=done.finish_reason == "length")
+    except KeyboardInterrupt as exc:
+        error = exc
+    except Exception as exc:  # every failure becomes the `error` object
+        error = exc
+        if not isinstance(exc, FalconchatError):
+            if flags.get("debug") or (settings is not None and settings.debug):
+                import traceback
+
+                traceback.print_exc()
+            error_line(env, f"unexpected {type(exc).__name__}: {exc} (run with --debug for details)")
+        else:
+            error_line(env, exc.message)
+    record = ask_record(
+        sanitize(collector.text),
+        done,
+        settings,
+        error,
+        data=data,
+        reasoning=sanitize(thoughts.text) if thoughts.parts else None,
+    )
+    try:
+        env.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+        env.stdout.flush()
+    except BrokenPipeError:
+        silence_stdout(env)
+        return ExitCode.BROKEN_PIPE
+    return record["error"]["exit_code"] if record["error"] else 0
+
+
+def answer_once(env: Environment, settings, message: str, writer, reasoning=None):
+    """One exchange into `writer` (streamed), with notices and -v statistics on stderr."""
+    from falconchat.backends import open_backend
+    from falconchat.conversation import Conversation
+    from falconchat.exchange import answer, stats_line
+    from falconchat.render import make_console
+    from falconchat.text import sanitize
+
+    err = make_console(env.stderr, soft_wrap=True)
+    backend = open_backend(settings.model)
+    try:
+        done = answer(
+            Conversation(system=settings.system),
+            backend,
+            message,
+            settings.sampling,
+            writer,
+            notice=lambda text: err.print(sanitize(text)),
+            reasoning=reasoning,
+        )
+    finally:
+        backend.close()
+    if settings.verbose:
+        err.print(stats_line(done))
+    return done

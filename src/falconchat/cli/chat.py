@@ -1,0 +1,93 @@
+"""`falconchat chat`: settings, session and backend for the REPL, which then runs on its own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from falconchat.cli.environment import Environment
+from falconchat.cli.options import load, structured
+from falconchat.errors import UsageError
+
+PROBE_WAIT_S = 5.0  # how long the chat waits, at start or /model, for an endpoint to say which API it speaks
+
+
+def chat_model(spec):
+    """The chat opens even when its endpoint is down or hangs (issue 15): an `--endpoint URL`
+    whose API must be probed gets PROBE_WAIT_S to answer; one that does not is taken for
+    TGI, the classic default, and the chat then says in one line that it can't be reached."""
+    from dataclasses import replace
+
+    from falconchat.backends.probe import resolve
+    from falconchat.errors import Timeout, Unreachable
+
+    if spec.backend != "auto":
+        return spec
+    try:
+        return replace(resolve(replace(spec, timeout=min(spec.timeout, PROBE_WAIT_S))), timeout=spec.timeout)
+    except (Unreachable, Timeout):
+        return replace(spec, backend="tgi", format="falcon" if spec.format == "auto" else spec.format)
+
+
+def open_for_chat(spec):
+    """`/model NAME` opens its backend as the chat's start does."""
+    from falconchat.backends import open_backend
+
+    return open_backend(chat_model(spec))
+
+
+def chat_session(
+    env: Environment,
+    flags: dict[str, Any],
+    *,
+    session: str | None = None,
+    resume: bool = False,
+    no_history: bool = False,
+) -> int:
+    from dataclasses import replace
+
+    from falconchat import sessions
+    from falconchat.backends import open_backend
+    from falconchat.config import user_data_dir
+    from falconchat.config_values import SAMPLING_KEYS
+    from falconchat.conversation import Conversation
+    from falconchat.repl.session import Repl
+    from falconchat.repl.state import ReplOptions
+
+    settings = structured(load(flags, env), flags, env)
+    data_dir = user_data_dir()
+    sessions_dir = data_dir / "sessions"
+    if resume and not session:  # `--resume --session NAME` resumes NAME
+        session = sessions.last_session(sessions_dir)
+        if session is None:
+            raise UsageError("no saved session to resume; start one with --session NAME")
+    conversation, params = Conversation(system=settings.system), settings.sampling
+    if session:
+        path = sessions.session_path(sessions_dir, session)
+        sessions.check_writable(path, sessions_dir)  # a name that can never be saved stops here
+        if path.exists():  # a refused file stops here, before anything is changed or written
+            kept = sessions.load(path)
+            conversation = kept.conversation
+            # What the command line says now beats what the session remembers.
+            given = {key: getattr(settings.sampling, key) for key in SAMPLING_KEYS if flags.get(key) is not None}
+            # A session keeps no constraint: --schema / --json-mode say it each time.
+            params = kept.params.with_changes(**given, constraint=settings.sampling.constraint)
+            if flags.get("system") is not None:
+                conversation.system = settings.system
+    settings = replace(settings, model=chat_model(settings.model))  # `--endpoint URL` alone: its API, now
+    backend = open_backend(settings.model)
+    try:
+        backend.warm_up()  # a missing or broken model file fails now, not at the first message
+        options = ReplOptions(
+            plain=settings.plain,
+            verbose=settings.verbose,
+            show_reasoning=bool(flags.get("show_reasoning")),
+            data_dir=None if (no_history or settings.no_history) else data_dir,
+            sessions_dir=sessions_dir,
+            session=session,
+            models=settings.models,
+            roles=settings.roles,
+            open_backend=open_for_chat,
+        )
+        return Repl(backend, conversation, params, options, out=env.stdout, err=env.stderr).run()
+    finally:
+        backend.close()

@@ -1,0 +1,204 @@
+"""The flags every command shares, and how they become settings: Typer's context object
+(the environment and the flags given before a subcommand), the shared options added to a
+command's signature, and `--schema`/`--json-mode`/`--endpoint` applied to the settings."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import typer
+
+from falconchat.cli.environment import Environment
+from falconchat.errors import UsageError
+
+# The flags every command takes: (name, type, typer.Option). Numbers arrive as text
+# and are checked by config, so a wrong value reads the same from a flag, the
+# environment or a file.
+SHARED_OPTIONS: list[tuple[str, Any, Any]] = [
+    (
+        "model",
+        Optional[str],
+        typer.Option(
+            None,
+            "--model",
+            "-m",
+            metavar="NAME",
+            help="Model name: smollm2 (bundled) or a [models.NAME] from the config.",
+        ),
+    ),
+    (
+        "endpoint",
+        Optional[str],
+        typer.Option(None, "--endpoint", metavar="URL", help="A text-generation-inference base URL."),
+    ),
+    (
+        "model_path",
+        Optional[str],
+        typer.Option(None, "--model-path", metavar="FILE", help="A GGUF model file to run locally."),
+    ),
+    ("system", Optional[str], typer.Option(None, "--system", "-s", metavar="TEXT", help="System message.")),
+    (
+        "temperature",
+        Optional[str],
+        typer.Option(
+            None,
+            "--temperature",
+            "--temp",
+            "-t",
+            metavar="FLOAT",
+            help="Sampling temperature; 0 is greedy.  [default: 0.7]",
+        ),
+    ),
+    (
+        "max_new_tokens",
+        Optional[str],
+        typer.Option(
+            None, "--max-new-tokens", "--max-tokens", metavar="INT", help="Longest reply, in tokens.  [default: 512]"
+        ),
+    ),
+    ("top_p", Optional[str], typer.Option(None, "--top-p", metavar="FLOAT", help="Nucleus sampling.  [default: 0.95]")),
+    (
+        "top_k",
+        Optional[str],
+        typer.Option(None, "--top-k", metavar="INT", help="Top-k sampling; 0 turns it off.  [default: 50]"),
+    ),
+    (
+        "repetition_penalty",
+        Optional[str],
+        typer.Option(
+            None, "--repetition-penalty", metavar="FLOAT", help="Penalty for repeated tokens.  [default: 1.0]"
+        ),
+    ),
+    ("seed", Optional[str], typer.Option(None, "--seed", metavar="INT", help="Random seed, for repeatable sampling.")),
+    (
+        "stop",
+        Optional[list[str]],
+        typer.Option(None, "--stop", metavar="TEXT", help="Extra stop sequence (repeatable)."),
+    ),
+    ("plain", bool, typer.Option(False, "--plain", help="Plain text instead of rendered Markdown.")),
+    (
+        "schema",
+        Optional[str],
+        typer.Option(
+            None,
+            "--schema",
+            metavar="SCHEMA",
+            help="Reply in JSON matching this JSON Schema (a file, inline JSON, or fields: 'name, age int, tags list'); a reply that does not match is exit 5.",
+        ),
+    ),
+    (
+        "json_mode",
+        bool,
+        typer.Option(False, "--json-mode", help="Reply with a JSON object (any); anything else is exit 5."),
+    ),
+    (
+        "show_reasoning",
+        bool,
+        typer.Option(
+            False,
+            "--show-reasoning",
+            help="Keep a thinking model's reasoning: whole and dimmed on a terminal, on stderr in a pipe.",
+        ),
+    ),
+    (
+        "timeout",
+        Optional[str],
+        typer.Option(None, "--timeout", metavar="SECONDS", help="Endpoint connect/read timeout.  [default: 120]"),
+    ),
+    ("verbose", bool, typer.Option(False, "--verbose", "-v", help="Statistics on stderr after each reply.")),
+    ("debug", bool, typer.Option(False, "--debug", help="Show tracebacks.")),
+    (
+        "env_file",
+        Optional[str],
+        typer.Option(None, "--env-file", metavar="PATH", help="Read this .env file instead of ./.env and the user's."),
+    ),
+    ("config", Optional[str], typer.Option(None, "--config", metavar="PATH", help="Config TOML file.")),
+    (
+        "role",
+        Optional[str],
+        typer.Option(
+            None,
+            "--role",
+            "-r",
+            metavar="NAME",
+            help="A [roles.NAME] from the config: its system message and settings.",
+        ),
+    ),
+]
+
+
+SHARED_NAMES = [name for name, _, _ in SHARED_OPTIONS]
+
+
+@dataclass
+class Invocation:
+    """Typer's `ctx.obj`: the environment the command runs in, and the shared flags given
+    before the subcommand (`falconchat -m x ask …`)."""
+
+    env: Environment
+    shared: dict[str, Any] = field(default_factory=dict)
+
+
+def invocation(ctx: typer.Context) -> Invocation:
+    return ctx.find_root().obj
+
+
+def with_shared_options(func):
+    """Give a command the shared flags; it receives them as one dict, `shared`."""
+    own = [p for p in inspect.signature(func).parameters.values() if p.name != "shared"]
+    extra = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
+        for name, kind, option in SHARED_OPTIONS
+    ]
+
+    @functools.wraps(func)
+    def command(*args, **kwargs):
+        shared = {name: kwargs.pop(name) for name in SHARED_NAMES}
+        return func(*args, shared=shared, **kwargs)
+
+    command.__signature__ = inspect.Signature(own + extra)  # type: ignore[attr-defined]  # what Typer reads
+    return command
+
+
+def merged_flags(ctx: typer.Context, shared: dict[str, Any]) -> dict[str, Any]:
+    """A subcommand's flags over those given before it (`falconchat -m x ask …`)."""
+    parent = dict(invocation(ctx).shared)
+    for name, value in shared.items():
+        if value not in (None, False, [], ()):
+            parent[name] = value
+    return {name: (True if value is True else value or None) for name, value in parent.items()}
+
+
+def load(flags: dict[str, Any], env: Environment):
+    from falconchat.config import load_settings
+
+    return load_settings(flags, environ=env.environ, cwd=env.cwd)
+
+
+def structured(settings, flags: dict[str, Any], env: Environment):
+    """`--schema` / `--json-mode` onto the sampling settings, as the constraint every backend passes on."""
+    from dataclasses import replace
+
+    from falconchat.structured import json_mode, schema_constraint
+
+    if flags.get("schema") and flags.get("json_mode"):
+        raise UsageError("give --schema or --json-mode, not both")
+    if flags.get("schema"):
+        constraint = schema_constraint(flags["schema"], env.cwd)
+    elif flags.get("json_mode"):
+        constraint = json_mode()
+    else:
+        return settings
+    return replace(settings, sampling=settings.sampling.with_changes(constraint=constraint))
+
+
+def resolved(settings):
+    """Settings whose model is an endpoint of known API: `--endpoint URL` alone is probed here, once."""
+    from dataclasses import replace
+
+    from falconchat.backends.probe import resolve
+
+    return replace(settings, model=resolve(settings.model))

@@ -1,0 +1,28 @@
+"""Reading the prompt: the argument, piped stdin, or both (DESIGN.md's rule)."""
+
+from __future__ import annotations
+
+from falconchat.cli.environment import Environment
+from falconchat.errors import InputError, UsageError
+
+
+def read_prompt(env: Environment, prompt: str | None, limit: int) -> str:
+    """PROMPT + "\\n\\n" + stdin, stdin alone, or PROMPT alone (DESIGN.md's rule)."""
+    from falconchat.text import sanitize
+
+    if prompt is not None and len(prompt.encode("utf-8", "replace")) > limit:
+        raise InputError(f"the prompt is larger than {limit} bytes (FALCONCHAT_MAX_INPUT_BYTES)")
+    piped = None
+    stdin = env.stdin
+    wants_stdin = prompt == "-" or env.stdin_is_piped
+    if stdin is not None and wants_stdin:
+        data = stdin.buffer.read(limit + 1)
+        if len(data) > limit:
+            raise InputError(f"stdin is larger than {limit} bytes (FALCONCHAT_MAX_INPUT_BYTES)")
+        piped = sanitize(data.decode("utf-8", errors="replace"))
+    if prompt == "-":
+        prompt = None
+    text = "\n\n".join(part for part in (prompt, piped) if part is not None and part.strip())
+    if not text.strip():
+        raise UsageError("nothing to ask: give a prompt, or pipe text into falconchat ask")
+    return text
