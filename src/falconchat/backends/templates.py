@@ -3,6 +3,13 @@
 The template is untrusted model metadata: the immutable sandbox refuses any
 reach for Python internals (attributes like `__class__`, mutating calls), and
 such a template is one clear error, never code run on the user's machine.
+
+Templates of today's models expect what llama.cpp and transformers give them:
+`strftime_now` (gpt-oss, Llama 3.2), `date_string` (Llama 3.1), `raise_exception`,
+the `break`/`continue` loop controls, and switches such as `enable_thinking`
+(Qwen3, SmolLM3) and `reasoning_effort` (gpt-oss). A template that refuses a
+system message (Gemma) gets it folded into the first user message, as llama.cpp
+and Ollama do, rather than an error.
 """
 
 from __future__ import annotations
@@ -12,20 +19,75 @@ from collections.abc import Sequence
 from falconchat.errors import ConfigError
 
 
-def render_chat_template(template: str, messages: Sequence[dict], *, bos_token: str, eos_token: str) -> str:
+def render_chat_template(
+    template: str,
+    messages: Sequence[dict],
+    *,
+    bos_token: str,
+    eos_token: str,
+    thinking: bool | None = None,
+    reasoning_effort: str | None = None,
+) -> str:
+    """The prompt for `messages`, ending with the assistant's header.
+
+    `thinking` is passed as `enable_thinking` and `reasoning_effort` as itself;
+    None leaves the template's own default.
+    """
     from jinja2.exceptions import SecurityError, TemplateError
+
+    switches: dict[str, object] = {}
+    if thinking is not None:
+        switches["enable_thinking"] = thinking
+    if reasoning_effort is not None:
+        switches["reasoning_effort"] = reasoning_effort
+    context = {"bos_token": bos_token, "eos_token": eos_token, **switches}
+    # An empty system message is no message (Gemma's template would refuse even that).
+    messages = [dict(m) for m in messages if m.get("role") != "system" or m.get("content", "").strip()]
+    try:
+        try:
+            return _render(template, messages, context)
+        except TemplateError:
+            if not _has_system(messages):
+                raise
+            return _render(template, _fold_system(messages), context)  # a template that refuses the system role
+    except SecurityError:
+        raise ConfigError("the model's chat template reached for Python internals; it was refused") from None
+    except (TemplateError, OverflowError) as exc:  # OverflowError: the sandbox's limit on range()
+        raise ConfigError(f"the model's chat template failed: {str(exc)[:200]}") from None
+
+
+def _render(template: str, messages: list[dict], context: dict) -> str:
+    from datetime import datetime
+
+    from jinja2.exceptions import TemplateError
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     def raise_exception(message: str):
         raise TemplateError(message)
 
-    environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    def strftime_now(format: str) -> str:  # the date in the local time zone, as transformers and llama.cpp
+        return datetime.now().strftime(str(format)[:100])
+
+    environment = ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
+    )
     environment.globals["raise_exception"] = raise_exception
-    try:
-        return environment.from_string(template).render(
-            messages=list(messages), add_generation_prompt=True, bos_token=bos_token, eos_token=eos_token
-        )
-    except SecurityError:
-        raise ConfigError("the model's chat template reached for Python internals; it was refused") from None
-    except (TemplateError, OverflowError) as exc:  # OverflowError: the sandbox's limit on range()
-        raise ConfigError(f"the model's chat template failed: {str(exc)[:200]}") from None
+    environment.globals["strftime_now"] = strftime_now
+    return environment.from_string(template).render(
+        messages=messages,
+        add_generation_prompt=True,
+        date_string=datetime.now().strftime("%d %b %Y"),
+        **context,
+    )
+
+
+def _has_system(messages: list[dict]) -> bool:
+    return bool(messages) and messages[0].get("role") == "system"
+
+
+def _fold_system(messages: list[dict]) -> list[dict]:
+    """The system message put before the first user message's text, a blank line between."""
+    system, rest = messages[0]["content"], messages[1:]
+    if rest and rest[0].get("role") == "user":
+        return [{**rest[0], "content": f"{system}\n\n{rest[0]['content']}"}, *rest[1:]]
+    return [{"role": "user", "content": system}, *rest]
