@@ -45,6 +45,8 @@ class ModelSpec:
     format: str = "falcon"  # "falcon" (our prompt); "chat" (openai's chat API); "native" (local: the model's template)
     device: str | None = None  # transformers: "auto" (a GPU when there is one), "cpu", "cuda" or "cuda:N"
     server: str | None = None  # endpoints: the software the probe found ("vllm", "llama-cpp-python", "tgi")
+    thinking: bool | None = None  # format = "native": the template's enable_thinking (None: its default)
+    reasoning_effort: str | None = None  # format = "native": gpt-oss's "low" | "medium" | "high"
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,8 @@ MODEL_FIELDS = {
     "headers",
     "format",
     "device",
+    "thinking",
+    "reasoning_effort",
 }
 FORMATS = {name: kind.formats for name, kind in BACKENDS.items()}
 IN_PROCESS = tuple(name for name, kind in BACKENDS.items() if kind.in_process)  # run a model file here
@@ -194,7 +198,7 @@ def named_models(src: Sources, defaults: dict[str, Any]) -> dict[str, ModelSpec]
 
 
 def _local_defaults(defaults: dict[str, Any]) -> dict[str, Any]:
-    return {"context_length": defaults["context_length"], "threads": defaults["threads"]}
+    return {key: defaults[key] for key in ("context_length", "threads", "thinking", "reasoning_effort")}
 
 
 def _model_from_toml(name: str, entry: Any, src: Sources, defaults: dict[str, Any]) -> ModelSpec:
@@ -221,6 +225,9 @@ def _model_from_toml(name: str, entry: Any, src: Sources, defaults: dict[str, An
 
     if "device" in entry and backend != "transformers":
         raise ConfigError(f"{where}: device is a setting of transformers models, not {backend} ones")
+    for key in ("thinking", "reasoning_effort"):
+        if key in entry and backend not in IN_PROCESS:
+            raise ConfigError(f'{where}: {key} is a setting of format = "native" models, not {backend} ones')
     if backend in IN_PROCESS:
         return ModelSpec(
             name=name,
@@ -230,6 +237,8 @@ def _model_from_toml(name: str, entry: Any, src: Sources, defaults: dict[str, An
             threads=field_value("threads") or defaults["threads"],
             format=form,
             device=_device(entry["device"], where) if "device" in entry else None,
+            thinking=_first(field_value("thinking"), defaults["thinking"]),
+            reasoning_effort=field_value("reasoning_effort") or defaults["reasoning_effort"],
         )
     url = field_value("endpoint") or field_value("url", "endpoint") or field_value("base_url", "endpoint")
     if not url:
@@ -255,6 +264,11 @@ def _model_from_toml(name: str, entry: Any, src: Sources, defaults: dict[str, An
         headers=tuple(sorted(headers.items())),
         format=form,
     )
+
+
+def _first(*values: Any) -> Any:
+    """The first value that is not None (False is a value)."""
+    return next((v for v in values if v is not None), None)
 
 
 def _device(raw: Any, where: str) -> str:
@@ -351,9 +365,11 @@ def load_settings(
     # Flags and the environment beat a [models.NAME] entry's own fields.
     overrides = {
         key: values[key]
-        for key in ("timeout", "auth_scheme", "context_length", "threads")
+        for key in ("timeout", "auth_scheme", "context_length", "threads", "thinking", "reasoning_effort")
         if src.lookup(key)[1] < TOML and values[key] is not None
     }
+    if model.backend not in IN_PROCESS:  # the switches of a model's own template
+        overrides = {k: v for k, v in overrides.items() if k not in ("thinking", "reasoning_effort")}
     model = _replace(model, **overrides)
     sampling = SamplingParams(
         temperature=values["temperature"],

@@ -87,6 +87,13 @@ def _auth_scheme(raw: Any) -> str:
     return text
 
 
+def _effort(raw: Any) -> str:
+    text = _text(raw).strip().lower()
+    if text not in ("low", "medium", "high"):
+        raise ValueError("low, medium or high")
+    return text
+
+
 # name -> (environment variables, parser, default)
 SETTINGS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any], Any]] = {
     "model": (("FALCONCHAT_MODEL",), _text, None),
@@ -97,6 +104,10 @@ SETTINGS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any], Any]] = {
     "context_length": (("FALCONCHAT_CONTEXT_LENGTH",), _int(lambda v: v >= 256, "an integer ≥ 256"), None),
     "threads": (("FALCONCHAT_THREADS",), _int(lambda v: 1 <= v <= 512, "an integer ≥ 1"), None),
     "system": (("FALCONCHAT_SYSTEM",), _text, ""),
+    # format = "native": the template's enable_thinking (Qwen3, SmolLM3) and reasoning_effort (gpt-oss);
+    # None leaves the template's default
+    "thinking": (("FALCONCHAT_THINKING",), _bool, None),
+    "reasoning_effort": (("FALCONCHAT_REASONING_EFFORT",), _effort, None),
     "temperature": (
         ("FALCONCHAT_TEMPERATURE",),
         _float(lambda v: 0 <= v <= 100, "a number from 0 (greedy) to 100"),

@@ -5,6 +5,11 @@ Servers that send reasoning in its own field (`reasoning_content`) produce
 `ReasoningDelta` themselves; this passes those through and times them too. A tag
 may arrive split across tokens ("<th", "ink>"): text that could be the start of
 a tag is held back until the next token decides.
+
+gpt-oss (OpenAI's "harmony" format) does not use `<think>`: its reply is channels,
+`<|channel|>analysis<|message|>…<|end|><|start|>assistant<|channel|>final<|message|>…`.
+The analysis channel is reasoning, the final one the reply; the headers are neither.
+(llama.cpp does not show `<|end|>`, a control token, so `<|start|>` also ends a message.)
 """
 
 from __future__ import annotations
@@ -17,10 +22,15 @@ from dataclasses import replace
 from falconchat.types import Done, Event, ReasoningDelta, TextDelta, TokenStream
 
 OPEN, CLOSE = "<think>", "</think>"
+CHANNEL, MESSAGE = "<|channel|>", "<|message|>"  # a harmony header: <|channel|>NAME<|message|>
+HARMONY_ENDS = ("<|end|>", "<|start|>")
+LONGEST_HEADER = 200  # text after <|channel|> with no <|message|> this long is not a header
 
 
 def separate_reasoning(events: Iterator[Event]) -> TokenStream:
-    state = "start"  # start: before any reply text; thinking: inside <think>; after: just closed; answer
+    # start: before any reply text; thinking: inside <think>; after: just closed; answer;
+    # header: inside a harmony header; analysis: inside a harmony analysis message
+    state = "start"
     pending = ""
     reasoning_at: float | None = None  # when the first reasoning arrived
     answer_at: float | None = None  # when the first reply text after it arrived
@@ -39,7 +49,10 @@ def separate_reasoning(events: Iterator[Event]) -> TokenStream:
         for event in events:
             if isinstance(event, Done):
                 if pending:
-                    yield ReasoningDelta(pending) if state == "thinking" else TextDelta(pending)
+                    if state in ("thinking", "analysis"):
+                        yield ReasoningDelta(pending)
+                    elif state != "header":  # an unfinished header is neither
+                        yield TextDelta(pending)
                 if reasoning_at is not None:
                     event = replace(event, reasoning_s=(answer_at or time.monotonic()) - reasoning_at)
                 yield event
@@ -61,9 +74,36 @@ def separate_reasoning(events: Iterator[Event]) -> TokenStream:
                         state, pending = "thinking", stripped[len(OPEN) :]
                         reasoned()
                         continue
-                    if OPEN.startswith(stripped):  # nothing yet, or the start of the tag: wait
+                    if stripped.startswith(CHANNEL):
+                        state, pending = "header", stripped
+                        continue
+                    if OPEN.startswith(stripped) or CHANNEL.startswith(stripped):  # the start of a tag: wait
                         break
                     state = "answer"
+                elif state == "header":
+                    end = pending.find(MESSAGE)
+                    if end < 0:
+                        if len(pending) > LONGEST_HEADER:
+                            state = "answer"  # not a header after all
+                            continue
+                        break
+                    header, pending = pending[:end], pending[end + len(MESSAGE) :]
+                    state = "analysis" if "analysis" in header else "answer"
+                    if state == "analysis":
+                        reasoned()
+                    continue
+                elif state == "analysis":
+                    ends = [at for at in (pending.find(tag) for tag in HARMONY_ENDS) if at >= 0]
+                    if ends:
+                        if pending[: min(ends)]:
+                            yield ReasoningDelta(pending[: min(ends)])
+                        state, pending = "header", pending[min(ends) :]
+                        continue
+                    keep = max(_partial_tag(pending, tag) for tag in HARMONY_ENDS)
+                    ready, pending = pending[: len(pending) - keep], pending[len(pending) - keep :]
+                    if ready:
+                        yield ReasoningDelta(ready)
+                    break
                 elif state == "thinking":
                     end = pending.find(CLOSE)
                     if end >= 0:

@@ -43,6 +43,7 @@ def test_raise_exception_in_a_template_is_one_clear_error():
         render_chat_template("{{ raise_exception('only user and assistant') }}", MESSAGES, bos_token="", eos_token="")
 
 
+@pytest.mark.slow
 def test_the_bundled_model_answers_in_its_own_template():
     backend = LocalBackend(ModelSpec(name="native", backend="local", format="native"))
     try:

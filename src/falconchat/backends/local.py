@@ -151,7 +151,14 @@ class LocalBackend:
         if not template:
             raise ConfigError(f'{self.model_path.name} carries no chat template; use format = "falcon"')
         bos = self.text([llm.token_bos()])
-        prompt = render_chat_template(template, messages, bos_token=bos, eos_token=self.eos()[1])
+        prompt = render_chat_template(
+            template,
+            messages,
+            bos_token=bos,
+            eos_token=self.eos()[1],
+            thinking=self.spec.thinking,
+            reasoning_effort=self.spec.reasoning_effort,
+        )
         return prompt[len(bos) :] if bos and prompt.startswith(bos) else prompt  # generate() adds the BOS
 
     def generate(

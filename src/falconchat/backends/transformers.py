@@ -157,7 +157,14 @@ class TransformersBackend:
             raise ConfigError(f'{self.model_path.name} carries no chat template; use format = "falcon"')
         end_ids = self._eos_ids(model, tokenizer)
         eos = tokenizer.convert_ids_to_tokens(end_ids[0]) if end_ids else tokenizer.eos_token
-        return render_chat_template(template, messages, bos_token=tokenizer.bos_token or "", eos_token=eos or "")
+        return render_chat_template(
+            template,
+            messages,
+            bos_token=tokenizer.bos_token or "",
+            eos_token=eos or "",
+            thinking=self.spec.thinking,
+            reasoning_effort=self.spec.reasoning_effort,
+        )
 
     def close(self) -> None:
         with self._load_lock:

@@ -104,6 +104,25 @@ SHARED_OPTIONS: list[tuple[str, Any, Any]] = [
         ),
     ),
     (
+        "thinking",
+        Optional[bool],
+        typer.Option(
+            None,
+            "--thinking/--no-thinking",
+            help='A thinking model\'s enable_thinking (Qwen3, SmolLM3; format = "native").  [default: the template\'s]',
+        ),
+    ),
+    (
+        "reasoning_effort",
+        Optional[str],
+        typer.Option(
+            None,
+            "--reasoning-effort",
+            metavar="LEVEL",
+            help='gpt-oss\'s reasoning effort: low, medium or high (format = "native").',
+        ),
+    ),
+    (
         "timeout",
         Optional[str],
         typer.Option(None, "--timeout", metavar="SECONDS", help="Endpoint connect/read timeout.  [default: 120]"),
@@ -131,6 +150,7 @@ SHARED_OPTIONS: list[tuple[str, Any, Any]] = [
 
 
 SHARED_NAMES = [name for name, _, _ in SHARED_OPTIONS]
+TRI_STATE = {"thinking"}  # --no-thinking is a value (False), not the flag's absence (None)
 
 
 @dataclass
@@ -167,9 +187,12 @@ def merged_flags(ctx: typer.Context, shared: dict[str, Any]) -> dict[str, Any]:
     """A subcommand's flags over those given before it (`falconchat -m x ask …`)."""
     parent = dict(invocation(ctx).shared)
     for name, value in shared.items():
-        if value not in (None, False, [], ()):
+        if (value is False and name in TRI_STATE) or value not in (None, False, [], ()):
             parent[name] = value
-    return {name: (True if value is True else value or None) for name, value in parent.items()}
+    return {
+        name: value if name in TRI_STATE else (True if value is True else value or None)
+        for name, value in parent.items()
+    }
 
 
 def load(flags: dict[str, Any], env: Environment):
