@@ -133,3 +133,28 @@ def test_reasoning_is_never_put_back_in_the_next_native_prompt(model, reply):
     fitted = conversation.prompt_for("And of Spain?", lambda text: len(text) // 4, 4000)
     prompt = render(model, fitted.messages)
     assert "Paris." in prompt and "SECRET-REASONING" not in prompt and "<|channel|>analysis" not in prompt
+
+
+@pytest.mark.parametrize(
+    ("argv", "thinking", "effort"),
+    [
+        (["ask", "--no-thinking", "hi"], False, None),
+        (["--no-thinking", "ask", "hi"], False, None),
+        (["ask", "--thinking", "--reasoning-effort", "high", "hi"], True, "high"),
+        (["ask", "hi"], None, None),  # the template's own default
+    ],
+)
+def test_the_flags_reach_the_local_model(monkeypatch, tmp_path, argv, thinking, effort):
+    from falconchat.cli import app
+    from falconchat.config import load_settings
+    from in_process import environment
+
+    seen = []
+
+    def load(flags, env):  # the settings the command would run with, then stop before any model loads
+        seen.append(load_settings(flags, environ=env.environ, cwd=env.cwd).model)
+        raise ConfigError("stop here")
+
+    monkeypatch.setattr(app, "load", load)
+    app.run(argv, environment(tmp_path, stdin=b""))
+    assert (seen[0].thinking, seen[0].reasoning_effort) == (thinking, effort)
