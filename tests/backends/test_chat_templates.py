@@ -145,7 +145,7 @@ def test_reasoning_is_never_put_back_in_the_next_native_prompt(model, reply):
     ],
 )
 def test_the_flags_reach_the_local_model(monkeypatch, tmp_path, argv, thinking, effort):
-    from falconchat.cli import app
+    from falconchat.cli import app, ask
     from falconchat.config import load_settings
     from in_process import environment
 
@@ -155,6 +155,6 @@ def test_the_flags_reach_the_local_model(monkeypatch, tmp_path, argv, thinking, 
         seen.append(load_settings(flags, environ=env.environ, cwd=env.cwd).model)
         raise ConfigError("stop here")
 
-    monkeypatch.setattr(app, "load", load)
+    monkeypatch.setattr(ask, "load", load)  # where `ask` finds it
     app.run(argv, environment(tmp_path, stdin=b""))
     assert (seen[0].thinking, seen[0].reasoning_effort) == (thinking, effort)

@@ -109,7 +109,7 @@ SHARED_OPTIONS: list[tuple[str, Any, Any]] = [
         typer.Option(
             None,
             "--thinking/--no-thinking",
-            help='A thinking model\'s enable_thinking (Qwen3, SmolLM3; format = "native").  [default: the template\'s]',
+            help="A thinking model's enable_thinking (Qwen3, SmolLM3; format = \"native\").  [default: the template's]",
         ),
     ),
     (
