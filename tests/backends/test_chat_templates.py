@@ -158,3 +158,20 @@ def test_the_flags_reach_the_local_model(monkeypatch, tmp_path, argv, thinking, 
     monkeypatch.setattr(ask, "load", load)  # where `ask` finds it
     app.run(argv, environment(tmp_path, stdin=b""))
     assert (seen[0].thinking, seen[0].reasoning_effort) == (thinking, effort)
+
+
+def test_thinking_settings_in_the_config_file(tmp_path):
+    from falconchat.config import load_settings
+
+    config = tmp_path / "config.toml"
+    config.write_text('[models.q]\nbackend = "local"\nformat = "native"\nthinking = false\nreasoning_effort = "high"\n')
+
+    def model(flags, **environ):
+        return load_settings({"config": str(config), "model": "q", **flags}, environ=environ, cwd=tmp_path).model
+
+    assert (model({}).thinking, model({}).reasoning_effort) == (False, "high")
+    assert model({"thinking": True}).thinking is True  # a flag beats the entry
+    assert model({}, FALCONCHAT_REASONING_EFFORT="Low").reasoning_effort == "low"
+    config.write_text('[models.far]\nendpoint = "http://127.0.0.1:9"\nthinking = true\n')
+    with pytest.raises(ConfigError, match=r"\[models.far\]: thinking is a setting of format = \"native\" models"):
+        load_settings({"config": str(config), "model": "far"}, environ={}, cwd=tmp_path)
