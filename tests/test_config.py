@@ -452,3 +452,52 @@ def test_base_url_is_accepted_beside_endpoint_as_openai_users_name_it(home):
 def test_two_names_for_the_url_are_one_too_many(home):
     write(home.cfg / "config.toml", f'[models.mine]\nendpoint = "{URL_A}"\nbase_url = "{URL_B}"\n')
     config_error(home, "[models.mine]", "endpoint and base_url", flags={"model": "mine"})
+
+
+# ---- what would be silently ignored: misspelt names, unparsable lines (issue 15, item 16) ------
+
+
+def test_unknown_falconchat_name_in_dotenv_is_one_warning_with_the_closest_name(home):
+    path = write(home.work / ".env", "FALCONCHAT_TEMP=0\n")
+    s = load(home)
+    assert s.sampling.temperature == 0.7  # ignored, and said so
+    assert len(s.warnings) == 1
+    (line,) = s.warnings
+    assert "FALCONCHAT_TEMP " in line and str(path) in line and "FALCONCHAT_TEMPERATURE" in line
+
+
+@pytest.mark.parametrize(
+    ("typed", "meant"),
+    [("FALCONCHAT_MAXNEWTOKENS", "FALCONCHAT_MAX_NEW_TOKENS"), ("FALCONCHAT_TEMPRATURE", "FALCONCHAT_TEMPERATURE")],
+)
+def test_unknown_falconchat_name_in_the_environment_names_the_closest(home, typed, meant):
+    (line,) = load(home, env={typed: "1"}).warnings
+    assert typed in line and "environment" in line and line.endswith(f"did you mean {meant}?")
+
+
+def test_a_name_close_to_nothing_is_warned_without_a_guess(home):
+    (line,) = load(home, env={"FALCONCHAT_XYZZY": "1"}).warnings
+    assert "FALCONCHAT_XYZZY" in line and "did you mean" not in line
+
+
+def test_known_names_and_a_models_api_key_env_are_not_warned(home):
+    write(
+        home.cfg / "config.toml", '[models.r]\nendpoint = "https://r.example.org"\napi_key_env = "FALCONCHAT_R_KEY"\n'
+    )
+    env = {"FALCONCHAT_TEMPERATURE": "0", "FALCONCHAT_R_KEY": "k", "FALCONCHAT_CONFIG": str(home.cfg / "config.toml")}
+    assert load(home, env=env).warnings == ()
+
+
+@pytest.mark.parametrize("name", ["HF_API_FALCON_BASE", "HF_API_FALCOM_BASE"])
+def test_both_spellings_of_the_tutorial_endpoint_name_are_read(home, name):
+    write(home.work / ".env", f"{name}={URL_A}\n")
+    s = load(home)
+    assert s.model.endpoint == URL_A and s.warnings == ()
+
+
+def test_malformed_dotenv_line_names_the_file_and_line_and_the_rest_is_read(home):
+    path = write(home.work / ".env", "FALCONCHAT_SYSTEM=kept\nthis is not a line\nFALCONCHAT_TOP_K=7\n")
+    s = load(home)
+    assert (s.system, s.sampling.top_k) == ("kept", 7)
+    (line,) = s.warnings
+    assert str(path) in line and "line 2" in line and "\n" not in line

@@ -15,7 +15,7 @@ LAYERS = [
     ["types", "__init__"],
     ["errors"],
     ["text", "backends.registry", "structured"],
-    ["config_values", "config"],
+    ["config_values", "config_env", "config"],
     ["prompt", "thinking"],
     ["conversation", "sessions", "records"],
     ["backends"],

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from falconchat.backends.registry import BACKENDS
+from falconchat.config_env import model_key_names, read_dotenv, unknown_name_warnings
 from falconchat.config_values import DEFAULT_MAX_INPUT_BYTES, DEFAULT_TIMEOUT_S, SAMPLING_KEYS, SETTINGS, parse
 from falconchat.errors import ConfigError, UsageError
 from falconchat.types import SamplingParams
@@ -63,6 +64,7 @@ class Settings:
     no_history: bool = False
     roles: Mapping[str, Role] = field(default_factory=dict)
     role: str | None = None
+    warnings: tuple[str, ...] = ()  # one line each, for stderr: what was read but ignored
 
 
 @dataclass(frozen=True)
@@ -144,29 +146,6 @@ class Sources:
 
     def variable(self, var: str) -> str | None:
         return self.environ.get(var) or self.dotenv.get(var) or None
-
-
-def read_dotenv(env_file: str | None, cwd: Path) -> dict[str, str]:
-    """`--env-file`, else the current directory's `.env` over the user config dir's.
-
-    Never a parent directory's: only these exact paths are read.
-    """
-    from dotenv import dotenv_values
-
-    if env_file:
-        paths = [Path(env_file)]
-        if not paths[0].is_file():
-            raise ConfigError(f"env file not found: {env_file}")
-    else:
-        paths = [p for p in (cwd / ".env", user_config_dir() / ".env") if p.is_file()]
-    merged: dict[str, str] = {}
-    for path in reversed(paths):  # earlier paths win
-        try:
-            values = dotenv_values(path)
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read env file {path}: {exc}") from None
-        merged.update({k: v for k, v in values.items() if v is not None})
-    return merged
 
 
 def read_toml(config_path: str | None) -> dict[str, Any]:
@@ -349,9 +328,16 @@ def load_settings(
     environ = os.environ if environ is None else environ
     cwd = Path.cwd() if cwd is None else cwd
     env_file = flags.get("env_file") or environ.get("FALCONCHAT_ENV_FILE")
-    dotenv = read_dotenv(env_file, cwd)
+    env_files = read_dotenv(env_file, cwd, user_config_dir())
+    dotenv = env_files.values
     config_path = flags.get("config") or environ.get("FALCONCHAT_CONFIG") or dotenv.get("FALCONCHAT_CONFIG")
     src = Sources(flags=flags, environ=environ, dotenv=dotenv, toml=read_toml(config_path))
+    key_names = model_key_names(src.toml)
+    warnings = (
+        unknown_name_warnings(environ, "in the environment", key_names)
+        + env_files.warnings
+        + env_files.name_warnings(key_names)
+    )
     unknown = set(src.toml) - set(SETTINGS) - {"models", "roles"}
     if unknown:
         raise ConfigError(f"unknown setting {sorted(unknown)[0]!r} in the config file")
@@ -393,6 +379,7 @@ def load_settings(
         no_history=values["no_history"],
         roles=roles,
         role=values["role"],
+        warnings=tuple(warnings),
     )
 
 

@@ -97,7 +97,7 @@ def _effort(raw: Any) -> str:
 # name -> (environment variables, parser, default)
 SETTINGS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any], Any]] = {
     "model": (("FALCONCHAT_MODEL",), _text, None),
-    "endpoint": (("FALCONCHAT_ENDPOINT", "HF_API_FALCOM_BASE"), _url, None),
+    "endpoint": (("FALCONCHAT_ENDPOINT", "HF_API_FALCON_BASE", "HF_API_FALCOM_BASE"), _url, None),
     "api_key": (("FALCONCHAT_API_KEY", "HF_API_KEY"), _text, None),
     "auth_scheme": (("FALCONCHAT_AUTH_SCHEME",), _auth_scheme, "Bearer"),
     "model_path": (("FALCONCHAT_MODEL_PATH",), _text, None),

@@ -198,7 +198,10 @@ def merged_flags(ctx: typer.Context, shared: dict[str, Any]) -> dict[str, Any]:
 def load(flags: dict[str, Any], env: Environment):
     from falconchat.config import load_settings
 
-    return load_settings(flags, environ=env.environ, cwd=env.cwd)
+    settings = load_settings(flags, environ=env.environ, cwd=env.cwd)
+    for line in settings.warnings:
+        print(line, file=env.stderr)
+    return settings
 
 
 def structured(settings, flags: dict[str, Any], env: Environment):
