@@ -79,3 +79,27 @@ def test_summary_line():
     stats.update(interrupted=True, answered=3, failed=0)
     assert summary_line(stats).startswith("interrupted after 3 of 10 items")
     assert summary_line(stats).endswith("run the same command with --resume to continue")
+
+
+# ---- the progress bar's figures and the summary's rate (issue 15, item 14) ------------------
+
+
+def test_eta_comes_from_the_runs_own_rate_of_items():
+    from falconchat.batch.progress import eta_text
+
+    assert eta_text(2, 30, 41.0) == "0:09:34"  # 20.5 s an item, 28 to go (not 0:00:42)
+    assert eta_text(0, 30, 41.0) == "-:--:--"  # nothing finished: no guess
+    assert eta_text(30, 30, 60.0) == "0:00:00"
+
+
+def test_tokens_per_s_counts_what_is_still_decoding():
+    from falconchat.batch.progress import tokens_per_s
+
+    assert tokens_per_s(50, 10.0) == 5.0 and tokens_per_s(50, 0.0) == 0.0
+
+
+def test_a_slow_batch_summary_says_seconds_per_item_not_zero_items_per_s():
+    stats = {"items": 2, "answered": 2, "failed": 0, "tokens": 80, "elapsed_s": 41.0, "interrupted": False}
+    stats.update(bad=0, skipped=0, output=None)
+    line = summary_line(stats)
+    assert "20.5 s/item" in line and "0.0 items/s" not in line and "2 tokens/s" in line

@@ -145,3 +145,29 @@ def test_default_concurrency_per_backend(backend, asked, expected):
 
     assert batch.concurrency_for(spec, asked, Collect()) == expected
     assert bool(notes) == (asked is not None and asked != expected)  # it says "-j 4 runs as -j 1"
+
+
+def test_tokens_streamed_are_counted_while_an_item_is_still_decoding(monkeypatch):
+    """The live tokens/s counts each piece as it streams, not only finished items' totals."""
+    release = threading.Event()
+    seen = []
+
+    class Slow(FakeBackend):
+        def stream(self, prompt, params):
+            for word in ("one", " two", " three"):
+                yield TextDelta(word)
+            seen.append(runner.streamed_tokens)  # all three pieces out, the item not finished
+            release.wait(5)
+            yield Done("stop", completion_tokens=3, first_token_s=0.01, total_s=0.02)
+
+    endpoint = FakeEndpoint()
+    monkeypatch.setattr(falconchat.backends, "open_backend", lambda spec: Slow(endpoint))
+    items = parse_lines(["only"], "lines", "", SamplingParams(), 10_000).items
+    runner = Runner(SPEC, items, 1, BatchOptions(), Notes(io.StringIO()))
+    worker = threading.Thread(target=runner.run, args=(Sink(),))
+    worker.start()
+    while not seen and worker.is_alive():
+        time.sleep(0.01)
+    release.set()
+    worker.join(10)
+    assert seen and seen[0] >= 2  # pieces may be held back together for stop detection

@@ -64,7 +64,7 @@ class Progress:
         return self
 
     def _start(self) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
         from rich.progress import Progress as RichProgress
 
         from falconchat.render import make_console
@@ -75,32 +75,53 @@ class Progress:
             MofNCompleteColumn(),
             TextColumn(
                 "{task.fields[failed]} failed · {task.fields[in_flight]} in flight · {task.fields[rate]} tokens/s"
+                " · ETA {task.fields[eta]}"
             ),
-            TextColumn("· ETA"),
-            TimeRemainingColumn(),
             console=make_console(self.notes.stream),
             transient=True,  # the summary line replaces it
         )
-        self._task = bar.add_task("batch", total=self.total, failed=0, in_flight=0, rate="0")
+        self._task = bar.add_task("batch", total=self.total, failed=0, in_flight=0, rate="0", eta=eta_text(0, 1, 0))
         bar.start()
         self.notes.console = bar.console
 
     def update(self, stats: dict, elapsed: float) -> None:
         if self._bar is None or self._task is None:
             return
-        rate = stats["tokens"] / elapsed if elapsed > 0 else 0.0
+        done = stats["answered"] + stats["failed"]
         self._bar.update(
             self._task,
-            completed=stats["answered"] + stats["failed"],
+            completed=done,
             failed=stats["failed"],
             in_flight=self.runner.in_flight,
-            rate=f"{rate:.0f}",
+            rate=f"{tokens_per_s(self.runner.streamed_tokens, elapsed):.0f}",
+            eta=eta_text(done, self.total, elapsed),
         )
 
     def __exit__(self, *exc) -> None:
         if self._bar is not None:
             self.notes.console = None
             self._bar.stop()
+
+
+def tokens_per_s(streamed: int, elapsed: float) -> float:
+    """Tokens streamed so far, those of items still decoding included, per second of the run."""
+    return streamed / elapsed if elapsed > 0 else 0.0
+
+
+def eta_text(done: int, total: int, elapsed: float) -> str:
+    """Time left at the run's own rate of finished items (Rich's estimate looks at the last
+    30 s only: with items slower than that it showed a few seconds for a long run)."""
+    if done <= 0 or elapsed <= 0:
+        return "-:--:--"
+    left = round(elapsed / done * max(0, total - done))
+    return f"{left // 3600}:{left // 60 % 60:02d}:{left % 60:02d}"
+
+
+def item_rate(done: int, elapsed: float) -> str:
+    """Items per second, or seconds per item when that is below one (never "0.0 items/s")."""
+    if done / elapsed >= 1:
+        return f"{done / elapsed:.1f} items/s"
+    return f"{elapsed / done:.1f} s/item"
 
 
 def summary_line(stats: dict) -> str:
@@ -113,10 +134,8 @@ def summary_line(stats: dict) -> str:
         parts.append(f"{stats['skipped']} already in {stats['output']}")
     elapsed = stats.get("elapsed_s", 0.0)
     if elapsed > 0:
-        parts.append(
-            f"{stats['tokens']} tokens in {elapsed:.1f}s "
-            f"({done / elapsed:.1f} items/s, {stats['tokens'] / elapsed:.0f} tokens/s)"
-        )
+        rate = f"{item_rate(done, elapsed)}, " if done else ""
+        parts.append(f"{stats['tokens']} tokens in {elapsed:.1f}s ({rate}{stats['tokens'] / elapsed:.0f} tokens/s)")
     line = " · ".join(parts)
     if stats["interrupted"]:
         again = "; run the same command with --resume to continue" if stats["output"] else ""

@@ -172,6 +172,8 @@ class Runner:
         self._slowed_at = -math.inf
         self._retrying = 0  # items back from a backoff, waiting for a place (they go first)
         self._answered_any = False
+        self.streamed_tokens = 0  # every piece of reply streamed, finished items or not (tokens/s)
+        self._count_lock = threading.Lock()
         self._shared: Backend | None = None  # the local model all workers use
         self._shared_users = 0
 
@@ -410,6 +412,10 @@ class Runner:
             self._cond.notify_all()
             return self._cancelled(index)
 
+    def _streamed(self) -> None:
+        with self._count_lock:
+            self.streamed_tokens += 1
+
     def _answer(self, backend, index: int, item: Item) -> tuple[str, Done, list[str], str]:
         """One attempt through the same exchange as `ask` and the REPL (the same prompt,
         trimming and stop handling): the reply, its Done, any notes it gave, its reasoning."""
@@ -419,7 +425,7 @@ class Runner:
 
         notes: list[str] = []
         thoughts = Collector()
-        sink = _sink(lambda: self._cancelled(index))
+        sink = _sink(lambda: self._cancelled(index), self._streamed)
         done = answer(
             Conversation(system=item.system, turns=list(item.history)),
             backend,
@@ -432,15 +438,17 @@ class Runner:
         return sink.text, done, notes, thoughts.text
 
 
-def _sink(cancelled):
-    """A reply writer that keeps the text; for a cancelled item it raises out of the
-    stream, which closes it (the model stops within a token)."""
+def _sink(cancelled, streamed):
+    """A reply writer that keeps the text and counts each piece (a token, as the stream
+    delivers them) for the live tokens/s; for a cancelled item it raises out of the stream,
+    which closes it (the model stops within a token)."""
     from falconchat.records import Collector
 
     class Sink(Collector):
         def write(self, text: str) -> None:
             if cancelled():
                 raise Cancelled()
+            streamed()
             super().write(text)
 
     return Sink()
