@@ -385,3 +385,11 @@ def test_the_endpoint_can_be_reached_again_after_a_cancelled_stream(tgi_endpoint
     finally:
         backend.close()
     assert text_of(events) == "Again"
+
+
+def test_describe_names_the_kind_once():
+    """The banner and /show: not "tgi (http://…, tgi)" (issue 15, item 17)."""
+    url = "http://127.0.0.1:1"
+    assert backend_for(url).describe() == f"tgi endpoint {url}"
+    named = TgiBackend(ModelSpec(name="falcon-40b", backend="tgi", endpoint=url))
+    assert named.describe() == f"falcon-40b (tgi endpoint {url})"

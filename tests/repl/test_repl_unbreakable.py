@@ -340,6 +340,8 @@ def test_the_small_things(terminals, tgi_endpoint, tmp_path):
     shown = term.scrollback(joined=True)
     hint = [line for line in shown.splitlines() if "was not saved" in line]
     assert hint and "`" not in hint[0], shown
+    banner = next(line for line in shown.splitlines() if line.startswith("falconchat "))
+    assert f"tgi endpoint {tgi_endpoint.url}" in banner and ", tgi)" not in banner, banner  # not "(http://…, tgi)"
     assert not (tmp_path / "data" / "falconchat" / "history").exists()  # --no-history before the command works
 
 

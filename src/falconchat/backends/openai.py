@@ -35,7 +35,8 @@ class OpenAIBackend:
         self._client: openai.OpenAI | None = None
 
     def describe(self) -> str:
-        return f"{self.name} ({self.shown_url}, openai {self.spec.format})"
+        where = f"openai endpoint {self.shown_url}, {self.spec.format} format"
+        return f"{where}" if self.name == "openai" else f"{self.name} ({where})"  # the kind said once
 
     @property
     def context_length(self) -> int:

@@ -52,7 +52,8 @@ class TgiBackend:
         self._context_length: int | None = spec.context_length
 
     def describe(self) -> str:
-        return f"{self.name} ({self.shown_url}, tgi)"
+        where = f"tgi endpoint {self.shown_url}"
+        return where if self.name == "tgi" else f"{self.name} ({where})"  # the kind said once
 
     @property
     def context_length(self) -> int:
