@@ -47,3 +47,16 @@ def test_bench_quick_prints_every_row(tmp_path):
     for row in rows:
         assert math.isfinite(row["value"]) and row["value"] > 0, row
         assert row["baseline_value"] is None or row["baseline_value"] > 0, row
+
+
+def test_bench_says_each_step_on_stderr_also_in_a_pipe(tmp_path):
+    """Issue 15, item 15: a run is never silent until its table, even when stderr is a log file."""
+    result = falconchat(
+        "bench", "--quick", "--only", "startup", "--json", cwd=tmp_path, env=isolated_env(tmp_path), timeout=300
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    lines = result.stderr.decode().splitlines()
+    assert any(line.startswith("falconchat bench:") and "--help" in line for line in lines), lines
+    assert lines[-1].startswith("falconchat bench:") and lines[-1].endswith("done"), lines
+    assert "\r" not in result.stderr.decode() and "\x1b" not in result.stderr.decode()  # one line per step
+    assert [row["what"] for row in json.loads(result.stdout)] == ["falconchat --help", "falconchat --version"]

@@ -35,7 +35,7 @@ CLIENT_PROMPT = "User: Write a short, friendly paragraph about {}, for a curious
 def batch_rows(bench) -> list[Row]:
     """`falconchat batch` of N prompts: -j 8 (decoded together) vs -j 1, tokens/s of the whole run."""
     bench.step("batch: decoded together vs one at a time")
-    count, tokens = (8, 24) if bench.quick else (32, 96)
+    count, tokens = (8, 12) if bench.quick else (32, 96)
     # Prompts that run long, so that every reply decodes its max_new_tokens (no ragged ends).
     lines = "".join(
         json.dumps(
@@ -70,7 +70,7 @@ def batch_rows(bench) -> list[Row]:
 def serve_rows(bench) -> list[Row]:
     """8 streaming clients at once on `falconchat serve` vs one client; their time to first token."""
     bench.step("serve: 8 clients at once vs one")
-    tokens = 24 if bench.quick else 64
+    tokens = 12 if bench.quick else 64
     with _Served(bench) as url:
 
         def run(clients: int) -> tuple[float, list[float]]:
@@ -79,7 +79,8 @@ def serve_rows(bench) -> list[Row]:
             return sum(r[1] for r in results) / (time.perf_counter() - started), [r[0] for r in results]
 
         alone_rates, together_rates, firsts = [], [], []
-        run(8)  # warm-up
+        if not bench.quick:
+            run(8)  # warm-up
         for _ in range(bench.batch_reps):
             alone_rates.append(run(1)[0])
             rate, first = run(8)

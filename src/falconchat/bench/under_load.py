@@ -114,7 +114,7 @@ def rows(bench) -> list[Row]:
     cores = usable_cores()
     loaded = max(1, (os.cpu_count() or 1) - 1)  # one busy loop per core but one
     loads = [0, loaded] if bench.quick else sorted({0, loaded, os.cpu_count() or 1})
-    tokens = 48 if bench.quick else 200
+    tokens = 24 if bench.quick else 200
     backend = bench.cached(("local", "threads"), lambda: _backend())
     decode_rate(backend, 8)  # warm-up
     figures = measure(backend, loads, 1 if bench.quick else 3, tokens, bench.step)

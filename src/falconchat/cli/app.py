@@ -271,12 +271,25 @@ def bench(
                 f"--only: unknown group {', '.join(unknown) or '(none)'}; known: {', '.join(benchmark.ROW_GROUPS)}"
             )
 
+    import time
+
+    started = time.monotonic()
+
     def step(what: str) -> None:
-        if env.stderr.isatty():
-            env.stderr.write(f"\r\x1b[2K… {what}")
+        # Each step as it starts, with the time so far: redrawn in place on a terminal, one line
+        # each in a log or pipe (a long run is never silent until the table).
+        line = f"falconchat bench: {time.monotonic() - started:4.0f}s {what}"
+        try:
+            if env.stderr.isatty():
+                env.stderr.write(f"\r\x1b[2K{line}")
+            else:
+                env.stderr.write(line + "\n")
             env.stderr.flush()
+        except (BrokenPipeError, OSError):
+            pass
 
     rows = benchmark.run(quick, step, groups)
+    step("done")
     if env.stderr.isatty():
         env.stderr.write("\r\x1b[2K")
     if as_json:
