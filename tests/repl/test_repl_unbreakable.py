@@ -391,3 +391,19 @@ def test_a_poems_single_line_breaks_stay_line_breaks(terminals, tgi_endpoint):
     ], lines
     term.keys("C-d")
     assert term.wait_exit() == 0
+
+
+def test_text_typed_while_a_reply_streams_is_not_echoed_into_it(terminals, tgi_endpoint):
+    """Item 17. Seen with --plain (streamed as it comes); the Markdown view redraws over an echo."""
+    tgi_endpoint.forever(0.05)
+    term = terminals("--plain", "--endpoint", tgi_endpoint.url)
+    term.wait_for(toolbar_drawn)
+    term.say("talk forever")
+    term.wait_for("word word word")
+    term.type("typedwhilestreaming")
+    term.wait_for(lambda s: s.count("word") >= 40)  # the reply went on after the keys
+    term.keys("C-c")
+    term.wait_prompt()
+    term.keys("C-d")
+    assert term.wait_exit() == 0
+    assert "typedwhilestreaming" not in term.scrollback(joined=True)

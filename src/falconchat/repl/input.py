@@ -8,8 +8,10 @@ one message. Ctrl-X Ctrl-E edits the message in $EDITOR.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 from prompt_toolkit.completion import Completer, Completion, PathCompleter
 from prompt_toolkit.filters import is_searching
@@ -119,3 +121,31 @@ class SlashCompleter(Completer):
             from prompt_toolkit.document import Document
 
             yield from self.paths.get_completions(Document(argument), complete_event)
+
+
+@contextmanager
+def typing_hidden(stdin: IO[str]) -> Iterator[None]:
+    """While a reply streams, keys typed are not echoed into the middle of it: the terminal's
+    ECHO is off until the reply ends (what was typed stays queued for the next prompt)."""
+    try:
+        import termios
+
+        fd = stdin.fileno()
+        saved = termios.tcgetattr(fd)
+    except (ImportError, AttributeError, ValueError, OSError):  # not a terminal: nothing is echoed
+        yield
+        return
+    quiet = list(saved)
+    quiet[3] &= ~termios.ECHO  # lflag
+    try:
+        termios.tcsetattr(fd, termios.TCSANOW, quiet)
+    except termios.error:
+        yield
+        return
+    try:
+        yield
+    finally:
+        try:
+            termios.tcsetattr(fd, termios.TCSANOW, saved)
+        except termios.error:
+            pass  # the terminal is gone

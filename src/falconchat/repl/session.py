@@ -208,10 +208,13 @@ class Repl:
         )
 
     def _stream(self, run: Callable, *, fresh: bool = False) -> None:
+        from falconchat.repl.input import typing_hidden
+
         writer = reply_writer(self.out, plain=self.state.options.plain)
         turns = len(self.state.conversation.turns)
         try:
-            done = run(writer)
+            with typing_hidden(sys.stdin):
+                done = run(writer)
         except KeyboardInterrupt:
             self.notice("(reply stopped; what was shown is kept — /continue goes on)")
             return
