@@ -20,6 +20,7 @@ class TextDelta:
     text: str
     token_id: int | None = None
     logprob: float | None = None
+    top: tuple[tuple[int, float], ...] = ()  # the most likely tokens (id, logprob), when asked for
 
 
 @dataclass(frozen=True)

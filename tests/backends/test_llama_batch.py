@@ -196,7 +196,7 @@ def test_one_failing_sequence_ends_with_an_error_and_the_others_run_on(single, b
     params = SamplingParams(temperature=0, max_new_tokens=32)
     expected = [reply(single, prompt, params)[0] for prompt in PROMPTS[:4]]
 
-    def broken_logprob(self, row, token):
+    def broken_logprob(self, row, token, top_n):
         raise RuntimeError("injected failure")
 
     # Only the request that asks for logprobs reaches the broken code.

@@ -187,7 +187,7 @@ def test_completions_stream_and_not(client, server):
     [
         ({"n": 2}, "`n` must be 1"),
         ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "`tools`"),
-        ({"top_logprobs": 3, "logprobs": True}, "top_logprobs"),
+        ({"top_logprobs": 6, "logprobs": True}, "top_logprobs"),
         ({"response_format": {"type": "json_schema", "json_schema": {"schema": {"type": "bogus"}}}}, "JSON schema"),
         ({"response_format": {"type": "regex", "value": "(unclosed"}}, "invalid regex"),
         ({"temperature": 3}, "temperature"),

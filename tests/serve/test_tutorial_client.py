@@ -182,7 +182,7 @@ def test_post_root_without_stream_answers_a_one_element_list(server):
 
 
 def test_post_root_with_stream_answers_server_sent_events(server):
-    body = {"inputs": FRANCE, "parameters": {"max_new_tokens": 8}, "stream": True}
+    body = {"inputs": FRANCE, "parameters": {"max_new_tokens": 8, "details": True}, "stream": True}
     with requests.post(server.url + "/", json=body, stream=True, timeout=TIMEOUT_S) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
@@ -198,7 +198,7 @@ def test_post_root_with_stream_answers_server_sent_events(server):
 
 
 def test_generate_stream_tokens_carry_ids_and_logprobs(server):
-    body = {"inputs": COUNTING, "parameters": {"max_new_tokens": 4}}
+    body = {"inputs": COUNTING, "parameters": {"max_new_tokens": 4, "details": True}}
     with requests.post(server.url + "/generate_stream", json=body, stream=True, timeout=TIMEOUT_S) as response:
         events = sse_events(response)
     assert len(events) == 4
@@ -222,8 +222,9 @@ def test_health(server):
     assert requests.get(server.url + "/health", timeout=10).status_code == 200
 
 
-def test_tokenize_gives_ids_and_offsets(server):
-    text = "Hello world, bonjour!"
+def test_tokenize_gives_ids_and_byte_offsets(server):
+    text = "Hello wörld, ça va — 日本!"  # characters of 2 and 3 bytes: offsets count bytes, as TGI's
+    data = text.encode()
     response = requests.post(server.url + "/tokenize", json={"inputs": text}, timeout=10)
     assert response.status_code == 200
     tokens = response.json()
@@ -232,9 +233,9 @@ def test_tokenize_gives_ids_and_offsets(server):
     for token in tokens:
         assert isinstance(token["id"], int)
         assert token["start"] == position
-        assert text[token["start"] : token["stop"]] == token["text"]
+        assert data[token["start"] : token["stop"]].decode("utf-8", "replace") == token["text"]
         position = token["stop"]
-    assert position == len(text)
+    assert position == len(data) > len(text)
 
 
 def test_the_log_never_shows_the_prompt(server):

@@ -12,6 +12,7 @@ pytestmark = pytest.mark.process  # starts the real falconchat, a terminal or a 
 
 PROMPT = "User: What is the capital of France?\nAssistant:"
 TOO_LONG_PROMPT = "hello " * 5000  # more tokens than the bundled model's 4096-token context
+STREAMED = 200  # as TGI: a streamed request that fails validation is a 200 stream of one error event
 REFUSAL_TIMEOUT_S = 10  # a refusal takes milliseconds; a request wrongly accepted would be generating
 
 
@@ -36,7 +37,7 @@ CASES = [
     ("-Infinity literal", "/", raw('{"inputs": "hi", "parameters": {"top_p": -Infinity}}'), 422),
     ("number overflowing to infinity", "/generate", raw('{"inputs": "hi", "parameters": {"temperature": 1e999}}'), 422),
     ("missing inputs", "/generate", {"parameters": {"max_new_tokens": 5}}, 422),
-    ("empty inputs", "/generate_stream", {"inputs": ""}, 422),
+    ("empty inputs", "/generate_stream", {"inputs": ""}, STREAMED),
     ("inputs a number", "/generate", {"inputs": 42}, 422),
     ("inputs null", "/", {"inputs": None}, 422),
     ("inputs a list", "/generate", {"inputs": ["hi"]}, 422),
@@ -44,23 +45,23 @@ CASES = [
     ("parameters a list", "/generate_stream", {"inputs": PROMPT, "parameters": [1, 2]}, 422),
     ("parameters an empty list", "/generate", {"inputs": PROMPT, "parameters": []}, 422),
     ("temperature 0", "/generate", params(temperature=0), 422),
-    ("temperature negative", "/generate_stream", params(temperature=-0.5), 422),
+    ("temperature negative", "/generate_stream", params(temperature=-0.5), STREAMED),
     ("temperature a string", "/", params(temperature="hot"), 422),
     ("temperature true", "/generate", params(temperature=True), 422),
     ("top_p 0", "/generate", params(top_p=0), 422),
-    ("top_p 1", "/generate_stream", params(top_p=1), 422),
+    ("top_p 1", "/generate_stream", params(top_p=1), STREAMED),
     ("top_p 1.5", "/", params(top_p=1.5), 422),
     ("top_k 0", "/generate", params(top_k=0), 422),
-    ("top_k -1", "/generate_stream", params(top_k=-1), 422),
+    ("top_k -1", "/generate_stream", params(top_k=-1), STREAMED),
     ("top_k 2.5", "/generate", params(top_k=2.5), 422),
     ("repetition_penalty 0", "/generate", params(repetition_penalty=0), 422),
     ("max_new_tokens 0", "/generate", params(max_new_tokens=0), 422),
-    ("max_new_tokens -3", "/generate_stream", params(max_new_tokens=-3), 422),
+    ("max_new_tokens -3", "/generate_stream", params(max_new_tokens=-3), STREAMED),
     ("max_new_tokens a string", "/", params(max_new_tokens="10"), 422),
     ("max_new_tokens beyond the total", "/generate", params(max_new_tokens=5000), 422),
     ("inputs beyond the context", "/generate", {"inputs": TOO_LONG_PROMPT, "parameters": {"max_new_tokens": 1}}, 422),
     ("best_of 2", "/generate", params(best_of=2), 422),
-    ("5 stop sequences", "/generate_stream", params(stop=["a", "b", "c", "d", "e"]), 422),
+    ("5 stop sequences", "/generate_stream", params(stop=["a", "b", "c", "d", "e"]), STREAMED),
     ("stop a string", "/generate", params(stop="\nUser:"), 422),
     ("stop an empty string", "/generate", params(stop="", max_new_tokens=1), 422),
     ("stop with an empty string", "/generate", params(stop=[""]), 422),
@@ -72,7 +73,7 @@ CASES = [
     ("typical_p 1", "/generate", params(typical_p=1), 422),
     ("frequency_penalty 3", "/generate", params(frequency_penalty=3), 422),
     ("grammar with an invalid schema", "/generate", params(grammar={"type": "json", "value": {"type": "bogus"}}), 422),
-    ("grammar with an invalid regex", "/generate_stream", params(grammar={"type": "regex", "value": "(a"}), 422),
+    ("grammar with an invalid regex", "/generate_stream", params(grammar={"type": "regex", "value": "(a"}), STREAMED),
     ("grammar of an unknown type", "/generate", params(grammar={"type": "gbnf", "value": "root ::= x"}), 422),
     ("grammar without a value", "/", params(grammar={"type": "json"}), 422),
     ("details a string", "/generate", params(details="yes"), 422),
@@ -81,7 +82,7 @@ CASES = [
         "decoder_input_details while streaming",
         "/generate_stream",
         params(decoder_input_details=True, max_new_tokens=1),
-        422,
+        STREAMED,
     ),
     ("stream a string", "/", {"inputs": PROMPT, "stream": "yes"}, 422),
     ("body over 2 MB", "/generate", {"inputs": "a" * 2_100_000}, 413),
@@ -117,8 +118,14 @@ def test_a_malformed_request_is_refused_before_the_model(server, route, body, st
     except requests.Timeout:
         pytest.fail(f"no answer within {REFUSAL_TIMEOUT_S}s: the request was accepted and is generating")
     assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    error = response.json()
+    if status == STREAMED:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = [line for line in response.content.splitlines() if line.strip()]
+        assert len(events) == 1 and events[0].startswith(b"data:"), response.content
+        error = json.loads(events[0][5:])
+    else:
+        assert response.headers["content-type"].startswith("application/json")
+        error = response.json()
     assert set(error) == {"error", "error_type"}, error
     assert error["error_type"] == "validation"
     assert isinstance(error["error"], str) and error["error"]
@@ -147,7 +154,11 @@ def test_after_the_table_the_server_is_healthy(server):
 
 @pytest.mark.parametrize("route", ["/generate", "/generate_stream", "/"])
 def test_unknown_fields_are_ignored(server, route):
-    body = {"inputs": PROMPT, "parameters": {"max_new_tokens": 2, "foo": 1, "adapter_id": None}, "bar": True}
+    body = {
+        "inputs": PROMPT,
+        "parameters": {"max_new_tokens": 2, "details": True, "foo": 1, "adapter_id": None},
+        "bar": True,
+    }
     with send(server.url + route, body, stream=True) as response:
         assert response.status_code == 200, response.text
         content = response.content
@@ -159,10 +170,11 @@ def test_unknown_fields_are_ignored(server, route):
         assert (answer[0] if route == "/" else answer)["generated_text"]
 
 
-def test_a_route_that_does_not_exist_is_a_404_with_the_error_body(server):
-    response = requests.get(server.url + "/v1/nothing", timeout=10)
+@pytest.mark.parametrize("method, path", [("GET", "/v1/nothing"), ("POST", "/nothing"), ("GET", "/generate/x")])
+def test_a_route_that_does_not_exist_is_a_bare_404(server, method, path):
+    response = requests.request(method, server.url + path, timeout=10)
     assert response.status_code == 404
-    assert set(response.json()) == {"error", "error_type"}
+    assert response.content == b""  # as TGI (axum's fallback): no body at all
 
 
 def test_a_wrong_method_is_a_405_with_the_error_body(server):

@@ -39,6 +39,7 @@ class Request:
     params: SamplingParams
     max_new: int
     logprobs: bool
+    top_n: int  # how many of the most likely tokens to return beside each sampled one
     sampler: object  # its own sampling chain (with its grammar, if constrained)
     out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     cancelled: threading.Event = field(default_factory=threading.Event)
@@ -113,8 +114,10 @@ class BatchEngine:
         logprobs: bool = False,
         should_stop: Callable[[], bool] | None = None,
         grammar: str | None = None,
-    ) -> Iterator[tuple[int, float | None]]:
-        """(token, logprob) pairs as the engine samples them, end-of-generation token included.
+        top_n: int = 0,
+    ) -> Iterator[tuple[int, float | None, tuple[tuple[int, float], ...]]]:
+        """(token, logprob, top) as the engine samples them, end-of-generation token included;
+        `top` is the `top_n` most likely (token, logprob) of the same step (empty unless asked).
 
         Ends by itself at end-of-generation or after `max_new` tokens; closing it
         (or `should_stop` turning true) cancels the sequence. `grammar` (GBNF) holds this
@@ -122,7 +125,7 @@ class BatchEngine:
         """
         # Built here, in the caller's thread: a grammar that fails to parse fails this call only.
         sampler = make_sampler(self._llm, params, seed, grammar)
-        request = Request(list(tokens), params, max_new, logprobs, sampler)
+        request = Request(list(tokens), params, max_new, logprobs or top_n > 0, top_n, sampler)
         with self._wake:
             if self._closing:
                 raise FalconchatError("the local model is shutting down")
@@ -287,27 +290,75 @@ class BatchEngine:
         request = slot.request
         assert request is not None  # only running slots are sampled
         token = sample_token(slot.sampler, self._ctx, row)
-        logprob = self._logprob(row, token) if request.logprobs else None
-        request.out.put((token, logprob))
+        logprob, top = self._logprob(row, token, request.top_n) if request.logprobs else (None, ())
+        request.out.put((token, logprob, top))
         slot.generated += 1
         if llama_cpp.llama_vocab_is_eog(self._vocab, token) or slot.generated >= request.max_new:
             self._finish(slot, _END, keep=True)
         else:
             slot.next_token = token
 
-    def _logprob(self, row: int, token: int) -> float:
-        return logprob_at(self._ctx, row, self._n_vocab, token)
+    def _logprob(self, row: int, token: int, top_n: int) -> tuple[float, tuple[tuple[int, float], ...]]:
+        return log_softmax_at(self._ctx, row, self._n_vocab, token, top_n)
 
 
-def logprob_at(ctx, row: int, n_vocab: int, token: int) -> float:
-    """log-softmax, at `token`, of the logits a context produced for batch row `row` (-1: the last)."""
+def log_softmax_at(
+    ctx, row: int, n_vocab: int, token: int, top_n: int = 0
+) -> tuple[float, tuple[tuple[int, float], ...]]:
+    """log-softmax of the logits a context produced for batch row `row` (-1: the last): at
+    `token`, and the `top_n` most likely (token, logprob), most likely first (only when asked)."""
     import llama_cpp
     import numpy as np
 
     pointer = llama_cpp.llama_get_logits_ith(ctx, row)
     logits = np.ctypeslib.as_array(pointer, shape=(n_vocab,)).astype(np.float64)
-    top = logits.max()
-    return float(logits[token] - top - math.log(np.exp(logits - top).sum()))
+    peak = logits.max()
+    norm = peak + math.log(np.exp(logits - peak).sum())
+    top: tuple[tuple[int, float], ...] = ()
+    if top_n > 0:
+        best = np.argpartition(-logits, top_n - 1)[:top_n]
+        best = best[np.argsort(-logits[best], kind="stable")]
+        top = tuple((int(i), float(logits[i] - norm)) for i in best)
+    return float(logits[token] - norm), top
+
+
+def prompt_logprobs(llm, tokens: list[int], threads: int) -> list[float | None]:
+    """Each token's logprob given the tokens before it (None for the first: nothing predicts it),
+    from a context of its own, so that no sequence's cache or the single path's is touched."""
+    import llama_cpp
+
+    params = llama_cpp.llama_context_default_params()
+    params.n_ctx = len(tokens)
+    params.n_batch = params.n_ubatch = BATCH_TOKENS
+    params.n_seq_max = 1
+    params.n_threads = params.n_threads_batch = threads
+    params.no_perf = True
+    ctx = llama_cpp.llama_init_from_model(llm._model.model, params)
+    if not ctx:
+        raise FalconchatError(f"cannot make a context of {len(tokens)} tokens for the prompt's logprobs")
+    batch = llama_cpp.llama_batch_init(BATCH_TOKENS, 0, 1)
+    n_vocab = llm.n_vocab()
+    logprobs: list[float | None] = [None]
+    try:
+        for start in range(0, len(tokens), BATCH_TOKENS):
+            chunk = tokens[start : start + BATCH_TOKENS]
+            for row, token in enumerate(chunk):
+                batch.token[row] = token
+                batch.pos[row] = start + row
+                batch.n_seq_id[row] = 1
+                batch.seq_id[row][0] = 0
+                batch.logits[row] = True
+            batch.n_tokens = len(chunk)
+            status = llama_cpp.llama_decode(ctx, batch)
+            if status != 0:
+                raise FalconchatError(f"the local model failed (llama_decode returned {status})")
+            for row in range(len(chunk)):
+                if start + row + 1 < len(tokens):
+                    logprobs.append(log_softmax_at(ctx, row, n_vocab, tokens[start + row + 1])[0])
+    finally:
+        llama_cpp.llama_batch_free(batch)
+        llama_cpp.llama_free(ctx)
+    return logprobs
 
 
 def _choose(idle: list[Slot], tokens: list[int]) -> Slot:

@@ -169,6 +169,7 @@ class LocalBackend:
         *,
         logprobs: bool = False,
         should_stop: Callable[[], bool] | None = None,
+        top_n: int = 0,
     ) -> TokenStream:
         """The raw token stream: one TextDelta per token (with its id), stop text included.
 
@@ -176,7 +177,8 @@ class LocalBackend:
         contains one of `stops` (then `Done.stop_sequence` names it), or
         Done("length"). Closing it stops decoding before the next token;
         `should_stop` also stops the reading of a long prompt between batches
-        (the stream then ends without a Done). `serve` uses this directly;
+        (the stream then ends without a Done). `top_n` > 0 adds each step's most likely
+        tokens to its TextDelta (`top`). `serve` uses this directly;
         `stream()` adds the chat's stop handling.
         """
         llm = self.load()
@@ -191,10 +193,17 @@ class LocalBackend:
         grammar = self._grammar(llm, params)
         if self._engine is not None:
             sampled = self._engine.tokens(
-                tokens, params, max_new, seed=seed, logprobs=logprobs, should_stop=should_stop, grammar=grammar
+                tokens,
+                params,
+                max_new,
+                seed=seed,
+                logprobs=logprobs,
+                should_stop=should_stop,
+                grammar=grammar,
+                top_n=top_n,
             )
         else:
-            sampled = self._sample_alone(llm, tokens, params, seed, logprobs, should_stop, grammar)
+            sampled = self._sample_alone(llm, tokens, params, seed, (logprobs, top_n), should_stop, grammar)
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         vocab = llm._model.vocab  # for llama_vocab_is_eog, as llama-cpp-python itself does
         import llama_cpp
@@ -217,7 +226,7 @@ class LocalBackend:
         # Closing the token source stops decoding at once (or cancels the engine's sequence).
         # A source that ends by itself was stopped by `should_stop`.
         with closing(sampled), _engine_errors():
-            for token, logprob in sampled:
+            for token, logprob, top in sampled:
                 if first_token_s is None:
                     first_token_s = time.monotonic() - started
                 if llama_cpp.llama_vocab_is_eog(vocab, token):
@@ -225,7 +234,7 @@ class LocalBackend:
                     return
                 count += 1
                 text = decoder.decode(llm.detokenize([token]))
-                yield TextDelta(text, token_id=token, logprob=logprob)
+                yield TextDelta(text, token_id=token, logprob=logprob, top=top)
                 if stops:
                     tail = (tail + text)[-(longest_stop + len(text)) :]
                     hit = next((s for s in stops if s in tail), None)
@@ -251,11 +260,11 @@ class LocalBackend:
         tokens: list[int],
         params: SamplingParams,
         seed: int,
-        logprobs: bool,
+        logprobs: tuple[bool, int],
         should_stop: Callable[[], bool],
         grammar: str | None = None,
     ):
-        """The single-sequence path: (token, logprob) pairs from llama-cpp-python's own loop,
+        """The single-sequence path: (token, logprob, top) from from llama-cpp-python's own loop,
         or, held to a grammar, from the batching engine's sampler one token at a time."""
         if grammar is not None:
             yield from self._sample_constrained(llm, tokens, params, seed, logprobs, should_stop, grammar)
@@ -278,7 +287,7 @@ class LocalBackend:
         )
         with closing(generated):
             for token in generated:
-                yield token, (_logprob(llm, token) if logprobs else None)
+                yield (token, *_logprob(llm, token, logprobs))
                 if self.thread_policy.due():  # the load may have changed since the reply began
                     self._adapt_threads(llm)
 
@@ -288,7 +297,7 @@ class LocalBackend:
         tokens: list[int],
         params: SamplingParams,
         seed: int,
-        logprobs: bool,
+        logprobs: tuple[bool, int],
         should_stop: Callable[[], bool],
         grammar: str,
     ):
@@ -304,7 +313,7 @@ class LocalBackend:
             with _engine_errors():
                 llm.eval([token])
                 token = sample_token(sampler, llm._ctx.ctx, -1)
-            yield token, (_logprob(llm, token) if logprobs else None)
+            yield (token, *_logprob(llm, token, logprobs))
 
     def tokens(self, text: str) -> list[int]:
         """The tokens `generate()` feeds the model for `text` (with the start token)."""
@@ -314,13 +323,30 @@ class LocalBackend:
         return self.load().detokenize(tokens, special=True).decode("utf-8", "replace")
 
     def token_pieces(self, text: str) -> list[tuple[int, str, int, int]]:
-        """(id, text, start, stop) per token, offsets in characters of `text` (TGI's /tokenize)."""
+        """(id, text, start, stop) per token, offsets in bytes of `text` in UTF-8, as TGI's
+        /tokenize gives them (its tokenizer's offsets), and each token's text sliced from there."""
+        data = text.encode("utf-8", "replace")
+        llm = self.load()
         pieces, start = [], 0
-        for token in self.load().tokenize(text.encode("utf-8", "replace"), add_bos=False, special=True):
-            piece = self.load().detokenize([token], special=True).decode("utf-8", "replace")
-            pieces.append((token, piece, start, start + len(piece)))
-            start += len(piece)
+        for token in llm.tokenize(data, add_bos=False, special=True):
+            stop = start + len(llm.detokenize([token], special=True))
+            pieces.append((token, data[start:stop].decode("utf-8", "replace"), start, stop))
+            start = stop
         return pieces
+
+    def piece(self, token: int) -> str:
+        """One token's text, as a top-token list shows it."""
+        return self.load().detokenize([token], special=True).decode("utf-8", "replace")
+
+    def prompt_logprobs(self, prompt: str) -> list[tuple[int, str, float | None]]:
+        """(id, text, logprob) for each token `generate()` feeds for `prompt` (start token
+        included): the logprob of each given the ones before it, None for the first."""
+        from falconchat.backends.llama_batch import prompt_logprobs
+
+        tokens = self.tokens(prompt)
+        with _engine_errors():
+            logprobs = prompt_logprobs(self.load(), tokens, self._threads)
+        return [(t, self.piece(t), lp) for t, lp in zip(tokens, logprobs)]
 
     def eos(self) -> tuple[int, str]:
         """The end-of-generation token's id and text (TGI shows it as a special token)."""
@@ -410,8 +436,12 @@ def _engine_errors():
         raise FalconchatError(f"the local model failed: {exc}") from None
 
 
-def _logprob(llm, token: int) -> float:
-    """log-softmax of the logits the token was just sampled from (the context's last output)."""
-    from falconchat.backends.llama_batch import logprob_at
+def _logprob(llm, token: int, asked: tuple[bool, int]) -> tuple[float | None, tuple[tuple[int, float], ...]]:
+    """log-softmax of the logits the token was just sampled from (the context's last output),
+    and the `top_n` most likely tokens there; nothing computed unless (logprobs, top_n) asks."""
+    from falconchat.backends.llama_batch import log_softmax_at
 
-    return logprob_at(llm._ctx.ctx, -1, llm.n_vocab(), token)
+    logprobs, top_n = asked
+    if not logprobs and top_n <= 0:
+        return None, ()
+    return log_softmax_at(llm._ctx.ctx, -1, llm.n_vocab(), token, top_n)

@@ -112,7 +112,12 @@ class Engine:
 
         request = job.request
         stream = self.backend.generate(
-            job.prompt, request.params, request.stops, logprobs=True, should_stop=job.cancelled.is_set
+            job.prompt,
+            request.params,
+            request.stops,
+            logprobs=True,
+            should_stop=job.cancelled.is_set,
+            top_n=request.top_n_tokens,
         )
         try:
             for event in stream:

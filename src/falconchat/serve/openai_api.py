@@ -87,6 +87,7 @@ class OpenAIRoutes:
             decoder_input_details=False,
             return_full_text=False,
             truncate=None,
+            top_n_tokens=req.top_logprobs,
             sampling=params.temperature > 0,
             seed=params.seed,
         )
@@ -112,6 +113,19 @@ class OpenAIRoutes:
                 job.cancel()
             request["tokens"] = job.tokens
             request["outcome"] = job.outcome
+
+    def _logprobs(self, deltas: list[TextDelta]) -> dict:
+        piece = self.server.backend.piece
+        return {
+            "content": [
+                {
+                    "token": d.text,
+                    "logprob": d.logprob if d.logprob is not None else 0.0,
+                    "top_logprobs": [{"token": piece(i), "logprob": lp} for i, lp in d.top],
+                }
+                for d in deltas
+            ]
+        }
 
     def _prepare(self, req: OpenAIRequest) -> tuple[str, int]:
         """The prompt (chat: the model's own template) and its length, checked against the context."""
@@ -151,7 +165,7 @@ class OpenAIRoutes:
             choice: dict[str, Any] = {"index": 0, "finish_reason": _finish(event)}
             if reply.chat:
                 choice["message"] = {"role": "assistant", "content": text}
-                choice["logprobs"] = _logprobs(released) if req.logprobs else None
+                choice["logprobs"] = self._logprobs(released) if req.logprobs else None
             else:
                 choice["text"] = text
                 choice["logprobs"] = None
@@ -172,7 +186,7 @@ class OpenAIRoutes:
             choice: dict[str, Any] = {"index": 0, "finish_reason": finish if reply.chat or finish else ""}
             if reply.chat:
                 choice["delta"] = {"role": "assistant", "content": text}
-                choice["logprobs"] = _logprobs(deltas) if req.logprobs and deltas else None
+                choice["logprobs"] = self._logprobs(deltas) if req.logprobs and deltas else None
             else:
                 choice["text"] = text
                 choice["logprobs"] = None
@@ -272,15 +286,6 @@ def _usage(done: Done) -> dict:
         "prompt_tokens": done.prompt_tokens,
         "completion_tokens": done.completion_tokens,
         "total_tokens": done.prompt_tokens + done.completion_tokens,
-    }
-
-
-def _logprobs(deltas: list[TextDelta]) -> dict:
-    return {
-        "content": [
-            {"token": d.text, "logprob": d.logprob if d.logprob is not None else 0.0, "top_logprobs": []}
-            for d in deltas
-        ]
     }
 
 

@@ -2,7 +2,7 @@
 `/v1/completions`), with TGI's rules and error messages. Pure: a JSON body in, an
 `OpenAIRequest` or a `RequestInvalid` out.
 
-A parameter this server cannot honour (`n` > 1, tools, `logit_bias`, `top_logprobs`)
+A parameter this server cannot honour (`n` > 1, tools, `logit_bias`)
 is refused with a 422, never silently dropped.
 """
 
@@ -28,6 +28,7 @@ class OpenAIRequest:
     include_usage: bool
     logprobs: bool
     model: str
+    top_logprobs: int = 0  # alternatives per token in `logprobs` (only with `logprobs`)
 
 
 def parse_chat(payload: Any, limits: Limits) -> OpenAIRequest:
@@ -43,8 +44,6 @@ def parse_chat(payload: Any, limits: Limits) -> OpenAIRequest:
     top_logprobs = _integer(payload, "top_logprobs")
     if top_logprobs is not None and not 0 <= top_logprobs <= 5:
         raise RequestInvalid(f"`top_logprobs` must be >= 0 and <= 5. Given: {top_logprobs}")
-    if top_logprobs:
-        raise RequestInvalid("`top_logprobs` > 0 is not supported by this server; use `logprobs` alone")
     return OpenAIRequest(
         messages=tuple(_message(m, i) for i, m in enumerate(messages)),
         prompt=None,
@@ -55,6 +54,7 @@ def parse_chat(payload: Any, limits: Limits) -> OpenAIRequest:
         include_usage=_include_usage(payload),
         logprobs=logprobs,
         model=_model(payload),
+        top_logprobs=(top_logprobs or 0) if logprobs else 0,
     )
 
 

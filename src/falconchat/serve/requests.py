@@ -14,13 +14,18 @@ from typing import Any
 
 from falconchat.types import SamplingParams
 
-DEFAULT_MAX_NEW_TOKENS = 100
+DEFAULT_MAX_NEW_TOKENS = 1024  # TGI's default when a request names none (if the context leaves that much)
 MAX_STOP_SEQUENCES = 4
 MAX_TOP_N_TOKENS = 5  # TGI's --max-top-n-tokens default
 
 
 class RequestInvalid(ValueError):
-    """A 422 with TGI's `{"error", "error_type": "validation"}` body."""
+    """A 422 with TGI's `{"error", "error_type": "validation"}` body; on a streamed request
+    TGI sends it as one error event in a 200 event stream instead."""
+
+
+class ShapeInvalid(RequestInvalid):
+    """A body TGI could not even deserialize (not JSON, a wrong type): a 422 even when streamed."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,7 @@ class GenerateRequest:
     decoder_input_details: bool
     return_full_text: bool
     truncate: int | None
+    top_n_tokens: int  # 0: none
     sampling: bool
     seed: int | None  # as reported back in `details` (null for greedy)
 
@@ -49,16 +55,16 @@ def parse_json(body: bytes) -> Any:
     """JSON without NaN/Infinity (Python's json accepts them; TGI does not)."""
 
     def refuse(constant: str):
-        raise RequestInvalid(f"invalid JSON: {constant} is not a number")
+        raise ShapeInvalid(f"invalid JSON: {constant} is not a number")
 
     try:
         return json.loads(body, parse_constant=refuse)
     except RequestInvalid:
         raise
     except (ValueError, UnicodeDecodeError) as exc:
-        raise RequestInvalid(f"invalid JSON body: {exc}") from None
+        raise ShapeInvalid(f"invalid JSON body: {exc}") from None
     except RecursionError:  # thousands of nested arrays or objects: no request has that shape
-        raise RequestInvalid("invalid JSON body: nested too deeply") from None
+        raise ShapeInvalid("invalid JSON body: nested too deeply") from None
 
 
 def _typed(params: dict, name: str, kinds: tuple[type, ...], what: str):
@@ -66,9 +72,9 @@ def _typed(params: dict, name: str, kinds: tuple[type, ...], what: str):
     if value is None:
         return None
     if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
-        raise RequestInvalid(f"`{name}` must be {what}")
+        raise ShapeInvalid(f"`{name}` must be {what}")
     if isinstance(value, float) and not math.isfinite(value):
-        raise RequestInvalid(f"`{name}` must be a finite number")
+        raise ShapeInvalid(f"`{name}` must be a finite number")
     return value
 
 
@@ -80,7 +86,7 @@ def _integer(params: dict, name: str):
     value = _typed(params, name, (int, float), "an integer")
     if isinstance(value, float):
         if not value.is_integer():
-            raise RequestInvalid(f"`{name}` must be an integer")
+            raise ShapeInvalid(f"`{name}` must be an integer")
         value = int(value)
     return value
 
@@ -92,20 +98,21 @@ def _flag(params: dict, name: str) -> bool:
 def parse_request(payload: Any, limits: Limits, *, stream: bool | None = None) -> GenerateRequest:
     """Validate a `/generate` (`stream=False`), `/generate_stream` (`True`) or `/` (from the body) request."""
     if not isinstance(payload, dict):
-        raise RequestInvalid("the body must be a JSON object with `inputs`")
+        raise ShapeInvalid("the body must be a JSON object with `inputs`")
     inputs = payload.get("inputs")
     if not isinstance(inputs, str):
-        raise RequestInvalid("`inputs` must be a string")
+        raise ShapeInvalid("`inputs` must be a string")
     if not inputs:
         raise RequestInvalid("`inputs` cannot be empty")
     params = payload.get("parameters")
     params = {} if params is None else params  # only null means "not given": [] or "" are wrong types
     if not isinstance(params, dict):
-        raise RequestInvalid("`parameters` must be an object")
+        raise ShapeInvalid("`parameters` must be an object")
+    compat = stream is None
     if stream is None:
         stream = payload.get("stream", False)
         if not isinstance(stream, bool):
-            raise RequestInvalid("`stream` must be true or false")
+            raise ShapeInvalid("`stream` must be true or false")
     if stream and params.get("decoder_input_details"):
         raise RequestInvalid("`decoder_input_details` == true is not supported when streaming tokens")
 
@@ -151,7 +158,9 @@ def parse_request(payload: Any, limits: Limits, *, stream: bool | None = None) -
     constraint = grammar_constraint(params.get("grammar"))
     stops = params.get("stop")
     stops = [] if stops is None else stops
-    if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops):
+    if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
+        raise ShapeInvalid("`stop` must be a list of strings")
+    if not all(stops):
         raise RequestInvalid("`stop` must be a list of non-empty strings")
     if len(stops) > limits.max_stop_sequences:
         raise RequestInvalid(f"`stop` supports up to {limits.max_stop_sequences} stop sequences. Given: {len(stops)}")
@@ -170,7 +179,7 @@ def parse_request(payload: Any, limits: Limits, *, stream: bool | None = None) -
         inputs=inputs,
         params=SamplingParams(
             temperature=(temperature if temperature is not None else 1.0) if sampling else 0.0,
-            max_new_tokens=max_new_tokens or DEFAULT_MAX_NEW_TOKENS,
+            max_new_tokens=max_new_tokens or 0,  # 0: not given (see `resolve_max_new_tokens`)
             top_p=top_p if top_p is not None else 1.0,
             top_k=top_k or 0,
             repetition_penalty=repetition_penalty if repetition_penalty is not None else 1.0,
@@ -184,11 +193,20 @@ def parse_request(payload: Any, limits: Limits, *, stream: bool | None = None) -
         stream=stream,
         details=_flag(params, "details"),
         decoder_input_details=_flag(params, "decoder_input_details"),
-        return_full_text=_flag(params, "return_full_text"),
+        # As TGI for a text-generation model: `POST /` returns the full text unless told otherwise.
+        return_full_text=_flag(params, "return_full_text") if params.get("return_full_text") is not None else compat,
         truncate=truncate,
+        top_n_tokens=top_n_tokens or 0,
         sampling=sampling,
         seed=seed if sampling else None,
     )
+
+
+def resolve_max_new_tokens(requested: int, input_tokens: int, limits: Limits) -> int:
+    """What a request may generate: as asked, or (not given) TGI's default as far as the context leaves."""
+    if requested:
+        return requested
+    return max(1, min(DEFAULT_MAX_NEW_TOKENS, limits.max_total_tokens - input_tokens))
 
 
 def check_length(input_tokens: int, max_new_tokens: int, limits: Limits) -> None:

@@ -9,20 +9,28 @@ away is dropped from the queue, or its generation is closed within a token.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import ipaddress
-import json
 import sys
 import time
-from typing import Any
 
 from falconchat import __version__
 from falconchat.errors import ConfigError, FalconchatError, Overloaded
 from falconchat.serve.engine import Engine, Job, ServerStopping
+from falconchat.serve.generate_api import GenerateReplies, sse
 from falconchat.serve.metrics import Metrics
 from falconchat.serve.openai_api import OpenAIRoutes
-from falconchat.serve.requests import GenerateRequest, Limits, RequestInvalid, check_length, parse_json, parse_request
-from falconchat.types import Done, TextDelta
+from falconchat.serve.requests import (
+    GenerateRequest,
+    Limits,
+    RequestInvalid,
+    ShapeInvalid,
+    check_length,
+    parse_json,
+    parse_request,
+    resolve_max_new_tokens,
+)
 
 MAX_BODY_BYTES = 2_000_000
 DISCONNECT_POLL_S = 0.1
@@ -52,7 +60,7 @@ class TgiServer:
         self.engine = Engine(backend, max_waiting, self._note)
         self.metrics = Metrics(self.engine.load)
         self.active: set[Job] = set()  # jobs whose handlers are waiting on the engine
-        self.eos_id, self.eos_text = backend.eos()
+        self.replies = GenerateReplies(self)
 
     def app(self):
         from aiohttp import web
@@ -67,6 +75,8 @@ class TgiServer:
         app.router.add_post("/generate_stream", self.generate_stream)
         app.router.add_get("/info", self.info)
         app.router.add_get("/health", self.health)
+        app.router.add_get("/", self.health)  # as TGI: a load balancer's probe of the root
+        app.router.add_get("/ping", self.health)  # SageMaker's health route, which TGI answers
         app.router.add_post("/tokenize", self.tokenize)
         app.router.add_get("/metrics", self.metrics_text)
         OpenAIRoutes(self).add_to(app)
@@ -89,6 +99,8 @@ class TgiServer:
                 response = await handler(request)
         except web.HTTPRequestEntityTooLarge:
             response = tgi_error(413, f"the body is larger than {MAX_BODY_BYTES} bytes", "validation")
+        except web.HTTPNotFound:
+            response = web.Response(status=404)  # as TGI (axum): an unknown route is a bare 404
         except web.HTTPException as exc:
             response = tgi_error(exc.status, exc.reason, "validation")
         self._log(request, response.status, time.monotonic() - started)
@@ -173,10 +185,15 @@ class TgiServer:
         return await self._serve(request, stream=True)
 
     async def _serve(self, request, stream: bool | None):
+        payload = None
         try:
-            req = parse_request(parse_json(await request.read()), self.limits, stream=stream)
-            prompt, input_tokens = await asyncio.get_running_loop().run_in_executor(None, self._prepare, req)
+            payload = parse_json(await request.read())
+            req = parse_request(payload, self.limits, stream=stream)
+            req, prompt, input_tokens = await asyncio.get_running_loop().run_in_executor(None, self._prepare, req)
         except RequestInvalid as exc:
+            streamed = stream if stream is not None else isinstance(payload, dict) and payload.get("stream") is True
+            if streamed and not isinstance(exc, ShapeInvalid):
+                return await self._stream_error(request, str(exc))
             return tgi_error(422, str(exc), "validation")
         job = Job(req, prompt, asyncio.get_running_loop())
         try:
@@ -186,8 +203,8 @@ class TgiServer:
         self.active.add(job)
         try:
             if req.stream:
-                return await self._stream(request, job, input_tokens)
-            return await self._whole(request, job, compat=stream is None)
+                return await self.replies.stream(request, job, input_tokens)
+            return await self.replies.whole(request, job, compat=stream is None)
         finally:
             self.active.discard(job)
             if job.outcome == "cancelled":
@@ -201,15 +218,28 @@ class TgiServer:
             job.cancel()
             job.events.put_nowait(ServerStopping("the server is shutting down"))
 
-    def _prepare(self, req: GenerateRequest) -> tuple[str, int]:
-        """The prompt (truncated to its last `truncate` tokens when asked) and its length, checked."""
+    async def _stream_error(self, request, message: str):
+        """As TGI: a streamed request refused by validation is a 200 event stream of one error event."""
+        from aiohttp import web
+
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        await response.write(sse({"error": message, "error_type": "validation"}))
+        await response.write_eof()
+        return response
+
+    def _prepare(self, req: GenerateRequest) -> tuple[GenerateRequest, str, int]:
+        """The request with its `max_new_tokens` settled, the prompt (truncated to its last
+        `truncate` tokens when asked) and its length, checked."""
         tokens = self.backend.tokens(req.inputs)
         prompt = req.inputs
         if req.truncate is not None and len(tokens) > req.truncate:
             tokens = tokens[-req.truncate :]
             prompt = self.backend.text(tokens)
-        check_length(len(tokens), req.params.max_new_tokens, self.limits)
-        return prompt, len(tokens)
+        max_new = resolve_max_new_tokens(req.params.max_new_tokens, len(tokens), self.limits)
+        check_length(len(tokens), max_new, self.limits)
+        req = dataclasses.replace(req, params=req.params.with_changes(max_new_tokens=max_new))
+        return req, prompt, len(tokens)
 
     async def _next(self, request, job: Job):
         """The engine's next event; None if the client has gone."""
@@ -225,124 +255,10 @@ class TgiServer:
                 raise item
             return item
 
-    async def _stream(self, request, job: Job, input_tokens: int):
-        from aiohttp import web
-
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-        await response.prepare(request)
-        text: list[str] = []
-        held: TextDelta | None = None  # each token is sent when the next event says whether it is the last
-        try:
-            while True:
-                try:
-                    event = await self._next(request, job)
-                except Exception as exc:
-                    job.outcome = "error"
-                    await response.write(_sse({"error": self._failure(exc), "error_type": "generation"}))
-                    return response
-                if event is None:
-                    return response
-                if isinstance(event, TextDelta):
-                    if held is not None:
-                        await response.write(_sse({"token": _token(held), "generated_text": None, "details": None}))
-                    held = event
-                    text.append(event.text)
-                    continue
-                job.outcome = "done"
-                self.metrics.finished(job, event)
-                finish = _finish(event)
-                if finish == "eos_token" or held is None:
-                    if held is not None:  # the last text token, then the end token carries the details
-                        await response.write(_sse({"token": _token(held), "generated_text": None, "details": None}))
-                    last = self._eos_token()
-                else:
-                    last = _token(held)
-                generated = "".join(text)
-                await response.write(
-                    _sse(
-                        {
-                            "token": last,
-                            "generated_text": (job.request.inputs + generated)
-                            if job.request.return_full_text
-                            else generated,
-                            "details": {
-                                "finish_reason": finish,
-                                "generated_tokens": _generated_tokens(event),
-                                "seed": job.request.seed,
-                                "input_length": input_tokens,
-                            },
-                        }
-                    )
-                )
-                return response
-        except (ConnectionResetError, ConnectionError):
-            return response
-
-    async def _whole(self, request, job: Job, compat: bool):
-        from aiohttp import web
-
-        deltas: list[TextDelta] = []
-        while True:
-            try:
-                event = await self._next(request, job)
-            except Exception as exc:
-                job.outcome = "error"
-                return tgi_error(424, self._failure(exc), "generation")
-            if event is None:
-                return web.Response(status=499)
-            if isinstance(event, TextDelta):
-                deltas.append(event)
-                continue
-            job.outcome = "done"
-            headers = self.metrics.finished(job, event)
-            generated = "".join(d.text for d in deltas)
-            body: dict[str, Any] = {
-                "generated_text": (job.request.inputs + generated) if job.request.return_full_text else generated
-            }
-            if job.request.details:
-                tokens = [_token(d) for d in deltas]
-                if _finish(event) == "eos_token":
-                    tokens.append(self._eos_token())
-                body["details"] = {
-                    "finish_reason": _finish(event),
-                    "generated_tokens": _generated_tokens(event),
-                    "seed": job.request.seed,
-                    "prefill": self._prefill(job) if job.request.decoder_input_details else [],
-                    "tokens": tokens,
-                    "top_tokens": None,
-                    "best_of_sequences": None,
-                }
-            return web.json_response([body] if compat else body, headers=headers)
-
-    def _eos_token(self) -> dict:
-        return {"id": self.eos_id, "text": self.eos_text, "logprob": None, "special": True}
-
-    def _prefill(self, job: Job) -> list[dict]:
-        return [{"id": i, "text": t, "logprob": None} for i, t, _, _ in self.backend.token_pieces(job.prompt)]
-
     def _failure(self, exc: Exception) -> str:
         if isinstance(exc, ServerStopping):
             return str(exc)
         return exc.message if isinstance(exc, FalconchatError) else f"generation failed: {type(exc).__name__}"
-
-
-def _token(delta: TextDelta) -> dict:
-    return {"id": delta.token_id, "text": delta.text, "logprob": delta.logprob, "special": False}
-
-
-def _generated_tokens(done: Done) -> int:
-    """As TGI counts them: the end token is one of them."""
-    return done.completion_tokens + (1 if _finish(done) == "eos_token" else 0)
-
-
-def _finish(done: Done) -> str:
-    if done.finish_reason == "length":
-        return "length"
-    return "stop_sequence" if done.stop_sequence else "eos_token"
-
-
-def _sse(payload: dict) -> bytes:
-    return b"data:" + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n"
 
 
 # ---- running it ------------------------------------------------------------------------------
