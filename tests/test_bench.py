@@ -27,7 +27,7 @@ ROWS = [
     "batch of 8 prompts, -j 8",
     "serve, 8 streaming clients at once",
     "serve, 8 clients at once: time to first token",
-    "serve, 8 clients, 4 of them held to a JSON schema",
+    "serve, 8 clients: the 4 free ones' tokens/s beside 4 held to a JSON schema",
     "one request alone through the batching engine",
     f"decode tokens/s, {LOADED} busy loop(s) on",
     f"decode tokens/s, {LOADED} busy loop(s) (default threads) vs 1 thread",
