@@ -192,7 +192,8 @@ def test_post_root_with_stream_answers_server_sent_events(server):
         assert set(event["token"]) >= {"id", "text", "logprob", "special"}
     assert all(event["details"] is None for event in events[:-1])
     assert events[-1]["details"]["finish_reason"] in FINISH_REASONS
-    assert events[-1]["generated_text"] == "".join(
+    # POST / returns the full text by default, as TGI for a text-generation model.
+    assert events[-1]["generated_text"] == FRANCE + "".join(
         event["token"]["text"] for event in events if not event["token"]["special"]
     )
 
