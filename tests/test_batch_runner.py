@@ -38,6 +38,7 @@ class FakeEndpoint:
 
 
 class FakeBackend:
+    name = "fake"
     context_length = 2048
     takes_messages = False
 

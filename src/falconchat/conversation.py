@@ -36,12 +36,14 @@ class Conversation:
         """The prompt that has the model go on with the last reply where it stopped."""
         return fit_continuation(self.system, self.turns, count_tokens, budget)
 
-    def record_continuation(self, events: TokenStream) -> TokenStream:
+    def record_continuation(self, events: TokenStream, *, model: str | None = None) -> TokenStream:
         """Like `record`, appending to the last turn's reply (which is untouched until the stream starts)."""
         turn = self.turns.pop()
-        yield from self.record(turn.user, events, continuing=turn)
+        yield from self.record(turn.user, events, continuing=turn, model=model)
 
-    def record(self, message: str, events: TokenStream, *, continuing: Turn | None = None) -> TokenStream:
+    def record(
+        self, message: str, events: TokenStream, *, continuing: Turn | None = None, model: str | None = None
+    ) -> TokenStream:
         """Pass `events` through and keep the exchange, however it ends.
 
         A reply cut by Ctrl-C (the stream closed, or KeyboardInterrupt raised
@@ -50,7 +52,7 @@ class Conversation:
         leaves the conversation as it was: a message with no reply is not sent
         again as context (the REPL's input history still has it).
         """
-        turn = Turn(user=message, status="cut")
+        turn = Turn(user=message, status="cut", model=model or (continuing.model if continuing else None))
         self.turns.append(turn)
         parts: list[str] = [continuing.assistant if continuing else ""]
         try:

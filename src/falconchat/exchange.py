@@ -40,7 +40,7 @@ def answer(
         events = backend.stream_messages(fitted.messages, params)
     else:
         events = backend.stream(fitted.text, params)
-    done = _run(conversation.record(message, separate_reasoning(events)), fitted, writer, reasoning)
+    done = _run(conversation.record(message, separate_reasoning(events), model=backend.name), fitted, writer, reasoning)
     last = conversation.last
     if done.finish_reason != "cancelled" and last is not None and not last.assistant.strip():
         notice("(the model ended without writing any text)")  # an empty reply is never silent
@@ -58,7 +58,9 @@ def continue_answer(
     if backend.takes_messages:
         raise InputError('/continue needs a model that takes a text prompt (format = "falcon"); /retry works')
     fitted = _fit(lambda budget: conversation.prompt_to_continue(backend.count_tokens, budget), backend, params, notice)
-    return _run(conversation.record_continuation(backend.stream(fitted.text, params)), fitted, writer)
+    return _run(
+        conversation.record_continuation(backend.stream(fitted.text, params), model=backend.name), fitted, writer
+    )
 
 
 def _fit(

@@ -64,7 +64,7 @@ def save(path: Path, session: Session) -> None:
         "system": conv.system,
         # The constraint (--schema, --json-mode) is left out on purpose: it is given each time.
         "params": {**_without(asdict(session.params), "constraint"), "stop": list(session.params.stop)},
-        "turns": [asdict(t) for t in conv.turns],
+        "turns": [{k: v for k, v in asdict(t).items() if v is not None} for t in conv.turns],
     }
     write_private(path, _escape_controls(json.dumps(document, ensure_ascii=False, indent=1)) + "\n")
 
@@ -109,9 +109,10 @@ def _from_document(doc) -> Session:
             and isinstance(turn.get("user"), str)
             and isinstance(turn.get("assistant"), str)
             and turn.get("status") in STATUSES
+            and isinstance(turn.get("model", ""), str)
         ):
             raise ValueError("a turn is malformed")
-        loaded.append(Turn(user=turn["user"], assistant=turn["assistant"], status=turn["status"]))
+        loaded.append(Turn(turn["user"], turn["assistant"], turn["status"], turn.get("model")))
     return Session(Conversation(system=system, turns=loaded), model, _params(doc.get("params", {})))
 
 
@@ -159,7 +160,8 @@ def export_markdown(path: Path, conversation: Conversation, model: str) -> None:
             "cut": " *(cut short)*",
             "error": " *(incomplete: an error ended it)*",
         }.get(turn.status, "")
-        lines += ["## You", "", sanitize(turn.user), "", f"## {model}{note}", "", sanitize(turn.assistant), ""]
+        wrote = sanitize(turn.model) if turn.model else model  # older sessions: the current model
+        lines += ["## You", "", sanitize(turn.user), "", f"## {wrote}{note}", "", sanitize(turn.assistant), ""]
     write_private(path, "\n".join(lines))
 
 

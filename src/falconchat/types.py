@@ -76,6 +76,7 @@ class Turn:
     user: str
     assistant: str = ""
     status: Literal["complete", "length", "cut", "error"] = "complete"
+    model: str | None = None  # the model that wrote the reply (None: a session saved before this was kept)
 
 
 ConstraintKind = Literal["json_schema", "json", "regex", "gbnf"]

@@ -407,3 +407,31 @@ def test_text_typed_while_a_reply_streams_is_not_echoed_into_it(terminals, tgi_e
     term.keys("C-d")
     assert term.wait_exit() == 0
     assert "typedwhilestreaming" not in term.scrollback(joined=True)
+
+
+def test_export_labels_each_reply_with_the_model_that_wrote_it(terminals, tgi_endpoint, tmp_path):
+    """Item 17: after /model, /export labelled every reply with the current model."""
+    tgi_endpoint.stream([" Noted"], "eos_token")
+    url = tgi_endpoint.url
+    write_config(
+        tmp_path,
+        f'[models.first]\nbackend = "tgi"\nendpoint = "{url}"\n[models.second]\nbackend = "tgi"\nendpoint = "{url}"\n',
+    )
+    term = terminals("-m", "first")
+    term.wait_for(toolbar_drawn)
+    term.say("one")
+    term.wait_for("Noted")
+    term.wait_prompt()
+    term.say("/model second")
+    term.wait_for("now talking to")
+    term.wait_prompt()
+    term.say("two")
+    term.wait_for(lambda s: s.count("Noted") == 2)
+    term.wait_prompt()
+    out = tmp_path / "talk.md"
+    term.say(f"/export {out}")
+    term.wait_for(lambda s: out.exists(), timeout=20)
+    term.keys("C-d")
+    term.wait_exit()
+    labels = [line for line in out.read_text().splitlines() if line.startswith("## ") and line != "## You"]
+    assert labels == ["## first", "## second"], out.read_text()

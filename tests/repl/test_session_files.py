@@ -331,3 +331,42 @@ def test_export_of_an_empty_conversation(tmp_path):
     path = tmp_path / "empty.md"
     sessions.export_markdown(path, Conversation(), "smollm2")
     assert path.read_text().strip() == "# Conversation with smollm2"
+
+
+# ---- each reply remembers the model that wrote it (issue 15, item 17) --------------------------
+
+
+def test_each_turns_model_round_trips_and_labels_the_export(tmp_path):
+    conv = Conversation(system="", turns=[Turn("hi", "hello", model="falcon-7b"), Turn("and?", "more", model="qwen")])
+    path = tmp_path / "s.json"
+    sessions.save(path, sessions.Session(conv, "qwen", SamplingParams()))
+    loaded = sessions.load(path)
+    assert [t.model for t in loaded.conversation.turns] == ["falcon-7b", "qwen"]
+    out = tmp_path / "s.md"
+    sessions.export_markdown(out, loaded.conversation, "qwen")
+    assert "## falcon-7b" in out.read_text() and "## qwen" in out.read_text()
+
+
+def test_a_session_saved_without_turn_models_still_loads_and_exports_with_the_current_one(tmp_path):
+    path = tmp_path / "old.json"
+    sessions.save(path, sessions.Session(Conversation(system="", turns=[Turn("hi", "hello")]), "m", SamplingParams()))
+    document = json.loads(path.read_text())
+    assert "model" not in document["turns"][0]  # as files written before turns kept it
+    loaded = sessions.load(path)
+    assert loaded.conversation.turns[0].model is None
+    out = tmp_path / "old.md"
+    sessions.export_markdown(out, loaded.conversation, "current")
+    assert "## current" in out.read_text()
+
+
+def test_recording_a_reply_keeps_its_model_and_a_continuation_is_labelled_by_the_last_writer():
+    from falconchat.types import Done, TextDelta
+
+    def stream(*events):
+        yield from events
+
+    conv = Conversation(system="", turns=[])
+    list(conv.record("hi", stream(TextDelta("a"), Done("length")), model="first"))
+    assert conv.turns[-1].model == "first"
+    list(conv.record_continuation(stream(TextDelta("b"), Done("stop")), model="second"))
+    assert conv.turns[-1].model == "second" and conv.turns[-1].assistant == "ab"

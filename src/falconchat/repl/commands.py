@@ -241,7 +241,7 @@ class Commands:
             note = {"length": " (length limit)", "cut": " (cut)", "error": " (incomplete)"}.get(turn.status, "")
             console.print(Text("You: ", style="bold cyan") + Text(sanitize(turn.user)))
             console.print(
-                Text(sanitize(f"{self.state.backend.name}{note}: "), style="bold green")
+                Text(sanitize(f"{turn.model or self.state.backend.name}{note}: "), style="bold green")
                 + Text(sanitize(turn.assistant))
             )
         if not conversation.turns:
