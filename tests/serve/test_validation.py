@@ -181,3 +181,18 @@ def test_a_wrong_method_is_a_405_with_the_error_body(server):
     response = requests.get(server.url + "/generate", timeout=10)
     assert response.status_code == 405
     assert set(response.json()) == {"error", "error_type"}
+
+
+@pytest.mark.parametrize("route", ["/generate", "/generate_stream"])
+def test_validation_messages_start_as_tgis(server, route):
+    """Clients match on TGI's wording: a refused parameter reads `Input validation error: …`,
+    in a 422 body or, streamed, in the one error event."""
+    response = send(server.url + route, {"inputs": "hi", "parameters": {"top_n_tokens": 6}}, timeout=REFUSAL_TIMEOUT_S)
+    if route == "/generate":
+        assert response.status_code == 422, response.text
+        error = response.json()
+    else:
+        assert response.status_code == 200, response.text
+        error = json.loads(response.content.strip().splitlines()[0][5:])
+    assert error["error"].startswith("Input validation error: "), error
+    assert "top_n_tokens" in error["error"]

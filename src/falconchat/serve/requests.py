@@ -21,11 +21,19 @@ MAX_TOP_N_TOKENS = 5  # TGI's --max-top-n-tokens default
 
 class RequestInvalid(ValueError):
     """A 422 with TGI's `{"error", "error_type": "validation"}` body; on a streamed request
-    TGI sends it as one error event in a 200 event stream instead."""
+    TGI sends it as one error event in a 200 event stream instead. Its text starts as TGI's
+    validation messages do, so clients that match on it keep working."""
+
+    def __str__(self) -> str:
+        return f"Input validation error: {super().__str__()}"
 
 
 class ShapeInvalid(RequestInvalid):
-    """A body TGI could not even deserialize (not JSON, a wrong type): a 422 even when streamed."""
+    """A body TGI could not even deserialize (not JSON, a wrong type): a 422 even when streamed.
+    TGI's JSON extractor, not its validation, refuses these: no validation prefix."""
+
+    def __str__(self) -> str:
+        return ValueError.__str__(self)
 
 
 @dataclass(frozen=True)
