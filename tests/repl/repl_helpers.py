@@ -109,7 +109,7 @@ class Chat:
 
     # ---- the conversation through /history -------------------------------------------
 
-    def history(self, model: str = MODEL) -> list[tuple[str, str]]:
+    def history(self, model: str | tuple[str, ...] = MODEL) -> list[tuple[str, str]]:
         return parse_history(self.say("/history"), model)
 
     def reply_to(self, text: str, model: str = MODEL) -> str:
@@ -138,13 +138,15 @@ class Chat:
             self.child.terminate(force=True)
 
 
-def parse_history(shown: str, model: str = MODEL) -> list[tuple[str, str]]:
+def parse_history(shown: str, model: str | tuple[str, ...] = MODEL) -> list[tuple[str, str]]:
     """/history's output as [(user, reply)]: a line starting "You: " opens a message,
     one starting "MODEL: " (or "MODEL (cut): …") opens its reply; lines go with the
-    entry above them."""
+    entry above them. Each reply is labelled with the model that wrote it: after /model,
+    pass every name the conversation has used."""
     turns: list[list[str]] = []
     current = None
-    reply_start = re.compile(rf"^{re.escape(model)}( \((cut|incomplete|length limit)\))?: ?")
+    names = "|".join(re.escape(name) for name in ((model,) if isinstance(model, str) else model))
+    reply_start = re.compile(rf"^(?:{names})( \((cut|incomplete|length limit)\))?: ?")
     lines = shown.split("\n")
     # The first line is the echo of "/history" itself.
     for line in lines[1:] if lines and "/history" in lines[0] else lines:

@@ -108,11 +108,13 @@ def test_model_switch_keeps_the_history(chats, other_model):
     shown = chat.say("/model other")
     assert "now talking to other" in shown
     assert "other" in chat.say("/show")
-    after = chat.history(model="other")
+    both = ("smollm2", "other")  # each reply is labelled with the model that wrote it
+    after = chat.history(model=both)
     assert [user for user, _ in after] == [user for user, _ in before]
     assert after[0][1] == before[0][1]
     chat.say("What is the capital of Italy?")
-    assert [user for user, reply in chat.history(model="other") if reply] == [FRANCE, "What is the capital of Italy?"]
+    assert [user for user, reply in chat.history(model=both) if reply] == [FRANCE, "What is the capital of Italy?"]
+    assert [user for user, reply in chat.history(model="other") if reply] == ["What is the capital of Italy?"]
 
 
 def test_model_with_an_unknown_name_is_a_notice(chats, other_model):

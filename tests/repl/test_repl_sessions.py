@@ -53,7 +53,7 @@ def test_save_then_load_in_a_new_process_restores_the_conversation(chats, tmp_pa
 def test_save_without_a_name_outside_a_session_asks_for_one(chats, tmp_path):
     chat = chats()
     chat.say(FRANCE)
-    assert "usage: /save NAME" in chat.say("/save")
+    assert "usage: /save [NAME]" in chat.say("/save")
     assert "bad session name" in chat.say("/save no spaces allowed")
     chat.ctrl_d()
     assert not sessions_dir(tmp_path).exists()
