@@ -1,4 +1,4 @@
-"""Running a command in process with captured streams (as tests/cli/test_in_process.py does)."""
+"""Running a command in process with captured streams: a `cli.environment.Environment` over bytes."""
 
 from __future__ import annotations
 
