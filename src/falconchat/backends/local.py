@@ -264,7 +264,7 @@ class LocalBackend:
         should_stop: Callable[[], bool],
         grammar: str | None = None,
     ):
-        """The single-sequence path: (token, logprob, top) from from llama-cpp-python's own loop,
+        """The single-sequence path: (token, logprob, top) from llama-cpp-python's own loop,
         or, held to a grammar, from the batching engine's sampler one token at a time."""
         if grammar is not None:
             yield from self._sample_constrained(llm, tokens, params, seed, logprobs, should_stop, grammar)
