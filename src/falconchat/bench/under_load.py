@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from falconchat.backends.threads import ThreadPolicy, choose_threads, usable_cores
 from falconchat.bench.stats import Row, median
 from falconchat.config import ModelSpec
-from falconchat.types import SamplingParams
+from falconchat.types import SamplingParams, TextDelta
 
 # Bounded: a busy loop ends by itself after `limit` seconds even if bench is killed.
 BUSY_LOOP = "import time\nend = time.monotonic() + {limit}\nwhile time.monotonic() < end:\n    pass\n"
@@ -81,11 +81,34 @@ def policies(cores: int) -> dict[str, object]:
     }
 
 
-def decode_rate(backend, tokens: int) -> float:
-    """Tokens/s after the first token of a greedy reply that runs to `tokens`."""
-    events = list(backend.generate(COUNTING, SamplingParams(temperature=0, max_new_tokens=tokens)))
-    done = events[-1]
-    return (done.completion_tokens - 1) / (done.total_s - (done.first_token_s or 0.0))
+# A policy that stalls under load (all cores with a competitor: under 1 token/s) would take
+# minutes to reach `tokens`; its rate is read over this long instead.
+MEASURE_CAP_S = 8.0
+
+
+def decode_rate(backend, tokens: int, cap_s: float = MEASURE_CAP_S) -> float:
+    """Tokens/s after the first token of a greedy reply that runs to `tokens` (or `cap_s`)."""
+    stream = backend.generate(COUNTING, SamplingParams(temperature=0, max_new_tokens=tokens))
+    first_at = last_at = None
+    count = 0
+    try:
+        for event in stream:
+            if not isinstance(event, TextDelta):
+                continue
+            last_at = time.perf_counter()
+            if first_at is None:
+                first_at = last_at
+                continue
+            count += 1
+            if last_at - first_at >= cap_s:
+                break
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
+    if first_at is None or last_at is None or last_at <= first_at:
+        return 0.0
+    return count / (last_at - first_at)
 
 
 def measure(backend, loads: list[int], reps: int, tokens: int, step=lambda what: None) -> dict[tuple[int, str], float]:
