@@ -435,3 +435,41 @@ def test_export_labels_each_reply_with_the_model_that_wrote_it(terminals, tgi_en
     term.wait_exit()
     labels = [line for line in out.read_text().splitlines() if line.startswith("## ") and line != "## You"]
     assert labels == ["## first", "## second"], out.read_text()
+
+
+def test_keys_typed_while_a_reply_streams_wait_at_the_next_prompt(terminals, tgi_endpoint):
+    """Item 17, typeahead: unseen while the reply streams, then the start of the next message."""
+    words = [" word"] * 60
+
+    def slow_reply(reply) -> None:
+        reply.start_stream()
+        for i, text in enumerate(words):
+            last = i == len(words) - 1
+            details = {"finish_reason": "length", "generated_tokens": len(words), "seed": None}
+            reply.token(text, generated_text="".join(words) if last else None, details=details if last else None)
+            time.sleep(0.05)
+        reply.end_stream()
+
+    tgi_endpoint.script(slow_reply)
+    term = terminals("--plain", "--endpoint", tgi_endpoint.url)
+    term.wait_for(toolbar_drawn)
+    term.say("talk a while")
+    term.wait_for("word word word")
+    term.type("typedahead")
+    term.wait_for(lambda s: term.prompt_line() == ">>> typedahead", timeout=20)
+    assert term.scrollback(joined=True).count("typedahead") == 1  # at the prompt, not in the reply
+    term.keys("C-u", "C-d")
+    assert term.wait_exit() == 0
+
+
+def test_keys_typed_while_the_endpoint_is_probed_wait_for_the_prompt(terminals, silent_url):
+    """Item 17: the chat gives an endpoint that never answers 5 s to say its API; keys typed
+    meanwhile are not echoed above the banner, they are the prompt's first text."""
+    term = terminals("--endpoint", silent_url)
+    time.sleep(2)  # the process has started and is waiting for the endpoint
+    assert ">>>" not in term.screen()
+    term.type("early")
+    term.wait_for(lambda s: term.prompt_line() == ">>> early", timeout=20)
+    assert term.scrollback(joined=True).count("early") == 1, term.scrollback()
+    term.keys("C-u", "C-d")
+    assert term.wait_exit(timeout=10) == 0

@@ -50,6 +50,7 @@ def chat_session(
     from falconchat.config import user_data_dir
     from falconchat.config_values import SAMPLING_KEYS
     from falconchat.conversation import Conversation
+    from falconchat.repl.input import typing_hidden
     from falconchat.repl.session import Repl
     from falconchat.repl.state import ReplOptions
 
@@ -73,10 +74,17 @@ def chat_session(
             params = kept.params.with_changes(**given, constraint=settings.sampling.constraint)
             if flags.get("system") is not None:
                 conversation.system = settings.system
-    settings = replace(settings, model=chat_model(settings.model))  # `--endpoint URL` alone: its API, now
-    backend = open_backend(settings.model)
+    # Keys typed while the endpoint is probed or the model loads are not echoed above the
+    # banner: they wait, unseen, for the prompt (as they do while a reply streams).
+    with typing_hidden(env.stdin):
+        settings = replace(settings, model=chat_model(settings.model))  # `--endpoint URL` alone: its API, now
+        backend = open_backend(settings.model)
+        try:
+            backend.warm_up()  # a missing or broken model file fails now, not at the first message
+        except BaseException:
+            backend.close()
+            raise
     try:
-        backend.warm_up()  # a missing or broken model file fails now, not at the first message
         options = ReplOptions(
             plain=settings.plain,
             verbose=settings.verbose,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import fields
 
@@ -157,12 +158,15 @@ class Commands:
         if arg not in options.models or options.open_backend is None:
             self.repl.notice(f"unknown model {arg!r}; known: {', '.join(sorted(options.models))}")
             return
-        backend = options.open_backend(options.models[arg])
-        try:
-            backend.warm_up()  # fail here, keeping the current model, rather than at the next message
-        except FalconchatError:
-            backend.close()
-            raise
+        from falconchat.repl.input import typing_hidden
+
+        with typing_hidden(sys.stdin):  # keys typed while an endpoint is probed wait for the prompt
+            backend = options.open_backend(options.models[arg])
+            try:
+                backend.warm_up()  # fail here, keeping the current model, rather than at the next message
+            except FalconchatError:
+                backend.close()
+                raise
         self.state.backend.close()
         self.state.backend = backend
         self.repl.notice(f"now talking to {backend.describe()}; the conversation goes with it")

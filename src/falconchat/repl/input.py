@@ -124,12 +124,14 @@ class SlashCompleter(Completer):
 
 
 @contextmanager
-def typing_hidden(stdin: IO[str]) -> Iterator[None]:
+def typing_hidden(stdin: IO[str] | None) -> Iterator[None]:
     """While a reply streams, keys typed are not echoed into the middle of it: the terminal's
     ECHO is off until the reply ends (what was typed stays queued for the next prompt)."""
     try:
         import termios
 
+        if stdin is None:
+            raise ValueError("no standard input")
         fd = stdin.fileno()
         saved = termios.tcgetattr(fd)
     except (ImportError, AttributeError, ValueError, OSError):  # not a terminal: nothing is echoed
