@@ -11,6 +11,7 @@ import pytest
 
 import falconchat.backends
 from falconchat.backends.local import default_sequences
+from falconchat.batch import command
 from falconchat.batch import runner as batch
 from falconchat.batch.input import parse_lines
 from falconchat.batch.progress import Notes
@@ -144,7 +145,7 @@ def test_default_concurrency_per_backend(backend, asked, expected):
         def write(self, text):
             notes.append(text)
 
-    assert batch.concurrency_for(spec, asked, Collect()) == expected
+    assert command.concurrency_for(spec, asked, Collect()) == expected
     assert bool(notes) == (asked is not None and asked != expected)  # it says "-j 4 runs as -j 1"
 
 

@@ -17,19 +17,16 @@ import random
 import threading
 import time
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
-from falconchat.batch.input import Item, Parsed, detect_format, parse_lines
+from falconchat.batch.input import Item
 from falconchat.errors import (
     AuthRejected,
     ConfigError,
-    ExitCode,
     FalconchatError,
-    InputError,
     Overloaded,
     Timeout,
     Unreachable,
-    UsageError,
 )
 from falconchat.types import Done
 
@@ -40,9 +37,7 @@ BACKOFF_S = 1.0  # the first retry waits about this long; each next one twice as
 MAX_BACKOFF_S = 30.0
 RETRYABLE = (Overloaded, Unreachable, Timeout)  # may pass: a busy or restarting replica
 FATAL = (AuthRejected, ConfigError)  # the same for every item: stop rather than fail them all
-DEFAULT_CONCURRENCY = 8  # for endpoints; `local` decodes as many together as its engine is sized for
 JOIN_S = 2.0  # how long a stop waits for workers (a hung request is abandoned after it)
-MAX_REPORTED = 20  # bad lines listed before "… and N more"
 
 
 @dataclass(frozen=True)
@@ -68,83 +63,6 @@ class Outcome:
 
 class Cancelled(Exception):
     pass
-
-
-def run_batch(settings, options: BatchOptions, *, stdin: TextIO | None, stdout: TextIO, stderr: IO[str]) -> int:
-    """Read, check, run and write; returns the exit code (0 all answered, 1 some failed, 130 Ctrl-C)."""
-    from falconchat.batch.output import OutputFile, StdoutOutput
-    from falconchat.batch.progress import Notes, summary_line
-
-    if options.input_format not in ("auto", "jsonl", "lines"):
-        raise UsageError(f"--input-format must be auto, jsonl or lines, not {options.input_format!r}")
-    if options.resume and not options.output:
-        raise UsageError("--resume needs -o OUTPUT: the file it continues")
-    notes = Notes(stderr, verbose=settings.verbose)
-    lines = read_input(options.input_path, stdin)
-    parsed = parse_lines(
-        lines, detect_format(lines, options.input_format), settings.system, settings.sampling, settings.max_input_bytes
-    )
-    report_input(parsed, notes)
-    if options.strict and parsed.bad:
-        raise InputError(f"{len(parsed.bad)} bad input line(s); nothing was run (--strict)")
-    out = OutputFile(options.output, resume=options.resume) if options.output else StdoutOutput(stdout)
-    try:
-        if out.discarded_bytes:
-            notes.write(f"discarded a partial last line ({out.discarded_bytes} bytes) of {options.output}")
-        todo = [item for item in parsed.items if item.key not in out.done_keys]
-        runner = Runner(
-            settings.model, todo, concurrency_for(settings.model, options.concurrency, notes), options, notes
-        )
-        stats = runner.run(out)
-    finally:
-        out.close()
-    stats.update(bad=len(parsed.bad), skipped=len(parsed.items) - len(todo), output=options.output)
-    notes.write(summary_line(stats), prefix="falconchat batch: ")
-    if stats["interrupted"]:
-        return ExitCode.INTERRUPTED
-    return 0 if stats["failed"] == 0 and not parsed.bad else 1
-
-
-def read_input(path: str | None, stdin: TextIO | None) -> list[str]:
-    """The input's lines (split on \\n only: JSON strings may hold other line breaks)."""
-    if path in (None, "-"):
-        if stdin is None or (path is None and stdin.isatty()):
-            raise UsageError("nothing to do: give an INPUT file, or pipe prompts into falconchat batch")
-        data = stdin.buffer.read()
-    else:
-        try:
-            with open(str(path), "rb") as fh:
-                data = fh.read()
-        except OSError as exc:
-            raise InputError(f"cannot read {path}: {exc.strerror}") from None
-    return [line.removesuffix("\r") for line in data.decode("utf-8", errors="replace").split("\n")]
-
-
-def report_input(parsed: Parsed, notes) -> None:
-    for number, why in parsed.bad[:MAX_REPORTED]:
-        notes.write(f"line {number}: {why}")
-    if len(parsed.bad) > MAX_REPORTED:
-        notes.write(f"… and {len(parsed.bad) - MAX_REPORTED} more bad lines")
-    for name, number in list(parsed.ignored_fields.items())[:5]:
-        notes.write(f"ignoring the field {name!r} (first on line {number})")
-
-
-def concurrency_for(spec, asked: int | None, notes) -> int:
-    if spec.backend == "local":  # its engine decodes that many prompts together
-        from falconchat.backends.local import MAX_SEQUENCES, default_sequences
-
-        if asked and asked > MAX_SEQUENCES:  # each costs its own KV cache, and more are no faster
-            notes.write(
-                f"the local model decodes at most {MAX_SEQUENCES} prompts together: "
-                f"-j {asked} runs as -j {MAX_SEQUENCES}"
-            )
-            return MAX_SEQUENCES
-        return asked or default_sequences()
-    if spec.backend == "transformers":
-        if asked and asked > 1:
-            notes.write(f"the transformers backend answers one prompt at a time: -j {asked} runs as -j 1")
-        return 1
-    return asked or DEFAULT_CONCURRENCY
 
 
 def backoff(attempt: int) -> float:

@@ -136,7 +136,8 @@ def batch(
     shared: dict[str, Any],
 ) -> None:
     """Answer many prompts concurrently; results in input order, resumable (see docs/scale.md)."""
-    from falconchat.batch.runner import BatchOptions, run_batch
+    from falconchat.batch.command import run_batch
+    from falconchat.batch.runner import BatchOptions
 
     env = invocation(ctx).env
     flags = merged_flags(ctx, shared)
