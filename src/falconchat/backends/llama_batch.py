@@ -16,20 +16,18 @@ cells are cleared at once. Requests wait for a free sequence in FIFO order.
 from __future__ import annotations
 
 import collections
-import math
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from falconchat.backends.llama_sampling import common_prefix, log_softmax_at, make_sampler, sample_token
 from falconchat.errors import FalconchatError
 from falconchat.types import SamplingParams
 
 BATCH_TOKENS = 256  # tokens per decode step: running sequences first, then prompt chunks
-MIN_P = 0.05  # llama.cpp's default, as the single-sequence path uses
-PENALTY_LAST_N = 64  # llama-cpp-python's last_n_tokens_size
 POLL_S = 0.05  # how often a waiting caller checks its own should_stop
 
 
@@ -302,26 +300,6 @@ class BatchEngine:
         return log_softmax_at(self._ctx, row, self._n_vocab, token, top_n)
 
 
-def log_softmax_at(
-    ctx, row: int, n_vocab: int, token: int, top_n: int = 0
-) -> tuple[float, tuple[tuple[int, float], ...]]:
-    """log-softmax of the logits a context produced for batch row `row` (-1: the last): at
-    `token`, and the `top_n` most likely (token, logprob), most likely first (only when asked)."""
-    import llama_cpp
-    import numpy as np
-
-    pointer = llama_cpp.llama_get_logits_ith(ctx, row)
-    logits = np.ctypeslib.as_array(pointer, shape=(n_vocab,)).astype(np.float64)
-    peak = logits.max()
-    norm = peak + math.log(np.exp(logits - peak).sum())
-    top: tuple[tuple[int, float], ...] = ()
-    if top_n > 0:
-        best = np.argpartition(-logits, top_n - 1)[:top_n]
-        best = best[np.argsort(-logits[best], kind="stable")]
-        top = tuple((int(i), float(logits[i] - norm)) for i in best)
-    return float(logits[token] - norm), top
-
-
 def prompt_logprobs(llm, tokens: list[int], threads: int) -> list[float | None]:
     """Each token's logprob given the tokens before it (None for the first: nothing predicts it),
     from a context of its own, so that no sequence's cache or the single path's is touched."""
@@ -368,55 +346,3 @@ def _choose(idle: list[Slot], tokens: list[int]) -> Slot:
     if 2 * common_prefix(best.resident, tokens) > len(tokens):
         return best
     return min(idle, key=lambda slot: (bool(slot.resident), slot.last_used))
-
-
-def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
-def _sampler_chain(n_vocab: int, params: SamplingParams, seed: int):
-    """The same chain llama-cpp-python's `Llama.generate` builds, so that greedy and seeded
-    runs give the single-sequence path's text."""
-    from llama_cpp._internals import LlamaSampler
-
-    sampler = LlamaSampler()
-    sampler.add_penalties(
-        n_vocab, PENALTY_LAST_N, params.repetition_penalty, params.frequency_penalty, params.presence_penalty
-    )
-    if params.temperature == 0.0:
-        sampler.add_greedy()
-    else:
-        sampler.add_top_k(params.top_k)
-        sampler.add_typical(params.typical_p, 1)
-        sampler.add_top_p(params.top_p, 1)
-        sampler.add_min_p(MIN_P, 1)
-        sampler.add_temp(params.temperature)
-        sampler.add_dist(seed)
-    return sampler
-
-
-def make_sampler(llm, params: SamplingParams, seed: int, grammar: str | None = None):
-    """The sampler for one sequence: the plain chain, or the chain held to `grammar` (GBNF;
-    an InputError if it does not parse). Either way, `sample_token` draws from it."""
-    chain = _sampler_chain(llm.n_vocab(), params, seed)
-    if grammar is None:
-        return chain
-    from falconchat.backends.grammar import GrammarSampler
-
-    return GrammarSampler(chain, llm._model.vocab, grammar, llm.n_vocab())
-
-
-def sample_token(sampler, ctx, row: int) -> int:
-    """Sample (and accept) the next token from the logits of batch row `row` (-1: the last)."""
-    import llama_cpp
-
-    from falconchat.backends.grammar import GrammarSampler
-
-    if isinstance(sampler, GrammarSampler):
-        return sampler.sample(ctx, row)
-    return llama_cpp.llama_sampler_sample(sampler.sampler, ctx, row)

@@ -302,7 +302,7 @@ class LocalBackend:
         grammar: str,
     ):
         """The same sampler as the engine's for a constrained sequence, so both paths agree."""
-        from falconchat.backends.llama_batch import make_sampler, sample_token
+        from falconchat.backends.llama_sampling import make_sampler, sample_token
 
         sampler = make_sampler(llm, params, seed, grammar)  # first: a bad grammar fails before decoding
         with _engine_errors():
@@ -416,7 +416,7 @@ def _prefill(llm, tokens: list[int], should_stop: Callable[[], bool]) -> bool:
     """Read the prompt in batches, reusing the cached prefix, so that a long prompt can be
     abandoned between batches. Leaves the last token for `Llama.generate`, which then
     finds everything else cached. False if stopped."""
-    from falconchat.backends.llama_batch import common_prefix
+    from falconchat.backends.llama_sampling import common_prefix
 
     cached = common_prefix(llm._input_ids[: llm.n_tokens], tokens[:-1])
     llm.n_tokens = cached  # eval() drops the cache cells beyond this first
@@ -439,7 +439,7 @@ def _engine_errors():
 def _logprob(llm, token: int, asked: tuple[bool, int]) -> tuple[float | None, tuple[tuple[int, float], ...]]:
     """log-softmax of the logits the token was just sampled from (the context's last output),
     and the `top_n` most likely tokens there; nothing computed unless (logprobs, top_n) asks."""
-    from falconchat.backends.llama_batch import log_softmax_at
+    from falconchat.backends.llama_sampling import log_softmax_at
 
     logprobs, top_n = asked
     if not logprobs and top_n <= 0:
