@@ -19,7 +19,7 @@ LAYERS = [
     ["prompt", "thinking"],
     ["conversation", "sessions", "records"],
     ["backends"],
-    ["markdown_view", "render", "reasoning_view"],
+    ["markdown_view", "live_region", "render", "reasoning_view"],
     ["exchange"],
     ["repl", "batch", "serve", "bench"],  # the front ends: each may not import another
     ["cli", "__main__"],

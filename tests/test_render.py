@@ -365,3 +365,53 @@ def test_single_line_breaks_outside_code_are_line_breaks():
     lines = [line.rstrip() for line in console.export_text().splitlines()]
     assert lines[:2] == ["Roses are red,", "Violets are blue."]
     assert "keep" in lines and "these" in lines
+
+
+# ---- issue 15, items 6 and 8: what reaches the terminal is what a copy should give back -------
+
+_SGR_OR_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
+LONG_CODE_LINE = 'print(f"created {path}")  # a comment that runs well past the forty columns'
+
+
+def written_at(width: int, text: str) -> list[str]:
+    """The lines written to a `width`-column terminal, styles and cursor moves taken out."""
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=width, height=24, color_system="truecolor")
+    renderer = MarkdownRenderer(console)
+    renderer.REFRESH_S = 0.0
+    with renderer:
+        for piece in tokens(text):
+            renderer.write(piece)
+    return _SGR_OR_CONTROL.sub("", out.getvalue()).replace("\r", "\n").split("\n")
+
+
+def test_a_code_line_wider_than_the_terminal_is_written_whole():
+    """Item 6: no line break inserted inside a code line (the terminal wraps it, a copy joins it)."""
+    text = "Run it:\n\n```python\n" + LONG_CODE_LINE + "\nx = 1\n```\n\nDone.\n"
+    lines = written_at(40, text)
+    assert LONG_CODE_LINE in lines, lines
+    assert "x = 1" in lines
+
+
+def test_no_line_is_padded_with_spaces_to_the_width():
+    """Item 6: padded lines became blank rows when the window was narrowed."""
+    lines = written_at(80, REPLY + "\n\nA last paragraph long enough to wrap " + "word " * 30)
+    assert "Alpha paragraph speaks boldly about apples." in lines
+    assert not [line for line in lines if line.endswith(" ")], lines
+
+
+def test_a_table_cell_wraps_at_40_columns_and_is_never_cut():
+    """Item 8: a cell was cut to `virtual…` at 40 columns; every letter of every cell is shown."""
+    table = (
+        "| Tool | What it does | Install |\n| --- | --- | --- |\n"
+        "| venv | creates a virtual environment for the project | built in |\n"
+        "| virtualenv | creates virtual environments, faster and older | pip install virtualenv |\n"
+    )
+    from falconchat.markdown_view import ReplyMarkdown
+
+    for width in (40, 30):
+        console = Console(width=width, record=True, file=io.StringIO(), color_system=None)
+        console.print(ReplyMarkdown(table))
+        shown = console.export_text()
+        assert "…" not in shown, shown
+        assert sorted(ch for ch in shown if ch.isalnum()) == sorted(ch for ch in table if ch.isalnum()), shown

@@ -39,6 +39,11 @@ class TmuxTerminal:
         environment = isolated_env(home, **(env or {}))
         environment.pop("PROMPT_TOOLKIT_NO_CPR", None)
         environment.pop("TERM", None)  # tmux's own
+        # A program learns a terminal's size from the terminal. The test runner's readline
+        # exports COLUMNS=80 and LINES=24, which Rich would take over the window's own size.
+        for name in ("COLUMNS", "LINES"):
+            if name not in (env or {}):
+                environment.pop(name, None)
         script = home / f"{self.name}.sh"
         exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in environment.items() if k.isidentifier())
         self.status_file = home / f"{self.name}.status"

@@ -1,24 +1,54 @@
-"""Rich's Markdown with copy-paste-friendly code blocks and no hidden hyperlinks."""
+"""Rich's Markdown with copy-paste-friendly code blocks, no hidden hyperlinks, no padding.
+
+What reaches the terminal is what a copy gives back: a code line is written whole (a
+line wider than the window is wrapped by the terminal, so a copy joins it again), and no
+line ends in the spaces Rich pads text with (they become blank rows when the window is
+narrowed, and trailing junk in a copy).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import ClassVar
 
-from rich.markdown import CodeBlock, Markdown
+from rich.markdown import CodeBlock, Markdown, TableElement
+from rich.segment import Segment
 from rich.syntax import Syntax
 
 
 class PlainCodeBlock(CodeBlock):
-    """Highlighted code with no padding or background fill, so a copied block
-    is exactly the code."""
+    """Highlighted code with no padding, background fill or inserted line breaks."""
 
     def __rich_console__(self, console, options):
         code = str(self.text).rstrip()
-        yield Syntax(code, self.lexer_name, theme=self.theme, word_wrap=True, padding=0, background_color="default")
+        syntax = Syntax(code, self.lexer_name, theme=self.theme, background_color="default")
+        highlighted = syntax.highlight(code)
+        highlighted.expand_tabs(syntax.tab_size)
+        for line in highlighted.split("\n"):
+            yield from line.render(console)  # as it is: neither wrapped nor cropped to the width
+            yield Segment.line()
+
+
+class FoldingTable(TableElement):
+    """A table whose cells wrap, breaking a word too long for its column rather than
+    cutting it to `virtual…`."""
+
+    def __rich_console__(self, console, options):
+        rows = [self.header.row] if self.header is not None and self.header.row is not None else []
+        rows += self.body.rows if self.body is not None else []
+        for row in rows:
+            for cell in row.cells:
+                cell.content.overflow = "fold"
+        yield from super().__rich_console__(console, options)
 
 
 class ReplyMarkdown(Markdown):
-    elements: ClassVar = {**Markdown.elements, "fence": PlainCodeBlock, "code_block": PlainCodeBlock}
+    elements: ClassVar = {
+        **Markdown.elements,
+        "fence": PlainCodeBlock,
+        "code_block": PlainCodeBlock,
+        "table_open": FoldingTable,
+    }
 
     def __init__(self, text: str):
         # Links are shown with their URL, never as OSC 8 hyperlinks that hide where they go.
@@ -29,3 +59,38 @@ class ReplyMarkdown(Markdown):
             for child in token.children or ():
                 if child.type == "softbreak":
                     child.type = "hardbreak"
+
+    def __rich_console__(self, console, options):
+        rendered = super().__rich_console__(console, options)  # segments, in practice
+        segments = (
+            s for item in rendered for s in ([item] if isinstance(item, Segment) else console.render(item, options))
+        )
+        yield from without_trailing_spaces(segments)
+
+
+def without_trailing_spaces(segments: Iterable[Segment]) -> Iterator[Segment]:
+    """The segments with the spaces at the end of each line dropped."""
+    line: list[Segment] = []
+    for segment in segments:
+        if segment.control or "\n" not in segment.text:
+            line.append(segment)
+            continue
+        *ended, rest = segment.text.split("\n")
+        for part in ended:
+            if part:
+                line.append(Segment(part, segment.style))
+            yield from _rstrip(line)
+            yield Segment.line()
+            line = []
+        if rest:
+            line.append(Segment(rest, segment.style))
+    yield from _rstrip(line)
+
+
+def _rstrip(line: list[Segment]) -> list[Segment]:
+    while line and not line[-1].control and not line[-1].text.rstrip(" "):
+        line.pop()
+    if line and not line[-1].control:
+        last = line[-1]
+        line[-1] = Segment(last.text.rstrip(" "), last.style)
+    return line

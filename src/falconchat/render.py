@@ -16,7 +16,8 @@ from falconchat.types import ReplyWriter
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.live import Live
+
+    from falconchat.live_region import LiveRegion
 
 
 class PlainWriter:
@@ -71,7 +72,9 @@ class MarkdownRenderer:
     once into the scrollback; only the block being written stays live, redrawn
     at most 20 times a second. A block taller than the screen is committed
     line by line (a code block is closed and reopened) so nothing is cropped or
-    printed twice.
+    printed twice. What is printed is never cut to the width: a code line wider
+    than the window reaches the terminal whole, for it to wrap (the live lines
+    are cut: they are redrawn, and erased by rows — see live_region.py).
     """
 
     REFRESH_S = 0.05
@@ -81,25 +84,17 @@ class MarkdownRenderer:
         self._clean = StreamSanitizer()
         self._pending = ""  # source of the live block; starts at a block boundary
         self._gap = False  # a blank line goes before the live block (it follows a finished one)
-        self._live: Live | None = None
+        self._live: LiveRegion | None = None
         self._last_draw = 0.0
 
     def __enter__(self) -> MarkdownRenderer:
-        from rich.live import Live
+        from falconchat.live_region import LiveRegion
 
-        self._live = Live(
-            console=self._console,
-            auto_refresh=False,
-            transient=True,
-            vertical_overflow="crop",
-            redirect_stdout=False,
-            redirect_stderr=False,
-        )
-        self._live.start()
+        self._live = LiveRegion(self._console)
         return self
 
     @property
-    def live(self) -> Live:
+    def live(self) -> LiveRegion:
         assert self._live is not None, "used outside its `with` block"
         return self._live
 
@@ -119,10 +114,10 @@ class MarkdownRenderer:
         live, self._live = self._live, None
         if live is None:
             return
-        live.update("", refresh=True)
-        live.stop()
-        if self._pending.strip():
-            self._console.print(self._view(self._pending))
+        with self._console:
+            live.close()
+            if self._pending.strip():
+                self._console.print(self._view(self._pending), crop=False)
         self._pending = ""
 
     # -- internals --
@@ -137,14 +132,16 @@ class MarkdownRenderer:
 
     def _draw(self, now: float) -> None:
         self._last_draw = now
-        self.live.update(self._view(self._pending), refresh=True)
+        self.live.draw(self._view(self._pending))
 
     def _commit(self, source: str, *, continued: bool = False) -> None:
         """Print a finished block (or, `continued`, the head of one too tall for the screen)."""
-        if source.strip():
-            self.live.console.print(self._view(source))
-            self._gap = not continued
-        self._draw(time.monotonic())
+        with self._console:  # one write: the live lines erased, the block, the live lines again
+            if source.strip():
+                self.live.erase()
+                self._console.print(self._view(source), crop=False)
+                self._gap = not continued
+            self._draw(time.monotonic())
 
     def _commit_finished_blocks(self) -> None:
         split, fence, fence_open_at = _last_block_end(self._pending)

@@ -365,19 +365,21 @@ def test_resume_with_a_session_name_resumes_that_session(terminals, tgi_endpoint
     assert term.wait_exit() == 0
 
 
-# ---- 7: a line break in a reply is a line break on screen ----------------------------------------
+# ---- 6, 7, 8: what is on screen is what the model wrote, whatever the window does --------------
 
 
-@pytest.mark.xfail(
-    reason="item 8, not fixed: in this tmux setup the live renderer leaves the first line drawn twice "
-    "(the same reply by hand in tmux shows it once); item 7 itself is proved in tests/test_render.py",
-    strict=False,
+@pytest.mark.parametrize(
+    "env",
+    [{}, {"COLUMNS": "80", "LINES": "24"}],
+    ids=["window-size", "stale-COLUMNS"],  # a shell that exported COLUMNS when the window was wider
 )
-def test_a_poems_single_line_breaks_stay_line_breaks(terminals, tgi_endpoint):
+def test_a_poems_single_line_breaks_stay_line_breaks_and_each_is_shown_once(terminals, tgi_endpoint, env):
+    """Items 7 and 8: with COLUMNS=80 in a 60-column window (as the test runner's readline
+    exports it) the live view's lines, padded to 80, took two rows and the first stayed twice."""
     tgi_endpoint.stream(
         [" In the realm of the frozen lands,", "\nThe snow's a harsh beauty,", "\nCold and white."], "eos_token"
     )
-    term = terminals("--endpoint", tgi_endpoint.url, width=60, height=20)
+    term = terminals("--endpoint", tgi_endpoint.url, width=60, height=20, env=env)
     term.wait_for(toolbar_drawn)
     term.say("a poem please")
     term.wait_for("Cold and white.")
@@ -389,6 +391,72 @@ def test_a_poems_single_line_breaks_stay_line_breaks(terminals, tgi_endpoint):
         "The snow's a harsh beauty,",
         "Cold and white.",
     ], lines
+    term.keys("C-d")
+    assert term.wait_exit() == 0
+
+
+CODE_LINE = 'print(f"created {path}")  # a comment that runs well past the forty columns'
+
+
+def test_a_code_line_wider_than_the_window_is_written_whole_for_the_terminal_to_wrap(terminals, tgi_endpoint):
+    """Item 6: the line was broken with real line breaks (a copy gave two lines), and prose
+    was padded with spaces to the width."""
+    tgi_endpoint.stream(
+        ["Here is the script, run it with python when you are ready:\n\n", "```python\n", CODE_LINE, "\n```\n"],
+        "eos_token",
+    )
+    term = terminals("--endpoint", tgi_endpoint.url, width=40, height=20)
+    term.wait_for(lambda s: "context" in term.bottom_line())  # the toolbar, cut at 40 columns
+    term.say("code please")
+    term.wait_for("ready:")
+    term.wait_prompt()
+    joined = term.scrollback(joined=True).splitlines()  # -J: rows the terminal wrapped, joined back
+    assert CODE_LINE in joined, joined
+    start = joined.index(">>> code please")
+    reply = joined[start + 1 : joined.index(CODE_LINE) + 1]
+    assert reply and not [line for line in reply if line.endswith(" ")], reply  # -J keeps trailing spaces
+    term.keys("C-d")
+    assert term.wait_exit() == 0
+
+
+def test_narrowing_the_window_mid_reply_leaves_each_line_once(terminals, tgi_endpoint):
+    """Item 8: the live view's lines, drawn at 100 columns, take more rows once the terminal
+    re-wraps them at 40; erasing one row per line left the rest behind, twice in the scrollback."""
+    import threading
+
+    words = [f"w{i:03d}" for i in range(1, 121)]
+    resized = threading.Event()
+
+    def reply_around_a_resize(reply) -> None:
+        reply.start_stream()
+        for i, word in enumerate(words):
+            if i == 60:
+                resized.wait(30)
+            last = i == len(words) - 1
+            details = {"finish_reason": "eos_token", "generated_tokens": len(words), "seed": None}
+            text = " " + word
+            reply.token(text, generated_text=" ".join(words) if last else None, details=details if last else None)
+            time.sleep(0.01)
+        reply.end_stream()
+
+    tgi_endpoint.stream([f"line {i:02d}\n" for i in range(40)], "eos_token")  # a full screen: the chat so far
+    tgi_endpoint.script(reply_around_a_resize)
+    term = terminals("--endpoint", tgi_endpoint.url, width=100, height=30)
+    term.wait_for(toolbar_drawn)
+    term.say("fill the screen")
+    term.wait_for("line 39")
+    term.wait_prompt()
+    term.say("many words")
+    term.wait_for("w060")  # the live view holds the paragraph so far: lines of about 100 columns
+    term.resize(40, 30)
+    term.wait_for(lambda s: max(len(line) for line in s.splitlines()) <= 40)  # re-wrapped
+    resized.set()
+    term.wait_for("w120")
+    term.wait_prompt()
+    shown = term.scrollback(joined=True)
+    reply = shown[shown.index(">>> many words") :]
+    for word in words:
+        assert reply.count(word) == 1, (word, reply)
     term.keys("C-d")
     assert term.wait_exit() == 0
 
