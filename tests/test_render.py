@@ -393,6 +393,21 @@ def test_a_code_line_wider_than_the_terminal_is_written_whole():
     assert "x = 1" in lines
 
 
+def test_a_code_line_in_a_list_item_or_a_quote_is_written_whole():
+    """Rich cuts what it indents to the width: a code line in a list item lost its end."""
+    text = (
+        "1. Install it, then run this script:\n\n   ```python\n   " + LONG_CODE_LINE + "\n   ```\n"
+        "2. Done.\n\n> Quoted:\n>\n> ```\n> " + LONG_CODE_LINE + "\n> ```\n\nEnd.\n"
+    )
+    from falconchat.markdown_view import ReplyMarkdown
+
+    console = Console(width=40, record=True, file=io.StringIO(), color_system=None)
+    console.print(ReplyMarkdown(text), crop=False)
+    lines = console.export_text().splitlines()
+    assert "   " + LONG_CODE_LINE in lines, lines
+    assert "▌ " + LONG_CODE_LINE in lines, lines
+
+
 def test_no_line_is_padded_with_spaces_to_the_width():
     """Item 6: padded lines became blank rows when the window was narrowed."""
     lines = written_at(80, REPLY + "\n\nA last paragraph long enough to wrap " + "word " * 30)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import ClassVar
 
-from rich.markdown import CodeBlock, Markdown, TableElement
+from rich.markdown import BlockQuote, CodeBlock, ListItem, Markdown, TableElement
 from rich.segment import Segment
 from rich.syntax import Syntax
 
@@ -42,12 +42,52 @@ class FoldingTable(TableElement):
         yield from super().__rich_console__(console, options)
 
 
+class UncutListItem(ListItem):
+    """A list item whose code lines are not cut to the width (Rich crops what it indents)."""
+
+    def render_bullet(self, console, options):
+        bullet_style = console.get_style("markdown.item.bullet", default="none")
+        lines = uncut_lines(console, self.elements, options.update(width=options.max_width - 3), self.style)
+        yield from _prefixed(lines, Segment(" • ", bullet_style), Segment(" " * 3, bullet_style))
+
+    def render_number(self, console, options, number, last_number):
+        number_width = len(str(last_number)) + 2
+        number_style = console.get_style("markdown.item.number", default="none")
+        lines = uncut_lines(console, self.elements, options.update(width=options.max_width - number_width), self.style)
+        numeral = Segment(f"{number}".rjust(number_width - 1) + " ", number_style)
+        yield from _prefixed(lines, numeral, Segment(" " * number_width, number_style))
+
+
+class UncutBlockQuote(BlockQuote):
+    """A block quote whose code lines are not cut to the width."""
+
+    def __rich_console__(self, console, options):
+        lines = uncut_lines(console, self.elements, options.update(width=options.max_width - 4), self.style)
+        padding = Segment("▌ ", self.style)
+        yield from _prefixed(lines, padding, padding)
+
+
+def uncut_lines(console, renderable, options, style) -> list[list[Segment]]:
+    """`console.render_lines` without the crop to the width."""
+    segments = console.render(renderable, options)
+    return list(Segment.split_lines(Segment.apply_style(segments, style) if style else segments))
+
+
+def _prefixed(lines: list[list[Segment]], first: Segment, rest: Segment) -> Iterator[Segment]:
+    for i, line in enumerate(lines):
+        yield rest if i else first
+        yield from line
+        yield Segment.line()
+
+
 class ReplyMarkdown(Markdown):
     elements: ClassVar = {
         **Markdown.elements,
         "fence": PlainCodeBlock,
         "code_block": PlainCodeBlock,
         "table_open": FoldingTable,
+        "list_item_open": UncutListItem,
+        "blockquote_open": UncutBlockQuote,
     }
 
     def __init__(self, text: str):
