@@ -43,7 +43,10 @@ class ModelSpec:
     timeout: float = DEFAULT_TIMEOUT_S
     remote_model: str | None = None  # openai: the server's name for the model
     headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # openai: extra HTTP headers
-    format: str = "falcon"  # "falcon" (our prompt); "chat" (openai's chat API); "native" (local: the model's template)
+    # "falcon" (our prompt); "chat" (openai's chat API); "native" (local: the model's template);
+    # "auto": local, the model's template if it carries one, else falcon (the backend decides when it loads
+    # the model); endpoints, what the probe finds.
+    format: str = "falcon"
     device: str | None = None  # transformers: "auto" (a GPU when there is one), "cpu", "cuda" or "cuda:N"
     server: str | None = None  # endpoints: the software the probe found ("vllm", "llama-cpp-python", "tgi")
     thinking: bool | None = None  # format = "native": the template's enable_thinking (None: its default)
@@ -177,7 +180,8 @@ def named_models(src: Sources, defaults: dict[str, Any]) -> dict[str, ModelSpec]
 
 
 def _local_defaults(defaults: dict[str, Any]) -> dict[str, Any]:
-    return {key: defaults[key] for key in ("context_length", "threads", "thinking", "reasoning_effort")}
+    keys = ("context_length", "threads", "thinking", "reasoning_effort")
+    return {"format": FORMATS["local"][0], **{key: defaults[key] for key in keys}}
 
 
 def _model_from_toml(name: str, entry: Any, src: Sources, defaults: dict[str, Any]) -> ModelSpec:

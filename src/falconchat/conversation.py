@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from falconchat.prompt import FittedPrompt, fit_continuation, fit_prompt
+from falconchat.prompt import CountMessages, FittedPrompt, fit_continuation, fit_prompt
 from falconchat.types import Done, TextDelta, TokenStream, Turn
 
 # How a reply that reached its Done is kept: "length" can be continued, even after --resume.
@@ -28,13 +28,22 @@ class Conversation:
     def last(self) -> Turn | None:
         return self.turns[-1] if self.turns else None
 
-    def prompt_for(self, message: str, count_tokens: Callable[[str], int], budget: int) -> FittedPrompt:
-        """The Falcon-style prompt for `message`, oldest turns left out to fit `budget`."""
-        return fit_prompt(self.system, self.turns, message, count_tokens, budget)
+    def prompt_for(
+        self,
+        message: str,
+        count_tokens: Callable[[str], int],
+        budget: int,
+        count_messages: CountMessages | None = None,
+    ) -> FittedPrompt:
+        """The prompt for `message` (Falcon-style text and chat messages), oldest turns left out
+        to fit `budget` — measured as messages with `count_messages`, else as text."""
+        return fit_prompt(self.system, self.turns, message, count_tokens, budget, count_messages)
 
-    def prompt_to_continue(self, count_tokens: Callable[[str], int], budget: int) -> FittedPrompt:
+    def prompt_to_continue(
+        self, count_tokens: Callable[[str], int], budget: int, count_messages: CountMessages | None = None
+    ) -> FittedPrompt:
         """The prompt that has the model go on with the last reply where it stopped."""
-        return fit_continuation(self.system, self.turns, count_tokens, budget)
+        return fit_continuation(self.system, self.turns, count_tokens, budget, count_messages)
 
     def record_continuation(self, events: TokenStream, *, model: str | None = None) -> TokenStream:
         """Like `record`, appending to the last turn's reply (which is untouched until the stream starts)."""

@@ -12,7 +12,7 @@ from dataclasses import replace
 from falconchat.backends.base import Backend
 from falconchat.conversation import Conversation
 from falconchat.errors import InputError
-from falconchat.prompt import FittedPrompt, PromptTooLong
+from falconchat.prompt import CountMessages, FittedPrompt, PromptTooLong
 from falconchat.thinking import separate_reasoning
 from falconchat.types import Done, ReasoningDelta, ReasoningWriter, ReplyWriter, SamplingParams, TextDelta, TokenStream
 
@@ -33,8 +33,9 @@ def answer(
     what arrived and the conversation has kept it. The conversation keeps the reply
     only: reasoning is never sent back to the model.
     """
+    counter = _message_counter(backend)
     fitted = _fit(
-        lambda budget: conversation.prompt_for(message, backend.count_tokens, budget), backend, params, notice
+        lambda budget: conversation.prompt_for(message, backend.count_tokens, budget, counter), backend, params, notice
     )
     if backend.takes_messages:  # the server or the model's own template formats them
         events = backend.stream_messages(fitted.messages, params)
@@ -54,13 +55,24 @@ def continue_answer(
     writer: ReplyWriter,
     notice: Callable[[str], None],
 ) -> Done:
-    """Have the model go on with the last reply, appending to it."""
-    if backend.takes_messages:
-        raise InputError('/continue needs a model that takes a text prompt (format = "falcon"); /retry works')
-    fitted = _fit(lambda budget: conversation.prompt_to_continue(backend.count_tokens, budget), backend, params, notice)
-    return _run(
-        conversation.record_continuation(backend.stream(fitted.text, params), model=backend.name), fitted, writer
+    """Have the model go on with the last reply, appending to it: a text prompt that ends inside
+    the reply, or (format "native") the model's template with the reply as an open last message."""
+    if backend.prompt_format == "chat":  # a server's template always closes the last message
+        raise InputError('/continue needs a prompt falconchat writes (format "falcon" or "native"); /retry works')
+    counter = _message_counter(backend)
+    fitted = _fit(
+        lambda budget: conversation.prompt_to_continue(backend.count_tokens, budget, counter), backend, params, notice
     )
+    if backend.takes_messages:
+        events = backend.stream_messages(fitted.messages, params)
+    else:
+        events = backend.stream(fitted.text, params)
+    return _run(conversation.record_continuation(events, model=backend.name), fitted, writer)
+
+
+def _message_counter(backend: Backend) -> CountMessages | None:
+    """Chat messages are measured as the backend sends them (the model's template adds its markers)."""
+    return backend.count_message_tokens if backend.takes_messages else None
 
 
 def _fit(

@@ -48,10 +48,18 @@ def chat_messages(system: str, history: Sequence[Turn], message: str) -> tuple[d
     return (*messages, {"role": "user", "content": message})
 
 
+def messages_text(messages: Sequence[dict]) -> str:
+    """Chat messages as plain text, for a token estimate where no template is known."""
+    return "".join(f"{m['role']}: {m['content']}\n" for m in messages)
+
+
 class PromptTooLong(ValueError):
     def __init__(self, needed: int, budget: int):
         super().__init__(f"{needed} tokens needed, {budget} available")
         self.needed, self.budget = needed, budget
+
+
+CountMessages = Callable[[Sequence[dict]], int]
 
 
 def fit_prompt(
@@ -60,15 +68,42 @@ def fit_prompt(
     message: str,
     count_tokens: Callable[[str], int],
     budget: int,
+    count_messages: CountMessages | None = None,
 ) -> FittedPrompt:
     """Leave out the oldest turns until the prompt fits `budget` tokens.
 
     The system line and the new message always stay. Each part is counted once
     (tokenising a whole prompt per candidate would be quadratic); a final count
-    of the chosen prompt confirms it.
+    of the chosen prompt confirms it — of the chat messages with `count_messages`
+    (a model's own template writes them, with its own markers), else of the text.
     """
-    fixed = system_line(system) + f"User: {message}\nAssistant:"
-    fixed_tokens = count_tokens(fixed)
+    return _fit(
+        history,
+        lambda kept: falcon_prompt(system, kept, message),
+        lambda kept: chat_messages(system, kept, message),
+        count_tokens,
+        budget,
+        count_messages,
+    )
+
+
+def _fit(
+    history: Sequence[Turn],
+    make_text: Callable[[Sequence[Turn]], str],
+    make_messages: Callable[[Sequence[Turn]], tuple[dict[str, str], ...]],
+    count_tokens: Callable[[str], int],
+    budget: int,
+    count_messages: CountMessages | None,
+) -> FittedPrompt:
+    counted: dict[int, int] = {}
+
+    def count(start: int) -> int:  # the prompt's tokens with the turns from `start` on
+        if start not in counted:
+            kept = history[start:]
+            counted[start] = count_messages(make_messages(kept)) if count_messages else count_tokens(make_text(kept))
+        return counted[start]
+
+    fixed_tokens = count(len(history))
     if fixed_tokens > budget:
         raise PromptTooLong(fixed_tokens, budget)
     sizes = [count_tokens(turn_text(t)) for t in history]
@@ -77,16 +112,14 @@ def fit_prompt(
         total -= sizes[start]
         start += 1
     while True:
-        text = falcon_prompt(system, history[start:], message)
-        tokens = count_tokens(text)
+        tokens = count(start)
         if tokens <= budget:
             break
         if start == len(history):
             raise PromptTooLong(tokens, budget)
         start += 1
-    return FittedPrompt(
-        text=text, dropped_turns=start, prompt_tokens=tokens, messages=chat_messages(system, history[start:], message)
-    )
+    kept = history[start:]
+    return FittedPrompt(text=make_text(kept), dropped_turns=start, prompt_tokens=tokens, messages=make_messages(kept))
 
 
 def starts_reply(prompt: str) -> bool:
@@ -96,14 +129,23 @@ def starts_reply(prompt: str) -> bool:
 
 
 def fit_continuation(
-    system: str, history: Sequence[Turn], count_tokens: Callable[[str], int], budget: int
+    system: str,
+    history: Sequence[Turn],
+    count_tokens: Callable[[str], int],
+    budget: int,
+    count_messages: CountMessages | None = None,
 ) -> FittedPrompt:
-    """The prompt that lets the model go on with the last turn's reply where it stopped."""
+    """The prompt that lets the model go on with the last turn's reply where it stopped: the
+    text ends inside it, and the messages end with it as an open assistant message."""
     *earlier, last = history
-    fitted = fit_prompt(system, earlier, last.user + "\nAssistant: " + last.assistant, count_tokens, budget)
-    # fit_prompt ends with "User: {message}\nAssistant:"; here the message carried the open reply.
-    text = fitted.text[: -len("\nAssistant:")]
-    return FittedPrompt(text=text, dropped_turns=fitted.dropped_turns, prompt_tokens=fitted.prompt_tokens)
+    return _fit(
+        earlier,
+        lambda kept: falcon_prompt(system, kept, last.user) + " " + last.assistant,
+        lambda kept: (*chat_messages(system, kept, last.user), {"role": "assistant", "content": last.assistant}),
+        count_tokens,
+        budget,
+        count_messages,
+    )
 
 
 def stop_sequences(extra: Sequence[str] = ()) -> list[str]:

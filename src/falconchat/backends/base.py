@@ -10,9 +10,19 @@ from falconchat.types import SamplingParams, TokenStream
 
 class Backend(Protocol):
     name: str
-    # True: the conversation goes as chat messages (`stream_messages`), formatted by the
-    # server or the model's own template; False: as one Falcon-style text prompt (`stream`).
-    takes_messages: bool
+
+    @property
+    def prompt_format(self) -> str:
+        """The format in use, never "auto": "falcon" (falconchat's text prompt), "native" (the
+        model's own chat template) or "chat" (the server's). A local model's "auto" is decided
+        from the model file, so asking may load it."""
+        ...
+
+    @property
+    def takes_messages(self) -> bool:
+        """True: the conversation goes as chat messages (`stream_messages`), formatted by the
+        server or the model's own template; False: as one Falcon-style text prompt (`stream`)."""
+        ...
 
     def describe(self) -> str:
         """A short, safe description for headers and errors: "smollm2 (bundled, local)"."""
@@ -22,6 +32,10 @@ class Backend(Protocol):
     def context_length(self) -> int: ...
 
     def count_tokens(self, text: str) -> int: ...
+
+    def count_message_tokens(self, messages: Sequence[dict]) -> int:
+        """The tokens of the prompt these chat messages make (where `takes_messages`)."""
+        ...
 
     def check(self) -> str:
         """A quick look that loads nothing: "ok (…)", or raises the error a user would meet."""
@@ -36,7 +50,8 @@ class Backend(Protocol):
         ...
 
     def stream_messages(self, messages: Sequence[dict], params: SamplingParams) -> TokenStream:
-        """Stream the reply to chat messages (only where `takes_messages`)."""
+        """Stream the reply to chat messages (only where `takes_messages`). With format "native",
+        a last assistant message is a reply cut short: the model goes on with it (/continue)."""
         ...
 
     def close(self) -> None: ...

@@ -12,6 +12,7 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 
 from falconchat.backends.gguf import bundled_model_path, is_gguf
+from falconchat.backends.templates import ends_open
 from falconchat.backends.threads import ThreadPolicy
 from falconchat.config import ModelSpec
 from falconchat.errors import ConfigError, FalconchatError, InputError
@@ -43,7 +44,7 @@ class LocalBackend:
         self._lock = threading.Lock()
         self.thread_policy = ThreadPolicy(fixed=spec.threads)  # starts measuring the other programs' load
         self._threads_now = 0  # what the single-sequence context decodes with
-        self.takes_messages = spec.format == "native"  # then the model's own chat template formats them
+        self._format = spec.format  # "auto" becomes "native" or "falcon" when the model loads
 
     def describe(self) -> str:
         where = "bundled" if self.spec.model_path is None else Path(self.spec.model_path).name
@@ -53,6 +54,18 @@ class LocalBackend:
     def model_path(self) -> Path:
         return Path(self.spec.model_path).expanduser() if self.spec.model_path else bundled_model_path()
 
+    @property
+    def prompt_format(self) -> str:
+        """ "native" (the model's own chat template formats the conversation) or "falcon";
+        "auto" is decided by the model file's metadata, so asking loads the model."""
+        if self._format == "auto":
+            self.load()
+        return self._format
+
+    @property
+    def takes_messages(self) -> bool:
+        return self.prompt_format == "native"
+
     def warm_up(self) -> None:
         self.load()
 
@@ -60,9 +73,12 @@ class LocalBackend:
         """Load the model once (thread-safe, so the REPL can warm it up in the background)."""
         with self._lock:
             if self._llm is None:
-                self._llm = self._open()
+                llm = self._open()
                 if self.sequences > 1:
-                    self._engine = self._open_engine(self._llm)
+                    self._engine = self._open_engine(llm)
+                if self.spec.format == "auto":  # a model that carries a chat template answers best in it
+                    self._format = "native" if llm.metadata.get("tokenizer.chat_template") else "falcon"
+                self._llm = llm
             return self._llm
 
     def _open(self):
@@ -137,13 +153,21 @@ class LocalBackend:
         stops = stop_sequences(params.stop)
         return clean_reply(self.generate(prompt, params, stops), stops, after=prompt)
 
-    def stream_messages(self, messages: Sequence[dict], params: SamplingParams) -> TokenStream:
-        """Chat messages in the model's own template (format = "native")."""
-        prompt = self.native_prompt(messages)
-        stops = list(params.stop)
-        return clean_reply(self.generate(prompt, params, stops), stops, drop_leading_space=False)
+    def count_message_tokens(self, messages: Sequence[dict]) -> int:
+        return len(self.tokens(self.native_prompt(messages, continue_last=ends_open(messages))))
 
-    def native_prompt(self, messages: Sequence[dict]) -> str:
+    def stream_messages(self, messages: Sequence[dict], params: SamplingParams) -> TokenStream:
+        """Chat messages in the model's own template (format = "native"); a last assistant
+        message is a reply to go on with: its end takes part in stop detection, as /continue's text."""
+        continuing = ends_open(messages)
+        prompt = self.native_prompt(messages, continue_last=continuing)
+        stops = list(params.stop)
+        events = self.generate(prompt, params, stops)
+        return clean_reply(events, stops, drop_leading_space=False, after=prompt if continuing else None)
+
+    def native_prompt(self, messages: Sequence[dict], *, continue_last: bool = False) -> str:
+        """The model's template rendered for `messages`, ending with the assistant's header, or
+        with `continue_last` inside the last (assistant) message."""
         from falconchat.backends.templates import render_chat_template
 
         llm = self.load()
@@ -158,6 +182,7 @@ class LocalBackend:
             eos_token=self.eos()[1],
             thinking=self.spec.thinking,
             reasoning_effort=self.spec.reasoning_effort,
+            continue_last=continue_last,
         )
         return prompt[len(bos) :] if bos and prompt.startswith(bos) else prompt  # generate() adds the BOS
 

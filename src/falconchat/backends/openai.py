@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from falconchat.config import ModelSpec
 from falconchat.errors import AuthRejected, ConfigError, EndpointError, Overloaded, Rejected, Timeout, Unreachable
-from falconchat.prompt import clean_reply, stop_sequences
+from falconchat.prompt import clean_reply, messages_text, stop_sequences
 from falconchat.text import safe_url, server_message
 from falconchat.types import Constraint, Done, ReasoningDelta, SamplingParams, TextDelta, TokenStream
 
@@ -31,11 +31,12 @@ class OpenAIBackend:
         self.spec = spec
         self.name = spec.name
         self.shown_url = safe_url(spec.endpoint or "")
+        self.prompt_format = spec.format  # "chat" or "falcon" (the probe has decided an "auto")
         self.takes_messages = spec.format == "chat"
         self._client: openai.OpenAI | None = None
 
     def describe(self) -> str:
-        where = f"openai endpoint {self.shown_url}, {self.spec.format} format"
+        where = f"openai endpoint {self.shown_url}"
         return f"{where}" if self.name == "openai" else f"{self.name} ({where})"  # the kind said once
 
     @property
@@ -44,6 +45,9 @@ class OpenAIBackend:
 
     def count_tokens(self, text: str) -> int:
         return len(text) // 3 + 1  # no tokenizer on this side: a conservative estimate
+
+    def count_message_tokens(self, messages: Sequence[dict]) -> int:
+        return self.count_tokens(messages_text(messages))
 
     def stream(self, prompt: str, params: SamplingParams) -> TokenStream:
         stops = stop_sequences(params.stop)

@@ -15,10 +15,21 @@ class BackendKind:
 
 
 BACKENDS: dict[str, BackendKind] = {
-    "local": BackendKind(("falcon", "native"), True, "falconchat.backends.local:LocalBackend"),
-    "transformers": BackendKind(("falcon", "native"), True, "falconchat.backends.transformers:TransformersBackend"),
+    # "auto": the model's own chat template when it carries one ("native"), else "falcon" (known once loaded).
+    "local": BackendKind(("auto", "falcon", "native"), True, "falconchat.backends.local:LocalBackend"),
+    "transformers": BackendKind(
+        ("auto", "falcon", "native"), True, "falconchat.backends.transformers:TransformersBackend"
+    ),
     "tgi": BackendKind(("falcon",), False, "falconchat.backends.tgi:TgiBackend"),
     "openai": BackendKind(("chat", "falcon"), False, "falconchat.backends.openai:OpenAIBackend"),
     # An endpoint whose API is not said: probed when opened (GET /info, GET /v1/models), then tgi or openai.
     "auto": BackendKind(("auto", "chat", "falcon"), False, "falconchat.backends.probe:open_probed"),
+}
+
+
+# How the REPL's banner and /show name a format in use (resolved: never "auto").
+FORMAT_SHOWN = {
+    "falcon": "falcon",
+    "native": "native (the model's chat template)",
+    "chat": "chat (the server's chat template)",
 }

@@ -16,7 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from falconchat.errors import ConfigError
+from falconchat.errors import ConfigError, InputError
+
+
+def ends_open(messages: Sequence[dict]) -> bool:
+    """Whether the messages end with the assistant's reply, cut short, for the model to go on with."""
+    return bool(messages) and messages[-1].get("role") == "assistant"
 
 
 def render_chat_template(
@@ -27,14 +32,14 @@ def render_chat_template(
     eos_token: str,
     thinking: bool | None = None,
     reasoning_effort: str | None = None,
+    continue_last: bool = False,
 ) -> str:
-    """The prompt for `messages`, ending with the assistant's header.
+    """The prompt for `messages`, ending with the assistant's header; with `continue_last`,
+    ending inside the last (assistant) message, for the model to go on with it (/continue).
 
     `thinking` is passed as `enable_thinking` and `reasoning_effort` as itself;
     None leaves the template's own default.
     """
-    from jinja2.exceptions import SecurityError, TemplateError
-
     switches: dict[str, object] = {}
     if thinking is not None:
         switches["enable_thinking"] = thinking
@@ -43,6 +48,20 @@ def render_chat_template(
     context = {"bos_token": bos_token, "eos_token": eos_token, **switches}
     # An empty system message is no message (Gemma's template would refuse even that).
     messages = [dict(m) for m in messages if m.get("role") != "system" or m.get("content", "").strip()]
+    if continue_last:
+        *earlier, reply = messages
+        header = _safely_rendered(template, earlier, context, generation_prompt=True)
+        if not reply.get("content", "").strip():
+            return header  # nothing visible to go on from: a fresh reply
+        whole = _safely_rendered(template, messages, context, generation_prompt=False)
+        return _left_open(whole, header, reply["content"])
+    return _safely_rendered(template, messages, context, generation_prompt=True)
+
+
+def _safely_rendered(template: str, messages: list[dict], context: dict, *, generation_prompt: bool) -> str:
+    from jinja2.exceptions import SecurityError, TemplateError
+
+    context = {**context, "add_generation_prompt": generation_prompt}
     try:
         try:
             return _render(template, messages, context)
@@ -54,6 +73,20 @@ def render_chat_template(
         raise ConfigError("the model's chat template reached for Python internals; it was refused") from None
     except (TemplateError, OverflowError) as exc:  # OverflowError: the sandbox's limit on range()
         raise ConfigError(f"the model's chat template failed: {str(exc)[:200]}") from None
+
+
+def _left_open(whole: str, header: str, reply: str) -> str:
+    """The prompt with the reply as its last message, cut just after the reply's text so that
+    its end-of-turn marker is gone (as transformers' `continue_final_message`). The text is
+    looked for after what the prompt shares with the one that opens a fresh reply (`header`);
+    a template may strip the text's edges: the prompt then ends at the stripped text, and the
+    stripped end is put back."""
+    core = reply.strip()
+    shared = next((i for i, (a, b) in enumerate(zip(whole, header)) if a != b), min(len(whole), len(header)))
+    at = whole.find(core, shared)
+    if at < 0:
+        raise InputError("the model's chat template does not show the reply as written, so it cannot go on with it")
+    return whole[: at + len(core)] + reply[len(reply.rstrip()) :]
 
 
 def _render(template: str, messages: list[dict], context: dict) -> str:
@@ -74,10 +107,7 @@ def _render(template: str, messages: list[dict], context: dict) -> str:
     environment.globals["raise_exception"] = raise_exception
     environment.globals["strftime_now"] = strftime_now
     return environment.from_string(template).render(
-        messages=messages,
-        add_generation_prompt=True,
-        date_string=datetime.now().strftime("%d %b %Y"),
-        **context,
+        messages=messages, date_string=datetime.now().strftime("%d %b %Y"), **context
     )
 
 

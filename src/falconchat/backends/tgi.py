@@ -28,7 +28,7 @@ from falconchat.errors import (
     Timeout,
     Unreachable,
 )
-from falconchat.prompt import clean_reply, stop_sequences
+from falconchat.prompt import clean_reply, messages_text, stop_sequences
 from falconchat.text import safe_url, server_message
 from falconchat.types import Done, SamplingParams, TextDelta, TokenStream
 
@@ -46,6 +46,7 @@ class TgiBackend:
         self.spec = spec
         self.name = spec.name
         self.takes_messages = False  # TGI's generate API: one Falcon-style text prompt
+        self.prompt_format = "falcon"
         self.url = spec.endpoint or ""  # config refuses a tgi model without one
         self.shown_url = safe_url(spec.endpoint or "")
         self._session: requests.Session | None = None
@@ -85,6 +86,9 @@ class TgiBackend:
     def count_tokens(self, text: str) -> int:
         # No tokenizer on this side: a conservative estimate (English runs ~4 characters a token).
         return len(text) // 3 + 1
+
+    def count_message_tokens(self, messages: Sequence[dict]) -> int:
+        return self.count_tokens(messages_text(messages))
 
     def stream(self, prompt: str, params: SamplingParams) -> TokenStream:
         stops = stop_sequences(params.stop)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from falconchat.backends.gguf import bundled_model_path, is_gguf
+from falconchat.backends.templates import ends_open
 from falconchat.config import ModelSpec
 from falconchat.errors import ConfigError, FalconchatError, InputError
 from falconchat.prompt import clean_reply, stop_sequences
@@ -32,7 +33,7 @@ class TransformersBackend:
     def __init__(self, spec: ModelSpec):
         self.spec = spec
         self.name = spec.name
-        self.takes_messages = spec.format == "native"  # then the tokenizer's chat template formats them
+        self._format = spec.format  # "auto" becomes "native" or "falcon" when the model loads
         self._loaded = None  # (model, tokenizer, device)
         self._load_lock = threading.Lock()
         self._generate_lock = threading.Lock()  # one generation at a time: they would share the CPU and the seed
@@ -68,6 +69,18 @@ class TransformersBackend:
 
     # ---- loading ---------------------------------------------------------------------------
 
+    @property
+    def prompt_format(self) -> str:
+        """ "native" (the tokenizer's chat template formats the conversation) or "falcon";
+        "auto" is decided by the tokenizer, so asking loads the model."""
+        if self._format == "auto":
+            self.load()
+        return self._format
+
+    @property
+    def takes_messages(self) -> bool:
+        return self.prompt_format == "native"
+
     def warm_up(self) -> None:
         self.load()
 
@@ -75,7 +88,10 @@ class TransformersBackend:
         """(model, tokenizer, device), loaded once; thread-safe so the REPL can warm it up."""
         with self._load_lock:
             if self._loaded is None:
-                self._loaded = self._open()
+                loaded = self._open()
+                if self.spec.format == "auto":  # a model that carries a chat template answers best in it
+                    self._format = "native" if _chat_template(loaded[1]) else "falcon"
+                self._loaded = loaded
             return self._loaded
 
     def _open(self):
@@ -139,20 +155,27 @@ class TransformersBackend:
         events = self.generate(prompt, params, stops, special_tokens=True)
         return clean_reply(events, stops, after=prompt)
 
-    def stream_messages(self, messages: Sequence[dict], params: SamplingParams) -> TokenStream:
-        """Chat messages in the tokenizer's own template (format = "native")."""
-        _refuse_constraint(params)
-        stops = list(params.stop)
-        events = self.generate(self.native_prompt(messages), params, stops, special_tokens=False)
-        return clean_reply(events, stops, drop_leading_space=False)
+    def count_message_tokens(self, messages: Sequence[dict]) -> int:
+        prompt = self.native_prompt(messages, continue_last=ends_open(messages))
+        return len(self.load()[1].encode(prompt, add_special_tokens=False))
 
-    def native_prompt(self, messages: Sequence[dict]) -> str:
+    def stream_messages(self, messages: Sequence[dict], params: SamplingParams) -> TokenStream:
+        """Chat messages in the tokenizer's own template (format = "native"); a last assistant
+        message is a reply to go on with: its end takes part in stop detection, as /continue's text."""
+        _refuse_constraint(params)
+        continuing = ends_open(messages)
+        prompt = self.native_prompt(messages, continue_last=continuing)
+        stops = list(params.stop)
+        events = self.generate(prompt, params, stops, special_tokens=False)
+        return clean_reply(events, stops, drop_leading_space=False, after=prompt if continuing else None)
+
+    def native_prompt(self, messages: Sequence[dict], *, continue_last: bool = False) -> str:
+        """The tokenizer's template rendered for `messages`, ending with the assistant's header,
+        or with `continue_last` inside the last (assistant) message."""
         from falconchat.backends.templates import render_chat_template
 
         model, tokenizer, _ = self.load()
-        template = tokenizer.chat_template
-        if isinstance(template, dict):  # a tokenizer may name several; "default" is the chat one
-            template = template.get("default")
+        template = _chat_template(tokenizer)
         if not template:
             raise ConfigError(f'{self.model_path.name} carries no chat template; use format = "falcon"')
         end_ids = self._eos_ids(model, tokenizer)
@@ -164,6 +187,7 @@ class TransformersBackend:
             eos_token=eos or "",
             thinking=self.spec.thinking,
             reasoning_effort=self.spec.reasoning_effort,
+            continue_last=continue_last,
         )
 
     def close(self) -> None:
@@ -297,3 +321,10 @@ def _refuse_constraint(params: SamplingParams) -> None:
             "the transformers backend cannot constrain replies (--schema, --json-mode); "
             "use the bundled model, a TGI or an OpenAI-compatible endpoint"
         )
+
+
+def _chat_template(tokenizer) -> str | None:
+    template = tokenizer.chat_template
+    if isinstance(template, dict):  # a tokenizer may name several; "default" is the chat one
+        template = template.get("default")
+    return template or None

@@ -9,6 +9,8 @@ import sys
 import tempfile
 from dataclasses import fields
 
+from falconchat.backends.base import Backend
+from falconchat.backends.registry import FORMAT_SHOWN
 from falconchat.config_values import parse
 from falconchat.errors import FalconchatError
 from falconchat.repl.state import Chat, ReplState
@@ -145,7 +147,8 @@ class Commands:
         history = "on" if state.options.data_dir else "off"
         self.repl.err.print(
             sanitize(
-                f"model: {state.backend.describe()}\nsystem: {state.conversation.system or '(none)'}\n{values}\n"
+                f"model: {state.backend.describe()}\nformat: {shown_format(state.backend)}\n"
+                f"system: {state.conversation.system or '(none)'}\n{values}\n"
                 f"session: {session} · input history: {history} · stats: {'on' if state.options.verbose else 'off'}"
             )
         )
@@ -169,7 +172,9 @@ class Commands:
                 raise
         self.state.backend.close()
         self.state.backend = backend
-        self.repl.notice(f"now talking to {backend.describe()}; the conversation goes with it")
+        self.repl.notice(
+            f"now talking to {backend.describe()} (format {shown_format(backend)}); the conversation goes with it"
+        )
 
     def role(self, arg: str) -> None:
         roles = self.state.options.roles
@@ -360,3 +365,8 @@ def _shown(value: object) -> str:
     if isinstance(value, tuple | list):
         return ", ".join(map(str, value)) or "none"
     return str(value)
+
+
+def shown_format(backend: Backend) -> str:
+    """The prompt format in use, as the banner, /show and /model say it: "native (the model's chat template)"."""
+    return FORMAT_SHOWN.get(backend.prompt_format, backend.prompt_format)

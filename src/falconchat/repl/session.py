@@ -13,10 +13,10 @@ from falconchat.backends.base import Backend
 from falconchat.conversation import Conversation
 from falconchat.errors import FalconchatError
 from falconchat.exchange import answer, continue_answer, stats_line
-from falconchat.prompt import falcon_prompt
+from falconchat.prompt import chat_messages, falcon_prompt
 from falconchat.reasoning_view import reasoning_writer
 from falconchat.render import make_console, reply_writer
-from falconchat.repl.commands import Commands
+from falconchat.repl.commands import Commands, shown_format
 from falconchat.repl.gauge import Gauge
 from falconchat.repl.state import ReplOptions, ReplState
 from falconchat.structured import check_reply
@@ -68,7 +68,8 @@ class Repl:
         temp = "greedy" if p.temperature == 0 else f"temperature {p.temperature:g}"
         session = f" · session {self.state.options.session}" if self.state.options.session else ""
         return (
-            f"falconchat {__version__} · {self.state.backend.describe()} · {temp} · "
+            f"falconchat {__version__} · {self.state.backend.describe()} · "
+            f"format {shown_format(self.state.backend)} · {temp} · "
             f"max {p.max_new_tokens} new tokens{session} · /help for commands, Ctrl-D to quit"
         )
 
@@ -246,8 +247,10 @@ class Repl:
 
     def _context_used(self) -> int:
         """Tokens the conversation would take in the next prompt."""
-        text = falcon_prompt(self.state.conversation.system, self.state.conversation.turns, "")
-        return self.state.backend.count_tokens(text)
+        conversation, backend = self.state.conversation, self.state.backend
+        if backend.takes_messages:  # measured as the model's own template writes it
+            return backend.count_message_tokens(chat_messages(conversation.system, conversation.turns, ""))
+        return backend.count_tokens(falcon_prompt(conversation.system, conversation.turns, ""))
 
     def _redraw(self) -> None:
         if self._app is not None and self._app.is_running:
