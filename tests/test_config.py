@@ -368,10 +368,30 @@ def test_transformers_model_entry(home):
         None,
     )
     plain = load(home, flags={"model": "plain"}).model
-    assert (plain.model_path, plain.device, plain.format) == (None, None, "falcon")  # the bundled GGUF, device auto
+    assert (plain.model_path, plain.device, plain.format) == (None, None, "auto")  # the bundled GGUF, device auto
     assert load(home, flags={"model": "hf", "model_path": "/other"}).model.model_path == "/other"
     with pytest.raises(UsageError):
         load(home, flags={"model": "hf", "endpoint": URL_A})
+
+
+def test_local_models_default_to_the_auto_format_and_endpoints_to_falcon(home):
+    """Issue 15, item 10: a local model's format is "auto" (its own chat template when it carries
+    one, decided when the backend loads it); an explicit format wins; TGI stays Falcon-style."""
+    write(
+        home.cfg / "config.toml",
+        "[models.gguf]\nbackend = 'local'\nmodel_path = '/m.gguf'\n\n"
+        "[models.classic]\nbackend = 'local'\nformat = 'falcon'\n\n"
+        "[models.tgi]\nbackend = 'tgi'\nendpoint = 'http://127.0.0.1:1'\n",
+    )
+    assert load(home).model.format == "auto"  # the bundled model
+    assert load(home, flags={"model_path": "/x.gguf"}).model.format == "auto"
+    assert load(home, flags={"model": "gguf"}).model.format == "auto"
+    assert load(home, flags={"model": "classic"}).model.format == "falcon"
+    assert load(home, flags={"model": "classic", "model_path": "/x.gguf"}).model.format == "falcon"
+    assert load(home, flags={"model": "tgi"}).model.format == "falcon"
+    write(home.cfg / "config.toml", "[models.x]\nbackend = 'tgi'\nendpoint = 'http://127.0.0.1:1'\nformat = 'auto'\n")
+    with pytest.raises(ConfigError, match="format for a tgi model must be one of falcon"):
+        load(home, flags={"model": "x"})
 
 
 def test_device_is_checked_and_only_for_transformers(home):

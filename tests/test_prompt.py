@@ -7,8 +7,10 @@ import pytest
 from falconchat.prompt import (
     FALCON_STOPS,
     PromptTooLong,
+    chat_messages,
     clean_reply,
     falcon_prompt,
+    fit_continuation,
     fit_prompt,
     stop_sequences,
 )
@@ -109,6 +111,43 @@ def test_message_alone_too_long_raises():
 def test_message_too_long_without_history():
     with pytest.raises(PromptTooLong):
         fit_prompt("", [], "one two three four five", words, 3)
+
+
+# ---- issue 15, item 10: chat messages measured as the model's template writes them -----------
+
+
+def template_tokens(messages) -> int:
+    """A stand-in for a chat template: each message costs its words and 10 tokens of markers."""
+    return sum(words(m["content"]) + 10 for m in messages)
+
+
+def test_chat_messages_are_fitted_by_their_own_count():
+    kept = 2
+    budget = template_tokens(chat_messages(SYSTEM, HISTORY[-kept:], MESSAGE))  # exactly the 2 newest turns
+    fitted = fit_prompt(SYSTEM, HISTORY, MESSAGE, words, budget, template_tokens)
+    assert fitted.dropped_turns == len(HISTORY) - kept
+    assert fitted.messages == chat_messages(SYSTEM, HISTORY[-kept:], MESSAGE)
+    assert fitted.prompt_tokens == budget
+    # Counted as Falcon-style text, the same budget would keep more turns than the template has room for.
+    assert fit_prompt(SYSTEM, HISTORY, MESSAGE, words, budget).dropped_turns < len(HISTORY) - kept
+
+
+def test_chat_messages_too_long_for_the_budget_raise():
+    with pytest.raises(PromptTooLong):
+        fit_prompt(SYSTEM, [], MESSAGE, words, template_tokens(chat_messages(SYSTEM, [], MESSAGE)) - 1, template_tokens)
+
+
+def test_a_continuation_is_text_ending_inside_the_reply_and_messages_ending_with_it():
+    history = [*HISTORY[:2], Turn("count to ten", "one two three", status="length")]
+    fitted = fit_continuation(SYSTEM, history, words, 1000)
+    assert fitted.text == falcon_prompt(SYSTEM, HISTORY[:2], "count to ten") + " one two three"
+    assert fitted.messages == (
+        *chat_messages(SYSTEM, HISTORY[:2], "count to ten"),
+        {"role": "assistant", "content": "one two three"},
+    )
+    budget = template_tokens(fitted.messages[-4:]) + 10  # room for the system message and the last turn only
+    trimmed = fit_continuation(SYSTEM, history, words, budget, template_tokens)
+    assert trimmed.dropped_turns == 2 and trimmed.messages[-1]["content"] == "one two three"
 
 
 # ---- clean_reply -----------------------------------------------------------------------

@@ -8,7 +8,7 @@ from falconchat.backends.local import LocalBackend
 from falconchat.backends.templates import render_chat_template
 from falconchat.config import ModelSpec
 from falconchat.conversation import Conversation
-from falconchat.errors import ConfigError
+from falconchat.errors import ConfigError, InputError
 from falconchat.types import SamplingParams, TextDelta
 
 CHATML = (
@@ -41,6 +41,41 @@ def test_a_template_reaching_for_python_internals_is_refused(payload):
 def test_raise_exception_in_a_template_is_one_clear_error():
     with pytest.raises(ConfigError, match="only user and assistant"):
         render_chat_template("{{ raise_exception('only user and assistant') }}", MESSAGES, bos_token="", eos_token="")
+
+
+# ---- /continue in the model's own template (issue 15, item 10) -------------------------------
+
+CUT = [{"role": "user", "content": "Count to ten."}, {"role": "assistant", "content": "One, two, three,"}]
+
+
+def test_a_reply_to_continue_is_left_open_at_the_end_of_the_prompt():
+    prompt = render_chat_template(CHATML, CUT, bos_token="", eos_token="", continue_last=True)
+    assert prompt == "<|im_start|>user\nCount to ten.<|im_end|>\n<|im_start|>assistant\nOne, two, three,"
+
+
+def test_a_reply_a_template_strips_keeps_its_end_in_the_prompt():
+    stripping = CHATML.replace("m['content']", "m['content'] | trim")
+    cut = [CUT[0], {"role": "assistant", "content": "One, two,\n"}]
+    prompt = render_chat_template(stripping, cut, bos_token="", eos_token="", continue_last=True)
+    assert prompt.endswith("<|im_start|>assistant\nOne, two,\n")
+
+
+def test_a_reply_whose_text_is_inside_the_end_marker_is_cut_after_the_reply():
+    cut = [CUT[0], {"role": "assistant", "content": "m"}]  # "m" is also in "<|im_end|>"
+    prompt = render_chat_template(CHATML, cut, bos_token="", eos_token="", continue_last=True)
+    assert prompt.endswith("<|im_start|>assistant\nm")
+
+
+def test_a_blank_reply_to_continue_opens_a_fresh_one():
+    cut = [CUT[0], {"role": "assistant", "content": "  "}]
+    prompt = render_chat_template(CHATML, cut, bos_token="", eos_token="", continue_last=True)
+    assert prompt == render_chat_template(CHATML, CUT[:1], bos_token="", eos_token="")
+
+
+def test_a_template_that_hides_the_reply_cannot_continue_it():
+    hiding = "{% for m in messages %}{{ m['role'] }}{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}"
+    with pytest.raises(InputError, match="cannot go on"):
+        render_chat_template(hiding, CUT, bos_token="", eos_token="", continue_last=True)
 
 
 @pytest.mark.slow

@@ -282,6 +282,29 @@ def test_an_empty_reply_says_so_in_the_repl_and_in_ask(terminals, tgi_endpoint, 
     assert done.stderr.decode().count("ended without writing any text") == 1
 
 
+def test_the_banner_show_and_model_say_which_format_is_in_use(terminals, tgi_endpoint, tmp_path):
+    """The bundled model answers in its own chat template by default, and the chat says so,
+    resolved (never "auto"); a TGI endpoint keeps the Falcon-style prompt."""
+    write_config(tmp_path, f'[models.classic]\nbackend = "tgi"\nendpoint = "{tgi_endpoint.url}"\n')
+    term = terminals()  # nothing configured: the bundled model
+    term.wait_for(toolbar_drawn)
+    assert "· format native (the model's chat template) ·" in term.scrollback(joined=True)
+    term.say("/show")
+    term.wait_for("format: native (the model's chat template)")
+    term.wait_prompt()
+    term.say("/model classic")
+    term.wait_for(lambda s: "(format falcon); the conversation goes with it" in term.scrollback(joined=True))
+    term.wait_prompt()
+    term.say("/show")
+    term.wait_for("format: falcon")
+    term.wait_prompt()
+    term.keys("C-d")
+    assert term.wait_exit() == 0
+    screen = term.scrollback(joined=True)
+    assert "auto" not in screen, screen
+    no_trap(screen)
+
+
 # ---- 11: session names are checked at start -----------------------------------------------------
 
 

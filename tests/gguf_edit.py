@@ -49,8 +49,9 @@ def _string(value: bytes) -> bytes:
     return struct.pack("<Q", len(value)) + value
 
 
-def with_metadata_string(source: Path, target: Path, key: str, value: str, header_bytes: int = 16 << 20) -> None:
-    """Copy `source` to `target` with metadata `key` set to the string `value` (added if absent)."""
+def with_metadata_string(source: Path, target: Path, key: str, value: str | None, header_bytes: int = 16 << 20) -> None:
+    """Copy `source` to `target` with metadata `key` set to the string `value` (added if absent),
+    or, with `value` None, without `key`."""
     with source.open("rb") as fh:
         reader = _Reader(fh.read(header_bytes))
     assert reader.take("4s") == b"GGUF"
@@ -69,7 +70,8 @@ def with_metadata_string(source: Path, target: Path, key: str, value: str, heade
     infos = _tensor_infos(reader.data, tensors, reader.at)  # copied as they are: offsets are relative
     old_data_start = _aligned(reader.at + len(infos), alignment)
 
-    entries.append(_string(key.encode()) + struct.pack("<I", STRING) + _string(value.encode()))
+    if value is not None:
+        entries.append(_string(key.encode()) + struct.pack("<I", STRING) + _string(value.encode()))
     header = b"GGUF" + struct.pack("<IQQ", version, tensors, len(entries)) + b"".join(entries) + infos
     header += b"\0" * (_aligned(len(header), alignment) - len(header))
     with source.open("rb") as src, target.open("wb") as out:
