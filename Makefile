@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.installed-runtime
 TESTING := $(VENV)/.installed-test
 
-.PHONY: run test test-fast lint format install clean
+.PHONY: run test test-fast lint format install clean survey-formats
 
 run: $(RUNTIME)
 	$(BIN)/falconchat
@@ -20,6 +20,11 @@ test: $(TESTING)
 # The inner loop: in-process tests only (well under a minute).
 test-fast: $(TESTING)
 	$(BIN)/python -m pytest -m "not process and not slow" -q $(PYTEST_ARGS)
+
+# Issue 15, item 10: the bundled model's replies in the Falcon-style prompt and in its own
+# chat template, counted on 22 fixed prompts (docs/reliability.md records the figures).
+survey-formats: $(TESTING)
+	PYTHONPATH=src $(BIN)/python tests/surveys/format_survey.py
 
 lint: $(TESTING)
 	$(BIN)/ruff check src tests

@@ -72,7 +72,9 @@ def _safely_rendered(template: str, messages: list[dict], context: dict, *, gene
     except SecurityError:
         raise ConfigError("the model's chat template reached for Python internals; it was refused") from None
     except (TemplateError, OverflowError) as exc:  # OverflowError: the sandbox's limit on range()
-        raise ConfigError(f"the model's chat template failed: {str(exc)[:200]}") from None
+        raise ConfigError(
+            f"the model's chat template failed: {str(exc)[:200]} (format = \"falcon\" uses falconchat's prompt instead)"
+        ) from None
 
 
 def _left_open(whole: str, header: str, reply: str) -> str:
