@@ -194,6 +194,35 @@ def test_native_format_uses_the_tokenizers_chat_template(native):
 
 
 @pytest.mark.slow
+def test_auto_format_is_the_tokenizers_template_when_it_has_one(model_dir, tmp_path):
+    """Issue 15, item 10: "auto" (the default) is decided when the model loads; /continue's
+    prompt leaves the cut reply open in the template."""
+    import json
+    import shutil
+
+    with_template = TransformersBackend(spec(model_dir, format="auto"))
+    try:
+        assert with_template.prompt_format == "native" and with_template.takes_messages
+        cut = [{"role": "user", "content": QUESTION}, {"role": "assistant", "content": "Red, orange,"}]
+        assert with_template.native_prompt(cut, continue_last=True).endswith("<|im_start|>assistant\nRed, orange,")
+        text, done = run(with_template.stream_messages(cut, GREEDY.with_changes(max_new_tokens=6)))
+        assert done.completion_tokens > 0 and "<|im_" not in text
+    finally:
+        with_template.close()
+    plain = tmp_path / "plain"
+    shutil.copytree(model_dir, plain)
+    config = json.loads((plain / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (plain / "tokenizer_config.json").write_text(json.dumps(config))
+    (plain / "chat_template.jinja").unlink(missing_ok=True)
+    without = TransformersBackend(spec(plain, format="auto"))
+    try:
+        assert without.prompt_format == "falcon" and not without.takes_messages
+    finally:
+        without.close()
+
+
+@pytest.mark.slow
 def test_a_template_that_reaches_for_python_internals_is_refused(native, monkeypatch):
     tokenizer = native.load()[1]
     monkeypatch.setattr(tokenizer, "chat_template", "{{ ''.__class__.__mro__[1].__subclasses__() }}")
