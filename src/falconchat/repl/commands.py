@@ -27,7 +27,7 @@ HELP = [
     ("/system", "[TEXT]", "set the system message (no TEXT: show it)"),
     ("/temp", "VALUE", "set the temperature (0 = greedy)"),
     ("/set", "PARAM VALUE", "set " + ", ".join(SETTABLE)),
-    ("/show", "", "the current model, settings and session"),
+    ("/show", "", "the current model, its prompt format, settings and session"),
     ("/model", "NAME", "switch model; the conversation goes with it"),
     ("/role", "NAME", "use a role's system message and settings (/roles lists them)"),
     ("/retry", "", "replace the last reply with a new one"),
