@@ -56,8 +56,8 @@ class LocalBackend:
 
     @property
     def prompt_format(self) -> str:
-        """ "native" (the model's own chat template formats the conversation) or "falcon";
-        "auto" is decided by the model file's metadata, so asking loads the model."""
+        """The format in use: "native" (the model's own chat template formats the conversation)
+        or "falcon"; "auto" is decided by the model file's metadata, so asking loads the model."""
         if self._format == "auto":
             self.load()
         return self._format

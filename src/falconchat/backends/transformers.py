@@ -71,8 +71,8 @@ class TransformersBackend:
 
     @property
     def prompt_format(self) -> str:
-        """ "native" (the tokenizer's chat template formats the conversation) or "falcon";
-        "auto" is decided by the tokenizer, so asking loads the model."""
+        """The format in use: "native" (the tokenizer's chat template formats the conversation)
+        or "falcon"; "auto" is decided by the tokenizer, so asking loads the model."""
         if self._format == "auto":
             self.load()
         return self._format
