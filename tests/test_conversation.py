@@ -190,3 +190,19 @@ def test_prompt_for_uses_recorded_turns():
     fitted = conv.prompt_for("Again", len, 10_000)
     assert fitted.text == "System:Be kind.\nUser: Hi\nAssistant: Hello\nUser: Again\nAssistant:"
     assert fitted.dropped_turns == 0
+
+
+def test_continue_over_a_servers_chat_api_is_refused_and_the_reply_kept():
+    """A server's chat template always closes the last message: /continue there is one clear
+    error (it works in falconchat's own prompts, "falcon" and "native")."""
+    from falconchat.errors import InputError
+    from falconchat.exchange import continue_answer
+    from falconchat.types import SamplingParams
+
+    class ChatApi:
+        prompt_format, takes_messages = "chat", True
+
+    conv = Conversation(turns=[Turn("count", "one two", status="length")])
+    with pytest.raises(InputError, match="/continue needs"):
+        continue_answer(conv, ChatApi(), SamplingParams(), writer=None, notice=print)  # type: ignore[arg-type]
+    assert conv.turns == [Turn("count", "one two", status="length")]
