@@ -151,9 +151,12 @@ class TmuxTerminal:
             os.kill(self.pid, 0)
         except ProcessLookupError:
             return False
-        # A zombie (ended, not yet reaped by tmux) counts as ended.
-        stat = Path(f"/proc/{self.pid}/stat")
-        return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
+        # A zombie (ended, not yet reaped by tmux) counts as ended; so does one reaped just now.
+        try:
+            stat = Path(f"/proc/{self.pid}/stat").read_text()
+        except FileNotFoundError:
+            return False
+        return stat.split(")")[-1].split()[0] != "Z"
 
     def wait_exit(self, timeout: float = 20) -> int:
         """Wait for the process to end; its exit status as tmux saw it."""
