@@ -10,10 +10,10 @@ from __future__ import annotations
 import struct
 
 import pytest
-from gguf_edit import with_metadata_string
 from kit import Terminal, no_leaks, one_error_line, run
 
 from falconchat.backends.gguf import bundled_model_path
+from gguf_edit import with_metadata_string
 
 pytestmark = pytest.mark.process  # starts the real falconchat, a terminal or a server
 
