@@ -7,6 +7,7 @@ import json
 import subprocess
 import threading
 import time
+from contextlib import closing
 
 from falconchat.bench.stats import Row, median, p95
 
@@ -34,8 +35,7 @@ CLIENT_PROMPT = "User: Write a short, friendly paragraph about {}, for a curious
 
 def batch_rows(bench) -> list[Row]:
     """`falconchat batch` of N prompts: -j 8 (decoded together) vs -j 1, tokens/s of the whole run."""
-    bench.step("batch: decoded together vs one at a time")
-    count, tokens = (8, 12) if bench.quick else (32, 96)
+    count, tokens = bench.work.batch_prompts, bench.work.batch_tokens
     # Prompts that run long, so that every reply decodes its max_new_tokens (no ragged ends).
     lines = "".join(
         json.dumps(
@@ -53,14 +53,16 @@ def batch_rows(bench) -> list[Row]:
         records = [json.loads(line) for line in result.stdout.splitlines()]
         return sum(record["completion_tokens"] for record in records) / elapsed
 
-    together = bench.repeat(lambda: rate(8), reps=bench.batch_reps)
-    alone = bench.repeat(lambda: rate(1), reps=bench.batch_reps)
+    bench.say(f"{count} prompts, -j 8")
+    together = bench.repeat(lambda: rate(8))
+    bench.say(f"{count} prompts, -j 1")
+    alone = bench.repeat(lambda: rate(1))
     return [
         Row(
-            f"batch of {count} prompts, -j 8 (tokens/s)",
+            "batch of prompts, -j 8 (tokens/s)",
             median(together),
             "tok/s",
-            "the same, -j 1",
+            f"the same {count}, -j 1",
             median(alone),
             "≥ 1.6 × -j 1",
         )
@@ -69,8 +71,8 @@ def batch_rows(bench) -> list[Row]:
 
 def serve_rows(bench) -> list[Row]:
     """8 streaming clients at once on `falconchat serve` vs one client; their time to first token."""
-    bench.step("serve: 8 clients at once vs one")
-    tokens = 12 if bench.quick else 64
+    tokens = bench.work.serve_tokens
+    bench.say("starting falconchat serve")
     with _Served(bench) as url:
 
         def run(clients: int) -> tuple[float, list[float]]:
@@ -79,19 +81,22 @@ def serve_rows(bench) -> list[Row]:
             return sum(r[1] for r in results) / (time.perf_counter() - started), [r[0] for r in results]
 
         alone_rates, together_rates, firsts = [], [], []
-        if not bench.quick:
-            run(8)  # warm-up
-        for _ in range(bench.batch_reps):
+        bench.say("8 clients at once, and one")
+        if bench.work.warm_up:
+            run(8)
+        for _ in range(bench.work.reps):
             alone_rates.append(run(1)[0])
             rate, first = run(8)
             together_rates.append(rate)
             firsts.extend(first)
         held, free = [], []
-        for _ in range(bench.batch_reps):
+        bench.say("8 clients, 4 held to a JSON schema")
+        for _ in range(bench.work.reps):
             held.append(_with_grammars(url, tokens, constrained=True))
             free.append(_with_grammars(url, tokens, constrained=False))
-        engine_alone = [rate for rate in bench.repeat(lambda: _decode_rate(bench, 8), reps=bench.batch_reps)]
-        single = [rate for rate in bench.repeat(lambda: _decode_rate(bench, 1), reps=bench.batch_reps)]
+        bench.say("one request through the batching engine, and the single path")
+        engine_alone = bench.repeat(lambda: _decode_rate(bench, 8))
+        single = bench.repeat(lambda: _decode_rate(bench, 1))
     return [
         Row(
             "serve, 8 streaming clients at once (tokens/s, all)",
@@ -130,7 +135,8 @@ def serve_rows(bench) -> list[Row]:
 
 
 def _decode_rate(bench, sequences: int) -> float:
-    """Decode tokens/s of one greedy request, after its first token, in this process."""
+    """Decode tokens/s of one greedy request, after its first token, in this process (read over
+    at most the workload's cap: two threads on a busy machine can crawl)."""
     from falconchat.backends.local import LocalBackend
     from falconchat.config import ModelSpec
     from falconchat.types import SamplingParams, TextDelta
@@ -138,12 +144,14 @@ def _decode_rate(bench, sequences: int) -> float:
     backend = bench.cached(
         ("local", sequences), lambda: LocalBackend(ModelSpec(name="smollm2", backend="local"), sequences=sequences)
     )
-    params = SamplingParams(temperature=0, max_new_tokens=120 if bench.quick else 400)
-    stamps = [
-        time.perf_counter()
-        for event in backend.generate(CLIENT_PROMPT.format("the history of computing"), params)
-        if isinstance(event, TextDelta)
-    ]
+    params = SamplingParams(temperature=0, max_new_tokens=bench.work.engine_tokens)
+    stamps: list[float] = []
+    with closing(backend.generate(CLIENT_PROMPT.format("the history of computing"), params)) as events:
+        for event in events:
+            if isinstance(event, TextDelta):
+                stamps.append(time.perf_counter())
+                if stamps[-1] - stamps[0] >= bench.work.cap_s:
+                    break
     return (len(stamps) - 1) / (stamps[-1] - stamps[0])
 
 

