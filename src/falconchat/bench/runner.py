@@ -9,6 +9,7 @@ same backend and renderer in this process, on a real pseudo-terminal.
 from __future__ import annotations
 
 import functools
+import math
 import sys
 import tempfile
 import time
@@ -67,6 +68,7 @@ class Workload:
     reps: int  # repetitions of each figure (medians over them)
     drift_reps: int  # long replies for the drift rows (each way)
     rate_tokens: int  # the decode rows' replies
+    rate_cap_s: float  # the engine alone (their baseline) is read over at most this long
     near: int  # the token positions compared for drift
     far: int
     turn_tokens: int  # each reply of the ten-turn conversation (prefix reuse)
@@ -86,6 +88,7 @@ class Workload:
                 reps=1,
                 drift_reps=1,
                 rate_tokens=40,
+                rate_cap_s=2.0,  # two threads on a busy machine can crawl: a smoke run still ends
                 near=10,
                 far=60,
                 turn_tokens=8,
@@ -102,6 +105,7 @@ class Workload:
             reps=5,
             drift_reps=2,
             rate_tokens=1600,
+            rate_cap_s=math.inf,  # like for like: all rate_tokens, as the ask rows decode
             near=50,
             far=1500,
             turn_tokens=24,
@@ -214,9 +218,10 @@ class Bench:
         count, first = 0, time.perf_counter()
         for _ in llm.generate(tokens, temp=0, top_k=50, top_p=0.95, min_p=0.05, repeat_penalty=1.0):
             count += 1
+            now = time.perf_counter()
             if count == 1:
-                first = time.perf_counter()
-            if count == self.work.rate_tokens:
+                first = now
+            if count == self.work.rate_tokens or now - first >= self.work.rate_cap_s:
                 break
         return (count - 1) / (time.perf_counter() - first)
 
