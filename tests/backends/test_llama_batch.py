@@ -278,3 +278,42 @@ def test_closing_the_engine_ends_running_streams_with_an_error():
             pass
     closer.join(timeout=10)
     assert not closer.is_alive()
+
+
+class ScriptedLoad:
+    """A thread policy whose measured load the test sets: `others` busy programs on 2 cores."""
+
+    fixed = None
+    cores = 2
+
+    def __init__(self):
+        self.free = 2
+
+    def due(self) -> bool:
+        return True
+
+    def threads(self) -> int:
+        return self.free
+
+
+def test_the_engine_decodes_with_the_cores_other_programs_leave_free():
+    """Like the single path, the batching engine (serve, batch) moves to one thread when a
+    busy program takes a core, and back when it ends: a descheduled thread stalls the others."""
+    import llama_cpp
+
+    load = ScriptedLoad()
+    backend = LocalBackend(ModelSpec(name="smollm2", backend="local"), sequences=2)
+    backend.thread_policy = load  # type: ignore[assignment]
+    try:
+        backend.load()
+        engine = backend._engine
+        params = SamplingParams(temperature=0.0, max_new_tokens=4)
+        assert llama_cpp.llama_n_threads(engine._ctx) == 2
+        load.free = 1
+        tokens(backend, PROMPTS[0], params)
+        assert llama_cpp.llama_n_threads(engine._ctx) == 1
+        load.free = 2
+        tokens(backend, PROMPTS[1], params)
+        assert llama_cpp.llama_n_threads(engine._ctx) == 2
+    finally:
+        backend.close()

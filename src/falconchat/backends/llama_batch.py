@@ -21,11 +21,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from falconchat.backends.llama_sampling import common_prefix, log_softmax_at, make_sampler, sample_token
 from falconchat.errors import FalconchatError
 from falconchat.types import SamplingParams
+
+if TYPE_CHECKING:
+    from falconchat.backends.threads import ThreadPolicy
 
 BATCH_TOKENS = 256  # tokens per decode step: running sequences first, then prompt chunks
 POLL_S = 0.05  # how often a waiting caller checks its own should_stop
@@ -67,7 +70,7 @@ class Slot:
 class BatchEngine:
     """Owns its llama.cpp context; `llm` (a loaded `llama_cpp.Llama`) lends it the model."""
 
-    def __init__(self, llm, sequences: int, context: int, threads: int):
+    def __init__(self, llm, sequences: int, context: int, threads: ThreadPolicy):
         import llama_cpp
 
         self._llama_cpp = llama_cpp
@@ -78,7 +81,9 @@ class BatchEngine:
         params.n_ctx = context * sequences
         params.n_batch = params.n_ubatch = BATCH_TOKENS
         params.n_seq_max = sequences
-        params.n_threads = params.n_threads_batch = threads
+        self._policy = threads  # the cores other programs leave free, looked at again as it decodes
+        self._threads_now = threads.fixed or threads.cores
+        params.n_threads = params.n_threads_batch = self._threads_now
         params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
         # A cache of its own per sequence: in one shared pool, a sequence's cells end up out of
         # order once others free theirs, and attention then adds them up in another order,
@@ -186,8 +191,19 @@ class BatchEngine:
                     self._admit()
                 if self._closing:
                     break
+            self._adapt_threads()
             self._step()
         self._end_all(FalconchatError("the local model is shutting down"))
+
+    def _adapt_threads(self) -> None:
+        """Decode with the cores other programs leave free (backends/threads.py), looked at
+        about twice a second: a thread descheduled by a busy program stalls the others."""
+        if not self._policy.due():
+            return
+        threads = self._policy.threads()
+        if threads != self._threads_now:
+            self._llama_cpp.llama_set_n_threads(self._ctx, threads, threads)
+            self._threads_now = threads
 
     def _end_all(self, error: FalconchatError) -> None:
         for slot in self._slots:

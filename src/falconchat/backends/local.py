@@ -107,7 +107,7 @@ class LocalBackend:
         from falconchat.backends.llama_batch import BatchEngine
 
         with _engine_errors():
-            return BatchEngine(llm, self.sequences, self._context, self._threads)
+            return BatchEngine(llm, self.sequences, self._context, self.thread_policy)
 
     @property
     def _context(self) -> int:

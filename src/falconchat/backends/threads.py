@@ -7,7 +7,7 @@ machine, with one busy process beside it, 2 threads decode at ~0.4x the speed of
 idle they are ~1.4x faster (docs/performance.md). So the backend asks `ThreadPolicy` before
 each reply and about twice a second while decoding, and moves llama.cpp between thread
 counts (`llama_set_n_threads`; greedy replies were checked to be the same at 1, 2 and 3
-threads). The batching engine (`serve`, `batch`) keeps the count it starts with.
+threads). The batching engine (`serve`, `batch`) asks the same policy between its steps.
 """
 
 from __future__ import annotations
