@@ -68,33 +68,14 @@ def tokens(backend, prompt, params) -> list[int]:
     return [e.token_id for e in backend.generate(prompt, params, STOPS) if isinstance(e, TextDelta)]
 
 
-def tokens_together(backend, jobs) -> list[list[int]]:
-    """Run (prompt, params) jobs at once, each from its own thread; their tokens in order."""
-    results: list = [None] * len(jobs)
-
-    def work(index, prompt, params):
-        results[index] = tokens(backend, prompt, params)
-
-    threads = [threading.Thread(target=work, args=(i, *job)) for i, job in enumerate(jobs)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=300)
-    return results
-
-
-def assert_near_tie_equal(alone: list[list[Step]], together: list[list[int]]) -> None:
-    problems = [near_tie_difference(a, b) for a, b in zip(alone, together, strict=True)]
-    assert not any(problems), problems
-
-
-def together(backend, jobs):
-    """Run (prompt, params) jobs at once, each from its own thread; results in order."""
+def at_once(run, jobs) -> list:
+    """`run(prompt, params)` for each job at once, each from its own thread; the results (or
+    the exception a job raised) in order."""
     results: list = [None] * len(jobs)
 
     def work(index, prompt, params):
         try:
-            results[index] = reply(backend, prompt, params)
+            results[index] = run(prompt, params)
         except Exception as exc:
             results[index] = exc
 
@@ -104,6 +85,21 @@ def together(backend, jobs):
     for thread in threads:
         thread.join(timeout=300)
     return results
+
+
+def tokens_together(backend, jobs) -> list[list[int]]:
+    """Each job's tokens, decoded at once."""
+    return at_once(lambda prompt, params: tokens(backend, prompt, params), jobs)
+
+
+def together(backend, jobs):
+    """Each job's (text, Done), decoded at once."""
+    return at_once(lambda prompt, params: reply(backend, prompt, params), jobs)
+
+
+def assert_near_tie_equal(alone: list[list[Step]], together: list[list[int]]) -> None:
+    problems = [near_tie_difference(a, b) for a, b in zip(alone, together, strict=True)]
+    assert not any(problems), problems
 
 
 def wait_idle(backend, timeout=5.0):
