@@ -89,3 +89,25 @@ def test_the_repl_says_when_a_reply_does_not_match_the_schema(tmp_path, endpoint
     assert endpoint.posts()[0]["response_format"]["type"] == "json_schema"
     terminal.keys("C-d")
     assert terminal.wait_exit() == 0
+
+
+def test_narrowing_the_window_while_it_reasons_leaves_none_of_the_reasoning_behind(tmp_path, endpoint, terminals):
+    """The live reasoning is erased by the rows its lines take at the terminal's width now:
+    drawn at 100 columns and re-wrapped at 40, erasing one row per line drawn left rows behind."""
+    endpoint.reply([f"line {i:02d}\n" for i in range(40)])  # a full screen: the chat so far
+    endpoint.reply(["Ada", " it is."], reasoning=[f" r{i:03d}" for i in range(1, 81)], delay_s=0.1)
+    terminal = terminals(tmp_path, "--endpoint", endpoint.url)
+    terminal.wait_for(lambda s: "context" in terminal.bottom_line())  # the toolbar: prompt-toolkit is drawing
+    terminal.say("fill the screen")
+    terminal.wait_for("line 39")
+    terminal.wait_prompt()
+    terminal.say("who?")
+    terminal.wait_for("r025")  # the reasoning, live: one line of about 100 columns
+    terminal.resize(40, 30)
+    terminal.wait_for("Ada it is.", timeout=30)
+    terminal.wait_prompt()
+    shown = terminal.scrollback(joined=True)
+    assert "▸ reasoned for" in shown
+    assert "r0" not in shown[shown.index(">>> who?") :], shown  # every word of it erased
+    terminal.keys("C-d")
+    assert terminal.wait_exit() == 0

@@ -16,7 +16,8 @@ from falconchat.types import ReasoningWriter
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.live import Live
+
+    from falconchat.live_region import LiveRegion
 
 SHOWN_LINES = 6  # of the reasoning, live, while it lasts
 REFRESH_S = 0.05
@@ -30,7 +31,7 @@ class ReasoningPanel:
         self._show = show
         self._clean = StreamSanitizer()
         self._text = ""
-        self._live: Live | None = None
+        self._live: LiveRegion | None = None
         self._started = 0.0
         self._last_draw = 0.0
 
@@ -39,24 +40,15 @@ class ReasoningPanel:
         if not text:
             return
         if self._live is None:
-            from rich.live import Live
+            from falconchat.live_region import LiveRegion
 
             self._started = time.monotonic()
-            self._live = Live(
-                console=self._console,
-                auto_refresh=False,
-                transient=True,
-                vertical_overflow="crop",
-                redirect_stdout=False,
-                redirect_stderr=False,
-            )
-            self._live.start()
+            self._live = LiveRegion(self._console)  # erased by the rows it takes, even after a resize
         self._text += text
-        assert self._live is not None
         now = time.monotonic()
         if now - self._last_draw >= REFRESH_S:
             self._last_draw = now
-            self._live.update(self._tail(), refresh=True)
+            self._live.draw(self._tail())
 
     def close(self) -> None:
         from rich.text import Text
@@ -65,8 +57,7 @@ class ReasoningPanel:
         live, self._live = self._live, None
         if live is None:
             return
-        live.update("", refresh=True)
-        live.stop()
+        live.close()
         if self._show:
             self._console.print(Text(self._text.strip(), style="dim"))
         else:
