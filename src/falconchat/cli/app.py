@@ -41,6 +41,11 @@ def root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
     ),
+    # The chat's own flags, here too: `falconchat` alone is the chat, so `falconchat --session work` opens it.
+    session: str | None = typer.Option(
+        None, "--session", metavar="NAME", help="Open or create a named session (the chat), saved after every exchange."
+    ),
+    resume: bool = typer.Option(False, "--resume", help="Open the most recently saved session (the chat)."),
     no_history: bool = typer.Option(False, "--no-history", help="Do not read or write the input history file."),
     *,
     shared: dict[str, Any],
@@ -48,9 +53,9 @@ def root(
     run = invocation(ctx)
     run.shared = shared
     if ctx.invoked_subcommand is None:
-        if run.env.stdin_is_piped:
+        if run.env.stdin_is_piped and not (session or resume):
             ctx.exit(ask_once(run.env, merged_flags(ctx, {}), None))  # `echo … | falconchat` answers once
-        ctx.exit(chat_session(run.env, merged_flags(ctx, {}), no_history=no_history))
+        ctx.exit(chat_session(run.env, merged_flags(ctx, {}), session=session, resume=resume, no_history=no_history))
 
 
 @app.command("chat")
@@ -67,7 +72,10 @@ def chat(
 ) -> None:
     """Open the interactive chat (the default)."""
     env = invocation(ctx).env
-    no_history = no_history or bool(ctx.parent and ctx.parent.params.get("no_history"))  # before `chat` too
+    before = ctx.parent.params if ctx.parent else {}  # the chat's flags given before `chat`
+    session = session or before.get("session")
+    resume = resume or bool(before.get("resume"))
+    no_history = no_history or bool(before.get("no_history"))
     ctx.exit(chat_session(env, merged_flags(ctx, shared), session=session, resume=resume, no_history=no_history))
 
 

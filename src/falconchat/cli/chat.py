@@ -96,6 +96,7 @@ def chat_session(
             roles=settings.roles,
             open_backend=open_for_chat,
         )
-        return Repl(backend, conversation, params, options, out=env.stdout, err=env.stderr).run()
+        piped = env.stdin if env.stdin_is_piped else None  # a script's messages, one per line
+        return Repl(backend, conversation, params, options, out=env.stdout, err=env.stderr, piped=piped).run()
     finally:
         backend.close()

@@ -129,12 +129,15 @@ def typing_hidden(stdin: IO[str] | None) -> Iterator[None]:
     ECHO is off until the reply ends (what was typed stays queued for the next prompt)."""
     try:
         import termios
-
+    except ImportError:  # not a POSIX system
+        yield
+        return
+    try:
         if stdin is None:
             raise ValueError("no standard input")
         fd = stdin.fileno()
         saved = termios.tcgetattr(fd)
-    except (ImportError, AttributeError, ValueError, OSError):  # not a terminal: nothing is echoed
+    except (AttributeError, ValueError, OSError, termios.error):  # not a terminal (a pipe): nothing is echoed
         yield
         return
     quiet = list(saved)

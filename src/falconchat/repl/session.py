@@ -36,6 +36,22 @@ class Hangup(BaseException):
         self.signum = signum
 
 
+class PipedMessages:
+    """The chat's input when it comes from a pipe (a script): a message per line, commands too,
+    read where prompt-toolkit would ask; the end of the input ends the chat as Ctrl-D does."""
+
+    app = None  # no terminal application to draw a prompt or a toolbar on
+
+    def __init__(self, lines: IO[str]):
+        self._lines = lines
+
+    def prompt(self, _message: str) -> str:
+        line = self._lines.readline()
+        if not line:
+            raise EOFError
+        return line.rstrip("\n")
+
+
 class Repl:
     def __init__(
         self,
@@ -46,9 +62,11 @@ class Repl:
         *,
         out: IO[str] = sys.stdout,
         err: IO[str] = sys.stderr,
+        piped: IO[str] | None = None,
     ):
         self.state = ReplState(backend, conversation, params, options, saved_turns=len(conversation.turns))
         self.out = out
+        self._piped = piped  # input from a pipe, not a terminal: its lines are the messages
         self.err = make_console(err, soft_wrap=True)
         self.commands = Commands(self.state, self)
         self.gauge = Gauge(self._context_length, self._context_used, self._redraw)
@@ -86,7 +104,7 @@ class Repl:
 
     def run(self) -> int:
         self.notice(self.header())
-        session = self._prompt_session()
+        session = self._prompt_session() if self._piped is None else PipedMessages(self._piped)
         self._app = session.app
         previous = {sig: signal.signal(sig, self._hangup) for sig in (signal.SIGTERM, signal.SIGHUP)}
         try:

@@ -1,0 +1,51 @@
+"""The chat with its input piped (a script driving it): each line is a message or a command,
+each reply goes to stdout as plain text, a named session is kept; the chat's own flags work
+before the command too (`falconchat` alone is the chat)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from repl_helpers import sessions_dir
+
+from processes import falconchat, isolated_env
+
+pytestmark = pytest.mark.process  # the real falconchat, with its input a pipe
+
+
+def session_turns(home, name: str) -> list[dict]:
+    return json.loads((sessions_dir(home) / f"{name}.json").read_text())["turns"]
+
+
+def test_each_piped_line_is_a_message_and_the_session_is_kept(tgi_endpoint, tmp_path):
+    tgi_endpoint.stream([" Noted", "."], "eos_token")
+    env = isolated_env(tmp_path)
+    done = falconchat(
+        "chat", "--session", "notes", "--endpoint", tgi_endpoint.url,
+        cwd=tmp_path, env=env, input=b"first thing\n/temp 0.3\nsecond thing\n",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode() == "Noted.\nNoted.\n"  # the replies, plain: no prompt, toolbar or escapes
+    assert "temperature = 0.3" in done.stderr.decode() and "Traceback" not in done.stderr.decode()
+    assert [t["user"] for t in session_turns(tmp_path, "notes")] == ["first thing", "second thing"]
+
+    # The chat's flags before the command (or with no command at all) are the chat's too.
+    done = falconchat(
+        "--session", "notes", "--endpoint", tgi_endpoint.url, cwd=tmp_path, env=env, input=b"third thing\n"
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode() == "Noted.\n"
+    assert [t["user"] for t in session_turns(tmp_path, "notes")] == ["first thing", "second thing", "third thing"]
+    sent = tgi_endpoint.requests[-1].body["inputs"]  # the session's turns went as context
+    assert "first thing" in sent and "second thing" in sent
+
+
+def test_a_piped_chat_without_a_session_answers_and_ends(tgi_endpoint, tmp_path):
+    """It ended with `unexpected error: (25, 'Inappropriate ioctl for device')`, exit 1."""
+    tgi_endpoint.stream([" Hi"], "eos_token")
+    done = falconchat(
+        "chat", "--endpoint", tgi_endpoint.url, cwd=tmp_path, env=isolated_env(tmp_path), input=b"hello\n"
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode() == "Hi\n"
