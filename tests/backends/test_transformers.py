@@ -254,16 +254,22 @@ def test_a_corrupt_model_file_is_one_clear_error(tmp_path):
 def test_ask_and_models_through_a_config_file(backend, model_dir, tmp_path):
     config = tmp_path / "config.toml"
     config.write_text(
-        f'[models.tf]\nbackend = "transformers"\nmodel_path = "{model_dir}"\ndevice = "cpu"\n\n'
+        f'[models.tf]\nbackend = "transformers"\nmodel_path = "{model_dir}"\ndevice = "cpu"\nformat = "falcon"\n\n'
+        f'[models.tf-auto]\nbackend = "transformers"\nmodel_path = "{model_dir}"\n\n'
         f'[models.tf-chat]\nbackend = "transformers"\nmodel_path = "{model_dir}"\nformat = "native"\n\n'
         f'[models.gone]\nbackend = "transformers"\nmodel_path = "{tmp_path / "nowhere"}"\n'
     )
     env = isolated_env(tmp_path, FALCONCHAT_CONFIG=str(config))
-    result = falconchat("ask", "-m", "tf", "-t", "0", "--max-new-tokens", "24", QUESTION, cwd=tmp_path, env=env)
-    assert result.returncode == 0, result.stderr.decode()
-    assert result.stderr == b"", "no warnings or progress bars"
+
+    def ask(model: str) -> str:
+        result = falconchat("ask", "-m", model, "-t", "0", "--max-new-tokens", "24", QUESTION, cwd=tmp_path, env=env)
+        assert result.returncode == 0, result.stderr.decode()
+        assert result.stderr == b"", "no warnings or progress bars"
+        return result.stdout.decode()
+
     expected = run(backend.stream(PROMPT, GREEDY))[0]  # the directory is the GGUF, saved
-    assert result.stdout.decode() == expected + "\n"
+    assert ask("tf") == expected + "\n"
+    assert ask("tf-auto") == ask("tf-chat")  # the default: the tokenizer's own chat template
 
     listing = falconchat("models", cwd=tmp_path, env=env).stdout.decode()
     assert "transformers" in listing and "ok (model directory)" in listing and "model not found" in listing
