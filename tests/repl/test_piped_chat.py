@@ -49,3 +49,24 @@ def test_a_piped_chat_without_a_session_answers_and_ends(tgi_endpoint, tmp_path)
     )
     assert done.returncode == 0, done.stderr.decode()
     assert done.stdout.decode() == "Hi\n"
+
+
+def test_a_reader_that_goes_away_ends_the_piped_chat_as_a_closed_pipe(tgi_endpoint, tmp_path):
+    """`… | head -1`: exit 141 as for any Unix tool (it was 129, "the terminal went away"),
+    quietly, and the named session is kept."""
+    import subprocess
+
+    from processes import FALCONCHAT
+
+    tgi_endpoint.forever(0.02)  # the reply goes on until the pipe's reader has gone
+    command = (
+        "printf 'hello\\n' | "
+        + " ".join([*FALCONCHAT, "--session", "cut", "--endpoint", tgi_endpoint.url])
+        + ' | head -c 20; echo " status=${PIPESTATUS[1]}"'
+    )
+    done = subprocess.run(
+        ["bash", "-c", command], cwd=tmp_path, env=isolated_env(tmp_path), capture_output=True, timeout=60
+    )
+    assert done.stdout.decode().endswith(" status=141\n"), (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr.decode() and "error" not in done.stderr.decode(), done.stderr
+    assert (sessions_dir(tmp_path) / "cut.json").exists()

@@ -111,6 +111,8 @@ class Repl:
             return self._loop(session)
         except Hangup as hangup:
             return 128 + hangup.signum
+        except BrokenPipeError:  # output piped to a reader that went away (`| head`): the caller's exit
+            raise
         except (EOFError, OSError):  # the terminal went away
             return 128 + signal.SIGHUP
         finally:
