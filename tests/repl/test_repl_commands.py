@@ -184,10 +184,27 @@ def test_set_accepts_every_sampling_value_and_refuses_bad_ones(chats):
         ("top_k", "3", "3"),
         ("repetition_penalty", "1.2", "1.2"),
         ("seed", "77", "77"),
+        ("stop", "END", "END"),
+        ("stop", '["A:", "B:"]', "A:, B:"),
     ):
         assert f"{name} = {shown}" in chat.say(f"/set {name} {value}")
     assert "invalid top-p" in chat.say("/set top_p 7")
-    assert "top_p = 0.8" in chat.say("/show")
+    shown = chat.say("/show")
+    assert "top_p = 0.8" in shown and "stop = A:, B:" in shown
+    assert "frequency_penalty" not in shown  # serve's OpenAI-only knobs: nothing the chat can change
+
+
+def test_set_stop_ends_the_reply_there_and_none_clears_it(chats, tgi_endpoint):
+    """/show listed `stop = none`, and `/set stop …` was refused."""
+    tgi_endpoint.stream([" one", " two", " HALT", " three"], "eos_token")
+    chat = chats("--endpoint", tgi_endpoint.url)
+    assert "stop = HALT" in chat.say("/set stop HALT")
+    shown = chat.say("count")
+    assert "one two" in shown and "three" not in shown, shown
+    assert "HALT" in tgi_endpoint.requests[-1].body["parameters"]["stop"]
+    assert "stop = none" in chat.say("/set stop none")
+    assert "three" in chat.say("count again")
+    assert "HALT" not in (tgi_endpoint.requests[-1].body["parameters"].get("stop") or [])
 
 
 def test_copy_prints_the_last_reply_plain_without_a_clipboard(chats, tmp_path):

@@ -7,7 +7,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import fields
 
 from falconchat.backends.base import Backend
 from falconchat.backends.registry import FORMAT_SHOWN
@@ -15,9 +14,8 @@ from falconchat.config_values import parse
 from falconchat.errors import FalconchatError
 from falconchat.repl.state import Chat, ReplState
 from falconchat.text import sanitize
-from falconchat.types import SamplingParams
 
-SETTABLE = ("temperature", "max_new_tokens", "top_p", "top_k", "repetition_penalty", "seed")
+SETTABLE = ("temperature", "max_new_tokens", "top_p", "top_k", "repetition_penalty", "seed", "stop")
 ALIASES = {"temp": "temperature", "max_tokens": "max_new_tokens"}
 UNSET = ("none", "off", "random")  # `/set seed none`: no fixed seed
 CLIPBOARD_TOOLS = (["pbcopy"], ["wl-copy"], ["xclip", "-selection", "clipboard"], ["xsel", "--clipboard", "--input"])
@@ -135,14 +133,15 @@ class Commands:
         if name not in SETTABLE or not value.strip():
             self.repl.notice("usage: /set PARAM VALUE, where PARAM is one of " + ", ".join(SETTABLE))
             return
-        unset = name == "seed" and value.strip().lower() in UNSET  # a new random draw each reply
-        typed = None if unset else parse(name, value.strip(), origin)
+        unset = name in ("seed", "stop") and value.strip().lower() in UNSET  # seed: a new draw each reply
+        typed = (() if name == "stop" else None) if unset else parse(name, value.strip(), origin)
         self.state.params = self.state.params.with_changes(**{name: typed})
         self.repl.notice(f"{name} = {_shown(typed)}")
 
     def show(self, arg: str) -> None:
         state, p = self.state, self.state.params
-        values = "\n".join(f"  {f.name} = {_shown(getattr(p, f.name))}" for f in fields(SamplingParams))
+        # What the chat can change (and a --schema); serve's OpenAI-only knobs stay at their defaults.
+        values = "\n".join(f"  {name} = {_shown(getattr(p, name))}" for name in (*SETTABLE, "constraint"))
         session = state.options.session or "(none: in memory only)"
         history = "on" if state.options.data_dir else "off"
         self.repl.err.print(
