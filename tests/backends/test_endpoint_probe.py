@@ -91,6 +91,14 @@ def test_models_lists_a_servers_models(tmp_path, openai_endpoint):
     assert [line.split()[0] for line in out.splitlines()[2:]] == ["a", "b"]
 
 
+def test_models_with_the_endpoint_before_the_command_lists_that_servers_models(tmp_path, openai_endpoint):
+    """`falconchat --endpoint URL models` listed the configured models instead, as if no URL was given."""
+    openai_endpoint.models = [{"id": "served-one"}]
+    env = environment(tmp_path)
+    assert run(["--endpoint", openai_endpoint.url, "models"], env) == ExitCode.OK, env.stderr.text()
+    assert "openai API" in env.stdout.text() and "served-one" in env.stdout.text()
+
+
 def test_several_models_without_a_name_is_one_usage_line(tmp_path, openai_endpoint):
     openai_endpoint.models = [{"id": "a"}, {"id": "b"}]
     env = environment(tmp_path)

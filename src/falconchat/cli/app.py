@@ -246,9 +246,12 @@ def models(
     """List the configured models: backend, where they point, and whether they answer; or a server's models."""
     from falconchat.cli.models import print_models, print_served
 
-    env = invocation(ctx).env
-    settings = load({"env_file": env_file, "config": config, "endpoint": endpoint, "timeout": timeout}, env)
-    if endpoint:
+    run = invocation(ctx)
+    own = {"env_file": env_file, "config": config, "endpoint": endpoint, "timeout": timeout}
+    flags = {name: value or run.shared.get(name) for name, value in own.items()}  # also given before `models`
+    settings = load(flags, run.env)
+    env = run.env
+    if flags["endpoint"]:
         print_served(settings.model, env.stdout)
     else:
         print_models(settings, env.stdout)
