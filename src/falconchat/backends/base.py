@@ -55,3 +55,24 @@ class Backend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class FormatDecidedOnLoad:
+    """`prompt_format` and `takes_messages` of a model run in process: its "auto" becomes
+    "native" (the model carries a chat template) or "falcon" when `load()` reads the model."""
+
+    _format: str  # set by the backend: the spec's format, then what load() decided
+
+    def load(self) -> object:
+        raise NotImplementedError
+
+    @property
+    def prompt_format(self) -> str:
+        """The format in use, never "auto": asking may load the model."""
+        if self._format == "auto":
+            self.load()
+        return self._format
+
+    @property
+    def takes_messages(self) -> bool:
+        return self.prompt_format == "native"

@@ -11,7 +11,9 @@ from collections.abc import Callable, Sequence
 from contextlib import closing, contextmanager
 from pathlib import Path
 
+from falconchat.backends.base import FormatDecidedOnLoad
 from falconchat.backends.gguf import bundled_model_path, is_gguf
+from falconchat.backends.llama_setup import silence_llama_logs, weights_not_repacked
 from falconchat.backends.templates import ends_open
 from falconchat.backends.threads import ThreadPolicy
 from falconchat.config import ModelSpec
@@ -31,7 +33,7 @@ def default_sequences() -> int:
     return min(MAX_SEQUENCES, 4 * (os.cpu_count() or 1))
 
 
-class LocalBackend:
+class LocalBackend(FormatDecidedOnLoad):
     """`sequences` > 1 decodes that many requests together (continuous batching, for
     `serve` and `batch`); generate() may then be called from many threads at once."""
 
@@ -54,18 +56,6 @@ class LocalBackend:
     def model_path(self) -> Path:
         return Path(self.spec.model_path).expanduser() if self.spec.model_path else bundled_model_path()
 
-    @property
-    def prompt_format(self) -> str:
-        """The format in use: "native" (the model's own chat template formats the conversation)
-        or "falcon"; "auto" is decided by the model file's metadata, so asking loads the model."""
-        if self._format == "auto":
-            self.load()
-        return self._format
-
-    @property
-    def takes_messages(self) -> bool:
-        return self.prompt_format == "native"
-
     def warm_up(self) -> None:
         self.load()
 
@@ -86,10 +76,10 @@ class LocalBackend:
         path = self.model_path
         import llama_cpp
 
-        _silence_llama_logs(llama_cpp)
+        silence_llama_logs(llama_cpp)
         self._threads_now = self._threads
         try:
-            with _weights_not_repacked(llama_cpp):
+            with weights_not_repacked(llama_cpp):
                 return llama_cpp.Llama(
                     model_path=str(path),
                     # With the batching engine, this context is only for tokens and metadata.
@@ -387,51 +377,6 @@ class LocalBackend:
             if self._llm is not None:
                 self._llm.close()
                 self._llm = None
-
-
-_log_callback = None  # kept referenced: llama.cpp holds only a C pointer to it
-
-
-def _silence_llama_logs(llama_cpp) -> None:
-    """Nothing from llama.cpp reaches the user's terminal; errors surface as ConfigError lines."""
-    global _log_callback
-    if _log_callback is None:
-        import ctypes
-
-        @llama_cpp.llama_log_callback
-        def drop(level, text, user_data):
-            pass
-
-        _log_callback = drop
-        llama_cpp.llama_log_set(drop, ctypes.c_void_p(0))
-
-
-_model_params_lock = threading.Lock()
-
-
-@contextmanager
-def _weights_not_repacked(llama_cpp):
-    """Load without llama.cpp's repacked weight layouts (`--no-repack`).
-
-    Repacked weights are multiplied by one kernel for one row and another for
-    several, so a reply's tokens would depend on how many sequences the
-    batching engine decodes beside it. Plain layouts give every sequence the
-    single-sequence path's numbers. `Llama()` has no argument for it, so its
-    default model parameters are swapped while it loads.
-    """
-    defaults = llama_cpp.llama_cpp.llama_model_default_params
-
-    def plain():
-        params = defaults()
-        params.use_extra_bufts = False
-        return params
-
-    with _model_params_lock:
-        llama_cpp.llama_cpp.llama_model_default_params = plain
-        try:
-            yield
-        finally:
-            llama_cpp.llama_cpp.llama_model_default_params = defaults
 
 
 PREFILL_CHUNK = 256

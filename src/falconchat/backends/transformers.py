@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from falconchat.backends.base import FormatDecidedOnLoad
 from falconchat.backends.gguf import bundled_model_path, is_gguf
 from falconchat.backends.templates import ends_open
 from falconchat.config import ModelSpec
@@ -29,7 +30,7 @@ DEFAULT_CONTEXT = 2048
 THREAD_NAME = "falconchat-transformers"
 
 
-class TransformersBackend:
+class TransformersBackend(FormatDecidedOnLoad):
     def __init__(self, spec: ModelSpec):
         self.spec = spec
         self.name = spec.name
@@ -68,18 +69,6 @@ class TransformersBackend:
         return f"ok ({found})"
 
     # ---- loading ---------------------------------------------------------------------------
-
-    @property
-    def prompt_format(self) -> str:
-        """The format in use: "native" (the tokenizer's chat template formats the conversation)
-        or "falcon"; "auto" is decided by the tokenizer, so asking loads the model."""
-        if self._format == "auto":
-            self.load()
-        return self._format
-
-    @property
-    def takes_messages(self) -> bool:
-        return self.prompt_format == "native"
 
     def warm_up(self) -> None:
         self.load()

@@ -9,17 +9,17 @@ same backend and renderer in this process, on a real pseudo-terminal.
 from __future__ import annotations
 
 import functools
-import math
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from contextlib import closing
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from falconchat.bench import probes
 from falconchat.bench.stats import Row, median, p95
+from falconchat.bench.workload import GROUPS, ROW_GROUPS, Workload
 from falconchat.config import ModelSpec
 from falconchat.types import Done, SamplingParams, TextDelta
 
@@ -40,83 +40,6 @@ TURNS = [
     "Name an ocean.",
     "What is the capital of Spain?",
 ]
-
-
-# The groups of rows, in the order they run (`bench --only NAME,…` picks some), and what
-# each measures: said on stderr as it starts.
-GROUPS = {
-    "first_byte": "ask's first output byte, against llm",
-    "startup": "--help and --version, against python -c pass",
-    "decode": "decode tokens/s: the engine, ask piped, ask on a terminal",
-    "drift": "the gap between tokens early and late in a reply, on a terminal and piped",
-    "prefix_reuse": "time to first token, turn 1 against turn 10",
-    "memory": "peak memory of a chat, against llm chat",
-    "batching": "batch -j 8 against -j 1",
-    "serving": "serve: 8 clients at once against one, grammars, the batching engine alone",
-    "under_load": "decoding beside busy loops, every thread policy",
-}
-ROW_GROUPS = tuple(GROUPS)
-
-
-@dataclass(frozen=True)
-class Workload:
-    """How much each row measures. --quick (a smoke run) measures the same rows, under the
-    same names, with fewer tokens, one repetition, no warm-up and short time caps: every
-    setting of the quick workload is at most the full run's."""
-
-    warm_up: bool  # one unmeasured run before the repetitions (caches, page cache, imports)
-    reps: int  # repetitions of each figure (medians over them)
-    drift_reps: int  # long replies for the drift rows (each way)
-    rate_tokens: int  # the decode rows' replies
-    rate_cap_s: float  # the engine alone (their baseline) is read over at most this long
-    near: int  # the token positions compared for drift
-    far: int
-    turn_tokens: int  # each reply of the ten-turn conversation (prefix reuse)
-    batch_prompts: int  # `batch` rows: prompts, and tokens per reply
-    batch_tokens: int
-    serve_tokens: int  # `serve` rows: tokens per client
-    engine_tokens: int  # one request alone through the batching engine and the single path
-    load_tokens: int  # under load: each policy's reply
-    load_reps: int
-    cap_s: float  # a decode rate is read over at most this long (a stalled policy takes minutes)
-
-    @classmethod
-    def of(cls, quick: bool) -> Workload:
-        if quick:
-            return cls(
-                warm_up=False,
-                reps=1,
-                drift_reps=1,
-                rate_tokens=40,
-                rate_cap_s=2.0,  # two threads on a busy machine can crawl: a smoke run still ends
-                near=10,
-                far=60,
-                turn_tokens=8,
-                batch_prompts=8,
-                batch_tokens=8,
-                serve_tokens=12,
-                engine_tokens=40,
-                load_tokens=24,
-                load_reps=1,
-                cap_s=1.0,
-            )
-        return cls(
-            warm_up=True,
-            reps=5,
-            drift_reps=2,
-            rate_tokens=1600,
-            rate_cap_s=math.inf,  # like for like: all rate_tokens, as the ask rows decode
-            near=50,
-            far=1500,
-            turn_tokens=24,
-            batch_prompts=32,
-            batch_tokens=96,
-            serve_tokens=64,
-            engine_tokens=400,
-            load_tokens=200,
-            load_reps=3,
-            cap_s=8.0,
-        )
 
 
 class Bench:

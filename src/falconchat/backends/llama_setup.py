@@ -1,0 +1,52 @@
+"""Loading a model into llama.cpp quietly and reproducibly: its own log lines never reach
+the user's terminal, and its weights keep the layout that gives every batch size the same
+numbers."""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+
+_log_callback = None  # kept referenced: llama.cpp holds only a C pointer to it
+
+
+def silence_llama_logs(llama_cpp) -> None:
+    """Nothing from llama.cpp reaches the user's terminal; errors surface as ConfigError lines."""
+    global _log_callback
+    if _log_callback is None:
+        import ctypes
+
+        @llama_cpp.llama_log_callback
+        def drop(level, text, user_data):
+            pass
+
+        _log_callback = drop
+        llama_cpp.llama_log_set(drop, ctypes.c_void_p(0))
+
+
+_model_params_lock = threading.Lock()
+
+
+@contextmanager
+def weights_not_repacked(llama_cpp):
+    """Load without llama.cpp's repacked weight layouts (`--no-repack`).
+
+    Repacked weights are multiplied by one kernel for one row and another for
+    several, so a reply's tokens would depend on how many sequences the
+    batching engine decodes beside it. Plain layouts give every sequence the
+    single-sequence path's numbers. `Llama()` has no argument for it, so its
+    default model parameters are swapped while it loads.
+    """
+    defaults = llama_cpp.llama_cpp.llama_model_default_params
+
+    def plain():
+        params = defaults()
+        params.use_extra_bufts = False
+        return params
+
+    with _model_params_lock:
+        llama_cpp.llama_cpp.llama_model_default_params = plain
+        try:
+            yield
+        finally:
+            llama_cpp.llama_cpp.llama_model_default_params = defaults
