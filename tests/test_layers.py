@@ -83,4 +83,4 @@ def test_the_check_sees_an_upward_import() -> None:
     """The rule can fail: a backend importing the renderer is caught."""
     rank, _ = layer_of("backends.local")
     assert layer_of("render")[0] > rank
-    assert layer_of("repl.session")[0] > layer_of("exchange")[0]
+    assert layer_of("repl.loop")[0] > layer_of("exchange")[0]

@@ -52,7 +52,7 @@ def chat_session(
     from falconchat.config_values import SAMPLING_KEYS
     from falconchat.conversation import Conversation
     from falconchat.repl.input import typing_hidden
-    from falconchat.repl.session import Repl
+    from falconchat.repl.loop import Repl
     from falconchat.repl.state import ReplOptions
 
     settings = structured(load(flags, env), flags, env)
