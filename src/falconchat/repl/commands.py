@@ -7,6 +7,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from falconchat.backends.base import Backend
 from falconchat.backends.registry import FORMAT_SHOWN
@@ -20,27 +22,6 @@ ALIASES = {"temp": "temperature", "max_tokens": "max_new_tokens"}
 UNSET = ("none", "off", "random")  # `/set seed none`: no fixed seed
 CLIPBOARD_TOOLS = (["pbcopy"], ["wl-copy"], ["xclip", "-selection", "clipboard"], ["xsel", "--clipboard", "--input"])
 
-HELP = [
-    ("/help", "", "this list"),
-    ("/system", "[TEXT]", "set the system message (no TEXT: show it)"),
-    ("/temp", "VALUE", "set the temperature (0 = greedy)"),
-    ("/set", "PARAM VALUE", "set " + ", ".join(SETTABLE)),
-    ("/show", "", "the current model, its prompt format, settings and session"),
-    ("/model", "NAME", "switch model; the conversation goes with it"),
-    ("/role", "NAME", "use a role's system message and settings (/roles lists them)"),
-    ("/retry", "", "replace the last reply with a new one"),
-    ("/continue", "", "go on with a reply that was cut or hit the length limit"),
-    ("/undo", "", "drop the last exchange"),
-    ("/history", "", "show the conversation"),
-    ("/copy", "", "copy the last reply (or print it plain to select)"),
-    ("/edit", "[TEXT]", "write the message in $EDITOR, then send it"),
-    ("/save", "[NAME]", "save the conversation as a session"),
-    ("/load", "NAME", "load a saved session"),
-    ("/export", "FILE.md", "write the conversation as Markdown"),
-    ("/stats", "on|off", "token counts and speed after each reply"),
-    ("/clear", "", "forget the conversation"),
-    ("/exit", "", "leave (also /bye, Ctrl-D)"),
-]
 KEYS = (
     'Keys: Enter sends · Alt+Enter (Esc Enter) adds a line · """ starts a multi-line block, """ ends it · '
     "Ctrl-X Ctrl-E edits in $EDITOR · Up/Ctrl-R search history · Tab completes · "
@@ -48,42 +29,37 @@ KEYS = (
 )
 
 
+@dataclass(frozen=True)
+class Command:
+    """One slash command: all that /help, the dispatch and Tab completion know of it (COMMANDS below)."""
+
+    name: str
+    usage: str  # the argument, as /help shows it: "NAME", "[TEXT]", ""
+    help: str
+    handler: Callable[[Commands, str], object]  # returns False to leave the chat
+    aliases: tuple[str, ...] = ()
+    choices: Callable[[Commands], Iterable[str]] | None = None  # what Tab offers as the argument
+    paths: bool = False  # Tab also completes a file path as the argument
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.name, *self.aliases)
+
+
 class Commands:
     def __init__(self, state: ReplState, repl: Chat):
         self.state = state
         self.repl = repl
-        self.table = {
-            "/help": self.help,
-            "/system": self.system,
-            "/temp": lambda a: self.set("temperature " + a, origin="/temp"),
-            "/set": self.set,
-            "/show": self.show,
-            "/model": self.model,
-            "/role": self.role,
-            "/roles": self.roles,
-            "/retry": self.retry,
-            "/continue": self.continue_,
-            "/undo": self.undo,
-            "/history": self.history,
-            "/copy": self.copy,
-            "/edit": self.edit,
-            "/save": self.save,
-            "/load": self.load,
-            "/export": self.export,
-            "/stats": self.stats,
-            "/clear": self.clear,
-            "/exit": lambda a: False,
-            "/bye": lambda a: False,
-        }
+        self.by_name = {name: command for command in COMMANDS for name in command.names}
 
     def run(self, text: str) -> bool:
         name, _, arg = text.partition(" ")
-        handler = self.table.get(name.lower())
-        if handler is None:
+        command = self.by_name.get(name.lower())
+        if command is None:
             self.repl.notice(f"unknown command {name}; /help lists them")
             return True
         try:
-            return handler(arg.strip()) is not False
+            return command.handler(self, arg.strip()) is not False
         except FalconchatError as exc:
             self.repl.error(exc.message)
         except OSError as exc:
@@ -91,32 +67,29 @@ class Commands:
         return True
 
     def completer(self):
-        from falconchat import sessions
         from falconchat.repl.input import SlashCompleter
 
-        options = self.state.options
-
-        def session_names():
-            return sessions.session_names(options.sessions_dir) if options.sessions_dir else []
+        def offer(command: Command) -> Callable[[], Iterable[str]]:
+            return lambda: command.choices(self) if command.choices else ()
 
         return SlashCompleter(
-            self.table,
-            {
-                "/model": lambda: sorted(options.models),
-                "/role": lambda: sorted(options.roles),
-                "/set": lambda: SETTABLE,
-                "/load": session_names,
-                "/save": session_names,
-                "/stats": lambda: ("on", "off"),
-            },
-            path_commands=("/load", "/save", "/export"),
+            self.by_name,
+            {name: offer(command) for name, command in self.by_name.items() if command.choices},
+            path_commands=[name for name, command in self.by_name.items() if command.paths],
         )
+
+    def session_names(self) -> list[str]:
+        from falconchat import sessions
+
+        directory = self.state.options.sessions_dir
+        return sessions.session_names(directory) if directory else []
 
     # ---- settings --------------------------------------------------------------------
 
     def help(self, arg: str) -> None:
-        width = max(len(f"{n} {a}") for n, a, _ in HELP)
-        lines = [f"  {f'{n} {a}'.ljust(width)}  {text}" for n, a, text in HELP]
+        rows = [(f"{c.name} {c.usage}", c.help + "".join(f" (also {a})" for a in c.aliases)) for c in COMMANDS]
+        width = max(len(left) for left, _ in rows)
+        lines = [f"  {left.ljust(width)}  {text}" for left, text in rows]
         self.repl.err.print("Commands:\n" + "\n".join(lines) + "\n" + KEYS)
 
     def system(self, arg: str) -> None:
@@ -355,6 +328,51 @@ class Commands:
         path = Path(arg).expanduser()
         sessions.export_markdown(path, self.state.conversation, self.state.backend.name)
         self.repl.notice(f"exported to {path}")
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("/help", "", "this list", Commands.help),
+    Command("/system", "[TEXT]", "set the system message (no TEXT: show it)", Commands.system),
+    Command("/temp", "VALUE", "set the temperature (0 = greedy)", lambda c, a: c.set("temperature " + a, "/temp")),
+    Command("/set", "PARAM VALUE", "set " + ", ".join(SETTABLE), Commands.set, choices=lambda c: SETTABLE),
+    Command("/show", "", "the current model, its prompt format, settings and session", Commands.show),
+    Command(
+        "/model",
+        "NAME",
+        "switch model; the conversation goes with it",
+        Commands.model,
+        choices=lambda c: sorted(c.state.options.models),
+    ),
+    Command(
+        "/role",
+        "NAME",
+        "use a role's system message and settings",
+        Commands.role,
+        choices=lambda c: sorted(c.state.options.roles),
+    ),
+    Command("/roles", "", "list the roles of the config file", Commands.roles),
+    Command("/retry", "", "replace the last reply with a new one", Commands.retry),
+    Command("/continue", "", "go on with a reply that was cut or hit the length limit", Commands.continue_),
+    Command("/undo", "", "drop the last exchange", Commands.undo),
+    Command("/history", "", "show the conversation", Commands.history),
+    Command("/copy", "", "copy the last reply (or print it plain to select)", Commands.copy),
+    Command("/edit", "[TEXT]", "write the message in $EDITOR, then send it", Commands.edit),
+    Command(
+        "/save",
+        "[NAME]",
+        "save the conversation as a session",
+        Commands.save,
+        choices=Commands.session_names,
+        paths=True,
+    ),
+    Command("/load", "NAME", "load a saved session", Commands.load, choices=Commands.session_names, paths=True),
+    Command("/export", "FILE.md", "write the conversation as Markdown", Commands.export, paths=True),
+    Command(
+        "/stats", "on|off", "token counts and speed after each reply", Commands.stats, choices=lambda c: ("on", "off")
+    ),
+    Command("/clear", "", "forget the conversation", Commands.clear),
+    Command("/exit", "", "leave (Ctrl-D too)", lambda c, a: False, aliases=("/bye",)),
+)
 
 
 def _shown(value: object) -> str:
