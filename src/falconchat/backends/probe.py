@@ -84,13 +84,6 @@ def resolve(spec: ModelSpec) -> ModelSpec:
     return replace(spec, **changes)
 
 
-def open_probed(spec: ModelSpec):
-    """The registry's factory for "auto": probe, then open the backend the server's API needs."""
-    from falconchat.backends import open_backend
-
-    return open_backend(resolve(spec))
-
-
 def served_models(spec: ModelSpec) -> Probed:
     """`falconchat models --endpoint URL`."""
     return probe(replace(spec, backend="auto"))

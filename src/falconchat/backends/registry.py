@@ -12,6 +12,9 @@ class BackendKind:
     formats: tuple[str, ...]  # prompt formats it accepts; the first is the default
     in_process: bool  # runs a model file here (True) or talks to an endpoint (False)
     factory: str  # "module:Class", imported only when such a backend is opened
+    # The factory does not build a backend: it returns the ModelSpec of another entry, which is
+    # opened instead ("auto": the probe says tgi or openai).
+    resolves: bool = False
 
 
 BACKENDS: dict[str, BackendKind] = {
@@ -23,7 +26,7 @@ BACKENDS: dict[str, BackendKind] = {
     "tgi": BackendKind(("falcon",), False, "falconchat.backends.tgi:TgiBackend"),
     "openai": BackendKind(("chat", "falcon"), False, "falconchat.backends.openai:OpenAIBackend"),
     # An endpoint whose API is not said: probed when opened (GET /info, GET /v1/models), then tgi or openai.
-    "auto": BackendKind(("auto", "chat", "falcon"), False, "falconchat.backends.probe:open_probed"),
+    "auto": BackendKind(("auto", "chat", "falcon"), False, "falconchat.backends.probe:resolve", resolves=True),
 }
 
 
