@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 
@@ -90,6 +91,15 @@ def test_a_message_that_cannot_fit_the_context_exits_2(tmp_path):
     result = falconchat("ask", "--max-new-tokens", "200", "word " * 300, cwd=tmp_path, env=env)
     assert result.returncode == 2
     assert "tokens" in one_error_line(result.stderr)
+
+
+@pytest.mark.parametrize("words", [980, 1020])
+def test_a_message_between_the_context_asked_and_llama_cpp_s_padded_one_exits_2(tmp_path, words):
+    """Issue 23 item 1: 1000 is padded to 1024 by llama.cpp, and such a prompt crashed (exit 1)."""
+    env = isolated_env(tmp_path, FALCONCHAT_CONTEXT_LENGTH="1000")
+    result = falconchat("ask", "--max-new-tokens", "10", "-t", "0", " ".join(["apple"] * words), cwd=tmp_path, env=env)
+    assert result.returncode == 2, result.stderr
+    assert re.search(r"needs \d+ tokens but only 990 fit", one_error_line(result.stderr))
 
 
 def test_closed_pipe_ends_quietly(tmp_path, env):

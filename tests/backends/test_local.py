@@ -8,7 +8,7 @@ from falconchat.backends.gguf import bundled_model_path
 from falconchat.backends.local import LocalBackend
 from falconchat.config import ModelSpec
 from falconchat.conversation import Conversation
-from falconchat.errors import ConfigError
+from falconchat.errors import ConfigError, InputError
 from falconchat.types import Done, SamplingParams, TextDelta
 
 pytestmark = pytest.mark.slow  # loads the bundled model and generates
@@ -131,3 +131,26 @@ def test_corrupt_model_file_is_one_clear_error_and_llama_stays_quiet(tmp_path, c
     assert str(path) in caught.value.message and "\n" not in caught.value.message
     out, err = capfd.readouterr()
     assert out == "" and err == ""
+
+
+@pytest.mark.parametrize("context", [300, 1000])
+def test_a_context_not_a_multiple_of_256_is_the_budget_to_the_last_token(context):
+    """llama.cpp rounds 300 up to 512 and 1000 to 1024; the budget is the size asked for."""
+    backend = LocalBackend(ModelSpec(name="smollm2", backend="local", context_length=context))
+    try:
+        assert backend.context_length == context
+        base = len(backend.tokens("apple"))  # " apple" is one more token each
+
+        def prompt(n):  # a prompt of exactly n tokens, as generate() feeds it
+            text = "apple" + " apple" * (n - base)
+            assert len(backend.tokens(text)) == n
+            return text
+
+        with pytest.raises(InputError, match=f"context holds {context}"):
+            list(backend.stream(prompt(context + 8), GREEDY))  # between the size asked and llama.cpp's
+        # A prompt that leaves a few tokens: the reply stops at the context's end, not past it.
+        events = list(backend.generate(prompt(context - 3), GREEDY.with_changes(max_new_tokens=50)))
+        done = events[-1]
+        assert isinstance(done, Done) and done.prompt_tokens + done.completion_tokens <= context
+    finally:
+        backend.close()

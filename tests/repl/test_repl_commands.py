@@ -265,6 +265,31 @@ def test_older_turns_left_out_of_the_prompt_are_announced(chats):
     assert len(chat.history()) == 4  # left out of the prompt, not forgotten
 
 
+LEFT_OUT = r"left out the \d+ oldest turns? to fit the model's context"
+
+
+def test_a_context_of_300_trims_instead_of_crashing(chats):
+    """Issue 23 item 1, the report's steps: llama.cpp pads 300 to 512 while llama-cpp-python
+    sizes its arrays to 300; the budget used 512 and the chat crashed, the conversation lost."""
+    chat = chats("--max-new-tokens", "60", "-s", "You are terse.", env={"FALCONCHAT_CONTEXT_LENGTH": "300"})
+    shown = [chat.say(f"Tell me about {planet}.") for planet in ("the moon", "the sun", "Mars", "Venus", "Jupiter")]
+    shown += [chat.say("Remember these: " + " ".join(f"word{i}" for i in range(40)))]
+    assert not any("error" in s for s in shown), shown
+    assert any(re.search(LEFT_OUT, s) for s in shown), shown
+    assert len(chat.history()) == 6  # every turn kept, the chat still open
+
+
+def test_a_context_of_1000_refuses_what_only_llama_cpp_s_1024_would_hold_then_trims(chats):
+    chat = chats("--max-new-tokens", "8", env={"FALCONCHAT_CONTEXT_LENGTH": "1000"})
+    # About 1005 tokens: under the old budget (1024 - 8), over the real one (1000 - 8).
+    shown = chat.say(" ".join(["apple"] * 975))
+    assert re.search(r"error: the message needs \d+ tokens but only 992 fit", shown), shown
+    shown = [chat.say(f"Count the pears: {' '.join(['pear'] * 400)}") for _ in range(3)]
+    assert not any("error" in s for s in shown), shown
+    assert any(re.search(LEFT_OUT, s) for s in shown), shown
+    assert len(chat.history()) == 3
+
+
 def test_the_bottom_toolbar_shows_model_temperature_and_context_use(tmp_path):
     """The toolbar needs the terminal to answer cursor-position requests: this one does."""
     child = pexpect.spawn(

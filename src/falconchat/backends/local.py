@@ -124,8 +124,11 @@ class LocalBackend(FormatDecidedOnLoad):
 
     @property
     def context_length(self) -> int:
-        """The most tokens one conversation (prompt and reply) can hold."""
-        return self._context if self.sequences > 1 else self.load().n_ctx()
+        """The most tokens one conversation (prompt and reply) can hold: the size asked for,
+        never llama.cpp's `n_ctx()`, which rounds it up to a multiple of 256 while
+        llama-cpp-python sizes its token arrays to the size asked (a prompt in between
+        crashed in `Llama.eval`)."""
+        return self._context
 
     def check(self) -> str:
         """A quick look without loading: is the file there and a GGUF model?"""
