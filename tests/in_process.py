@@ -1,11 +1,11 @@
-"""Running a command in process with captured streams: a `cli.environment.Environment` over bytes."""
+"""Running a command in process with captured streams: a `environment.Environment` over bytes."""
 
 from __future__ import annotations
 
 import io
 from pathlib import Path
 
-from falconchat.cli.environment import Environment
+from falconchat.environment import Environment
 
 
 class Terminal(io.TextIOWrapper):

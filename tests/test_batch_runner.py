@@ -6,6 +6,7 @@ import io
 import random
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,7 @@ from falconchat.batch.input import parse_lines
 from falconchat.batch.progress import Notes
 from falconchat.batch.runner import BatchOptions, Runner
 from falconchat.config import ModelSpec
+from falconchat.environment import Environment
 from falconchat.errors import Overloaded, Rejected
 from falconchat.types import Done, SamplingParams, TextDelta
 
@@ -88,7 +90,9 @@ def run(endpoint: FakeEndpoint, n: int, monkeypatch, **options) -> tuple[Sink, d
     monkeypatch.setattr(batch, "BACKOFF_S", 0.005)
     items = parse_lines([f"message {i}" for i in range(n)], "lines", "", SamplingParams(), 10_000).items
     opts = BatchOptions(**options)
-    runner = Runner(SPEC, items, opts.concurrency or 8, opts, Notes(io.StringIO()))
+    runner = Runner(
+        SPEC, items, opts.concurrency or 8, opts, Notes(Environment(None, io.StringIO(), io.StringIO(), {}, Path.cwd()))
+    )
     sink = Sink()
     stats = runner.run(sink)
     return sink, stats, runner
@@ -165,7 +169,9 @@ def test_tokens_streamed_are_counted_while_an_item_is_still_decoding(monkeypatch
     endpoint = FakeEndpoint()
     monkeypatch.setattr(falconchat.backends, "open_backend", lambda spec: Slow(endpoint))
     items = parse_lines(["only"], "lines", "", SamplingParams(), 10_000).items
-    runner = Runner(SPEC, items, 1, BatchOptions(), Notes(io.StringIO()))
+    runner = Runner(
+        SPEC, items, 1, BatchOptions(), Notes(Environment(None, io.StringIO(), io.StringIO(), {}, Path.cwd()))
+    )
     worker = threading.Thread(target=runner.run, args=(Sink(),))
     worker.start()
     while not seen and worker.is_alive():

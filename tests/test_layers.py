@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "falconchat"
 
 # Bottom to top; a module may import its own layer and those listed before it.
 LAYERS = [
-    ["types", "__init__"],
+    ["types", "environment", "__init__"],
     ["errors"],
     ["text", "backends.registry", "structured"],
     ["config_values", "config_env", "config"],

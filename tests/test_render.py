@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import re
+from pathlib import Path
 
 import pytest
 from rich.console import Console
 
+from falconchat.environment import Environment
 from falconchat.render import MarkdownRenderer, PlainWriter, reply_writer
 from falconchat.text import StreamSanitizer, sanitize
 
@@ -167,14 +169,58 @@ class Tty(io.StringIO):
         return True
 
 
+def seen(**variables: str) -> Environment:
+    """An Environment with these variables and nothing else."""
+    return Environment(None, Tty(), Tty(), variables, Path.cwd())
+
+
 def test_reply_writer_choice(monkeypatch):
+    monkeypatch.setenv("TERM", "dumb")  # the process's own TERM is not asked: only the Environment's
+    env = seen(TERM="xterm-256color")
+    assert isinstance(reply_writer(io.StringIO(), env, plain=False), PlainWriter)
+    assert isinstance(reply_writer(io.StringIO(), env, plain=True), PlainWriter)
+    assert isinstance(reply_writer(Tty(), env, plain=True), PlainWriter)
+    assert isinstance(reply_writer(Tty(), env, plain=False), MarkdownRenderer)
     monkeypatch.setenv("TERM", "xterm-256color")
-    assert isinstance(reply_writer(io.StringIO(), plain=False), PlainWriter)
-    assert isinstance(reply_writer(io.StringIO(), plain=True), PlainWriter)
-    assert isinstance(reply_writer(Tty(), plain=True), PlainWriter)
-    assert isinstance(reply_writer(Tty(), plain=False), MarkdownRenderer)
-    monkeypatch.setenv("TERM", "dumb")
-    assert isinstance(reply_writer(Tty(), plain=False), PlainWriter)
+    assert isinstance(reply_writer(Tty(), seen(TERM="dumb"), plain=False), PlainWriter)
+
+
+SHOWN = "# Title\n\nSome `code` and **bold** text, " + "word " * 30 + "\n\n```python\nx = 1\n```\n"
+_SGR = re.compile(r"\x1b\[([0-9;]*)m")
+
+
+def drawn(env: Environment) -> str:
+    out = Tty()
+    with reply_writer(out, env, plain=False) as writer:
+        writer.write(SHOWN)
+    return out.getvalue()
+
+
+def colours(text: str) -> set[int]:
+    """The colour parameters (foreground, background) of the SGR sequences in `text`."""
+    params = {int(p) for m in _SGR.finditer(text) for p in m.group(1).split(";") if p}
+    return {p for p in params if 30 <= p <= 38 or 40 <= p <= 48 or 90 <= p <= 107}
+
+
+def test_no_color_on_the_environment_takes_the_colours_out(monkeypatch):
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    coloured = drawn(seen(TERM="xterm-256color"))
+    assert colours(coloured), repr(coloured)  # code is coloured on a terminal…
+    monkeypatch.setenv("NO_COLOR", "1")  # (the process's variable changes nothing)
+    assert colours(drawn(seen(TERM="xterm-256color"))) == colours(coloured)
+    monkeypatch.delenv("NO_COLOR")
+    plain = drawn(seen(TERM="xterm-256color", NO_COLOR="1"))
+    assert not colours(plain), repr(plain)  # …and not when the Environment says NO_COLOR
+    assert "\x1b[1m" in plain and "Title" in plain and "x = 1" in plain  # still Markdown: bold, no colour
+
+
+def test_columns_on_the_environment_is_the_width(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    for width in (40, 60):
+        text = _SGR.sub("", drawn(seen(TERM="xterm-256color", COLUMNS=str(width))))
+        lines = [line for line in text.splitlines() if "word" in line]
+        assert len(lines) > 2 and max(len(line) for line in lines) <= width, lines
+        assert max(len(line) for line in lines) > width - 10  # filled to the width, not a default
 
 
 # ---- MarkdownRenderer --------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from typing import IO, TYPE_CHECKING
 
+from falconchat.environment import Environment
 from falconchat.text import StreamSanitizer
 from falconchat.types import ReasoningWriter
 
@@ -108,12 +109,10 @@ class NoReasoning:
         pass
 
 
-def reasoning_writer(out: IO[str], err: IO[str], *, show: bool) -> ReasoningWriter:
+def reasoning_writer(out: IO[str], err: IO[str], env: Environment, *, show: bool) -> ReasoningWriter:
     """Where reasoning goes when the reply goes to `out`."""
-    import os
+    from falconchat.render import make_console
 
-    from falconchat.render import _isatty, make_console
-
-    if _isatty(out) and os.environ.get("TERM") != "dumb":
-        return ReasoningPanel(make_console(out), show=show)
+    if env.draws_on(out):
+        return ReasoningPanel(make_console(out, env), show=show)
     return ReasoningToStream(err) if show else NoReasoning()

@@ -11,6 +11,7 @@ import re
 import time
 from typing import IO, TYPE_CHECKING
 
+from falconchat.environment import Environment
 from falconchat.text import StreamSanitizer
 from falconchat.types import ReplyWriter
 
@@ -46,14 +47,15 @@ class PlainWriter:
         self._out.flush()
 
 
-def make_console(out: IO[str], *, soft_wrap: bool = False) -> Console:
-    """A console that never interprets markup, emoji codes or highlights on its own.
+def make_console(out: IO[str], env: Environment, *, soft_wrap: bool = False) -> Console:
+    """A console that never interprets markup, emoji codes or highlights on its own, and reads
+    TERM, NO_COLOR, COLUMNS and the like from `env`, not from the process.
 
     `soft_wrap` leaves the wrapping of long lines to the terminal (notices on stderr).
     """
     from rich.console import Console
 
-    return Console(file=out, markup=False, emoji=False, highlight=False, soft_wrap=soft_wrap)
+    return Console(file=out, markup=False, emoji=False, highlight=False, soft_wrap=soft_wrap, _environ=env.environ)
 
 
 def markdown(text: str):
@@ -199,17 +201,8 @@ def _last_block_end(text: str) -> tuple[int, str | None, int]:
     return split, fence, fence_open_at
 
 
-def reply_writer(out: IO[str], *, plain: bool) -> ReplyWriter:
+def reply_writer(out: IO[str], env: Environment, *, plain: bool) -> ReplyWriter:
     """Markdown, live, on a terminal; the plain text when piped, asked to, or on a dumb terminal."""
-    import os
-
-    if plain or not _isatty(out) or os.environ.get("TERM") == "dumb":
+    if plain or not env.draws_on(out):
         return PlainWriter(out)
-    return MarkdownRenderer(make_console(out))
-
-
-def _isatty(out: IO[str]) -> bool:
-    try:
-        return out.isatty()
-    except (AttributeError, ValueError):
-        return False
+    return MarkdownRenderer(make_console(out, env))

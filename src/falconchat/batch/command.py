@@ -3,17 +3,18 @@ items (runner.py) and write the summary; returns the exit code."""
 
 from __future__ import annotations
 
-from typing import IO, TextIO
+from typing import TextIO
 
 from falconchat.batch.input import Parsed, detect_format, parse_lines
 from falconchat.batch.runner import BatchOptions, Runner
+from falconchat.environment import Environment
 from falconchat.errors import ExitCode, InputError, UsageError
 
 DEFAULT_CONCURRENCY = 8  # for endpoints; `local` decodes as many together as its engine is sized for
 MAX_REPORTED = 20  # bad lines listed before "… and N more"
 
 
-def run_batch(settings, options: BatchOptions, *, stdin: TextIO | None, stdout: TextIO, stderr: IO[str]) -> int:
+def run_batch(settings, options: BatchOptions, env: Environment) -> int:
     """Read, check, run and write; returns the exit code (0 all answered, 1 some failed, 130 Ctrl-C)."""
     from falconchat.batch.output import OutputFile, StdoutOutput
     from falconchat.batch.progress import Notes, summary_line
@@ -22,15 +23,15 @@ def run_batch(settings, options: BatchOptions, *, stdin: TextIO | None, stdout: 
         raise UsageError(f"--input-format must be auto, jsonl or lines, not {options.input_format!r}")
     if options.resume and not options.output:
         raise UsageError("--resume needs -o OUTPUT: the file it continues")
-    notes = Notes(stderr, verbose=settings.verbose)
-    lines = read_input(options.input_path, stdin)
+    notes = Notes(env, verbose=settings.verbose)
+    lines = read_input(options.input_path, env.stdin)
     parsed = parse_lines(
         lines, detect_format(lines, options.input_format), settings.system, settings.sampling, settings.max_input_bytes
     )
     report_input(parsed, notes)
     if options.strict and parsed.bad:
         raise InputError(f"{len(parsed.bad)} bad input line(s); nothing was run (--strict)")
-    out = OutputFile(options.output, resume=options.resume) if options.output else StdoutOutput(stdout)
+    out = OutputFile(options.output, resume=options.resume) if options.output else StdoutOutput(env.stdout)
     try:
         if out.discarded_bytes:
             notes.write(f"discarded a partial last line ({out.discarded_bytes} bytes) of {options.output}")

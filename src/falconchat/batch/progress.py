@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import threading
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
+
+from falconchat.environment import Environment
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -14,17 +16,16 @@ if TYPE_CHECKING:
 class Notes:
     """One-line notes on stderr, safe from any thread; above the progress bar while it is drawn."""
 
-    def __init__(self, stream: IO[str], *, verbose: bool = False):
-        self.stream = stream
+    def __init__(self, env: Environment, *, verbose: bool = False):
+        self.env = env
+        self.stream = env.stderr
         self.verbose_on = verbose
         self.console: Console | None = None  # the progress bar's console while it is drawn
         self._lock = threading.Lock()
 
-    def isatty(self) -> bool:
-        try:
-            return self.stream.isatty()
-        except (AttributeError, ValueError):
-            return False
+    def draws(self) -> bool:
+        """A progress bar can be drawn on stderr: a terminal, TERM not `dumb` (the Environment's)."""
+        return self.env.draws_on(self.stream)
 
     def write(self, text: str, *, prefix: str = "falconchat: ") -> None:
         from falconchat.text import sanitize
@@ -57,9 +58,7 @@ class Progress:
         self._task: TaskID | None = None
 
     def __enter__(self) -> Progress:
-        import os
-
-        if self.total and self.notes.isatty() and os.environ.get("TERM") != "dumb":
+        if self.total and self.notes.draws():
             self._start()
         return self
 
@@ -77,7 +76,7 @@ class Progress:
                 "{task.fields[failed]} failed · {task.fields[in_flight]} in flight · {task.fields[rate]} tokens/s"
                 " · ETA {task.fields[eta]}"
             ),
-            console=make_console(self.notes.stream),
+            console=make_console(self.notes.stream, self.notes.env),
             transient=True,  # the summary line replaces it
         )
         self._task = bar.add_task("batch", total=self.total, failed=0, in_flight=0, rate="0", eta=eta_text(0, 1, 0))

@@ -21,6 +21,7 @@ from falconchat.bench import probes
 from falconchat.bench.stats import Row, median, p95
 from falconchat.bench.workload import GROUPS, ROW_GROUPS, Workload
 from falconchat.config import ModelSpec
+from falconchat.environment import Environment
 from falconchat.types import Done, SamplingParams, TextDelta
 
 SHORT_PROMPT = "What is the capital of France?"
@@ -211,8 +212,15 @@ class Bench:
 
         try:
             with open(slave, "w", closefd=True) as tty:
-                console = Console(
-                    file=tty, force_terminal=True, width=120, height=40, markup=False, emoji=False, highlight=False
+                console = Console(  # a fixed terminal, whatever this one's TERM or NO_COLOR: runs compare
+                    file=tty,
+                    force_terminal=True,
+                    width=120,
+                    height=40,
+                    markup=False,
+                    emoji=False,
+                    highlight=False,
+                    _environ={"TERM": "xterm-256color"},
                 )
                 params = SamplingParams(temperature=0, max_new_tokens=self.work.far + 10)
                 answer(Conversation(), backend, LONG_PROMPT, params, MarkdownRenderer(console), lambda _: None)
@@ -363,7 +371,7 @@ def as_json(rows: list[Row]) -> list[dict]:
     return [{**asdict(row), "ratio": row.ratio} for row in rows]
 
 
-def print_table(rows: list[Row], out) -> None:
+def print_table(rows: list[Row], env: Environment) -> None:
     from rich.table import Table
 
     from falconchat.render import make_console
@@ -375,6 +383,6 @@ def print_table(rows: list[Row], out) -> None:
         base = f"{row.baseline_value:.3g} {row.unit}" if row.baseline_value is not None else "—"
         ratio = f"{row.ratio:.2f}" if row.ratio is not None else "—"
         table.add_row(row.what, f"{row.value:.3g} {row.unit}", row.baseline, base, ratio, row.target)
-    console = make_console(out)
+    console = make_console(env.stdout, env)
     console.width = max(console.width, 130)  # a readable table in a file or pipe, too
     console.print(table)

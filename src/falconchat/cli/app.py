@@ -11,9 +11,9 @@ import typer
 from falconchat import __version__
 from falconchat.cli.ask import ask_json, ask_once
 from falconchat.cli.chat import chat_session
-from falconchat.cli.environment import Environment
 from falconchat.cli.options import Invocation, invocation, load, merged_flags, resolved, structured, with_shared_options
 from falconchat.cli.output import error_line, silence_stdout
+from falconchat.environment import Environment
 from falconchat.errors import ExitCode, FalconchatError, UsageError
 
 app = typer.Typer(
@@ -161,7 +161,7 @@ def batch(
         input_format=input_format,
     )
     try:
-        ctx.exit(run_batch(settings, options, stdin=env.stdin, stdout=env.stdout, stderr=env.stderr))
+        ctx.exit(run_batch(settings, options, env))
     except BrokenPipeError:  # results on stdout and the reader went away: end quietly
         silence_stdout(env)
         ctx.exit(ExitCode.BROKEN_PIPE)
@@ -252,9 +252,9 @@ def models(
     settings = load(flags, run.env)
     env = run.env
     if flags["endpoint"]:
-        print_served(settings.model, env.stdout)
+        print_served(settings.model, env)
     else:
-        print_models(settings, env.stdout)
+        print_models(settings, env)
     return 0
 
 
@@ -307,7 +307,7 @@ def bench(
     if as_json:
         print(json.dumps(benchmark.as_json(rows), indent=1), file=env.stdout)
     else:
-        benchmark.print_table(rows, env.stdout)
+        benchmark.print_table(rows, env)
     return 0
 
 
@@ -315,13 +315,15 @@ def bench(
 
 
 def main() -> None:
-    sys.exit(run(sys.argv[1:]))
+    sys.exit(run(sys.argv[1:], Environment.of_process()))  # the one place the process's world is read
 
 
 def run(argv: list[str], env: Environment | None = None) -> int:
     """Run one command line in `env` (this process's streams, variables and directory by default)."""
     env = env or Environment.of_process()
-    debug = "--debug" in argv or env.is_on("FALCONCHAT_DEBUG")
+    # Until the settings are read (they may be what fails) only the flag asks for tracebacks;
+    # reading them settles `env.debug` from every source (cli/options.py's `load`).
+    env.debug = env.debug or "--debug" in argv
     try:
         # Not standalone: Typer returns exit codes (130 for Ctrl-C) and raises usage errors to us.
         result = app(args=argv, prog_name="falconchat", standalone_mode=False, obj=Invocation(env))
@@ -334,18 +336,18 @@ def run(argv: list[str], env: Environment | None = None) -> int:
         error_line(env, f"{exc.format_message()} (see falconchat --help)")
         return UsageError.exit_code
     except FalconchatError as exc:
-        if debug:
+        if env.debug:
             import traceback
 
-            traceback.print_exc()
+            traceback.print_exc(file=env.stderr)
         error_line(env, exc.message)
         return exc.exit_code
     except KeyboardInterrupt:
         return ExitCode.INTERRUPTED
     except Exception as exc:
-        if debug:
+        if env.debug:
             import traceback
 
-            traceback.print_exc()
+            traceback.print_exc(file=env.stderr)
         error_line(env, f"unexpected {type(exc).__name__}: {exc} (run with --debug for details)")
         return 1

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from falconchat.cli.environment import Environment
 from falconchat.cli.options import load, resolved, structured
 from falconchat.cli.output import error_line, print_json, silence_stdout
 from falconchat.cli.stdin import read_prompt
+from falconchat.environment import Environment
 from falconchat.errors import ExitCode, FalconchatError
 
 
@@ -19,7 +19,7 @@ def ask_once(env: Environment, flags: dict[str, Any], prompt: str | None, *, str
     settings = structured(load(flags, env), flags, env)
     message = read_prompt(env, prompt, settings.max_input_bytes)
     settings = resolved(settings)
-    reasoning = reasoning_writer(env.stdout, env.stderr, show=bool(flags.get("show_reasoning")))
+    reasoning = reasoning_writer(env.stdout, env.stderr, env, show=bool(flags.get("show_reasoning")))
     try:
         if settings.sampling.constraint is not None:
             # Structured output fails closed: nothing on stdout unless the whole reply validates.
@@ -30,12 +30,12 @@ def ask_once(env: Environment, flags: dict[str, Any], prompt: str | None, *, str
             value = check_reply(collector.text, settings.sampling.constraint, cut=done.finish_reason == "length")
             print_json(env, collector.text, value)
         elif stream:
-            answer_once(env, settings, message, reply_writer(env.stdout, plain=settings.plain), reasoning)
+            answer_once(env, settings, message, reply_writer(env.stdout, env, plain=settings.plain), reasoning)
         else:
             # --no-stream: all or nothing on stdout; a reply cut by an error or Ctrl-C is not printed.
             collector = Collector()
             answer_once(env, settings, message, collector, reasoning)
-            with reply_writer(env.stdout, plain=settings.plain) as writer:
+            with reply_writer(env.stdout, env, plain=settings.plain) as writer:
                 writer.write(collector.text)
     except BrokenPipeError:
         # The reader went away (`| head`): the stream is closed, end quietly as Unix tools do.
@@ -66,10 +66,10 @@ def ask_json(env: Environment, flags: dict[str, Any], prompt: str | None) -> int
     except Exception as exc:  # every failure becomes the `error` object
         error = exc
         if not isinstance(exc, FalconchatError):
-            if flags.get("debug") or (settings is not None and settings.debug):
+            if env.debug:
                 import traceback
 
-                traceback.print_exc()
+                traceback.print_exc(file=env.stderr)
             error_line(env, f"unexpected {type(exc).__name__}: {exc} (run with --debug for details)")
         else:
             error_line(env, exc.message)
@@ -98,7 +98,7 @@ def answer_once(env: Environment, settings, message: str, writer, reasoning=None
     from falconchat.render import make_console
     from falconchat.text import sanitize
 
-    err = make_console(env.stderr, soft_wrap=True)
+    err = make_console(env.stderr, env, soft_wrap=True)
     backend = open_backend(settings.model)
     try:
         done = answer(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from falconchat.cli.environment import Environment
 from falconchat.cli.options import load, structured
 from falconchat.cli.output import silence_stdout
+from falconchat.environment import Environment
 from falconchat.errors import ExitCode, UsageError
 
 PROBE_WAIT_S = 5.0  # how long the chat waits, at start or /model, for an endpoint to say which API it speaks
@@ -97,9 +97,8 @@ def chat_session(
             roles=settings.roles,
             open_backend=open_for_chat,
         )
-        piped = env.stdin if env.stdin_is_piped else None  # a script's messages, one per line
         try:
-            return Repl(backend, conversation, params, options, out=env.stdout, err=env.stderr, piped=piped).run()
+            return Repl(backend, conversation, params, options, env).run()
         except BrokenPipeError:  # the replies' reader went away (`| head`): end quietly, as `ask` does
             silence_stdout(env)
             return ExitCode.BROKEN_PIPE

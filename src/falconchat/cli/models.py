@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import IO
+from falconchat.environment import Environment
 
 
-def print_models(settings, out: IO[str]) -> None:
+def print_models(settings, env: Environment) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     from rich.table import Table
@@ -23,7 +23,7 @@ def print_models(settings, out: IO[str]) -> None:
         where = spec.endpoint or spec.model_path or "bundled"
         mark = "*" if spec.name == settings.model.name else ""
         table.add_row(mark, sanitize(spec.name), spec.backend, spec.format, sanitize(_shown(where)), sanitize(status))
-    console = make_console(out)
+    console = make_console(env.stdout, env)
     console.width = max(console.width, 120)
     console.print(table)
 
@@ -54,7 +54,7 @@ def _shown(where: str) -> str:
     return safe_url(where) if where.startswith("http") else where
 
 
-def print_served(spec, out: IO[str]) -> None:
+def print_served(spec, env: Environment) -> None:
     """`falconchat models --endpoint URL`: what the server says it serves."""
     from rich.table import Table
 
@@ -63,7 +63,7 @@ def print_served(spec, out: IO[str]) -> None:
     from falconchat.text import safe_url, sanitize
 
     found = served_models(spec)
-    console = make_console(out)
+    console = make_console(env.stdout, env)
     console.width = max(console.width, 120)
     server = f" ({sanitize(found.server)})" if found.server else ""
     if not found.models:

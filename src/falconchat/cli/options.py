@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import typer
 
-from falconchat.cli.environment import Environment
+from falconchat.environment import Environment
 from falconchat.errors import UsageError
 
 # The flags every command takes: (name, type, typer.Option). Numbers arrive as text
@@ -199,6 +199,7 @@ def load(flags: dict[str, Any], env: Environment):
     from falconchat.config import load_settings
 
     settings = load_settings(flags, environ=env.environ, cwd=env.cwd)
+    env.debug = env.debug or bool(settings.debug)  # decided here, once: flag, environment, .env, TOML
     for line in settings.warnings:
         print(line, file=env.stderr)
     return settings

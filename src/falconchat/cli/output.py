@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from falconchat.cli.environment import Environment
+from falconchat.environment import Environment
 
 
 def error_line(env: Environment, message: str) -> None:
@@ -29,12 +29,12 @@ def silence_stdout(env: Environment) -> None:
 
 def print_json(env: Environment, text: str, value: Any) -> None:
     """The validated reply: highlighted on a terminal, exactly the JSON in a pipe."""
-    if env.stdout.isatty() and env.environ.get("TERM") != "dumb":
+    if env.draws_on(env.stdout):
         from rich.json import JSON
 
         from falconchat.render import make_console
 
-        make_console(env.stdout).print(JSON.from_data(value, ensure_ascii=True))
+        make_console(env.stdout, env).print(JSON.from_data(value, ensure_ascii=True))
     else:
         env.stdout.write(text.strip() + "\n")
         env.stdout.flush()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from falconchat.cli.environment import Environment
+from falconchat.environment import Environment
 from falconchat.errors import InputError, UsageError
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -135,7 +134,7 @@ class Commands:
             return
         from falconchat.repl.input import typing_hidden
 
-        with typing_hidden(sys.stdin):  # keys typed while an endpoint is probed wait for the prompt
+        with typing_hidden(self.repl.env.stdin):  # keys typed while an endpoint is probed wait for the prompt
             backend = options.open_backend(options.models[arg])
             try:
                 backend.warm_up()  # fail here, keeping the current model, rather than at the next message
@@ -233,11 +232,13 @@ class Commands:
         if last is None or not last.assistant:
             self.repl.notice("no reply to copy yet")
             return
+        environ = dict(self.repl.env.environ)
         for tool in CLIPBOARD_TOOLS:
-            if shutil.which(tool[0]):
+            if shutil.which(tool[0], path=environ.get("PATH")):
                 try:
                     subprocess.run(
                         tool,
+                        env=environ,  # the chat's variables (DISPLAY, WAYLAND_DISPLAY) say which clipboard
                         input=last.assistant.encode(),
                         check=True,
                         timeout=5,
@@ -255,14 +256,14 @@ class Commands:
     def edit(self, arg: str) -> None:
         from rich.text import Text
 
-        editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+        env = self.repl.env
         with tempfile.NamedTemporaryFile("w+", suffix=".md", delete=False, encoding="utf-8") as fh:
             fh.write(arg)
             path = fh.name
         try:
             import shlex
 
-            if subprocess.call([*shlex.split(editor), path]) != 0:
+            if subprocess.call([*shlex.split(env.editor), path], env=dict(env.environ)) != 0:
                 self.repl.notice("the editor failed; nothing sent")
                 return
             with open(path, encoding="utf-8", errors="replace") as fh:

@@ -4,13 +4,13 @@ slash commands (repl/commands.py) and sessions kept on disk when asked."""
 from __future__ import annotations
 
 import signal
-import sys
 from collections.abc import Callable
 from typing import IO
 
 from falconchat import __version__
 from falconchat.backends.base import Backend
 from falconchat.conversation import Conversation
+from falconchat.environment import Environment
 from falconchat.errors import FalconchatError
 from falconchat.exchange import answer, continue_answer, stats_line
 from falconchat.prompt import chat_messages, falcon_prompt
@@ -59,15 +59,14 @@ class Repl:
         conversation: Conversation,
         params: SamplingParams,
         options: ReplOptions,
-        *,
-        out: IO[str] = sys.stdout,
-        err: IO[str] = sys.stderr,
-        piped: IO[str] | None = None,
+        env: Environment,
     ):
         self.state = ReplState(backend, conversation, params, options, saved_turns=len(conversation.turns))
-        self.out = out
-        self._piped = piped  # input from a pipe, not a terminal: its lines are the messages
-        self.err = make_console(err, soft_wrap=True)
+        self.env = env  # the streams, variables (TERM, EDITOR, NO_COLOR…) and directory the chat sees
+        self.out: IO[str] = env.stdout
+        # Input from a pipe, not a terminal (a script): its lines are the messages.
+        self._piped = env.stdin if env.stdin_is_piped else None
+        self.err = make_console(env.stderr, env, soft_wrap=True)
         self.commands = Commands(self.state, self)
         self.gauge = Gauge(self._context_length, self._context_used, self._redraw)
         self._app = None  # prompt-toolkit's application, while a prompt is open
@@ -170,10 +169,16 @@ class Repl:
         from prompt_toolkit import PromptSession
         from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
         from prompt_toolkit.completion import ThreadedCompleter
+        from prompt_toolkit.input import create_input
+        from prompt_toolkit.output import create_output
 
         from falconchat.repl.input import key_bindings, make_history
 
+        # The Environment's streams. prompt-toolkit itself still reads TERM, NO_COLOR and (Ctrl-X
+        # Ctrl-E) EDITOR from the process, which main() made the Environment from.
         return PromptSession(
+            input=create_input(self.env.stdin),
+            output=create_output(self.env.stdout),
             history=make_history(self.state.options.data_dir),
             multiline=True,
             key_bindings=key_bindings(),
@@ -216,7 +221,7 @@ class Repl:
                 self.state.params,
                 writer,
                 self.notice,
-                reasoning_writer(self.out, self.out, show=self.state.options.show_reasoning),
+                reasoning_writer(self.out, self.out, self.env, show=self.state.options.show_reasoning),
             ),
             fresh=True,
         )
@@ -231,10 +236,10 @@ class Repl:
     def _stream(self, run: Callable, *, fresh: bool = False) -> None:
         from falconchat.repl.input import typing_hidden
 
-        writer = reply_writer(self.out, plain=self.state.options.plain)
+        writer = reply_writer(self.out, self.env, plain=self.state.options.plain)
         turns = len(self.state.conversation.turns)
         try:
-            with typing_hidden(sys.stdin):
+            with typing_hidden(self.env.stdin):
                 done = run(writer)
         except KeyboardInterrupt:
             self.notice("(reply stopped; what was shown is kept — /continue goes on)")

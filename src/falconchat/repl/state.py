@@ -12,6 +12,7 @@ from typing import IO, Protocol
 from falconchat.backends.base import Backend
 from falconchat.config import ModelSpec, Role
 from falconchat.conversation import Conversation
+from falconchat.environment import Environment
 from falconchat.types import SamplingParams
 
 
@@ -41,6 +42,7 @@ class ReplState:
 class Chat(Protocol):
     """What the slash commands ask of the running chat."""
 
+    env: Environment  # its streams and variables (EDITOR for /edit, the clipboard's DISPLAY)
     out: IO[str]
 
     @property

@@ -1,0 +1,87 @@
+"""One `Environment`, handed down: what a command reads of the world (variables, streams,
+tracebacks) comes from the Environment it runs in, never from this process's own variables,
+so a test sets them in process."""
+
+from __future__ import annotations
+
+import io
+import stat
+
+from falconchat.cli.app import run
+from falconchat.errors import ExitCode
+from in_process import Terminal, environment
+
+
+def editor_script(path, text: str):
+    """An editor that writes `text` into the file it is given, and says it ran."""
+    path.write_text(f'#!/bin/sh\nprintf "%s" "{text}" > "$1"\necho ran >> "{path}.ran"\n')
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+def test_edit_runs_the_environments_editor(tmp_path, tgi_endpoint, monkeypatch):
+    tgi_endpoint.stream([" Sure"], "eos_token")
+    ours = editor_script(tmp_path / "ours.sh", "written in the chosen editor")
+    theirs = editor_script(tmp_path / "theirs.sh", "written in the process's editor")
+    monkeypatch.setenv("VISUAL", str(theirs))  # the process's own: not what the command sees
+    monkeypatch.setenv("EDITOR", str(theirs))
+    env = environment(tmp_path, b"/edit a draft\n", EDITOR=str(ours), FALCONCHAT_ENDPOINT=tgi_endpoint.url)
+    assert run(["chat", "--no-history"], env) == ExitCode.OK, env.stderr.text()
+    assert (tmp_path / "ours.sh.ran").exists() and not (tmp_path / "theirs.sh.ran").exists()
+    assert tgi_endpoint.requests[0].body["inputs"].endswith("User: written in the chosen editor\nAssistant:")
+    assert env.stdout.text() == "Sure\n"
+
+
+def test_visual_beats_editor_on_the_environment(tmp_path, tgi_endpoint):
+    tgi_endpoint.stream([" Sure"], "eos_token")
+    visual = editor_script(tmp_path / "visual.sh", "from VISUAL")
+    editor = editor_script(tmp_path / "editor.sh", "from EDITOR")
+    env = environment(
+        tmp_path, b"/edit\n", VISUAL=str(visual), EDITOR=str(editor), FALCONCHAT_ENDPOINT=tgi_endpoint.url
+    )
+    assert run(["chat", "--no-history"], env) == ExitCode.OK, env.stderr.text()
+    assert tgi_endpoint.requests[0].body["inputs"].endswith("User: from VISUAL\nAssistant:")
+
+
+class FullDisk(Terminal):
+    """A stdout whose writes fail as on a full disk: an error no command expects."""
+
+    def write(self, text: str) -> int:
+        raise OSError(28, "No space left on device")
+
+
+def unexpected(tmp_path, tgi_endpoint, **variables: str):
+    tgi_endpoint.stream([" Hello"], "eos_token")
+    env = environment(tmp_path, FALCONCHAT_ENDPOINT=tgi_endpoint.url, **variables)
+    env.stdout = FullDisk()
+    code = run(["ask", "hi"], env)
+    return code, env.stderr.text()
+
+
+def test_an_unexpected_error_is_one_line_without_debug(tmp_path, tgi_endpoint):
+    code, err = unexpected(tmp_path, tgi_endpoint)
+    assert code == 1
+    assert err.splitlines() == [
+        "falconchat: error: unexpected OSError: [Errno 28] No space left on device (run with --debug for details)"
+    ]
+
+
+def test_debug_in_a_dotenv_file_shows_the_traceback(tmp_path, tgi_endpoint):
+    (tmp_path / ".env").write_text("FALCONCHAT_DEBUG=1\n")
+    code, err = unexpected(tmp_path, tgi_endpoint)
+    assert code == 1
+    assert err.startswith("Traceback (most recent call last):"), err  # on the command's stderr
+    assert err.splitlines()[-1].startswith("falconchat: error: unexpected OSError: [Errno 28]")
+
+
+def test_debug_in_the_environments_variables_shows_the_traceback(tmp_path, tgi_endpoint):
+    code, err = unexpected(tmp_path, tgi_endpoint, FALCONCHAT_DEBUG="1")
+    assert code == 1 and "Traceback (most recent call last):" in err, err
+
+
+def test_the_environments_stdin_is_what_ask_reads(tmp_path, tgi_endpoint, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO("the process's input"))
+    tgi_endpoint.stream([" ok"], "eos_token")
+    env = environment(tmp_path, b"the command's input", FALCONCHAT_ENDPOINT=tgi_endpoint.url)
+    assert run(["ask", "Summarise:"], env) == ExitCode.OK
+    assert "User: Summarise:\n\nthe command's input\nAssistant:" in tgi_endpoint.requests[0].body["inputs"]
