@@ -34,12 +34,20 @@ class Session:
 
 
 def session_path(directory: Path, name_or_path: str) -> Path:
-    """A bare NAME lives in the sessions directory; anything with a slash or `.json` is a path."""
-    if "/" in name_or_path or name_or_path.endswith(".json"):
+    """A bare NAME lives in the sessions directory; a path must end in `.json`. Anything else
+    (`a/b`, `../x`) is refused: taken as a path, it was written outside the sessions directory
+    under a name that no listing shows."""
+    if name_or_path.endswith(".json"):
         return Path(name_or_path).expanduser()
     if not NAME.match(name_or_path):
-        raise InputError(f"bad session name {name_or_path!r}: use letters, digits, '.', '_' and '-'")
+        raise InputError(
+            f"bad session name {name_or_path!r}: use letters, digits, '.', '_' and '-', or a path ending in .json"
+        )
     return directory / f"{name_or_path}.json"
+
+
+def exchanges(count: int) -> str:
+    return f"{count} exchange" + ("" if count == 1 else "s")
 
 
 def session_names(directory: Path) -> list[str]:

@@ -53,6 +53,7 @@ def chat_session(
     from falconchat.conversation import Conversation
     from falconchat.repl.input import typing_hidden
     from falconchat.repl.loop import Repl
+    from falconchat.repl.session_commands import reopened
     from falconchat.repl.state import ReplOptions
 
     settings = structured(load(flags, env), flags, env)
@@ -63,6 +64,7 @@ def chat_session(
         if session is None:
             raise UsageError("no saved session to resume; start one with --session NAME")
     conversation, params = Conversation(system=settings.system), settings.sampling
+    kept = None
     if session:
         path = sessions.session_path(sessions_dir, session)
         sessions.check_writable(path, sessions_dir)  # a name that can never be saved stops here
@@ -96,6 +98,8 @@ def chat_session(
             models=settings.models,
             roles=settings.roles,
             open_backend=open_for_chat,
+            # Say what came back: the model it was recorded with and where the conversation left off.
+            opening=reopened("resumed", session, kept, backend.name) if session and kept else [],
         )
         try:
             return Repl(backend, conversation, params, options, env).run()

@@ -13,6 +13,7 @@ from falconchat.backends.base import Backend
 from falconchat.backends.registry import FORMAT_SHOWN
 from falconchat.config_values import parse
 from falconchat.errors import FalconchatError
+from falconchat.repl import session_commands
 from falconchat.repl.state import Chat, ReplState
 from falconchat.text import sanitize
 
@@ -54,6 +55,9 @@ class Commands:
     def run(self, text: str) -> bool:
         name, _, arg = text.partition(" ")
         command = self.by_name.get(name.lower())
+        pending = self.state.pending_replace
+        if pending is not None and pending[0] != f"{name.lower()} {arg.strip()}".rstrip():
+            self.state.pending_replace = None  # a replace is confirmed only by the very next command
         if command is None:
             self.repl.notice(f"unknown command {name}; /help lists them")
             return True
@@ -280,56 +284,6 @@ class Commands:
         self.state.conversation.clear()
         self.repl.notice("conversation cleared")
 
-    # ---- sessions --------------------------------------------------------------------
-
-    def _path(self, name: str):
-        from falconchat import sessions
-
-        directory = self.state.options.sessions_dir
-        if directory is None:
-            raise FalconchatError("sessions are off (no data directory)")
-        return sessions.session_path(directory, name)
-
-    def save(self, arg: str) -> None:
-        from falconchat import sessions
-
-        name = arg or self.state.options.session
-        if not name:
-            self.repl.notice("usage: /save [NAME] (NAME is needed when the chat has no --session)")
-            return
-        path = self._path(name)
-        sessions.check_writable(path, self.state.options.sessions_dir or path.parent)
-        if path.parent == self.state.options.sessions_dir:
-            sessions.private_dir(path.parent)
-        sessions.save(path, sessions.Session(self.state.conversation, self.state.backend.name, self.state.params))
-        self.state.saved_turns = len(self.state.conversation.turns)
-        self.repl.notice(f"saved to {path}")
-
-    def load(self, arg: str) -> None:
-        from falconchat import sessions
-
-        if not arg:
-            self.repl.notice("usage: /load NAME")
-            return
-        session = sessions.load(self._path(arg))  # refused files raise before anything changes
-        self.state.conversation.system = session.conversation.system
-        self.state.conversation.turns[:] = session.conversation.turns
-        self.state.params = session.params
-        self.state.saved_turns = len(session.conversation.turns)
-        self.repl.notice(f"loaded {arg}: {len(session.conversation.turns)} exchanges")
-
-    def export(self, arg: str) -> None:
-        from pathlib import Path
-
-        from falconchat import sessions
-
-        if not arg:
-            self.repl.notice("usage: /export FILE.md")
-            return
-        path = Path(arg).expanduser()
-        sessions.export_markdown(path, self.state.conversation, self.state.backend.name)
-        self.repl.notice(f"exported to {path}")
-
 
 COMMANDS: tuple[Command, ...] = (
     Command("/help", "", "this list", Commands.help),
@@ -361,13 +315,26 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "/save",
         "[NAME]",
-        "save the conversation as a session",
-        Commands.save,
+        "save the conversation as a session (NAME, or a path ending in .json)",
+        lambda c, a: session_commands.save(c.state, c.repl, a),
         choices=Commands.session_names,
         paths=True,
     ),
-    Command("/load", "NAME", "load a saved session", Commands.load, choices=Commands.session_names, paths=True),
-    Command("/export", "FILE.md", "write the conversation as Markdown", Commands.export, paths=True),
+    Command(
+        "/load",
+        "NAME",
+        "load a saved session",
+        lambda c, a: session_commands.load(c.state, c.repl, a),
+        choices=Commands.session_names,
+        paths=True,
+    ),
+    Command(
+        "/export",
+        "FILE.md",
+        "write the conversation as Markdown",
+        lambda c, a: session_commands.export(c.state, c.repl, a),
+        paths=True,
+    ),
     Command(
         "/stats", "on|off", "token counts and speed after each reply", Commands.stats, choices=lambda c: ("on", "off")
     ),

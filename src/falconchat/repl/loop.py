@@ -103,6 +103,8 @@ class Repl:
 
     def run(self) -> int:
         self.notice(self.header())
+        for line in self.state.options.opening:
+            self.notice(line)
         session = self._prompt_session() if self._piped is None else PipedMessages(self._piped)
         self._app = session.app
         previous = {sig: signal.signal(sig, self._hangup) for sig in (signal.SIGTERM, signal.SIGHUP)}
@@ -290,8 +292,10 @@ class Repl:
         from falconchat import sessions
 
         try:
-            sessions.private_dir(self.state.options.sessions_dir)
             path = sessions.session_path(self.state.options.sessions_dir, self.state.options.session)
+            if not self.state.conversation.turns and not path.exists():
+                return  # nothing said yet: no empty file, which --resume would then open
+            sessions.private_dir(self.state.options.sessions_dir)
             sessions.save(path, sessions.Session(self.state.conversation, self.state.backend.name, self.state.params))
             self.state.saved_turns = len(self.state.conversation.turns)
         except (OSError, ValueError, FalconchatError) as exc:

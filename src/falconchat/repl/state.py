@@ -27,6 +27,7 @@ class ReplOptions:
     models: Mapping[str, ModelSpec] = field(default_factory=dict)
     roles: Mapping[str, Role] = field(default_factory=dict)
     open_backend: Callable[[ModelSpec], Backend] | None = None
+    opening: list[str] = field(default_factory=list)  # said after the banner (a resumed session's summary)
 
 
 @dataclass
@@ -37,6 +38,9 @@ class ReplState:
     options: ReplOptions
     last_finish: str | None = None
     saved_turns: int = 0  # exchanges already on disk
+    own_files: set[Path] = field(default_factory=set)  # files this chat read or wrote: replaced without asking
+    pending_replace: tuple[str, Path, int] | None = None  # a refused /save or /export, confirmed by repeating it
+    last_reasoning: str = ""  # the last reply's reasoning, for /reasoning
 
 
 class Chat(Protocol):
