@@ -10,14 +10,20 @@ gpt-oss (OpenAI's "harmony" format) does not use `<think>`: its reply is channel
 `<|channel|>analysis<|message|>…<|end|><|start|>assistant<|channel|>final<|message|>…`.
 The analysis channel is reasoning, the final one the reply; the headers are neither.
 (llama.cpp does not show `<|end|>`, a control token, so `<|start|>` also ends a message.)
+
+The reply's first text says which: `_Opening` holds it until it can tell, then hands the
+rest to a `_Think` or a `_Harmony` parser, or lets a plain reply through untouched. A
+parser turns text into pieces, `(REASONING, text)` or `(REPLY, text)`; once it has reached
+the reply, the stream's events pass through as they came (token ids and logprobs kept).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import closing
 from dataclasses import replace
+from typing import Protocol
 
 from falconchat.types import Done, Event, ReasoningDelta, TextDelta, TokenStream
 
@@ -26,105 +32,201 @@ CHANNEL, MESSAGE = "<|channel|>", "<|message|>"  # a harmony header: <|channel|>
 HARMONY_ENDS = ("<|end|>", "<|start|>")
 LONGEST_HEADER = 200  # text after <|channel|> with no <|message|> this long is not a header
 
+REASONING, REPLY = True, False
+Piece = tuple[bool, str]  # (REASONING or REPLY, text); (REASONING, "") says reasoning began
+
 
 def separate_reasoning(events: Iterator[Event]) -> TokenStream:
-    # start: before any reply text; thinking: inside <think>; after: just closed; answer;
-    # header: inside a harmony header; analysis: inside a harmony analysis message
-    state = "start"
-    pending = ""
-    reasoning_at: float | None = None  # when the first reasoning arrived
-    answer_at: float | None = None  # when the first reply text after it arrived
-
-    def reasoned() -> None:
-        nonlocal reasoning_at
-        if reasoning_at is None:
-            reasoning_at = time.monotonic()
-
-    def answered() -> None:
-        nonlocal answer_at
-        if answer_at is None and reasoning_at is not None:
-            answer_at = time.monotonic()
-
+    """The stream with the reply's reasoning as `ReasoningDelta`s, and `Done.reasoning_s` set."""
+    split = _Opening()
+    clock = _Clock()
     with closing(events):  # type: ignore[type-var]  # a TokenStream, whose close() it promises
         for event in events:
             if isinstance(event, Done):
-                if pending:
-                    if state in ("thinking", "analysis"):
-                        yield ReasoningDelta(pending)
-                    elif state != "header":  # an unfinished header is neither
-                        yield TextDelta(pending)
-                if reasoning_at is not None:
-                    event = replace(event, reasoning_s=(answer_at or time.monotonic()) - reasoning_at)
-                yield event
+                yield from clock.deltas(split.finish())
+                yield clock.stamp(event)
                 return
             if isinstance(event, ReasoningDelta):
-                reasoned()
+                clock.reasoned()
                 yield event
-                continue
-            if state == "answer":
+            elif split.answering:
                 if event.text:
-                    answered()
+                    clock.answered()
                 yield event
-                continue
-            pending += event.text
-            while pending:
-                if state == "start":
-                    stripped = pending.lstrip()
-                    if stripped.startswith(OPEN):
-                        state, pending = "thinking", stripped[len(OPEN) :]
-                        reasoned()
-                        continue
-                    if stripped.startswith(CHANNEL):
-                        state, pending = "header", stripped
-                        continue
-                    if OPEN.startswith(stripped) or CHANNEL.startswith(stripped):  # the start of a tag: wait
-                        break
-                    state = "answer"
-                elif state == "header":
-                    end = pending.find(MESSAGE)
-                    if end < 0:
-                        if len(pending) > LONGEST_HEADER:
-                            state = "answer"  # not a header after all
-                            continue
-                        break
-                    header, pending = pending[:end], pending[end + len(MESSAGE) :]
-                    state = "analysis" if "analysis" in header else "answer"
-                    if state == "analysis":
-                        reasoned()
-                    continue
-                elif state == "analysis":
-                    ends = [at for at in (pending.find(tag) for tag in HARMONY_ENDS) if at >= 0]
-                    if ends:
-                        if pending[: min(ends)]:
-                            yield ReasoningDelta(pending[: min(ends)])
-                        state, pending = "header", pending[min(ends) :]
-                        continue
-                    keep = max(_partial_tag(pending, tag) for tag in HARMONY_ENDS)
-                    ready, pending = pending[: len(pending) - keep], pending[len(pending) - keep :]
-                    if ready:
-                        yield ReasoningDelta(ready)
-                    break
-                elif state == "thinking":
-                    end = pending.find(CLOSE)
-                    if end >= 0:
-                        if pending[:end]:
-                            yield ReasoningDelta(pending[:end])
-                        state, pending = "after", pending[end + len(CLOSE) :]
-                        continue
-                    keep = _partial_tag(pending, CLOSE)
-                    ready, pending = pending[: len(pending) - keep], pending[len(pending) - keep :]
-                    if ready:
-                        yield ReasoningDelta(ready)
-                    break
-                elif state == "after":  # the blank line between the reasoning and the reply is neither
-                    pending = pending.lstrip()
-                    if not pending:
-                        break
-                    state = "answer"
-                if state == "answer":
-                    answered()
-                    yield TextDelta(pending, event.token_id, event.logprob)
-                    pending = ""
+            else:
+                yield from clock.deltas(split.feed(event.text), event)
+
+
+class _Parser(Protocol):
+    @property
+    def answering(self) -> bool: ...  # reached the reply: the rest of the stream is reply
+
+    def feed(self, text: str) -> Iterator[Piece]: ...
+
+    def finish(self) -> Iterator[Piece]: ...  # the stream ended: what was held back
+
+
+class _Clock:
+    """When reasoning began, and when the reply after it began: `Done.reasoning_s`."""
+
+    def __init__(self) -> None:
+        self.reasoning_at: float | None = None
+        self.answer_at: float | None = None
+
+    def reasoned(self) -> None:
+        if self.reasoning_at is None:
+            self.reasoning_at = time.monotonic()
+
+    def answered(self) -> None:
+        if self.answer_at is None and self.reasoning_at is not None:
+            self.answer_at = time.monotonic()
+
+    def deltas(self, pieces: Iterable[Piece], event: TextDelta | None = None) -> Iterator[Event]:
+        """The pieces as events, timed; reply text keeps the token id and logprob of `event`."""
+        for reasoning, text in pieces:
+            if reasoning:
+                self.reasoned()
+                if text:
+                    yield ReasoningDelta(text)
+            elif text:
+                self.answered()
+                yield TextDelta(text, event.token_id, event.logprob) if event else TextDelta(text)
+
+    def stamp(self, done: Done) -> Done:
+        if self.reasoning_at is None:
+            return done
+        return replace(done, reasoning_s=(self.answer_at or time.monotonic()) - self.reasoning_at)
+
+
+class _Opening:
+    """Before the reply's first text: `<think>`, a harmony header, or a plain reply? Held until
+    it can tell (leading blanks, or what could be the start of a tag), then handed on."""
+
+    def __init__(self) -> None:
+        self.pending = ""
+        self.parser: _Parser | None = None
+        self.plain = False
+
+    @property
+    def answering(self) -> bool:
+        return self.plain or (self.parser is not None and self.parser.answering)
+
+    def feed(self, text: str) -> Iterator[Piece]:
+        if self.parser is not None:
+            yield from self.parser.feed(text)
+            return
+        self.pending += text
+        stripped = self.pending.lstrip()
+        if stripped.startswith(OPEN):
+            self.parser = _Think()
+            yield REASONING, ""
+            yield from self.parser.feed(stripped[len(OPEN) :])
+        elif stripped.startswith(CHANNEL):
+            self.parser = _Harmony()
+            yield from self.parser.feed(stripped)
+        elif not (OPEN.startswith(stripped) or CHANNEL.startswith(stripped)):  # not the start of a tag
+            self.plain = True
+            text, self.pending = self.pending, ""
+            yield REPLY, text
+
+    def finish(self) -> Iterator[Piece]:
+        if self.parser is not None:
+            yield from self.parser.finish()
+        else:
+            yield REPLY, self.pending
+
+
+class _Think:
+    """After `<think>`: reasoning up to `</think>`, the blank after it (neither), then the reply."""
+
+    def __init__(self) -> None:
+        self.state = "thinking"  # thinking, after (the tag closed), answer
+        self.pending = ""
+
+    @property
+    def answering(self) -> bool:
+        return self.state == "answer"
+
+    def feed(self, text: str) -> Iterator[Piece]:
+        self.pending += text
+        if self.state == "thinking":
+            end = self.pending.find(CLOSE)
+            if end < 0:
+                ready, self.pending = _hold_back(self.pending, (CLOSE,))
+                yield REASONING, ready
+                return
+            yield REASONING, self.pending[:end]
+            self.state, self.pending = "after", self.pending[end + len(CLOSE) :]
+        self.pending = self.pending.lstrip()  # after: the blank line between the two is neither
+        if self.pending:
+            self.state = "answer"
+            text, self.pending = self.pending, ""
+            yield REPLY, text
+
+    def finish(self) -> Iterator[Piece]:
+        yield (REASONING if self.state == "thinking" else REPLY), self.pending
+
+
+class _Harmony:
+    """Channels: a header `<|channel|>NAME<|message|>` (neither), then its message up to
+    `<|end|>` or `<|start|>`. The analysis channel is reasoning; another one is the reply."""
+
+    def __init__(self) -> None:
+        self.state = "header"  # header, analysis (inside its message), answer
+        self.pending = ""
+
+    @property
+    def answering(self) -> bool:
+        return self.state == "answer"
+
+    def feed(self, text: str) -> Iterator[Piece]:
+        self.pending += text
+        while self.state != "answer":
+            if self.state == "header":
+                if not self._header_read():
+                    return
+                if self.state == "analysis":
+                    yield REASONING, ""
+            else:
+                ready, ended = self._analysis_read()
+                yield REASONING, ready
+                if not ended:
+                    return
+        if self.pending:
+            text, self.pending = self.pending, ""
+            yield REPLY, text
+
+    def _header_read(self) -> bool:
+        """Past the header (or found it is none: the reply); False: wait for more text."""
+        end = self.pending.find(MESSAGE)
+        if end < 0:
+            if len(self.pending) <= LONGEST_HEADER:
+                return False
+            self.state = "answer"  # not a header after all
+            return True
+        header, self.pending = self.pending[:end], self.pending[end + len(MESSAGE) :]
+        self.state = "analysis" if "analysis" in header else "answer"
+        return True
+
+    def _analysis_read(self) -> tuple[str, bool]:
+        """(the reasoning ready, whether its message ended)."""
+        ends = [at for at in (self.pending.find(tag) for tag in HARMONY_ENDS) if at >= 0]
+        if not ends:
+            ready, self.pending = _hold_back(self.pending, HARMONY_ENDS)
+            return ready, False
+        ready, self.pending = self.pending[: min(ends)], self.pending[min(ends) :]
+        self.state = "header"
+        return ready, True
+
+    def finish(self) -> Iterator[Piece]:
+        if self.state == "analysis":  # an unfinished header is neither
+            yield REASONING, self.pending
+
+
+def _hold_back(text: str, tags: tuple[str, ...]) -> tuple[str, str]:
+    """(the text that is ready, the end that could begin one of the tags: held back)."""
+    keep = max(_partial_tag(text, tag) for tag in tags)
+    return text[: len(text) - keep], text[len(text) - keep :]
 
 
 def _partial_tag(text: str, tag: str) -> int:
