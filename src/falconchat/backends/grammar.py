@@ -117,29 +117,8 @@ def _plain_regex(pattern: str) -> str:
     while i < len(pattern):
         char = pattern[i]
         if char == "\\" and i + 1 < len(pattern):
-            escaped = pattern[i + 1]
-            i += 2
-            if escaped.lower() in _CLASSES:
-                chars = _CLASSES[escaped.lower()]
-                if escaped.isupper():
-                    if in_class:
-                        raise InputError(f"invalid regex: \\{escaped} inside [...] cannot be compiled to a grammar")
-                    out.append(f"[^{chars}]")
-                else:
-                    out.append(chars if in_class else f"[{chars}]")
-            elif (
-                escaped in "tnr\\" or (escaped in _CONVERTER_ESCAPES and not in_class) or (in_class and escaped in "[]")
-            ):
-                out.append("\\" + escaped)
-            elif escaped in "xu":
-                digits = 2 if escaped == "x" else 4
-                code = pattern[i : i + digits]
-                i += digits
-                out.append(_escape(chr(int(code, 16)), in_class))  # re.compile checked the digits
-            elif escaped.isalnum():
-                raise InputError(f"invalid regex: \\{escaped} cannot be compiled to a grammar")
-            else:
-                out.append(_escape(escaped, in_class))
+            plain, i = _plain_escape(pattern, i + 1, in_class)
+            out.append(plain)
             continue
         if in_class:
             in_class = char != "]"
@@ -163,6 +142,28 @@ def _plain_regex(pattern: str) -> str:
         out.append(char)
         i += 1
     return "".join(out)
+
+
+def _plain_escape(pattern: str, at: int, in_class: bool) -> tuple[str, int]:
+    """The escape whose letter is at `at`, rewritten; and where the pattern goes on."""
+    escaped = pattern[at]
+    at += 1
+    if escaped.lower() in _CLASSES:
+        chars = _CLASSES[escaped.lower()]
+        if not escaped.isupper():
+            return (chars if in_class else f"[{chars}]"), at
+        if in_class:
+            raise InputError(f"invalid regex: \\{escaped} inside [...] cannot be compiled to a grammar")
+        return f"[^{chars}]", at
+    if escaped in "tnr\\" or (escaped in _CONVERTER_ESCAPES and not in_class) or (in_class and escaped in "[]"):
+        return "\\" + escaped, at
+    if escaped in "xu":
+        digits = 2 if escaped == "x" else 4
+        code = pattern[at : at + digits]  # re.compile checked the digits
+        return _escape(chr(int(code, 16)), in_class), at + digits
+    if escaped.isalnum():
+        raise InputError(f"invalid regex: \\{escaped} cannot be compiled to a grammar")
+    return _escape(escaped, in_class), at
 
 
 def _escape(char: str, in_class: bool) -> str:
