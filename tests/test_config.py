@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -76,7 +77,9 @@ def config_error(home, *words, **kwargs) -> str:
 
 
 def test_user_config_dir_honours_xdg_config_home(home):
-    assert user_config_dir() == home.cfg
+    assert user_config_dir(os.environ) == home.cfg  # the fixture sets XDG_CONFIG_HOME in the process
+    elsewhere = home.tmp / "elsewhere"
+    assert user_config_dir({"XDG_CONFIG_HOME": str(elsewhere)}) == elsewhere / "falconchat"  # the command's wins
 
 
 def test_nothing_configured_runs_the_bundled_model(home):

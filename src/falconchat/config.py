@@ -8,6 +8,7 @@ names the setting, where it came from and what is allowed.
 from __future__ import annotations
 
 import os
+import sys
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -101,17 +102,27 @@ FORMATS = {name: kind.formats for name, kind in BACKENDS.items()}
 IN_PROCESS = tuple(name for name, kind in BACKENDS.items() if kind.in_process)  # run a model file here
 
 
-def user_config_dir() -> Path:
+def user_config_dir(environ: Mapping[str, str]) -> Path:
+    """config.toml and a .env file live here: $XDG_CONFIG_HOME/falconchat, ~/.config/falconchat."""
     from platformdirs import user_config_dir as _dir
 
-    return Path(_dir("falconchat", appauthor=False))
+    return _xdg(environ, "XDG_CONFIG_HOME") or Path(_dir("falconchat", appauthor=False))
 
 
-def user_data_dir() -> Path:
-    """Input history and saved sessions live here."""
+def user_data_dir(environ: Mapping[str, str]) -> Path:
+    """Input history and saved sessions live here: $XDG_DATA_HOME/falconchat, ~/.local/share/…"""
     from platformdirs import user_data_dir as _dir
 
-    return Path(_dir("falconchat", appauthor=False))
+    return _xdg(environ, "XDG_DATA_HOME") or Path(_dir("falconchat", appauthor=False))
+
+
+def _xdg(environ: Mapping[str, str], name: str) -> Path | None:
+    """The XDG variable of the command's environment (not the process's) where platformdirs
+    would honour it: an absolute path, on Linux and the BSDs."""
+    value = environ.get(name, "").strip()
+    if value and os.path.isabs(value) and sys.platform not in ("darwin", "win32", "cygwin"):
+        return Path(value) / "falconchat"
+    return None
 
 
 # ---- sources --------------------------------------------------------------------------
@@ -151,8 +162,8 @@ class Sources:
         return self.environ.get(var) or self.dotenv.get(var) or None
 
 
-def read_toml(config_path: str | None) -> dict[str, Any]:
-    path = Path(config_path) if config_path else user_config_dir() / "config.toml"
+def read_toml(config_path: str | None, cwd: Path, environ: Mapping[str, str]) -> dict[str, Any]:
+    path = cwd / config_path if config_path else user_config_dir(environ) / "config.toml"
     if not path.is_file():
         if config_path:
             raise ConfigError(f"config file not found: {config_path}")
@@ -325,17 +336,16 @@ def _replace(spec: ModelSpec, **changes) -> ModelSpec:
 def load_settings(
     flags: Mapping[str, Any],
     *,
-    environ: Mapping[str, str] | None = None,
-    cwd: Path | None = None,
+    environ: Mapping[str, str],
+    cwd: Path,
 ) -> Settings:
-    """Resolve every setting. `flags` holds the command line's values (None = not given)."""
-    environ = os.environ if environ is None else environ
-    cwd = Path.cwd() if cwd is None else cwd
+    """Resolve every setting. `flags` holds the command line's values (None = not given);
+    `environ` and `cwd` are the command's (its `Environment`'s), relative paths are from `cwd`."""
     env_file = flags.get("env_file") or environ.get("FALCONCHAT_ENV_FILE")
-    env_files = read_dotenv(env_file, cwd, user_config_dir())
+    env_files = read_dotenv(env_file, cwd, user_config_dir(environ))
     dotenv = env_files.values
     config_path = flags.get("config") or environ.get("FALCONCHAT_CONFIG") or dotenv.get("FALCONCHAT_CONFIG")
-    src = Sources(flags=flags, environ=environ, dotenv=dotenv, toml=read_toml(config_path))
+    src = Sources(flags=flags, environ=environ, dotenv=dotenv, toml=read_toml(config_path, cwd, environ))
     key_names = model_key_names(src.toml)
     warnings = (
         unknown_name_warnings(environ, "in the environment", key_names)

@@ -83,7 +83,7 @@ def read_dotenv(env_file: str | None, cwd: Path, config_dir: Path) -> DotEnv:
     """`--env-file`, else the current directory's `.env` over the user config dir's.
     Never a parent directory's: only these exact paths are read."""
     if env_file:
-        paths = [Path(env_file)]
+        paths = [cwd / env_file]  # relative: from the command's directory
         if not paths[0].is_file():
             raise ConfigError(f"env file not found: {env_file}")
     else:

@@ -85,3 +85,29 @@ def test_the_environments_stdin_is_what_ask_reads(tmp_path, tgi_endpoint, monkey
     env = environment(tmp_path, b"the command's input", FALCONCHAT_ENDPOINT=tgi_endpoint.url)
     assert run(["ask", "Summarise:"], env) == ExitCode.OK
     assert "User: Summarise:\n\nthe command's input\nAssistant:" in tgi_endpoint.requests[0].body["inputs"]
+
+
+def endpoint_config(path, url: str):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f'model = "far"\n\n[models.far]\nbackend = "tgi"\nendpoint = "{url}"\n')
+    return path
+
+
+def test_the_user_config_dir_is_the_environments(tmp_path, tgi_endpoint, monkeypatch):
+    tgi_endpoint.stream([" ok"], "eos_token")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "process"))  # not the command's
+    env = environment(tmp_path)  # XDG_CONFIG_HOME=tmp_path/config
+    endpoint_config(tmp_path / "config" / "falconchat" / "config.toml", tgi_endpoint.url)
+    assert run(["ask", "hi"], env) == ExitCode.OK, env.stderr.text()
+    assert env.stdout.text() == "ok\n" and len(tgi_endpoint.requests) == 1
+
+
+def test_relative_config_and_env_file_paths_are_from_the_environments_directory(tmp_path, tgi_endpoint):
+    tgi_endpoint.stream([" ok"], "eos_token")
+    endpoint_config(tmp_path / "conf" / "mine.toml", tgi_endpoint.url)
+    (tmp_path / "conf" / "mine.env").write_text("FALCONCHAT_MAX_NEW_TOKENS=7\n")
+    env = environment(tmp_path)  # its directory is tmp_path; this process's is elsewhere
+    assert run(["ask", "--config", "conf/mine.toml", "--env-file", "conf/mine.env", "hi"], env) == ExitCode.OK, (
+        env.stderr.text()
+    )
+    assert tgi_endpoint.requests[0].body["parameters"]["max_new_tokens"] == 7

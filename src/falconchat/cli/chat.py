@@ -57,7 +57,7 @@ def chat_session(
     from falconchat.repl.state import ReplOptions
 
     settings = structured(load(flags, env), flags, env)
-    data_dir = user_data_dir()
+    data_dir = user_data_dir(env.environ)
     sessions_dir = data_dir / "sessions"
     if resume and not session:  # `--resume --session NAME` resumes NAME
         session = sessions.last_session(sessions_dir)
