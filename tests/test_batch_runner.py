@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import falconchat.backends
-from falconchat.backends.local import default_sequences
+from falconchat.backends.registry import BACKENDS
 from falconchat.batch import command
 from falconchat.batch import runner as batch
 from falconchat.batch.input import parse_lines
@@ -135,7 +135,7 @@ def test_without_fail_fast_a_failure_is_recorded_and_the_batch_goes_on(monkeypat
     [
         ("tgi", None, 8),
         ("tgi", 32, 32),
-        ("local", None, default_sequences()),
+        ("local", None, BACKENDS["local"].default_sequences()),
         ("local", 4, 4),
         ("local", 64, 16),
         ("transformers", 4, 1),

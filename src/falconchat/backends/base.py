@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 from falconchat.types import SamplingParams, TokenStream
+
+if TYPE_CHECKING:
+    from falconchat.backends.threads import ThreadPolicy
+    from falconchat.config import ModelSpec
 
 
 class Backend(Protocol):
@@ -55,6 +59,60 @@ class Backend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class InProcessModel(Backend, Protocol):
+    """A model decoded in this process, token by token: what `serve` and `bench` use beyond
+    `Backend`. The registry's `serves` entries implement it (backends/conformance.py checks)."""
+
+    sequences: int  # requests decoded together; generate() may be called from that many threads
+    thread_policy: ThreadPolicy  # how many threads it decodes with (bench swaps it)
+
+    def generate(
+        self,
+        prompt: str,
+        params: SamplingParams,
+        stops: Sequence[str] = (),
+        *,
+        logprobs: bool = False,
+        should_stop: Callable[[], bool] | None = None,
+        top_n: int = 0,
+    ) -> TokenStream:
+        """The raw token stream for a full text prompt: one TextDelta per token (with its id),
+        stop text included; Done("stop") at an end-of-generation token or a stop in `stops`."""
+        ...
+
+    def tokens(self, text: str) -> list[int]:
+        """The tokens `generate()` feeds the model for `text` (with the start token)."""
+        ...
+
+    def text(self, tokens: list[int]) -> str: ...
+
+    def token_pieces(self, text: str) -> list[tuple[int, str, int, int]]:
+        """(id, text, start, stop) per token, offsets in bytes of `text` in UTF-8."""
+        ...
+
+    def piece(self, token: int) -> str:
+        """One token's text, as a top-token list shows it."""
+        ...
+
+    def eos(self) -> tuple[int, str]:
+        """The end-of-generation token's id and text."""
+        ...
+
+    def prompt_logprobs(self, prompt: str) -> list[tuple[int, str, float | None]]:
+        """(id, text, logprob) for each token `generate()` feeds for `prompt`; None for the first."""
+        ...
+
+    def native_prompt(self, messages: Sequence[dict], *, continue_last: bool = False) -> str:
+        """The model's own chat template rendered for `messages`, ending with the assistant's header."""
+        ...
+
+
+class OpensInProcess(Protocol):
+    """How an InProcessModel is built: from its spec, decoding `sequences` prompts together."""
+
+    def __call__(self, spec: ModelSpec, sequences: int = 1) -> InProcessModel: ...
 
 
 class FormatDecidedOnLoad:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import codecs
-import os
 import random
 import threading
 import time
@@ -24,13 +23,6 @@ from falconchat.types import Done, FinishReason, SamplingParams, TextDelta, Toke
 DEFAULT_CONTEXT = 4096
 TOKENIZER_CONTEXT = 256  # the small context beside the batching engine
 DEFAULT_SEQUENCE_CONTEXT = 2048  # each of the batching engine's sequences (its KV cache is per sequence)
-MAX_SEQUENCES = 16  # for `batch`: on 2 cores 16 decode no faster than 8, and each holds its own cache
-
-
-def default_sequences() -> int:
-    """How many sequences the batching engine decodes together: on a 2-core machine one step
-    for 8 costs ~4.6x one for 1, so 8 together come out ~1.7x faster than one by one."""
-    return min(MAX_SEQUENCES, 4 * (os.cpu_count() or 1))
 
 
 class LocalBackend(FormatDecidedOnLoad):
@@ -45,7 +37,7 @@ class LocalBackend(FormatDecidedOnLoad):
         self._engine = None
         self._lock = threading.Lock()
         self.thread_policy = ThreadPolicy(fixed=spec.threads)  # starts measuring the other programs' load
-        self._threads_now = 0  # what the single-sequence context decodes with
+        self._threads_now = 0  # what the single-sequence context decodes with now
         self._format = spec.format  # "auto" becomes "native" or "falcon" when the model loads
 
     def describe(self) -> str:
@@ -116,11 +108,6 @@ class LocalBackend(FormatDecidedOnLoad):
         if threads != self._threads_now:
             llm._ctx.set_n_threads(threads, threads)
             self._threads_now = threads
-
-    @property
-    def threads_now(self) -> int:
-        """The thread count the last reply decoded with (bench reports it)."""
-        return self._threads_now
 
     @property
     def context_length(self) -> int:

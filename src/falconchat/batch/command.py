@@ -10,7 +10,7 @@ from falconchat.batch.runner import BatchOptions, Runner
 from falconchat.environment import Environment
 from falconchat.errors import ExitCode, InputError, UsageError
 
-DEFAULT_CONCURRENCY = 8  # for endpoints; `local` decodes as many together as its engine is sized for
+DEFAULT_CONCURRENCY = 8  # for endpoints; a model decoded here runs as many as it decodes together
 MAX_REPORTED = 20  # bad lines listed before "… and N more"
 
 
@@ -74,18 +74,19 @@ def report_input(parsed: Parsed, notes) -> None:
 
 
 def concurrency_for(spec, asked: int | None, notes) -> int:
-    if spec.backend == "local":  # its engine decodes that many prompts together
-        from falconchat.backends.local import MAX_SEQUENCES, default_sequences
+    """How many prompts run at once: an endpoint's -j (8 by default); a model decoded here
+    runs at most as many as its backend decodes together (registry.py)."""
+    from falconchat.backends.registry import BACKENDS
 
-        if asked and asked > MAX_SEQUENCES:  # each costs its own KV cache, and more are no faster
+    most = BACKENDS[spec.backend].sequences
+    if most is None:  # an endpoint: one client per worker
+        return asked or DEFAULT_CONCURRENCY
+    if asked and asked > most:  # each costs its own KV cache, and more are no faster
+        if most == 1:
+            notes.write(f"the {spec.backend} backend answers one prompt at a time: -j {asked} runs as -j 1")
+        else:
             notes.write(
-                f"the local model decodes at most {MAX_SEQUENCES} prompts together: "
-                f"-j {asked} runs as -j {MAX_SEQUENCES}"
+                f"the {spec.backend} backend decodes at most {most} prompts together: -j {asked} runs as -j {most}"
             )
-            return MAX_SEQUENCES
-        return asked or default_sequences()
-    if spec.backend == "transformers":
-        if asked and asked > 1:
-            notes.write(f"the transformers backend answers one prompt at a time: -j {asked} runs as -j 1")
-        return 1
-    return asked or DEFAULT_CONCURRENCY
+        return most
+    return asked or BACKENDS[spec.backend].default_sequences()

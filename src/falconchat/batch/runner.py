@@ -1,8 +1,9 @@
 """`falconchat batch`: many prompts, N in flight, results written in input order.
 
-Worker threads take items in input order; each owns its backend (a TGI
-client's HTTP session is not shared across threads, and the local model is one
-llama.cpp context, so `local` runs one worker). The main thread writes each
+Worker threads take items in input order. An endpoint's workers each own a
+client (an HTTP session is not shared across threads); a model decoded here is
+one backend that every worker shares, its engine decoding their prompts
+together (as many as `concurrency_for` allowed). The main thread writes each
 result as soon as every earlier one is written — so OUTPUT is always the input's
 order, and a batch stopped anywhere left a prefix that `--resume` continues —
 and draws the progress bar. Stopping (Ctrl-C, --fail-fast, a fatal error) is
@@ -92,7 +93,7 @@ class Runner:
         self._answered_any = False
         self.streamed_tokens = 0  # every piece of reply streamed, finished items or not (tokens/s)
         self._count_lock = threading.Lock()
-        self._shared: Backend | None = None  # the local model all workers use
+        self._shared: Backend | None = None  # the model decoded here that all workers use
         self._shared_users = 0
 
     # ---- the main thread: write in order -------------------------------------------------
@@ -193,11 +194,12 @@ class Runner:
         return index > self._cutoff  # a plain read: the worst case is one more token
 
     def _open_backend(self):
-        """An endpoint gets a client per worker; workers share one local model, whose engine
-        decodes their prompts together."""
+        """An endpoint gets a client per worker; workers share one model decoded here, whose
+        engine decodes their prompts together."""
         from falconchat.backends import open_backend
+        from falconchat.backends.registry import BACKENDS
 
-        if self.spec.backend != "local":
+        if BACKENDS[self.spec.backend].sequences is None:
             return open_backend(self.spec)
         with self._cond:
             if self._shared is None:

@@ -137,13 +137,9 @@ def serve_rows(bench) -> list[Row]:
 def _decode_rate(bench, sequences: int) -> float:
     """Decode tokens/s of one greedy request, after its first token, in this process (read over
     at most the workload's cap: two threads on a busy machine can crawl)."""
-    from falconchat.backends.local import LocalBackend
-    from falconchat.config import ModelSpec
     from falconchat.types import SamplingParams, TextDelta
 
-    backend = bench.cached(
-        ("local", sequences), lambda: LocalBackend(ModelSpec(name="smollm2", backend="local"), sequences=sequences)
-    )
+    backend = bench._backend(sequences)
     params = SamplingParams(temperature=0, max_new_tokens=bench.work.engine_tokens)
     stamps: list[float] = []
     with closing(backend.generate(CLIENT_PROMPT.format("the history of computing"), params)) as events:

@@ -17,12 +17,13 @@ from contextlib import closing
 from dataclasses import asdict
 from pathlib import Path
 
+from falconchat.backends.base import InProcessModel
 from falconchat.bench import probes
 from falconchat.bench.stats import Row, median, p95
-from falconchat.bench.workload import GROUPS, ROW_GROUPS, Workload
-from falconchat.config import ModelSpec
+from falconchat.bench.timed import Timed
+from falconchat.bench.workload import BUNDLED, GROUPS, ROW_GROUPS, Workload
 from falconchat.environment import Environment
-from falconchat.types import Done, SamplingParams, TextDelta
+from falconchat.types import Done, SamplingParams
 
 SHORT_PROMPT = "What is the capital of France?"
 LONG_PROMPT = (
@@ -134,9 +135,10 @@ class Bench:
 
     def _engine_rate(self) -> float:
         """The engine alone: llama-cpp-python's token loop, the same prompt and settings."""
+        from falconchat.bench.peers import open_engine
         from falconchat.prompt import falcon_prompt
 
-        llm = self._backend().load()
+        llm = self.cached("engine", open_engine)
         tokens = llm.tokenize(falcon_prompt("", [], LONG_PROMPT).encode(), add_bos=True, special=True)
         llm.reset()
         count, first = 0, time.perf_counter()
@@ -187,7 +189,7 @@ class Bench:
         from falconchat.exchange import answer
         from falconchat.render import PlainWriter
 
-        backend = _Timed(self._backend())
+        backend = Timed(self._backend())
         params = SamplingParams(temperature=0, max_new_tokens=self.work.far + 10)
         with open(os.devnull, "w") as sink:
             answer(Conversation(), backend, LONG_PROMPT, params, PlainWriter(sink), lambda _: None)
@@ -208,7 +210,7 @@ class Bench:
         master, slave = pty.openpty()
         probes._set_size(slave, 40, 120)
         stop = _drain_in_background(master)
-        backend = _Timed(self._backend())
+        backend = Timed(self._backend())
 
         try:
             with open(slave, "w", closefd=True) as tty:
@@ -230,21 +232,23 @@ class Bench:
         return [b - a for a, b in zip(backend.stamps, backend.stamps[1:])]
 
     def prefix_reuse(self) -> list[Row]:
+        from falconchat.backends import open_in_process
         from falconchat.conversation import Conversation
 
-        backend = self._backend()
         params = SamplingParams(temperature=0, max_new_tokens=self.work.turn_tokens)
         firsts: list[float] = []
         tenths: list[float] = []
         for _ in range(self.work.reps):
-            backend.load().reset()
-            conversation = Conversation(system="You are a helpful assistant. Answer briefly.")
-            times: list[float] = []
-            for message in TURNS:
-                prompt = conversation.prompt_for(message, backend.count_tokens, 3000).text
-                done = list(conversation.record(message, backend.stream(prompt, params)))[-1]
-                assert isinstance(done, Done) and done.first_token_s is not None
-                times.append(done.first_token_s)
+            # A model of its own each time: turn 1 finds nothing cached.
+            with closing(open_in_process(BUNDLED)) as backend:
+                backend.warm_up()
+                conversation = Conversation(system="You are a helpful assistant. Answer briefly.")
+                times: list[float] = []
+                for message in TURNS:
+                    prompt = conversation.prompt_for(message, backend.count_tokens, 3000).text
+                    done = list(conversation.record(message, backend.stream(prompt, params)))[-1]
+                    assert isinstance(done, Done) and done.first_token_s is not None
+                    times.append(done.first_token_s)
             firsts.append(times[0])
             tenths.append(times[-1])
         return [
@@ -297,36 +301,11 @@ class Bench:
 
         return under_load.rows(self)
 
-    def _backend(self):
-        from falconchat.backends.local import LocalBackend
+    def _backend(self, sequences: int = 1) -> InProcessModel:
+        """The bundled model in this process, decoding `sequences` together (loaded once a run)."""
+        from falconchat.backends import open_in_process
 
-        return self.cached(("local", 1), lambda: LocalBackend(ModelSpec(name="smollm2", backend="local")))
-
-
-class _Timed:
-    """The local backend, noting when each token is asked for: the gap between two is one
-    token's decoding plus everything the exchange and the renderer did with the previous one."""
-
-    def __init__(self, backend):
-        self._backend = backend
-        self.stamps: list[float] = []
-
-    def __getattr__(self, name):
-        return getattr(self._backend, name)
-
-    def stream(self, prompt, params):
-        # As LocalBackend.stream, with the raw tokens timed (the reply's pieces may join several).
-        from falconchat.prompt import clean_reply, stop_sequences
-
-        stops = stop_sequences(params.stop)
-        return clean_reply(self._timed(self._backend.generate(prompt, params, stops)), stops, after=prompt)
-
-    def _timed(self, events):
-        with closing(events):
-            for event in events:
-                yield event
-                if isinstance(event, TextDelta):
-                    self.stamps.append(time.perf_counter())
+        return self.cached(("local", sequences), lambda: open_in_process(BUNDLED, sequences))
 
 
 def _gap_near(gaps: list[float], token: int) -> float:

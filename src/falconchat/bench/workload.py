@@ -6,6 +6,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from falconchat.config import ModelSpec
+
+# The model every in-process row decodes with: the bundled one, in the Falcon-style text prompt.
+BUNDLED = ModelSpec(name="smollm2", backend="local")
+
 # The groups of rows, in the order they run (`bench --only NAME,…` picks some), and what
 # each measures: said on stderr as it starts.
 GROUPS = {

@@ -200,7 +200,8 @@ def serve(
     config: str | None = typer.Option(None, "--config", metavar="PATH", help="Config TOML file."),
 ) -> int:
     """Serve a local model as a text-generation-inference endpoint."""
-    from falconchat.backends.local import LocalBackend, default_sequences
+    from falconchat.backends import open_in_process
+    from falconchat.backends.registry import BACKENDS
     from falconchat.serve.server import TgiServer, is_loopback
     from falconchat.serve.server import serve as run_server
 
@@ -209,12 +210,10 @@ def serve(
         {"model": model, "model_path": model_path, "env_file": env_file, "config": config, "debug": debug or None}, env
     )
     spec = settings.model
-    if spec.backend != "local":
-        if model:
-            raise UsageError(f'serve runs GGUF models (backend = "local"); {model!r} is a {spec.backend} model')
+    if not BACKENDS[spec.backend].serves and not model:
         spec = settings.models["smollm2"]  # an endpoint in the environment is for chatting, not serving
     key = api_key or settings.serve_api_key
-    backend = LocalBackend(spec, sequences=parallel or default_sequences())
+    backend = open_in_process(spec, sequences=parallel or BACKENDS[spec.backend].default_sequences())
     try:
         server = TgiServer(
             backend, model_id=spec.name, api_key=key, max_waiting=max_waiting, debug=bool(settings.debug)

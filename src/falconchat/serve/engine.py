@@ -20,7 +20,7 @@ from falconchat.serve.requests import GenerateRequest
 from falconchat.types import TextDelta
 
 if TYPE_CHECKING:
-    from falconchat.backends.local import LocalBackend
+    from falconchat.backends.base import InProcessModel
 
 
 @dataclass(eq=False)
@@ -46,7 +46,7 @@ class ServerStopping(Exception):
 
 
 class Engine:
-    def __init__(self, backend: LocalBackend, max_waiting: int, log):
+    def __init__(self, backend: InProcessModel, max_waiting: int, log):
         self.backend = backend
         self.max_waiting = max_waiting
         self.log = log

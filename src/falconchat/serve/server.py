@@ -14,6 +14,7 @@ import hmac
 import ipaddress
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from falconchat import __version__
 from falconchat.errors import ConfigError, FalconchatError, Overloaded
@@ -32,6 +33,9 @@ from falconchat.serve.requests import (
     resolve_max_new_tokens,
 )
 
+if TYPE_CHECKING:
+    from falconchat.backends.base import InProcessModel
+
 MAX_BODY_BYTES = 2_000_000
 DISCONNECT_POLL_S = 0.1
 GENERATION_PATHS = ("/", "/generate", "/generate_stream", "/v1/chat/completions", "/v1/completions")
@@ -48,7 +52,14 @@ def tgi_error(status: int, message: str, error_type: str):
 
 class TgiServer:
     def __init__(
-        self, backend, *, model_id: str, api_key: str | None, max_waiting: int, debug: bool = False, log=sys.stderr
+        self,
+        backend: InProcessModel,
+        *,
+        model_id: str,
+        api_key: str | None,
+        max_waiting: int,
+        debug: bool = False,
+        log=sys.stderr,
     ):
         self.backend = backend
         self.model_id = model_id
