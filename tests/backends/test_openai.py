@@ -7,11 +7,11 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 
 import pytest
 
+import peers
 from falconchat.backends.gguf import bundled_model_path
 from falconchat.backends.openai import OpenAIBackend
 from falconchat.config import ModelSpec
@@ -40,9 +40,7 @@ def free_port() -> int:
 
 def start_server(port: int) -> subprocess.Popen:
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
+        peers.command(  # its weights not repacked, as falconchat loads them (see tests/peers.py)
             "llama_cpp.server",
             "--model",
             str(bundled_model_path()),
@@ -56,7 +54,7 @@ def start_server(port: int) -> subprocess.Popen:
             KEY,
             "--n_ctx",
             "2048",
-        ],
+        ),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

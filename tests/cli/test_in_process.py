@@ -1,6 +1,6 @@
 """The commands run in process, through `environment.Environment`: stdin rules, exit codes,
 and `ask`/`batch` against a scripted endpoint over real HTTP. The same paths are proved on the
-real program in tests/test_ask.py and tests/test_batch.py; these give an answer in milliseconds."""
+real program in tests/test_ask.py and tests/batch/test_batch.py; these give an answer in milliseconds."""
 
 from __future__ import annotations
 

@@ -34,19 +34,32 @@ def weights_not_repacked(llama_cpp):
     Repacked weights are multiplied by one kernel for one row and another for
     several, so a reply's tokens would depend on how many sequences the
     batching engine decodes beside it. Plain layouts give every sequence the
-    single-sequence path's numbers. `Llama()` has no argument for it, so its
-    default model parameters are swapped while it loads.
+    single-sequence path's numbers. And on CPUs that report AMX, the repacked
+    kernels die with SIGILL (`tilezero`) on the first reply: plain ones run.
+    `Llama()` has no argument for it, so its default model parameters are
+    swapped while it loads.
     """
     defaults = llama_cpp.llama_cpp.llama_model_default_params
+    with _model_params_lock:
+        llama_cpp.llama_cpp.llama_model_default_params = _plain(defaults)
+        try:
+            yield
+        finally:
+            llama_cpp.llama_cpp.llama_model_default_params = defaults
 
+
+def never_repacked(llama_cpp) -> None:
+    """Every model this process loads from now on keeps plain weight layouts: for a program
+    that loads models its own way (llama-cpp-python's server, `llm`), started by `bench` or a
+    test as a peer (see `weights_not_repacked`)."""
+    with _model_params_lock:
+        llama_cpp.llama_cpp.llama_model_default_params = _plain(llama_cpp.llama_cpp.llama_model_default_params)
+
+
+def _plain(defaults):
     def plain():
         params = defaults()
         params.use_extra_bufts = False
         return params
 
-    with _model_params_lock:
-        llama_cpp.llama_cpp.llama_model_default_params = plain
-        try:
-            yield
-        finally:
-            llama_cpp.llama_cpp.llama_model_default_params = defaults
+    return plain

