@@ -17,7 +17,7 @@ LAYERS = [
     ["text", "backends.registry", "structured"],
     ["config_values", "config_env", "config"],
     ["prompt", "thinking"],
-    ["conversation", "sessions", "records"],
+    ["conversation", "sessions", "records", "log_store", "log_query", "conversation_log"],
     ["backends"],
     ["markdown_view", "live_region", "render", "reasoning_view"],
     ["exchange"],

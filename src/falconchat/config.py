@@ -66,6 +66,7 @@ class Settings:
     models: Mapping[str, ModelSpec] = field(default_factory=dict)
     serve_api_key: str | None = field(default=None, repr=False)
     no_history: bool = False
+    log: bool | None = None  # the conversation log: None, as `falconchat logs on|off` left it
     roles: Mapping[str, Role] = field(default_factory=dict)
     role: str | None = None
     warnings: tuple[str, ...] = ()  # one line each, for stderr: what was read but ignored
@@ -391,6 +392,7 @@ def load_settings(
         models=models,
         serve_api_key=values["serve_api_key"],
         no_history=values["no_history"],
+        log=values["log"],
         roles=roles,
         role=values["role"],
         warnings=tuple(warnings),

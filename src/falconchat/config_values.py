@@ -133,6 +133,8 @@ SETTINGS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any], Any]] = {
     "debug": (("FALCONCHAT_DEBUG",), _bool, False),
     "serve_api_key": (("FALCONCHAT_SERVE_API_KEY",), _text, None),
     "no_history": (("FALCONCHAT_NO_HISTORY",), _bool, False),
+    # the conversation log; None: on, unless `falconchat logs off` said otherwise
+    "log": (("FALCONCHAT_LOG",), _bool, None),
     "role": (("FALCONCHAT_ROLE",), _text, None),
     "max_input_bytes": (
         ("FALCONCHAT_MAX_INPUT_BYTES",),

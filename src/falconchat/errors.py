@@ -91,3 +91,11 @@ class Overloaded(EndpointError):
 
     kind = "overloaded"
     exit_code = ExitCode.OVERLOADED
+
+
+class LogError(FalconchatError):
+    """The conversation log could not be read or changed (`falconchat logs`, `-c`); writing an
+    exchange never raises it: that is one warning and the reply goes on."""
+
+    kind = "log"
+    exit_code = ExitCode.ERROR

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import ExitStack, closing
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from falconchat.backends.base import Backend
 from falconchat.conversation import Conversation
@@ -15,6 +16,9 @@ from falconchat.errors import InputError
 from falconchat.prompt import CountMessages, FittedPrompt, PromptTooLong
 from falconchat.thinking import separate_reasoning
 from falconchat.types import Done, ReasoningDelta, ReasoningWriter, ReplyWriter, SamplingParams, TextDelta, TokenStream
+
+if TYPE_CHECKING:  # the caller opens the log (and sqlite3) only when it logs
+    from falconchat.conversation_log import ConversationLog
 
 
 def answer(
@@ -25,13 +29,14 @@ def answer(
     writer: ReplyWriter,
     notice: Callable[[str], None],
     reasoning: ReasoningWriter | None = None,
+    log: ConversationLog | None = None,
 ) -> Done:
     """Stream the reply to `message` into `writer`, and a thinking model's reasoning into
     `reasoning` (dropped when None); return its `Done`.
 
     Ctrl-C (KeyboardInterrupt) and errors propagate after the writer has shown
-    what arrived and the conversation has kept it. The conversation keeps the reply
-    only: reasoning is never sent back to the model.
+    what arrived, the conversation has kept it and `log` has logged it. The conversation
+    keeps the reply only: reasoning is never sent back to the model (the log keeps it apart).
     """
     counter = _message_counter(backend)
     fitted = _fit(
@@ -41,7 +46,16 @@ def answer(
         events = backend.stream_messages(fitted.messages, params)
     else:
         events = backend.stream(fitted.text, params)
-    done = _run(conversation.record(message, separate_reasoning(events), model=backend.name), fitted, writer, reasoning)
+    thoughts: list[str] = []
+    ended: Done | None = None
+    try:
+        recorded = conversation.record(
+            message, _noting_reasoning(separate_reasoning(events), thoughts), model=backend.name
+        )
+        ended = done = _run(recorded, fitted, writer, reasoning)
+    finally:  # a reply cut by Ctrl-C or an error is logged with what arrived
+        if log is not None:
+            log.exchange(conversation, message, ended, "".join(thoughts), params)
     last = conversation.last
     if done.finish_reason != "cancelled" and last is not None and not last.assistant.strip():
         notice("(the model ended without writing any text)")  # an empty reply is never silent
@@ -54,6 +68,7 @@ def continue_answer(
     params: SamplingParams,
     writer: ReplyWriter,
     notice: Callable[[str], None],
+    log: ConversationLog | None = None,
 ) -> Done:
     """Have the model go on with the last reply, appending to it: a text prompt that ends inside
     the reply, or (format "native") the model's template with the reply as an open last message."""
@@ -67,7 +82,22 @@ def continue_answer(
         events = backend.stream_messages(fitted.messages, params)
     else:
         events = backend.stream(fitted.text, params)
-    return _run(conversation.record_continuation(events, model=backend.name), fitted, writer)
+    previous, ended = conversation.last, None
+    try:
+        ended = done = _run(conversation.record_continuation(events, model=backend.name), fitted, writer)
+    finally:
+        if log is not None:
+            log.continuation(conversation, previous, ended, params)
+    return done
+
+
+def _noting_reasoning(events: TokenStream, into: list[str]) -> TokenStream:
+    """Pass `events` through, keeping the reasoning's text for the log."""
+    with closing(events):
+        for event in events:
+            if isinstance(event, ReasoningDelta):
+                into.append(event.text)
+            yield event
 
 
 def _message_counter(backend: Backend) -> CountMessages | None:

@@ -11,6 +11,7 @@ import typer
 from falconchat import __version__
 from falconchat.cli.ask import ask_json, ask_once
 from falconchat.cli.chat import chat_session
+from falconchat.cli.logs import logs_app
 from falconchat.cli.options import Invocation, invocation, load, merged_flags, resolved, structured, with_shared_options
 from falconchat.cli.output import error_line, silence_stdout
 from falconchat.environment import Environment
@@ -47,15 +48,22 @@ def root(
     ),
     resume: bool = typer.Option(False, "--resume", help="Open the most recently saved session (the chat)."),
     no_history: bool = typer.Option(False, "--no-history", help="Do not read or write the input history file."),
+    continue_last: bool = typer.Option(
+        False, "--continue", "-c", help="Go on with the most recent logged conversation (the chat)."
+    ),
+    cid: str | None = typer.Option(
+        None, "--cid", metavar="ID", help="Go on with this logged conversation (a unique id prefix, or its name)."
+    ),
     *,
     shared: dict[str, Any],
 ) -> None:
     run = invocation(ctx)
     run.shared = shared
     if ctx.invoked_subcommand is None:
-        if run.env.stdin_is_piped and not (session or resume):
-            ctx.exit(ask_once(run.env, merged_flags(ctx, {}), None))  # `echo … | falconchat` answers once
-        ctx.exit(chat_session(run.env, merged_flags(ctx, {}), session=session, resume=resume, no_history=no_history))
+        flags = {**merged_flags(ctx, {}), "continue_last": continue_last, "cid": cid}
+        if run.env.stdin_is_piped and not (session or resume or continue_last or cid):
+            ctx.exit(ask_once(run.env, flags, None))  # `echo … | falconchat` answers once
+        ctx.exit(chat_session(run.env, flags, session=session, resume=resume, no_history=no_history))
 
 
 @app.command("chat")
@@ -67,6 +75,12 @@ def chat(
     ),
     resume: bool = typer.Option(False, "--resume", help="Open the most recently saved session."),
     no_history: bool = typer.Option(False, "--no-history", help="Do not read or write the input history file."),
+    continue_last: bool = typer.Option(
+        False, "--continue", "-c", help="Go on with the most recent logged conversation."
+    ),
+    cid: str | None = typer.Option(
+        None, "--cid", metavar="ID", help="Go on with this logged conversation (a unique id prefix, or its name)."
+    ),
     *,
     shared: dict[str, Any],
 ) -> None:
@@ -76,7 +90,12 @@ def chat(
     session = session or before.get("session")
     resume = resume or bool(before.get("resume"))
     no_history = no_history or bool(before.get("no_history"))
-    ctx.exit(chat_session(env, merged_flags(ctx, shared), session=session, resume=resume, no_history=no_history))
+    flags = {
+        **merged_flags(ctx, shared),
+        "continue_last": continue_last or bool(before.get("continue_last")),
+        "cid": cid or before.get("cid"),
+    }
+    ctx.exit(chat_session(env, flags, session=session, resume=resume, no_history=no_history))
 
 
 @app.command("ask")
@@ -92,11 +111,18 @@ def ask(
         help="One JSON object on stdout: reply, model, settings, finish reason, token counts, timings, or an error (see docs/ask-json.schema.json).",
     ),
     no_stream: bool = typer.Option(False, "--no-stream", help="Wait for the whole reply, then print it once."),
+    continue_last: bool = typer.Option(
+        False, "--continue", "-c", help="Go on with the most recent logged conversation: its turns are sent too."
+    ),
+    cid: str | None = typer.Option(
+        None, "--cid", metavar="ID", help="Go on with this logged conversation (a unique id prefix, or its name)."
+    ),
     *,
     shared: dict[str, Any],
 ) -> None:
     """Answer one prompt and exit; made for scripts and pipes."""
-    flags, env = merged_flags(ctx, shared), invocation(ctx).env
+    env = invocation(ctx).env
+    flags = {**merged_flags(ctx, shared), "continue_last": continue_last, "cid": cid}
     ctx.exit(ask_json(env, flags, prompt) if as_json else ask_once(env, flags, prompt, stream=not no_stream))
 
 
@@ -271,6 +297,9 @@ def bench(
     from falconchat.cli.bench import run_bench
 
     return run_bench(invocation(ctx).env, quick, as_json, only)
+
+
+app.add_typer(logs_app, name="logs")
 
 
 # ---- the entry point: every outcome becomes an exit code ----------------------------------

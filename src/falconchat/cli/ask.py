@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from falconchat.cli.options import load, resolved, structured
@@ -11,7 +12,9 @@ from falconchat.environment import Environment
 from falconchat.errors import ExitCode, FalconchatError
 
 
-def ask_once(env: Environment, flags: dict[str, Any], prompt: str | None, *, stream: bool = True) -> int:
+def ask_once(
+    env: Environment, flags: dict[str, Any], prompt: str | None, *, stream: bool = True, command: str = "ask"
+) -> int:
     from falconchat.reasoning_view import reasoning_writer
     from falconchat.records import Collector
     from falconchat.render import reply_writer
@@ -19,6 +22,8 @@ def ask_once(env: Environment, flags: dict[str, Any], prompt: str | None, *, str
     settings = structured(load(flags, env), flags, env)
     message = read_prompt(env, prompt, settings.max_input_bytes)
     settings = resolved(settings)
+    log = continued(env, settings, flags, command)
+    settings = replace(settings, sampling=log[2])
     reasoning = reasoning_writer(env.stdout, env.stderr, env, show=bool(flags.get("show_reasoning")))
     try:
         if settings.sampling.constraint is not None:
@@ -26,15 +31,15 @@ def ask_once(env: Environment, flags: dict[str, Any], prompt: str | None, *, str
             from falconchat.structured import check_reply
 
             collector = Collector()
-            done = answer_once(env, settings, message, collector, reasoning)
+            done = answer_once(env, settings, message, collector, reasoning, log)
             value = check_reply(collector.text, settings.sampling.constraint, cut=done.finish_reason == "length")
             print_json(env, collector.text, value)
         elif stream:
-            answer_once(env, settings, message, reply_writer(env.stdout, env, plain=settings.plain), reasoning)
+            answer_once(env, settings, message, reply_writer(env.stdout, env, plain=settings.plain), reasoning, log)
         else:
             # --no-stream: all or nothing on stdout; a reply cut by an error or Ctrl-C is not printed.
             collector = Collector()
-            answer_once(env, settings, message, collector, reasoning)
+            answer_once(env, settings, message, collector, reasoning, log)
             with reply_writer(env.stdout, env, plain=settings.plain) as writer:
                 writer.write(collector.text)
     except BrokenPipeError:
@@ -59,7 +64,9 @@ def ask_json(env: Environment, flags: dict[str, Any], prompt: str | None) -> int
         settings = structured(load(flags, env), flags, env)
         message = read_prompt(env, prompt, settings.max_input_bytes)
         settings = resolved(settings)  # the record names the backend and model the server said
-        done = answer_once(env, settings, message, collector, thoughts)
+        log = continued(env, settings, flags, "ask")
+        settings = replace(settings, sampling=log[2])
+        done = answer_once(env, settings, message, collector, thoughts, log)
         data = check_reply(collector.text, settings.sampling.constraint, cut=done.finish_reason == "length")
     except KeyboardInterrupt as exc:
         error = exc
@@ -90,8 +97,9 @@ def ask_json(env: Environment, flags: dict[str, Any], prompt: str | None) -> int
     return record["error"]["exit_code"] if record["error"] else 0
 
 
-def answer_once(env: Environment, settings, message: str, writer, reasoning=None):
-    """One exchange into `writer` (streamed), with notices and -v statistics on stderr."""
+def answer_once(env: Environment, settings, message: str, writer, reasoning=None, log=None):
+    """One exchange into `writer` (streamed), with notices and -v statistics on stderr; `log`:
+    the conversation it continues and the log it goes into."""
     from falconchat.backends import open_backend
     from falconchat.conversation import Conversation
     from falconchat.exchange import answer, stats_line
@@ -101,17 +109,30 @@ def answer_once(env: Environment, settings, message: str, writer, reasoning=None
     err = make_console(env.stderr, env, soft_wrap=True)
     backend = open_backend(settings.model)
     try:
+        conversation_log, conversation, _ = (
+            log if log is not None else (None, Conversation(system=settings.system), None)
+        )
         done = answer(
-            Conversation(system=settings.system),
+            conversation,
             backend,
             message,
             settings.sampling,
             writer,
             notice=lambda text: err.print(sanitize(text)),
             reasoning=reasoning,
+            log=conversation_log,
         )
     finally:
         backend.close()
     if settings.verbose:
         err.print(stats_line(done))
     return done
+
+
+def continued(env: Environment, settings, flags: dict[str, Any], command: str):
+    """The log `ask` writes to, the conversation it continues (-c, --cid) and its sampling values."""
+    from falconchat.cli.log import open_log
+
+    return open_log(
+        env, settings, flags, command=command, continue_last=bool(flags.get("continue_last")), cid=flags.get("cid")
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from falconchat.cli.log import logged_name, open_log
 from falconchat.cli.options import load, structured
 from falconchat.cli.output import silence_stdout
 from falconchat.environment import Environment
@@ -29,11 +30,15 @@ def chat_model(spec):
         return replace(spec, backend="tgi", format="falcon" if spec.format == "auto" else spec.format)
 
 
-def open_for_chat(spec):
-    """`/model NAME` opens its backend as the chat's start does."""
+def open_for_chat(spec, log=None):
+    """`/model NAME` opens its backend as the chat's start does (and the log names it from then on)."""
     from falconchat.backends import open_backend
+    from falconchat.cli.log import using
 
-    return open_backend(chat_model(spec))
+    backend = open_backend(chat_model(spec))
+    if log is not None:
+        using(log, spec)
+    return backend
 
 
 def chat_session(
@@ -50,7 +55,6 @@ def chat_session(
     from falconchat.backends import open_backend
     from falconchat.config import user_data_dir
     from falconchat.config_values import SAMPLING_KEYS
-    from falconchat.conversation import Conversation
     from falconchat.repl.input import typing_hidden
     from falconchat.repl.loop import Repl
     from falconchat.repl.session_commands import reopened
@@ -63,9 +67,24 @@ def chat_session(
         session = sessions.last_session(sessions_dir)
         if session is None:
             raise UsageError("no saved session to resume; start one with --session NAME")
-    conversation, params = Conversation(system=settings.system), settings.sampling
+    continuing = bool(flags.get("continue_last") or flags.get("cid"))
+    by_name = bool(session and not continuing and logged_name(env, settings, session))
+    if by_name:
+        flags = {**flags, "cid": session}  # a named session is the logged conversation of that name
+        continuing = True
+    log, conversation, params = open_log(
+        env,
+        settings,
+        flags,
+        command="chat",
+        continue_last=bool(flags.get("continue_last")),
+        cid=flags.get("cid"),
+        name=session,
+    )
     kept = None
-    if session:
+    if by_name and conversation.turns:
+        kept = sessions.Session(conversation, conversation.turns[-1].model or settings.model.name, params)
+    if session and not continuing:  # a session file from before the log (or kept with logging off)
         path = sessions.session_path(sessions_dir, session)
         sessions.check_writable(path, sessions_dir)  # a name that can never be saved stops here
         if path.exists():  # a refused file stops here, before anything is changed or written
@@ -81,6 +100,9 @@ def chat_session(
     # banner: they wait, unseen, for the prompt (as they do while a reply streams).
     with typing_hidden(env.stdin):
         settings = replace(settings, model=chat_model(settings.model))  # `--endpoint URL` alone: its API, now
+        from falconchat.cli.log import using
+
+        using(log, settings.model)
         backend = open_backend(settings.model)
         try:
             backend.warm_up()  # a missing or broken model file fails now, not at the first message
@@ -97,9 +119,11 @@ def chat_session(
             session=session,
             models=settings.models,
             roles=settings.roles,
-            open_backend=open_for_chat,
+            open_backend=lambda spec: open_for_chat(spec, log),
+            log=log,
             # Say what came back: the model it was recorded with and where the conversation left off.
             opening=reopened("resumed", session, kept, backend.name) if session and kept else [],
+            show_history=continuing and not by_name and bool(conversation.turns),
         )
         try:
             return Repl(backend, conversation, params, options, env).run()

@@ -127,6 +127,15 @@ SHARED_OPTIONS: list[tuple[str, Any, Any]] = [
         Optional[str],
         typer.Option(None, "--timeout", metavar="SECONDS", help="Endpoint connect/read timeout.  [default: 120]"),
     ),
+    (
+        "log",
+        Optional[bool],
+        typer.Option(
+            None,
+            "--log/--no-log",
+            help="Log this command's exchanges in the conversation log (falconchat logs), or not.  [default: on; batch: off]",
+        ),
+    ),
     ("verbose", bool, typer.Option(False, "--verbose", "-v", help="Statistics on stderr after each reply.")),
     ("debug", bool, typer.Option(False, "--debug", help="Show tracebacks.")),
     (
@@ -150,7 +159,7 @@ SHARED_OPTIONS: list[tuple[str, Any, Any]] = [
 
 
 SHARED_NAMES = [name for name, _, _ in SHARED_OPTIONS]
-TRI_STATE = {"thinking"}  # --no-thinking is a value (False), not the flag's absence (None)
+TRI_STATE = {"thinking", "log"}  # --no-thinking is a value (False), not the flag's absence (None)
 
 
 @dataclass

@@ -84,6 +84,9 @@ class Repl:
         p = self.state.params
         temp = "greedy" if p.temperature == 0 else f"temperature {p.temperature:g}"
         session = f" · session {self.state.options.session}" if self.state.options.session else ""
+        log = self.state.options.log
+        if log is not None and log.cid and self.state.conversation.turns:
+            session += f" · conversation {log.cid}"
         return (
             f"falconchat {__version__} · {self.state.backend.describe()} · "
             f"format {shown_format(self.state.backend)} · {temp} · "
@@ -105,6 +108,8 @@ class Repl:
         self.notice(self.header())
         for line in self.state.options.opening:
             self.notice(line)
+        if self.state.options.show_history:
+            self.commands.history("")
         session = self._prompt_session() if self._piped is None else PipedMessages(self._piped)
         self._app = session.app
         previous = {sig: signal.signal(sig, self._hangup) for sig in (signal.SIGTERM, signal.SIGHUP)}
@@ -224,6 +229,7 @@ class Repl:
                 writer,
                 self.notice,
                 reasoning_writer(self.out, self.out, self.env, show=self.state.options.show_reasoning),
+                log=self.state.options.log,
             ),
             fresh=True,
         )
@@ -231,7 +237,12 @@ class Repl:
     def continue_reply(self) -> None:
         self._stream(
             lambda writer: continue_answer(
-                self.state.conversation, self.state.backend, self.state.params, writer, self.notice
+                self.state.conversation,
+                self.state.backend,
+                self.state.params,
+                writer,
+                self.notice,
+                log=self.state.options.log,
             )
         )
 

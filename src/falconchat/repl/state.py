@@ -12,6 +12,7 @@ from typing import IO, Protocol
 from falconchat.backends.base import Backend
 from falconchat.config import ModelSpec, Role
 from falconchat.conversation import Conversation
+from falconchat.conversation_log import ConversationLog
 from falconchat.environment import Environment
 from falconchat.types import SamplingParams
 
@@ -28,6 +29,8 @@ class ReplOptions:
     roles: Mapping[str, Role] = field(default_factory=dict)
     open_backend: Callable[[ModelSpec], Backend] | None = None
     opening: list[str] = field(default_factory=list)  # said after the banner (a resumed session's summary)
+    log: ConversationLog | None = None  # the conversation log (None: nothing logged)
+    show_history: bool = False  # at the start: the conversation continued (-c, --cid), as /history shows it
 
 
 @dataclass
