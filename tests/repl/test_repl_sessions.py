@@ -158,8 +158,8 @@ def test_resume_with_no_saved_session_is_a_usage_error(tmp_path):
     assert "no saved session" in one_error_line(result.stderr)
 
 
-def test_a_chat_without_a_session_writes_no_conversation_to_disk(chats, tmp_path):
-    chat = chats()
+def test_a_chat_without_a_session_or_the_log_writes_no_conversation_to_disk(chats, tmp_path):
+    chat = chats("chat", "--no-log")
     chat.say(FRANCE)
     reply = chat.history()[0][1]
     chat.say(ITALY)
@@ -169,10 +169,16 @@ def test_a_chat_without_a_session_writes_no_conversation_to_disk(chats, tmp_path
     assert [p.name for p in written] == ["history"]  # only what was typed, for Up
     assert reply.split("\n")[0] not in written[0].read_text()
 
-    quiet = chats("chat", "--no-history")
+    quiet = chats("chat", "--no-history", "--no-log")
     quiet.say(FRANCE)
     quiet.ctrl_d()
     assert files_under(tmp_path) == written
+
+    logged = chats("chat", "--no-history")  # the log (on by default) keeps every exchange, privately
+    logged.say(FRANCE)
+    logged.ctrl_d()
+    assert [p.name for p in files_under(tmp_path) if p not in written] == ["log.db"]
+    assert (tmp_path / "data" / "falconchat" / "log.db").stat().st_mode & 0o077 == 0
 
 
 def _corrupt(home, name, content: bytes):
