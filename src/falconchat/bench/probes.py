@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 STATS = re.compile(r"(\d+) tokens in ([\d.]+)s .*first token ([\d.]+)s")
@@ -40,9 +40,9 @@ def falconchat_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "falconchat"]
 
 
-def quiet_env(home: Path) -> dict[str, str]:
-    """No user settings, history or logs: each tool starts as on a fresh machine."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FALCONCHAT_", "HF_API_"))}
+def quiet_env(home: Path, environ: Mapping[str, str]) -> dict[str, str]:
+    """`environ` with no user settings, history or logs: each tool starts as on a fresh machine."""
+    env = {k: v for k, v in environ.items() if not k.startswith(("FALCONCHAT_", "HF_API_"))}
     env.update(
         XDG_CONFIG_HOME=str(home / "config"),
         XDG_DATA_HOME=str(home / "data"),

@@ -12,7 +12,7 @@ import functools
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import closing
 from dataclasses import asdict
 from pathlib import Path
@@ -46,7 +46,12 @@ TURNS = [
 
 class Bench:
     def __init__(
-        self, quick: bool, step: Callable[[str], None] = lambda what: None, note: Callable[[str], None] = print
+        self,
+        quick: bool,
+        step: Callable[[str], None] = lambda what: None,
+        note: Callable[[str], None] = print,
+        *,
+        environ: Mapping[str, str],
     ):
         self.work = Workload.of(quick)
         self.step = step
@@ -54,7 +59,7 @@ class Bench:
         self.group = ""  # the group now running, as progress names it
         self._cache: dict = {}
         self.home = Path(tempfile.mkdtemp(prefix="falconchat-bench-"))
-        self.env = probes.quiet_env(self.home)
+        self.env = probes.quiet_env(self.home, environ)  # the measured programs' variables
         self.falconchat = probes.falconchat_command()
         self.llm = peers.llm_command()
 
@@ -364,11 +369,16 @@ def _drain_in_background(fd: int) -> Callable[[], None]:
 
 
 def run(
-    quick: bool, progress: Callable[[str], None], only: set[str] | None = None, note: Callable[[str], None] = print
+    quick: bool,
+    progress: Callable[[str], None],
+    only: set[str] | None = None,
+    note: Callable[[str], None] = print,
+    *,
+    environ: Mapping[str, str],
 ) -> list[Row]:
     """Every group of rows, or those named in `only` (ROW_GROUPS); `note` says what went wrong
     with a baseline (the row then has none)."""
-    bench = Bench(quick, progress, note)
+    bench = Bench(quick, progress, note, environ=environ)  # the command's variables: the Environment's
     names = [name for name in ROW_GROUPS if only is None or name in only]
     rows: list[Row] = []
     for index, name in enumerate(names, 1):

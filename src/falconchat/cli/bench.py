@@ -69,7 +69,7 @@ def run_bench(env: Environment, quick: bool, as_json: bool, only: str | None) ->
     groups = groups_from(only)
     progress = Progress(env)
     try:
-        rows = runner.run(quick, progress.step, groups, progress.note)
+        rows = runner.run(quick, progress.step, groups, progress.note, environ=env.environ)
     except BaseException:
         progress.end(keep=True)  # what failed is said on a line of its own, after the step it ended
         raise
