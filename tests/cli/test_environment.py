@@ -111,3 +111,23 @@ def test_relative_config_and_env_file_paths_are_from_the_environments_directory(
         env.stderr.text()
     )
     assert tgi_endpoint.requests[0].body["parameters"]["max_new_tokens"] == 7
+
+
+def test_bench_progress_is_redrawn_only_where_the_environment_says_a_terminal_draws(tmp_path):
+    from falconchat.cli.bench import Progress
+
+    for term, live in (("xterm-256color", True), ("dumb", False)):
+        env = environment(tmp_path, TERM=term)
+        env.stderr = Terminal(tty=True)
+        progress = Progress(env)
+        progress.step("one")
+        progress.end(keep=False)
+        assert ("\x1b[" in env.stderr.text()) is live, (term, env.stderr.text())
+
+
+def test_debug_in_the_config_file_shows_the_traceback(tmp_path, tgi_endpoint):
+    config = tmp_path / "config" / "falconchat" / "config.toml"  # the Environment's XDG_CONFIG_HOME
+    config.parent.mkdir(parents=True)
+    config.write_text("debug = true\n")
+    code, err = unexpected(tmp_path, tgi_endpoint)
+    assert code == 1 and err.startswith("Traceback (most recent call last):"), err

@@ -30,7 +30,7 @@ class Progress:
 
     def __init__(self, env: Environment):
         self.stderr = env.stderr
-        self.live = env.stderr.isatty()
+        self.live = env.draws_on(env.stderr)  # a terminal, and not a dumb one: redrawn in place
         self.started = time.monotonic()
         self.shown = ""  # the live line on the terminal now
 
