@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from falconchat.serve.requests import (
+from falconchat.serve.generate_requests import parse_request
+from falconchat.serve.validation import (
     Limits,
     RequestInvalid,
     ShapeInvalid,
     check_length,
     parse_json,
-    parse_request,
     resolve_max_new_tokens,
 )
 

@@ -7,8 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from falconchat.serve.generate_requests import parse_request
 from falconchat.serve.openai_requests import parse_chat, parse_completion
-from falconchat.serve.requests import Limits, RequestInvalid, parse_request
+from falconchat.serve.validation import Limits, RequestInvalid
 from falconchat.types import Constraint
 
 LIMITS = Limits(max_input_tokens=2047, max_total_tokens=2048)

@@ -1,5 +1,5 @@
 """The Typer app: the commands and their own flags, and `run()`, where every outcome becomes an exit code.
-The work of `chat` and `ask` is in chat.py and ask.py; the shared flags in options.py."""
+The work of `chat`, `ask` and `serve` is in chat.py, ask.py and serve.py; the shared flags in options.py."""
 
 from __future__ import annotations
 
@@ -226,36 +226,21 @@ def serve(
     config: str | None = typer.Option(None, "--config", metavar="PATH", help="Config TOML file."),
 ) -> int:
     """Serve a local model as a text-generation-inference endpoint."""
-    from falconchat.backends import open_in_process
-    from falconchat.backends.registry import BACKENDS
-    from falconchat.serve.server import TgiServer, is_loopback
-    from falconchat.serve.server import serve as run_server
+    from falconchat.cli.serve import ServeOptions, serve_model
 
-    env = invocation(ctx).env
-    settings = load(
-        {"model": model, "model_path": model_path, "env_file": env_file, "config": config, "debug": debug or None}, env
+    options = ServeOptions(
+        model=model,
+        model_path=model_path,
+        host=host,
+        port=port,
+        api_key=api_key,
+        max_waiting=max_waiting,
+        parallel=parallel,
+        debug=debug,
+        env_file=env_file,
+        config=config,
     )
-    spec = settings.model
-    if not BACKENDS[spec.backend].serves and not model:
-        spec = settings.models["smollm2"]  # an endpoint in the environment is for chatting, not serving
-    key = api_key or settings.serve_api_key
-    backend = open_in_process(spec, sequences=parallel or BACKENDS[spec.backend].default_sequences())
-    try:
-        server = TgiServer(
-            backend, model_id=spec.name, api_key=key, max_waiting=max_waiting, debug=bool(settings.debug)
-        )
-        if not is_loopback(host) and not key:
-            print(
-                f"falconchat: warning: serving on {host} without --api-key: anyone who can reach it can use it",
-                file=env.stderr,
-            )
-
-        def ready(url: str) -> None:
-            print(f"falconchat serve: {backend.describe()} on {url} (Ctrl-C to stop)", file=env.stderr, flush=True)
-
-        return run_server(server, host, port, ready=ready)
-    finally:
-        backend.close()
+    return serve_model(invocation(ctx).env, options)
 
 
 @app.command("models")

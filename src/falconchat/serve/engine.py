@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from falconchat.errors import Overloaded
-from falconchat.serve.requests import GenerateRequest
+from falconchat.serve.generate_requests import GenerateRequest
 from falconchat.types import TextDelta
 
 if TYPE_CHECKING:

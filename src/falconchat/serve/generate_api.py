@@ -1,27 +1,110 @@
-"""`serve`'s generate API replies, as TGI's: `/generate` and `POST /` (one JSON body) and
-`/generate_stream` (server-sent events).
+"""`serve`'s generate API, as TGI's: `/generate` and `POST /` (one JSON body),
+`/generate_stream` (server-sent events) and `/tokenize`.
 
-The engine's token stream becomes TGI's `Token`s; `details` (finish reason, counts, seed,
-prefill, tokens, top tokens) only when the request asks for them, as TGI sends them.
+Requests are read by generate_requests.py; the engine's token stream becomes TGI's `Token`s;
+`details` (finish reason, counts, seed, prefill, tokens, top tokens) only when the request asks
+for them, as TGI sends them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-from typing import TYPE_CHECKING, Any
+import dataclasses
+from typing import Any
 
+from falconchat.serve.engine import Job
+from falconchat.serve.generate_requests import GenerateRequest, parse_request
+from falconchat.serve.relay import Relay, error_response, failure_message, next_event, sse
+from falconchat.serve.validation import (
+    RequestInvalid,
+    ShapeInvalid,
+    check_length,
+    parse_json,
+    resolve_max_new_tokens,
+)
 from falconchat.types import Done, TextDelta
 
-if TYPE_CHECKING:
-    from falconchat.serve.engine import Job
-    from falconchat.serve.server import TgiServer
 
+class GenerateAPI:
+    def __init__(self, relay: Relay):
+        self.relay = relay
+        self.eos_id, self.eos_text = relay.backend.eos()
 
-class GenerateReplies:
-    def __init__(self, server: TgiServer):
-        self.server = server
-        self.eos_id, self.eos_text = server.backend.eos()
+    def add_to(self, app) -> None:
+        app.router.add_post("/", self.compat_generate)
+        app.router.add_post("/generate", self.generate)
+        app.router.add_post("/generate_stream", self.generate_stream)
+        app.router.add_post("/tokenize", self.tokenize)
+
+    # -- requests --
+
+    async def compat_generate(self, request):
+        return await self._serve(request, stream=None)
+
+    async def generate(self, request):
+        return await self._serve(request, stream=False)
+
+    async def generate_stream(self, request):
+        return await self._serve(request, stream=True)
+
+    async def tokenize(self, request):
+        from aiohttp import web
+
+        try:
+            payload = parse_json(await request.read()) if request.can_read_body else None
+            if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), str) or not payload["inputs"]:
+                raise RequestInvalid("`inputs` must be a non-empty string")
+        except RequestInvalid as exc:
+            return error_response(request, 422, str(exc), "validation")
+        pieces = await asyncio.get_running_loop().run_in_executor(
+            None, self.relay.backend.token_pieces, payload["inputs"]
+        )
+        return web.json_response([{"id": i, "text": t, "start": a, "stop": b} for i, t, a, b in pieces])
+
+    async def _serve(self, request, stream: bool | None):
+        payload = None
+        try:
+            payload = parse_json(await request.read())
+            req = parse_request(payload, self.relay.limits, stream=stream)
+            req, prompt, input_tokens = await asyncio.get_running_loop().run_in_executor(None, self._prepare, req)
+        except RequestInvalid as exc:
+            streamed = stream if stream is not None else isinstance(payload, dict) and payload.get("stream") is True
+            if streamed and not isinstance(exc, ShapeInvalid):
+                return await self._stream_error(request, str(exc))
+            return error_response(request, 422, str(exc), "validation")
+
+        async def reply(job: Job):
+            if req.stream:
+                return await self.stream(request, job, input_tokens)
+            return await self.whole(request, job, compat=stream is None)
+
+        return await self.relay.run(request, Job(req, prompt, asyncio.get_running_loop()), reply)
+
+    async def _stream_error(self, request, message: str):
+        """As TGI: a streamed request refused by validation is a 200 event stream of one error event."""
+        from aiohttp import web
+
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        await response.write(sse({"error": message, "error_type": "validation"}))
+        await response.write_eof()
+        return response
+
+    def _prepare(self, req: GenerateRequest) -> tuple[GenerateRequest, str, int]:
+        """The request with its `max_new_tokens` settled, the prompt (truncated to its last
+        `truncate` tokens when asked) and its length, checked."""
+        backend, limits = self.relay.backend, self.relay.limits
+        tokens = backend.tokens(req.inputs)
+        prompt = req.inputs
+        if req.truncate is not None and len(tokens) > req.truncate:
+            tokens = tokens[-req.truncate :]
+            prompt = backend.text(tokens)
+        max_new = resolve_max_new_tokens(req.params.max_new_tokens, len(tokens), limits)
+        check_length(len(tokens), max_new, limits)
+        req = dataclasses.replace(req, params=req.params.with_changes(max_new_tokens=max_new))
+        return req, prompt, len(tokens)
+
+    # -- replies --
 
     def token(self, delta: TextDelta) -> dict:
         return {"id": delta.token_id, "text": delta.text, "logprob": delta.logprob, "special": False}
@@ -30,7 +113,7 @@ class GenerateReplies:
         """The most likely tokens at that step (empty unless `top_n_tokens` asked; none for the end token)."""
         if delta is None:
             return []
-        piece = self.server.backend.piece
+        piece = self.relay.backend.piece
         return [{"id": i, "text": piece(i), "logprob": lp, "special": i == self.eos_id} for i, lp in delta.top]
 
     def eos_token(self) -> dict:
@@ -39,7 +122,6 @@ class GenerateReplies:
     async def stream(self, request, job: Job, input_tokens: int):
         from aiohttp import web
 
-        server = self.server
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
         text: list[str] = []
@@ -55,10 +137,10 @@ class GenerateReplies:
         try:
             while True:
                 try:
-                    event = await server._next(request, job)
+                    event = await next_event(request, job)
                 except Exception as exc:
                     job.outcome = "error"
-                    await response.write(sse({"error": server._failure(exc), "error_type": "generation"}))
+                    await response.write(sse({"error": failure_message(exc), "error_type": "generation"}))
                     return response
                 if event is None:
                     return response
@@ -69,7 +151,7 @@ class GenerateReplies:
                     text.append(event.text)
                     continue
                 job.outcome = "done"
-                server.metrics.finished(job, event)
+                self.relay.metrics.finished(job, event)
                 finish = finish_reason(event)
                 if finish == "eos_token" or held is None:
                     if held is not None:  # the last text token, then the end token closes the stream
@@ -95,23 +177,20 @@ class GenerateReplies:
     async def whole(self, request, job: Job, compat: bool):
         from aiohttp import web
 
-        from falconchat.serve.server import tgi_error
-
-        server = self.server
         deltas: list[TextDelta] = []
         while True:
             try:
-                event = await server._next(request, job)
+                event = await next_event(request, job)
             except Exception as exc:
                 job.outcome = "error"
-                return tgi_error(424, server._failure(exc), "generation")
+                return error_response(request, 424, failure_message(exc), "generation")
             if event is None:
                 return web.Response(status=499)
             if isinstance(event, TextDelta):
                 deltas.append(event)
                 continue
             job.outcome = "done"
-            headers = server.metrics.finished(job, event)
+            headers = self.relay.metrics.finished(job, event)
             req = job.request
             generated = "".join(d.text for d in deltas)
             body: dict[str, Any] = {"generated_text": (req.inputs + generated) if req.return_full_text else generated}
@@ -125,7 +204,7 @@ class GenerateReplies:
                 prefill: list[dict] = []
                 if req.decoder_input_details:
                     loop = asyncio.get_running_loop()
-                    pieces = await loop.run_in_executor(None, server.backend.prompt_logprobs, job.prompt)
+                    pieces = await loop.run_in_executor(None, self.relay.backend.prompt_logprobs, job.prompt)
                     prefill = [{"id": i, "text": t, "logprob": lp} for i, t, lp in pieces]
                 body["details"] = {
                     "finish_reason": finish_reason(event),
@@ -148,7 +227,3 @@ def finish_reason(done: Done) -> str:
     if done.finish_reason == "length":
         return "length"
     return "stop_sequence" if done.stop_sequence else "eos_token"
-
-
-def sse(payload: dict) -> bytes:
-    return b"data:" + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n"

@@ -8,28 +8,26 @@ that may be the start of one is held back until the next token says otherwise.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from falconchat import __version__
-from falconchat.errors import FalconchatError, Overloaded
+from falconchat.errors import FalconchatError
 from falconchat.serve.engine import Job
+from falconchat.serve.generate_requests import GenerateRequest
 from falconchat.serve.openai_requests import OpenAIRequest, parse_chat, parse_completion
-from falconchat.serve.requests import GenerateRequest, RequestInvalid, check_length, parse_json
+from falconchat.serve.relay import Relay, error_body, error_response, failure_message, next_event, sse
+from falconchat.serve.validation import RequestInvalid, check_length, parse_json
 from falconchat.types import Done, TextDelta
-
-if TYPE_CHECKING:
-    from falconchat.serve.server import TgiServer
 
 FINGERPRINT = f"{__version__}-falconchat-serve"
 
 
-class OpenAIRoutes:
-    def __init__(self, server: TgiServer):
-        self.server = server
+class OpenAIAPI:
+    def __init__(self, relay: Relay):
+        self.relay = relay
         self.created = int(time.time())
 
     def add_to(self, app) -> None:
@@ -41,7 +39,7 @@ class OpenAIRoutes:
     # -- models --
 
     def _model_info(self) -> dict:
-        return {"id": self.server.model_id, "object": "model", "created": self.created, "owned_by": "falconchat"}
+        return {"id": self.relay.model_id, "object": "model", "created": self.created, "owned_by": "falconchat"}
 
     async def models(self, request):
         from aiohttp import web
@@ -51,10 +49,8 @@ class OpenAIRoutes:
     async def model(self, request):
         from aiohttp import web
 
-        from falconchat.serve.server import tgi_error
-
-        if request.match_info["model"] != self.server.model_id:
-            return tgi_error(404, f"model {request.match_info['model'][:80]!r} not found", "not_found")
+        if request.match_info["model"] != self.relay.model_id:
+            return error_response(request, 404, f"model {request.match_info['model'][:80]!r} not found", "not_found")
         return web.json_response(self._model_info())
 
     # -- generation --
@@ -66,18 +62,16 @@ class OpenAIRoutes:
         return await self._serve(request, chat=False)
 
     async def _serve(self, request, *, chat: bool):
-        from falconchat.serve.server import tgi_error
-
-        server = self.server
+        relay = self.relay
         try:
             payload = parse_json(await request.read())
-            req = parse_chat(payload, server.limits) if chat else parse_completion(payload, server.limits)
+            req = parse_chat(payload, relay.limits) if chat else parse_completion(payload, relay.limits)
             prompt, input_tokens = await asyncio.get_running_loop().run_in_executor(None, self._prepare, req)
         except RequestInvalid as exc:
-            return tgi_error(422, str(exc), "validation")
+            return error_response(request, 422, str(exc), "validation")
         params = req.params
         if not params.max_new_tokens:  # TGI's default: what the context leaves
-            params = params.with_changes(max_new_tokens=server.limits.max_total_tokens - input_tokens)
+            params = params.with_changes(max_new_tokens=relay.limits.max_total_tokens - input_tokens)
         generate = GenerateRequest(
             inputs=prompt,
             params=params,
@@ -91,31 +85,22 @@ class OpenAIRoutes:
             sampling=params.temperature > 0,
             seed=params.seed,
         )
-        job = Job(generate, prompt, asyncio.get_running_loop())
-        try:
-            server.engine.submit(job)
-        except Overloaded:
-            return tgi_error(429, "Model is overloaded", "overloaded")
-        server.active.add(job)
         reply = Reply(
             id=("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24],
-            model=req.model or server.model_id,
+            model=req.model or relay.model_id,
             chat=chat,
             stops=params.stop,
         )
-        try:
+
+        async def answer(job: Job):
             if req.stream:
                 return await self._stream(request, job, req, reply)
             return await self._whole(request, job, req, reply)
-        finally:
-            server.active.discard(job)
-            if job.outcome == "cancelled":
-                job.cancel()
-            request["tokens"] = job.tokens
-            request["outcome"] = job.outcome
+
+        return await relay.run(request, Job(generate, prompt, asyncio.get_running_loop()), answer)
 
     def _logprobs(self, deltas: list[TextDelta]) -> dict:
-        piece = self.server.backend.piece
+        piece = self.relay.backend.piece
         return {
             "content": [
                 {
@@ -129,7 +114,7 @@ class OpenAIRoutes:
 
     def _prepare(self, req: OpenAIRequest) -> tuple[str, int]:
         """The prompt (chat: the model's own template) and its length, checked against the context."""
-        backend = self.server.backend
+        backend = self.relay.backend
         if req.messages is not None:
             try:
                 prompt = backend.native_prompt(req.messages)
@@ -138,28 +123,26 @@ class OpenAIRoutes:
         else:
             prompt = req.prompt or ""
         tokens = len(backend.tokens(prompt))
-        check_length(tokens, req.params.max_new_tokens or 1, self.server.limits)
+        check_length(tokens, req.params.max_new_tokens or 1, self.relay.limits)
         return prompt, tokens
 
     async def _whole(self, request, job: Job, req: OpenAIRequest, reply: Reply):
         from aiohttp import web
 
-        from falconchat.serve.server import tgi_error
-
         sent: list[TextDelta] = []
         while True:
             try:
-                event = await self.server._next(request, job)
+                event = await next_event(request, job)
             except Exception as exc:
                 job.outcome = "error"
-                return tgi_error(424, self.server._failure(exc), "generation")
+                return error_response(request, 424, failure_message(exc), "generation")
             if event is None:
                 return web.Response(status=499)
             if isinstance(event, TextDelta):
                 sent += reply.add(event)
                 continue
             job.outcome = "done"
-            headers = self.server.metrics.finished(job, event)
+            headers = self.relay.metrics.finished(job, event)
             released = sent + reply.finish(event)
             text = "".join(d.text for d in released)
             choice: dict[str, Any] = {"index": 0, "finish_reason": _finish(event)}
@@ -193,15 +176,15 @@ class OpenAIRoutes:
             chunk = reply.envelope(kind, [choice])
             if req.include_usage:
                 chunk["usage"] = None
-            await response.write(_sse(chunk))
+            await response.write(sse(chunk, spaced=True))
 
         try:
             while True:
                 try:
-                    event = await self.server._next(request, job)
+                    event = await next_event(request, job)
                 except Exception as exc:
                     job.outcome = "error"
-                    await response.write(_sse({"error": self.server._failure(exc), "error_type": "generation"}))
+                    await response.write(sse(error_body(request.path, failure_message(exc), "generation"), spaced=True))
                     return response
                 if event is None:
                     return response
@@ -211,10 +194,10 @@ class OpenAIRoutes:
                         await send(released)
                     continue
                 job.outcome = "done"
-                self.server.metrics.finished(job, event)
+                self.relay.metrics.finished(job, event)
                 await send(reply.finish(event), _finish(event))
                 if req.include_usage:
-                    await response.write(_sse({**reply.envelope(kind, []), "usage": _usage(event)}))
+                    await response.write(sse({**reply.envelope(kind, []), "usage": _usage(event)}, spaced=True))
                 await response.write(b"data: [DONE]\n\n")
                 return response
         except (ConnectionResetError, ConnectionError):
@@ -287,7 +270,3 @@ def _usage(done: Done) -> dict:
         "completion_tokens": done.completion_tokens,
         "total_tokens": done.prompt_tokens + done.completion_tokens,
     }
-
-
-def _sse(payload: dict) -> bytes:
-    return b"data: " + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n"

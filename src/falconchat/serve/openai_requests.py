@@ -12,8 +12,8 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from falconchat.serve.requests import Limits, RequestInvalid, _flag, _integer, _number
 from falconchat.serve.structured import response_format_constraint
+from falconchat.serve.validation import Limits, RequestInvalid, flag, integer, number
 from falconchat.types import SamplingParams
 
 ROLES = ("system", "user", "assistant")
@@ -40,8 +40,8 @@ def parse_chat(payload: Any, limits: Limits) -> OpenAIRequest:
     for name in ("tools", "tool_choice", "functions", "function_call"):
         if payload.get(name) not in (None, [], "none"):
             raise RequestInvalid(f"`{name}` is not supported by this server (it runs no tool calls)")
-    logprobs = _flag(payload, "logprobs")
-    top_logprobs = _integer(payload, "top_logprobs")
+    logprobs = flag(payload, "logprobs")
+    top_logprobs = integer(payload, "top_logprobs")
     if top_logprobs is not None and not 0 <= top_logprobs <= 5:
         raise RequestInvalid(f"`top_logprobs` must be >= 0 and <= 5. Given: {top_logprobs}")
     return OpenAIRequest(
@@ -50,7 +50,7 @@ def parse_chat(payload: Any, limits: Limits) -> OpenAIRequest:
         params=_sampling(payload, limits).with_changes(
             constraint=response_format_constraint(payload.get("response_format"))
         ),
-        stream=_flag(payload, "stream"),
+        stream=flag(payload, "stream"),
         include_usage=_include_usage(payload),
         logprobs=logprobs,
         model=_model(payload),
@@ -78,7 +78,7 @@ def parse_completion(payload: Any, limits: Limits) -> OpenAIRequest:
         messages=None,
         prompt=prompt,
         params=_sampling(payload, limits),
-        stream=_flag(payload, "stream"),
+        stream=flag(payload, "stream"),
         include_usage=_include_usage(payload),
         logprobs=False,
         model=_model(payload),
@@ -107,32 +107,32 @@ def _message(message: Any, index: int) -> dict:
 
 
 def _sampling(payload: dict, limits: Limits) -> SamplingParams:
-    n = _integer(payload, "n")
+    n = integer(payload, "n")
     if n is not None and n != 1:
         raise RequestInvalid(f"`n` must be 1: this server returns one choice. Given: {n}")
     if payload.get("logit_bias"):
         raise RequestInvalid("`logit_bias` is not supported by this server")
     penalties: dict[str, float] = {}
     for name in ("frequency_penalty", "presence_penalty"):
-        value = _number(payload, name)
+        value = number(payload, name)
         if value is not None and not -2 <= value <= 2:
             raise RequestInvalid(f"`{name}` must be >= -2.0 and <= 2.0. Given: {value}")
         penalties[name] = value or 0.0
-    temperature = _number(payload, "temperature")
+    temperature = number(payload, "temperature")
     if temperature is not None and not 0 <= temperature <= 2:
         raise RequestInvalid(f"`temperature` must be >= 0.0 and <= 2.0. Given: {temperature}")
-    top_p = _number(payload, "top_p")
+    top_p = number(payload, "top_p")
     if top_p is not None and not 0 < top_p <= 1:
         raise RequestInvalid(f"`top_p` must be > 0.0 and <= 1.0. Given: {top_p}")
-    repetition_penalty = _number(payload, "repetition_penalty")
+    repetition_penalty = number(payload, "repetition_penalty")
     if repetition_penalty is not None and repetition_penalty <= 0:
         raise RequestInvalid(f"`repetition_penalty` must be strictly positive. Given: {repetition_penalty}")
-    max_tokens = _integer(payload, "max_tokens")
+    max_tokens = integer(payload, "max_tokens")
     if max_tokens is None:
-        max_tokens = _integer(payload, "max_completion_tokens")
+        max_tokens = integer(payload, "max_completion_tokens")
     if max_tokens is not None and max_tokens < 1:
         raise RequestInvalid(f"`max_tokens` must be strictly positive. Given: {max_tokens}")
-    seed = _integer(payload, "seed")
+    seed = integer(payload, "seed")
     if seed is not None and not 0 <= seed < 2**64:
         raise RequestInvalid(f"`seed` must be a non-negative integer. Given: {seed}")
     stops = payload.get("stop")
@@ -161,7 +161,7 @@ def _include_usage(payload: dict) -> bool:
         return False
     if not isinstance(options, dict):
         raise RequestInvalid("`stream_options` must be an object")
-    return _flag(options, "include_usage")
+    return flag(options, "include_usage")
 
 
 def _model(payload: dict) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from falconchat.errors import InputError
-from falconchat.serve.requests import RequestInvalid
+from falconchat.serve.validation import RequestInvalid
 from falconchat.types import Constraint
 
 

@@ -1,47 +1,19 @@
-"""`serve`: reading and validating a TGI request, with TGI's rules, before any work reaches the model.
+"""`serve`: reading and validating the generate API's requests (`/`, `/generate`,
+`/generate_stream`), with TGI's rules, before any work reaches the model.
 
-Everything here is pure: a JSON body in, a `GenerateRequest` or a `RequestInvalid` out.
+Everything here is pure: a parsed JSON body in, a `GenerateRequest` or a `RequestInvalid` out.
 Unknown fields are ignored and never passed on.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import random
 from dataclasses import dataclass
 from typing import Any
 
+from falconchat.serve.structured import grammar_constraint
+from falconchat.serve.validation import Limits, RequestInvalid, ShapeInvalid, flag, integer, number
 from falconchat.types import SamplingParams
-
-DEFAULT_MAX_NEW_TOKENS = 1024  # TGI's default when a request names none (if the context leaves that much)
-MAX_STOP_SEQUENCES = 4
-MAX_TOP_N_TOKENS = 5  # TGI's --max-top-n-tokens default
-
-
-class RequestInvalid(ValueError):
-    """A 422 with TGI's `{"error", "error_type": "validation"}` body; on a streamed request
-    TGI sends it as one error event in a 200 event stream instead. Its text starts as TGI's
-    validation messages do, so clients that match on it keep working."""
-
-    def __str__(self) -> str:
-        return f"Input validation error: {super().__str__()}"
-
-
-class ShapeInvalid(RequestInvalid):
-    """A body TGI could not even deserialize (not JSON, a wrong type): a 422 even when streamed.
-    TGI's JSON extractor, not its validation, refuses these: no validation prefix."""
-
-    def __str__(self) -> str:
-        return ValueError.__str__(self)
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_input_tokens: int
-    max_total_tokens: int
-    max_stop_sequences: int = MAX_STOP_SEQUENCES
-    max_top_n_tokens: int = MAX_TOP_N_TOKENS
 
 
 @dataclass(frozen=True)
@@ -57,50 +29,6 @@ class GenerateRequest:
     top_n_tokens: int  # 0: none
     sampling: bool
     seed: int | None  # as reported back in `details` (null for greedy)
-
-
-def parse_json(body: bytes) -> Any:
-    """JSON without NaN/Infinity (Python's json accepts them; TGI does not)."""
-
-    def refuse(constant: str):
-        raise ShapeInvalid(f"invalid JSON: {constant} is not a number")
-
-    try:
-        return json.loads(body, parse_constant=refuse)
-    except RequestInvalid:
-        raise
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ShapeInvalid(f"invalid JSON body: {exc}") from None
-    except RecursionError:  # thousands of nested arrays or objects: no request has that shape
-        raise ShapeInvalid("invalid JSON body: nested too deeply") from None
-
-
-def _typed(params: dict, name: str, kinds: tuple[type, ...], what: str):
-    value = params.get(name)
-    if value is None:
-        return None
-    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
-        raise ShapeInvalid(f"`{name}` must be {what}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ShapeInvalid(f"`{name}` must be a finite number")
-    return value
-
-
-def _number(params: dict, name: str):
-    return _typed(params, name, (int, float), "a number")
-
-
-def _integer(params: dict, name: str):
-    value = _typed(params, name, (int, float), "an integer")
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise ShapeInvalid(f"`{name}` must be an integer")
-        value = int(value)
-    return value
-
-
-def _flag(params: dict, name: str) -> bool:
-    return bool(_typed(params, name, (bool,), "true or false"))
 
 
 def parse_request(payload: Any, limits: Limits, *, stream: bool | None = None) -> GenerateRequest:
@@ -124,45 +52,43 @@ def parse_request(payload: Any, limits: Limits, *, stream: bool | None = None) -
     if stream and params.get("decoder_input_details"):
         raise RequestInvalid("`decoder_input_details` == true is not supported when streaming tokens")
 
-    best_of = _integer(params, "best_of")
+    best_of = integer(params, "best_of")
     if best_of is not None and best_of != 1:
         raise RequestInvalid(f"`best_of` must be > 0 and <= 1. Given: {best_of}")
-    temperature = _number(params, "temperature")
+    temperature = number(params, "temperature")
     if temperature is not None and temperature <= 0:
         raise RequestInvalid(f"`temperature` must be strictly positive. Given: {temperature}")
-    repetition_penalty = _number(params, "repetition_penalty")
+    repetition_penalty = number(params, "repetition_penalty")
     if repetition_penalty is not None and repetition_penalty <= 0:
         raise RequestInvalid(f"`repetition_penalty` must be strictly positive. Given: {repetition_penalty}")
-    frequency_penalty = _number(params, "frequency_penalty")
+    frequency_penalty = number(params, "frequency_penalty")
     if frequency_penalty is not None and not -2 <= frequency_penalty <= 2:
         raise RequestInvalid(f"`frequency_penalty` must be >= -2.0 and <= 2.0. Given: {frequency_penalty}")
-    top_p = _number(params, "top_p")
+    top_p = number(params, "top_p")
     if top_p is not None and not 0 < top_p < 1:
         raise RequestInvalid(f"`top_p` must be > 0.0 and < 1.0. Given: {top_p}")
-    typical_p = _number(params, "typical_p")
+    typical_p = number(params, "typical_p")
     if typical_p is not None and not 0 < typical_p < 1:
         raise RequestInvalid(f"`typical_p` must be > 0.0 and < 1.0. Given: {typical_p}")
-    top_k = _integer(params, "top_k")
+    top_k = integer(params, "top_k")
     if top_k is not None and top_k <= 0:
         raise RequestInvalid(f"`top_k` must be strictly positive. Given: {top_k}")
-    max_new_tokens = _integer(params, "max_new_tokens")
+    max_new_tokens = integer(params, "max_new_tokens")
     if max_new_tokens is not None and max_new_tokens < 1:
         raise RequestInvalid(f"`max_new_tokens` must be strictly positive. Given: {max_new_tokens}")
-    seed = _integer(params, "seed")
+    seed = integer(params, "seed")
     if seed is not None and not 0 <= seed < 2**64:
         raise RequestInvalid(f"`seed` must be a non-negative integer. Given: {seed}")
-    truncate = _integer(params, "truncate")
+    truncate = integer(params, "truncate")
     if truncate is not None and not 0 < truncate <= limits.max_input_tokens:
         raise RequestInvalid(
             f"`truncate` must be strictly positive and less than {limits.max_input_tokens}. Given: {truncate}"
         )
-    top_n_tokens = _integer(params, "top_n_tokens")
+    top_n_tokens = integer(params, "top_n_tokens")
     if top_n_tokens is not None and not 0 <= top_n_tokens <= limits.max_top_n_tokens:
         raise RequestInvalid(
             f"`top_n_tokens` must be >= 0 and <= {limits.max_top_n_tokens}. Given: {top_n_tokens}"
         )  # as TGI says it
-    from falconchat.serve.structured import grammar_constraint  # it builds on this module
-
     constraint = grammar_constraint(params.get("grammar"))
     stops = params.get("stop")
     stops = [] if stops is None else stops
@@ -175,7 +101,7 @@ def parse_request(payload: Any, limits: Limits, *, stream: bool | None = None) -
 
     # TGI samples when asked to, or when any sampling setting moves away from its neutral value.
     sampling = (
-        _flag(params, "do_sample")
+        flag(params, "do_sample")
         or (temperature is not None and temperature != 1.0)
         or top_k is not None
         or (top_p is not None and top_p < 1.0)
@@ -199,29 +125,12 @@ def parse_request(payload: Any, limits: Limits, *, stream: bool | None = None) -
         ),
         stops=tuple(stops),
         stream=stream,
-        details=_flag(params, "details"),
-        decoder_input_details=_flag(params, "decoder_input_details"),
+        details=flag(params, "details"),
+        decoder_input_details=flag(params, "decoder_input_details"),
         # As TGI for a text-generation model: `POST /` returns the full text unless told otherwise.
-        return_full_text=_flag(params, "return_full_text") if params.get("return_full_text") is not None else compat,
+        return_full_text=flag(params, "return_full_text") if params.get("return_full_text") is not None else compat,
         truncate=truncate,
         top_n_tokens=top_n_tokens or 0,
         sampling=sampling,
         seed=seed if sampling else None,
     )
-
-
-def resolve_max_new_tokens(requested: int, input_tokens: int, limits: Limits) -> int:
-    """What a request may generate: as asked, or (not given) TGI's default as far as the context leaves."""
-    if requested:
-        return requested
-    return max(1, min(DEFAULT_MAX_NEW_TOKENS, limits.max_total_tokens - input_tokens))
-
-
-def check_length(input_tokens: int, max_new_tokens: int, limits: Limits) -> None:
-    if input_tokens > limits.max_input_tokens:
-        raise RequestInvalid(f"`inputs` must have less than {limits.max_input_tokens} tokens. Given: {input_tokens}")
-    if input_tokens + max_new_tokens > limits.max_total_tokens:
-        raise RequestInvalid(
-            f"`inputs` tokens + `max_new_tokens` must be <= {limits.max_total_tokens}. "
-            f"Given: {input_tokens} `inputs` tokens and {max_new_tokens} `max_new_tokens`"
-        )

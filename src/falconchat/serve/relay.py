@@ -1,0 +1,94 @@
+"""`serve`: what both APIs share to relay a job to a response — the model's engine, limits and
+metrics, the submit block (a job queued, or a 429), the engine's next event, the error bodies
+(TGI's on the generate API, OpenAI's on `/v1/*`), server-sent events and the failure message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from falconchat.errors import FalconchatError, Overloaded
+from falconchat.serve.engine import Engine, Job, ServerStopping
+from falconchat.serve.metrics import Metrics
+from falconchat.serve.validation import Limits
+
+if TYPE_CHECKING:
+    from falconchat.backends.base import InProcessModel
+
+DISCONNECT_POLL_S = 0.1
+
+
+def error_body(path: str, message: str, error_type: str) -> dict:
+    """TGI's flat `{"error", "error_type"}`."""
+    return {"error": message, "error_type": error_type}
+
+
+def error_response(request, status: int, message: str, error_type: str):
+    from aiohttp import web
+
+    return web.json_response(error_body(request.path, message, error_type), status=status)
+
+
+def sse(payload: dict, *, spaced: bool = False) -> bytes:
+    """One server-sent event: TGI writes `data:`, OpenAI `data: `."""
+    return (b"data: " if spaced else b"data:") + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n"
+
+
+def failure_message(exc: Exception) -> str:
+    """What a client is told when a generation fails (never a traceback)."""
+    if isinstance(exc, ServerStopping):
+        return str(exc)
+    return exc.message if isinstance(exc, FalconchatError) else f"generation failed: {type(exc).__name__}"
+
+
+async def next_event(request, job: Job) -> Any:
+    """The engine's next event; None if the client has gone; an engine failure is raised."""
+    while True:
+        transport = request.transport  # checked before every event: tokens may come faster than the poll
+        if transport is None or transport.is_closing():
+            return None
+        try:
+            item = await asyncio.wait_for(job.events.get(), DISCONNECT_POLL_S)
+        except TimeoutError:
+            continue
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+
+class Relay:
+    """The model behind both APIs, and the jobs whose handlers are waiting on it."""
+
+    def __init__(self, backend: InProcessModel, *, model_id: str, limits: Limits, engine: Engine, metrics: Metrics):
+        self.backend = backend
+        self.model_id = model_id
+        self.limits = limits
+        self.engine = engine
+        self.metrics = metrics
+        self.active: set[Job] = set()
+
+    async def run(self, request, job: Job, reply: Callable[[Job], Awaitable[Any]]):
+        """Queue `job` (or answer 429) and return `reply(job)`'s response; a client that left is
+        dropped from the queue, or its generation stopped within a token."""
+        try:
+            self.engine.submit(job)
+        except Overloaded:
+            return error_response(request, 429, "Model is overloaded", "overloaded")
+        self.active.add(job)
+        try:
+            return await reply(job)
+        finally:
+            self.active.discard(job)
+            if job.outcome == "cancelled":
+                job.cancel()  # the engine drops it from the queue, or stops it within a token
+            request["tokens"] = job.tokens
+            request["outcome"] = job.outcome
+
+    def shut_down(self) -> None:
+        """Stopping the server: every waiting handler ends now (in the loop's thread)."""
+        for job in list(self.active):
+            job.cancel()
+            job.events.put_nowait(ServerStopping("the server is shutting down"))

@@ -1,0 +1,103 @@
+"""`serve`'s validation, shared by both APIs: the error types, the limits, the JSON body and the
+value checkers. A leaf: it imports nothing of `serve/`.
+
+Everything here is pure, and fails with `RequestInvalid` (a 422) before any work reaches the model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_MAX_NEW_TOKENS = 1024  # TGI's default when a request names none (if the context leaves that much)
+MAX_STOP_SEQUENCES = 4
+MAX_TOP_N_TOKENS = 5  # TGI's --max-top-n-tokens default
+
+
+class RequestInvalid(ValueError):
+    """A 422 with TGI's `{"error", "error_type": "validation"}` body; on a streamed request
+    TGI sends it as one error event in a 200 event stream instead. Its text starts as TGI's
+    validation messages do, so clients that match on it keep working."""
+
+    def __str__(self) -> str:
+        return f"Input validation error: {super().__str__()}"
+
+
+class ShapeInvalid(RequestInvalid):
+    """A body TGI could not even deserialize (not JSON, a wrong type): a 422 even when streamed.
+    TGI's JSON extractor, not its validation, refuses these: no validation prefix."""
+
+    def __str__(self) -> str:
+        return ValueError.__str__(self)
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_input_tokens: int
+    max_total_tokens: int
+    max_stop_sequences: int = MAX_STOP_SEQUENCES
+    max_top_n_tokens: int = MAX_TOP_N_TOKENS
+
+
+def parse_json(body: bytes) -> Any:
+    """JSON without NaN/Infinity (Python's json accepts them; TGI does not)."""
+
+    def refuse(constant: str):
+        raise ShapeInvalid(f"invalid JSON: {constant} is not a number")
+
+    try:
+        return json.loads(body, parse_constant=refuse)
+    except RequestInvalid:
+        raise
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ShapeInvalid(f"invalid JSON body: {exc}") from None
+    except RecursionError:  # thousands of nested arrays or objects: no request has that shape
+        raise ShapeInvalid("invalid JSON body: nested too deeply") from None
+
+
+def typed(params: dict, name: str, kinds: tuple[type, ...], what: str):
+    """`params[name]` if it is one of `kinds` (None when missing or null)."""
+    value = params.get(name)
+    if value is None:
+        return None
+    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+        raise ShapeInvalid(f"`{name}` must be {what}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ShapeInvalid(f"`{name}` must be a finite number")
+    return value
+
+
+def number(params: dict, name: str):
+    return typed(params, name, (int, float), "a number")
+
+
+def integer(params: dict, name: str):
+    value = typed(params, name, (int, float), "an integer")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ShapeInvalid(f"`{name}` must be an integer")
+        value = int(value)
+    return value
+
+
+def flag(params: dict, name: str) -> bool:
+    return bool(typed(params, name, (bool,), "true or false"))
+
+
+def resolve_max_new_tokens(requested: int, input_tokens: int, limits: Limits) -> int:
+    """What a request may generate: as asked, or (not given) TGI's default as far as the context leaves."""
+    if requested:
+        return requested
+    return max(1, min(DEFAULT_MAX_NEW_TOKENS, limits.max_total_tokens - input_tokens))
+
+
+def check_length(input_tokens: int, max_new_tokens: int, limits: Limits) -> None:
+    if input_tokens > limits.max_input_tokens:
+        raise RequestInvalid(f"`inputs` must have less than {limits.max_input_tokens} tokens. Given: {input_tokens}")
+    if input_tokens + max_new_tokens > limits.max_total_tokens:
+        raise RequestInvalid(
+            f"`inputs` tokens + `max_new_tokens` must be <= {limits.max_total_tokens}. "
+            f"Given: {input_tokens} `inputs` tokens and {max_new_tokens} `max_new_tokens`"
+        )
