@@ -289,6 +289,7 @@ BAD_MODULES = {
         if TYPE_CHECKING:
             from ..render import Writer  # relative, under TYPE_CHECKING
     """,
+    "backends/openai.py": "import falconchat.render as shown  # a plain import",
     "repl/__init__.py": "",
     "repl/loop.py": "from . import commands",
     "repl/commands.py": "from .loop import Repl  # a circle: loop -> commands -> loop",
@@ -311,6 +312,7 @@ def test_the_check_catches_each_kind_of_bad_import(bad_package: Package) -> None
     assert sorted(bad_package.upward_imports()) == [
         "falconchat.backends (layer 6) imports falconchat.repl.loop (layer 9)",  # the registry's string
         "falconchat.backends.local (layer 6) imports falconchat.render (layer 7)",  # relative, TYPE_CHECKING
+        "falconchat.backends.openai (layer 6) imports falconchat.render (layer 7)",  # import falconchat.x
         "falconchat.backends.tgi (layer 6) imports falconchat.render (layer 7)",  # inside a function
         "front end falconchat.batch imports another front end, falconchat.repl.loop",
     ]
