@@ -157,7 +157,7 @@ class Package:
         modules, the shortest circle through its first module not on a circle said already."""
         found = []
         for group in _strongly_connected(self.edges):
-            unsaid = set(group) if len(group) > 1 else set()
+            unsaid = set(group)
             while unsaid:
                 path = _cycle_path(min(unsaid), group, self.edges)
                 found.append(" -> ".join(path))
@@ -175,47 +175,21 @@ def _calls_import_module(tree: ast.Module) -> bool:
     return False
 
 
+def _reachable(start: str, edges: dict[str, set[str]]) -> set[str]:
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        for successor in edges.get(todo.pop(), set()) - seen:
+            seen.add(successor)
+            todo.append(successor)
+    return seen
+
+
 def _strongly_connected(edges: dict[str, set[str]]) -> list[set[str]]:
-    """Tarjan's algorithm, iterative (a deep import chain must not hit the recursion limit)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    groups: list[set[str]] = []
-    for start in sorted(edges):
-        if start in index:
-            continue
-        work = [(start, iter(sorted(edges[start])))]
-        index[start] = low[start] = len(index)
-        stack.append(start)
-        on_stack.add(start)
-        while work:
-            node, successors = work[-1]
-            for successor in successors:
-                if successor not in edges:
-                    continue
-                if successor not in index:
-                    index[successor] = low[successor] = len(index)
-                    stack.append(successor)
-                    on_stack.add(successor)
-                    work.append((successor, iter(sorted(edges[successor]))))
-                    break
-                if successor in on_stack:
-                    low[node] = min(low[node], index[successor])
-            else:
-                work.pop()
-                if work:
-                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
-                if low[node] == index[node]:
-                    group = set()
-                    while True:
-                        member = stack.pop()
-                        on_stack.discard(member)
-                        group.add(member)
-                        if member == node:
-                            break
-                    groups.append(group)
-    return groups
+    """The groups of modules that each reach all the others: each holds one circle or more."""
+    reach = {module: _reachable(module, edges) for module in edges}
+    groups = {frozenset(m for m in reach[module] if module in reach[m]) for module in edges if module in reach[module]}
+    return [set(group) for group in sorted(groups, key=min)]
 
 
 def _cycle_path(start: str, group: set[str], edges: dict[str, set[str]]) -> list[str]:
