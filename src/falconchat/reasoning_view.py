@@ -9,6 +9,7 @@ nowhere, or with `--show-reasoning` to stderr, so stdout holds the reply alone.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import IO, TYPE_CHECKING
 
 from falconchat.environment import Environment
@@ -27,9 +28,10 @@ REFRESH_S = 0.05
 class ReasoningPanel:
     """Live and dimmed on a terminal; one summary line (or all of it, `show`) once it is over."""
 
-    def __init__(self, console: Console, *, show: bool):
+    def __init__(self, console: Console, *, show: bool, kept: str = "--show-reasoning keeps it"):
         self._console = console
         self._show = show
+        self._kept = kept  # how to see it whole, said in the summary line
         self._clean = StreamSanitizer()
         self._text = ""
         self._live: LiveRegion | None = None
@@ -64,7 +66,7 @@ class ReasoningPanel:
         else:
             seconds = time.monotonic() - self._started
             words = len(self._text.split())
-            summary = f"▸ reasoned for {seconds:.1f}s ({words} words; --show-reasoning keeps it)"
+            summary = f"▸ reasoned for {seconds:.1f}s ({words} words; {self._kept})"
             self._console.print(Text(summary, style="dim italic"))
 
     def _tail(self):
@@ -109,10 +111,30 @@ class NoReasoning:
         pass
 
 
-def reasoning_writer(out: IO[str], err: IO[str], env: Environment, *, show: bool) -> ReasoningWriter:
-    """Where reasoning goes when the reply goes to `out`."""
+class KeptReasoning:
+    """Passes reasoning on to `inner` and to `keep` as well (the REPL's /reasoning shows the last
+    reply's); `keep(None)` first, so a reply without reasoning leaves none behind."""
+
+    def __init__(self, inner: ReasoningWriter, keep: Callable[[str | None], None]):
+        self._inner = inner
+        self._keep = keep
+        keep(None)
+
+    def write(self, text: str) -> None:
+        self._keep(text)
+        self._inner.write(text)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def reasoning_writer(
+    out: IO[str], err: IO[str], env: Environment, *, show: bool, kept: str = "--show-reasoning keeps it"
+) -> ReasoningWriter:
+    """Where reasoning goes when the reply goes to `out`; `kept` says, on the collapsed line,
+    how to see it whole."""
     from falconchat.render import make_console
 
     if env.draws_on(out):
-        return ReasoningPanel(make_console(out, env), show=show)
+        return ReasoningPanel(make_console(out, env), show=show, kept=kept)
     return ReasoningToStream(err) if show else NoReasoning()

@@ -40,6 +40,7 @@ def separate_reasoning(events: Iterator[Event]) -> TokenStream:
     """The stream with the reply's reasoning as `ReasoningDelta`s, and `Done.reasoning_s` set."""
     split = _Opening()
     clock = _Clock()
+    field_end = ""  # the last character of reasoning sent in its own field (reasoning_content)
     with closing(events):  # type: ignore[type-var]  # a TokenStream, whose close() it promises
         for event in events:
             if isinstance(event, Done):
@@ -48,13 +49,19 @@ def separate_reasoning(events: Iterator[Event]) -> TokenStream:
                 return
             if isinstance(event, ReasoningDelta):
                 clock.reasoned()
+                field_end = event.text[-1:] or field_end
                 yield event
             elif split.answering:
                 if event.text:
                     clock.answered()
                 yield event
             else:
-                yield from clock.deltas(split.feed(event.text), event)
+                for parsed in clock.deltas(split.feed(event.text), event):
+                    if isinstance(parsed, ReasoningDelta) and field_end:
+                        if not field_end.isspace():  # the field's reasoning, then <think>'s: not glued together
+                            yield ReasoningDelta("\n")
+                        field_end = ""
+                    yield parsed
 
 
 class _Parser(Protocol):

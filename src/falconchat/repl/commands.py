@@ -20,6 +20,7 @@ from falconchat.text import sanitize
 SETTABLE = ("temperature", "max_new_tokens", "top_p", "top_k", "repetition_penalty", "seed", "stop")
 ALIASES = {"temp": "temperature", "max_tokens": "max_new_tokens"}
 UNSET = ("none", "off", "random")  # `/set seed none`: no fixed seed
+BARE_WORDS = {"exit": "/exit", "quit": "/exit"}  # typed without the slash, they still leave
 CLIPBOARD_TOOLS = (["pbcopy"], ["wl-copy"], ["xclip", "-selection", "clipboard"], ["xsel", "--clipboard", "--input"])
 
 KEYS = (
@@ -51,6 +52,14 @@ class Commands:
         self.state = state
         self.repl = repl
         self.by_name = {name: command for command in COMMANDS for name in command.names}
+
+    def command_in(self, text: str) -> str | None:
+        """The command a line is, or None for a message: `/NAME …` on one line, or a bare `exit`
+        or `quit`, which leave (as in `llm chat`) rather than go to the model."""
+        line = text.strip()
+        if line.startswith("/") and "\n" not in line:
+            return line
+        return BARE_WORDS.get(line.lower())
 
     def run(self, text: str) -> bool:
         name, _, arg = text.partition(" ")
@@ -113,6 +122,13 @@ class Commands:
         typed = (() if name == "stop" else None) if unset else parse(name, value.strip(), origin)
         self.state.params = self.state.params.with_changes(**{name: typed})
         self.repl.notice(f"{name} = {_shown(typed)}")
+
+    def temp(self, arg: str) -> None:
+        if arg:
+            self.set("temperature " + arg, origin="/temp")
+            return
+        temperature = self.state.params.temperature
+        self.repl.notice(f"temperature = {temperature:g}" + (" (greedy)" if temperature == 0 else ""))
 
     def show(self, arg: str) -> None:
         state, p = self.state, self.state.params
@@ -231,6 +247,14 @@ class Commands:
         if not conversation.turns:
             self.repl.notice("(no exchanges yet)")
 
+    def reasoning(self, arg: str) -> None:
+        from rich.text import Text
+
+        if not self.state.last_reasoning.strip():
+            self.repl.notice("the last reply came with no reasoning")
+            return
+        self.repl.err.print(Text(sanitize(self.state.last_reasoning.strip()), style="dim"))
+
     def copy(self, arg: str) -> None:
         last = self.state.conversation.last
         if last is None or not last.assistant:
@@ -288,7 +312,7 @@ class Commands:
 COMMANDS: tuple[Command, ...] = (
     Command("/help", "", "this list", Commands.help),
     Command("/system", "[TEXT]", "set the system message (no TEXT: show it)", Commands.system),
-    Command("/temp", "VALUE", "set the temperature (0 = greedy)", lambda c, a: c.set("temperature " + a, "/temp")),
+    Command("/temp", "[VALUE]", "set the temperature (0 = greedy; no VALUE: show it)", Commands.temp),
     Command("/set", "PARAM VALUE", "set " + ", ".join(SETTABLE), Commands.set, choices=lambda c: SETTABLE),
     Command("/show", "", "the current model, its prompt format, settings and session", Commands.show),
     Command(
@@ -310,6 +334,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("/continue", "", "go on with a reply that was cut or hit the length limit", Commands.continue_),
     Command("/undo", "", "drop the last exchange", Commands.undo),
     Command("/history", "", "show the conversation", Commands.history),
+    Command("/reasoning", "", "show the last reply's reasoning whole", Commands.reasoning),
     Command("/copy", "", "copy the last reply (or print it plain to select)", Commands.copy),
     Command("/edit", "[TEXT]", "write the message in $EDITOR, then send it", Commands.edit),
     Command(
@@ -339,7 +364,7 @@ COMMANDS: tuple[Command, ...] = (
         "/stats", "on|off", "token counts and speed after each reply", Commands.stats, choices=lambda c: ("on", "off")
     ),
     Command("/clear", "", "forget the conversation", Commands.clear),
-    Command("/exit", "", "leave (Ctrl-D too)", lambda c, a: False, aliases=("/bye",)),
+    Command("/exit", "", "leave (Ctrl-D, or exit or quit alone, too)", lambda c, a: False, aliases=("/bye",)),
 )
 
 

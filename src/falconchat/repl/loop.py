@@ -14,7 +14,7 @@ from falconchat.environment import Environment
 from falconchat.errors import FalconchatError
 from falconchat.exchange import answer, continue_answer, stats_line
 from falconchat.prompt import chat_messages, falcon_prompt
-from falconchat.reasoning_view import reasoning_writer
+from falconchat.reasoning_view import KeptReasoning, reasoning_writer
 from falconchat.render import make_console, reply_writer
 from falconchat.repl.commands import Commands, shown_format
 from falconchat.repl.gauge import Gauge
@@ -156,8 +156,9 @@ class Repl:
             except KeyboardInterrupt:
                 self.notice("(stopped waiting for the model; nothing was sent — Up brings the text back)")
                 continue
-            if text.startswith("/") and "\n" not in text.strip():
-                if not self.commands.run(text.strip()):
+            command = self.commands.command_in(text)
+            if command is not None:
+                if not self.commands.run(command):
                     return 0
             else:
                 self.reply(text)
@@ -228,11 +229,20 @@ class Repl:
                 self.state.params,
                 writer,
                 self.notice,
-                reasoning_writer(self.out, self.out, self.env, show=self.state.options.show_reasoning),
+                KeptReasoning(
+                    reasoning_writer(
+                        self.out, self.out, self.env, show=self.state.options.show_reasoning, kept="/reasoning shows it"
+                    ),
+                    self._keep_reasoning,
+                ),
                 log=self.state.options.log,
             ),
             fresh=True,
         )
+
+    def _keep_reasoning(self, text: str | None) -> None:
+        """The reply's reasoning, for /reasoning: None as a reply starts, then its pieces."""
+        self.state.last_reasoning = "" if text is None else self.state.last_reasoning + text
 
     def continue_reply(self) -> None:
         self._stream(
