@@ -14,7 +14,7 @@ from falconchat.errors import InputError, UsageError
 
 def test_lines_are_whole_and_appended(tmp_path):
     path = tmp_path / "out.jsonl"
-    out = OutputFile(str(path), resume=False)
+    out = OutputFile(str(path), resume=False, cwd=path.parent)
     out.write_lines([{"id": 1, "reply": "a\nb"}, {"id": "x", "reply": "\x1b[2J"}])
     out.write_lines([])
     out.close()
@@ -26,14 +26,14 @@ def test_an_existing_file_is_not_overwritten_without_resume(tmp_path):
     path = tmp_path / "out.jsonl"
     path.write_text('{"id": 1}\n')
     with pytest.raises(UsageError):
-        OutputFile(str(path), resume=False)
+        OutputFile(str(path), resume=False, cwd=path.parent)
     assert path.read_text() == '{"id": 1}\n'
 
 
 def test_resume_reads_the_ids_and_drops_a_partial_last_line(tmp_path):
     path = tmp_path / "out.jsonl"
     path.write_bytes(b'{"id": 1, "reply": "a"}\n{"id": "2", "error": {}}\n{"id": 3, "rep')
-    out = OutputFile(str(path), resume=True)
+    out = OutputFile(str(path), resume=True, cwd=path.parent)
     assert out.done_keys == {"1", '"2"'} and out.discarded_bytes == len(b'{"id": 3, "rep')
     out.write_lines([{"id": 3, "reply": "c"}])
     out.close()
@@ -44,7 +44,7 @@ def test_resume_refuses_a_file_that_is_not_batch_results(tmp_path):
     path = tmp_path / "notes.txt"
     path.write_text("my notes\n")
     with pytest.raises(InputError, match="line 1"):
-        OutputFile(str(path), resume=True)
+        OutputFile(str(path), resume=True, cwd=path.parent)
 
 
 def test_a_lone_surrogate_still_makes_one_valid_line():

@@ -5,6 +5,7 @@ so a test sets them in process."""
 from __future__ import annotations
 
 import io
+import json
 import stat
 
 from falconchat.cli.app import run
@@ -131,3 +132,13 @@ def test_debug_in_the_config_file_shows_the_traceback(tmp_path, tgi_endpoint):
     config.write_text("debug = true\n")
     code, err = unexpected(tmp_path, tgi_endpoint)
     assert code == 1 and err.startswith("Traceback (most recent call last):"), err
+
+
+def test_batch_reads_and_writes_relative_paths_from_the_environments_directory(tmp_path, tgi_endpoint):
+    tgi_endpoint.echo()
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "prompts.txt").write_text("first\nsecond\n")
+    env = environment(tmp_path, FALCONCHAT_ENDPOINT=tgi_endpoint.url)  # its directory, not this process's
+    assert run(["batch", "in/prompts.txt", "-o", "out.jsonl"], env) == ExitCode.OK, env.stderr.text()
+    records = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert sorted(r["reply"] for r in records) == ["echo: first", "echo: second"]

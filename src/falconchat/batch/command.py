@@ -3,8 +3,6 @@ items (runner.py) and write the summary; returns the exit code."""
 
 from __future__ import annotations
 
-from typing import TextIO
-
 from falconchat.batch.input import Parsed, detect_format, parse_lines
 from falconchat.batch.runner import BatchOptions, Runner
 from falconchat.environment import Environment
@@ -24,14 +22,14 @@ def run_batch(settings, options: BatchOptions, env: Environment) -> int:
     if options.resume and not options.output:
         raise UsageError("--resume needs -o OUTPUT: the file it continues")
     notes = Notes(env, verbose=settings.verbose)
-    lines = read_input(options.input_path, env.stdin)
+    lines = read_input(options.input_path, env)
     parsed = parse_lines(
         lines, detect_format(lines, options.input_format), settings.system, settings.sampling, settings.max_input_bytes
     )
     report_input(parsed, notes)
     if options.strict and parsed.bad:
         raise InputError(f"{len(parsed.bad)} bad input line(s); nothing was run (--strict)")
-    out = OutputFile(options.output, resume=options.resume) if options.output else StdoutOutput(env.stdout)
+    out = OutputFile(options.output, resume=options.resume, cwd=env.cwd) if options.output else StdoutOutput(env.stdout)
     try:
         if out.discarded_bytes:
             notes.write(f"discarded a partial last line ({out.discarded_bytes} bytes) of {options.output}")
@@ -49,15 +47,17 @@ def run_batch(settings, options: BatchOptions, env: Environment) -> int:
     return 0 if stats["failed"] == 0 and not parsed.bad else 1
 
 
-def read_input(path: str | None, stdin: TextIO | None) -> list[str]:
-    """The input's lines (split on \\n only: JSON strings may hold other line breaks)."""
+def read_input(path: str | None, env: Environment) -> list[str]:
+    """The input's lines (split on \\n only: JSON strings may hold other line breaks); a relative
+    path is from the command's directory."""
+    stdin = env.stdin
     if path in (None, "-"):
         if stdin is None or (path is None and stdin.isatty()):
             raise UsageError("nothing to do: give an INPUT file, or pipe prompts into falconchat batch")
         data = stdin.buffer.read()
     else:
         try:
-            with open(str(path), "rb") as fh:
+            with open(env.cwd / str(path), "rb") as fh:
                 data = fh.read()
         except OSError as exc:
             raise InputError(f"cannot read {path}: {exc.strerror}") from None

@@ -19,8 +19,8 @@ from falconchat.errors import FalconchatError, InputError, UsageError
 
 
 class OutputFile:
-    def __init__(self, path: str, *, resume: bool):
-        self.path = Path(path)
+    def __init__(self, path: str, *, resume: bool, cwd: Path):
+        self.path = cwd / path  # a relative path is from the command's directory; messages name it as given
         self.done_keys: set[str] = set()  # ids (as id_key) already answered or errored
         self.discarded_bytes = 0
         if self.path.is_file() and self.path.stat().st_size > 0 and not resume:
