@@ -18,12 +18,17 @@ from falconchat.errors import InvalidReply, UsageError
 from falconchat.text import sanitize
 from falconchat.types import Constraint
 
+# The short form is bounded: a grammar without bounds lets a small model run on forever
+# (a tag list that never closes, until max-new-tokens: exit 5 after minutes). A JSON Schema
+# given whole is taken as it is.
+MAX_LIST_ITEMS = 8
+MAX_ITEM_CHARS = 40
 SHORT_TYPES: dict[str, dict[str, Any]] = {
     "str": {"type": "string"},
     "int": {"type": "integer"},
     "float": {"type": "number"},
     "bool": {"type": "boolean"},
-    "list": {"type": "array", "items": {"type": "string"}},
+    "list": {"type": "array", "items": {"type": "string", "maxLength": MAX_ITEM_CHARS}, "maxItems": MAX_LIST_ITEMS},
 }
 FIELD = re.compile(r"^([A-Za-z_][\w-]*)(?:\s+(\w+))?\s*(?::\s*(.*))?$")
 MAX_SHOWN = 200  # of a validation message

@@ -5,11 +5,15 @@ or split <think> across chunks (what real servers do not do on demand)."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
+from falconchat.backends.grammar import compile_constraint
 from falconchat.cli.app import run
 from falconchat.errors import ExitCode
+from falconchat.structured import short_schema
+from falconchat.types import Constraint
 from in_process import environment
 from openai_endpoint import OpenAIEndpoint
 
@@ -156,3 +160,28 @@ def test_a_reply_cut_by_max_new_tokens_is_exit_5_and_says_why(tmp_path, endpoint
     env = environment(tmp_path)
     assert run(["ask", "--endpoint", endpoint.url, "--json-mode", "who?"], env) == 5
     assert "raise --max-new-tokens" in one_error(env) and env.stdout.text() == ""
+
+
+def test_a_constrained_reply_shows_its_progress_on_a_terminal_and_nothing_in_a_pipe(tmp_path, endpoint):
+    """Issue 23 item 2: the reply is collected to be validated, so nothing streams to stdout;
+    a terminal's stderr says it is being written, and the line is gone when it is done."""
+    endpoint.reply(['{"name": ', '"Ada", ', '"age": ', "36}"], delay_s=0.15)
+    env = environment(tmp_path)
+    env.stderr._tty = True
+    assert run(["ask", "--endpoint", endpoint.url, "--schema", "name, age int", "who?"], env) == 0
+    shown = env.stderr.text()
+    counts = [int(n) for n in re.findall(r"falconchat: writing JSON… (\d+)/512 tokens · \d+s \(Ctrl-C stops\)", shown)]
+    assert counts[0] == 0 and max(counts) >= 1, shown  # drawn before the first token, then counting
+    assert shown.endswith("\r\x1b[K")  # erased: the terminal is left as it was
+    assert env.stdout.text() == '{"name": "Ada", "age": 36}\n'
+    piped = environment(tmp_path)
+    assert run(["ask", "--endpoint", endpoint.url, "--schema", "name, age int", "who?"], piped) == 0
+    assert piped.stderr.text() == ""
+
+
+def test_the_short_form_bounds_lists_so_a_small_model_cannot_run_on():
+    schema = short_schema("name, age int, tags list")
+    tags = schema["properties"]["tags"]
+    assert tags["maxItems"] >= 5 and tags["items"]["maxLength"] >= 20
+    gbnf = compile_constraint(Constraint("json_schema", schema))
+    assert gbnf.count("tags-item") > tags["maxItems"]  # the grammar holds the bound, not only the check

@@ -31,7 +31,7 @@ def ask_once(
             from falconchat.structured import check_reply
 
             collector = Collector()
-            done = answer_once(env, settings, message, collector, reasoning, log)
+            done = answer_once(env, settings, message, collector, reasoning, log, progress="JSON")
             value = check_reply(collector.text, settings.sampling.constraint, cut=done.finish_reason == "length")
             print_json(env, collector.text, value)
         elif stream:
@@ -39,7 +39,7 @@ def ask_once(
         else:
             # --no-stream: all or nothing on stdout; a reply cut by an error or Ctrl-C is not printed.
             collector = Collector()
-            answer_once(env, settings, message, collector, reasoning, log)
+            answer_once(env, settings, message, collector, reasoning, log, progress="the reply")
             with reply_writer(env.stdout, env, plain=settings.plain) as writer:
                 writer.write(collector.text)
     except BrokenPipeError:
@@ -66,7 +66,7 @@ def ask_json(env: Environment, flags: dict[str, Any], prompt: str | None) -> int
         settings = resolved(settings)  # the record names the backend and model the server said
         log = continued(env, settings, flags, "ask")
         settings = replace(settings, sampling=log[2])
-        done = answer_once(env, settings, message, collector, thoughts, log)
+        done = answer_once(env, settings, message, collector, thoughts, log, progress="the reply")
         data = check_reply(collector.text, settings.sampling.constraint, cut=done.finish_reason == "length")
     except KeyboardInterrupt as exc:
         error = exc
@@ -97,10 +97,16 @@ def ask_json(env: Environment, flags: dict[str, Any], prompt: str | None) -> int
     return record["error"]["exit_code"] if record["error"] else 0
 
 
-def answer_once(env: Environment, settings, message: str, writer, reasoning=None, log=None):
+def answer_once(
+    env: Environment, settings, message: str, writer, reasoning=None, log=None, progress: str | None = None
+):
     """One exchange into `writer` (streamed), with notices and -v statistics on stderr; `log`:
-    the conversation it continues and the log it goes into."""
+    the conversation it continues and the log it goes into. `progress` (what is being written)
+    for a reply collected rather than shown: a line on a terminal's stderr counts its tokens."""
+    from contextlib import nullcontext
+
     from falconchat.backends import open_backend
+    from falconchat.cli.progress_line import ProgressLine
     from falconchat.conversation import Conversation
     from falconchat.exchange import answer, stats_line
     from falconchat.render import make_console
@@ -108,20 +114,23 @@ def answer_once(env: Environment, settings, message: str, writer, reasoning=None
 
     err = make_console(env.stderr, env, soft_wrap=True)
     backend = open_backend(settings.model)
+    limit = settings.sampling.max_new_tokens
+    line = ProgressLine(env.stderr, env.environ, limit, progress) if progress else None
     try:
         conversation_log, conversation, _ = (
             log if log is not None else (None, Conversation(system=settings.system), None)
         )
-        done = answer(
-            conversation,
-            backend,
-            message,
-            settings.sampling,
-            writer,
-            notice=lambda text: err.print(sanitize(text)),
-            reasoning=reasoning,
-            log=conversation_log,
-        )
+        with line or nullcontext():
+            done = answer(
+                conversation,
+                backend,
+                message,
+                settings.sampling,
+                line.counting(writer) if line else writer,
+                notice=lambda text: err.print(sanitize(text)),
+                reasoning=reasoning,
+                log=conversation_log,
+            )
     finally:
         backend.close()
     if settings.verbose:
