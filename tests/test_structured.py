@@ -20,7 +20,11 @@ def test_the_short_form_is_an_object_whose_fields_are_all_required():
     schema = short_schema("name, age int, tags list, score float: out of ten\nok bool")
     assert schema["required"] == ["name", "age", "tags", "score", "ok"]
     assert schema["properties"]["age"] == {"type": "integer"}
-    assert schema["properties"]["tags"] == {"type": "array", "items": {"type": "string"}}
+    assert schema["properties"]["tags"] == {
+        "type": "array",
+        "items": {"type": "string", "maxLength": 40},
+        "maxItems": 8,
+    }
     assert schema["properties"]["score"] == {"type": "number", "description": "out of ten"}
     assert schema["additionalProperties"] is False
 
