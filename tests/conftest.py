@@ -26,3 +26,16 @@ def silent_url():
         sock.bind(("127.0.0.1", 0))
         sock.listen(64)
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@pytest.fixture(scope="session")
+def bundled_model():
+    """The bundled model in this process (the local backend, one sequence, the Falcon-style
+    prompt), loaded once for the whole test session. Tests that need other settings (several
+    sequences, a format, a context length, a thread policy of their own) build their own."""
+    from falconchat.backends.local import LocalBackend
+    from falconchat.config import ModelSpec
+
+    backend = LocalBackend(ModelSpec(name="smollm2", backend="local"))
+    yield backend
+    backend.close()

@@ -88,11 +88,9 @@ def test_a_bad_schema_or_regex_is_one_clear_input_error(constraint, words):
 # ---- on the bundled model ------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def single():
-    backend = LocalBackend(ModelSpec(name="smollm2", backend="local"))
-    yield backend
-    backend.close()
+@pytest.fixture
+def single(bundled_model):
+    return bundled_model
 
 
 @pytest.fixture(scope="module")

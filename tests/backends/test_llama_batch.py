@@ -39,11 +39,9 @@ STOPS = ["\nUser:"]
 LONG = "".join(f"{n}, " for n in range(1, 21)).rstrip()
 
 
-@pytest.fixture(scope="module")
-def single():
-    backend = LocalBackend(ModelSpec(name="smollm2", backend="local"))
-    yield backend
-    backend.close()
+@pytest.fixture
+def single(bundled_model):
+    return bundled_model
 
 
 @pytest.fixture(scope="module")

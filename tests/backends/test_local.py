@@ -17,11 +17,9 @@ GREEDY = SamplingParams(temperature=0, max_new_tokens=40)
 QUESTION = "User: Name three colours of the rainbow.\nAssistant:"
 
 
-@pytest.fixture(scope="module")
-def backend():
-    b = LocalBackend(ModelSpec(name="smollm2", backend="local"))
-    yield b
-    b.close()
+@pytest.fixture
+def backend(bundled_model):
+    return bundled_model
 
 
 def run(backend, prompt, params):

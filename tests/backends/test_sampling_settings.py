@@ -23,11 +23,9 @@ def tokens(backend, params: SamplingParams) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def backends():
-    single = LocalBackend(ModelSpec(name="smollm2", backend="local"))
+def backends(bundled_model):
     batched = LocalBackend(ModelSpec(name="smollm2", backend="local"), sequences=2)
-    yield single, batched
-    single.close()
+    yield bundled_model, batched
     batched.close()
 
 

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Protocol
 from falconchat.types import SamplingParams, TokenStream
 
 if TYPE_CHECKING:
-    from falconchat.backends.threads import ThreadPolicy
     from falconchat.config import ModelSpec
 
 
@@ -61,12 +60,28 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
+class DecodeThreads(Protocol):
+    """How many threads an in-process model decodes with (backends/threads.py ThreadPolicy;
+    bench tries others)."""
+
+    fixed: int | None  # a count set by the user, or None: measured
+    cores: int  # the most it uses
+
+    def threads(self) -> int:
+        """The count to use now."""
+        ...
+
+    def due(self) -> bool:
+        """Whether a running reply should ask `threads()` again."""
+        ...
+
+
 class InProcessModel(Backend, Protocol):
     """A model decoded in this process, token by token: what `serve` and `bench` use beyond
     `Backend`. The registry's `serves` entries implement it (backends/conformance.py checks)."""
 
     sequences: int  # requests decoded together; generate() may be called from that many threads
-    thread_policy: ThreadPolicy  # how many threads it decodes with (bench swaps it)
+    thread_policy: DecodeThreads  # how many threads it decodes with (bench swaps it)
 
     def generate(
         self,

@@ -184,13 +184,6 @@ def grammar_sampler(vocab, gbnf: str):
     return sampler
 
 
-def check_grammar(vocab, gbnf: str) -> None:
-    """Parse `gbnf` once, so that a bad grammar fails before generation starts."""
-    import llama_cpp
-
-    llama_cpp.llama_sampler_free(grammar_sampler(vocab, gbnf))
-
-
 class GrammarSampler:
     """Samples a token that keeps the reply inside a grammar, as llama.cpp's own server does:
     sample from the plain chain first and ask the grammar about that one token; only when it is

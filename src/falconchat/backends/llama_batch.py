@@ -28,7 +28,7 @@ from falconchat.errors import FalconchatError
 from falconchat.types import SamplingParams
 
 if TYPE_CHECKING:
-    from falconchat.backends.threads import ThreadPolicy
+    from falconchat.backends.base import DecodeThreads
 
 BATCH_TOKENS = 256  # tokens per decode step: running sequences first, then prompt chunks
 POLL_S = 0.05  # how often a waiting caller checks its own should_stop
@@ -70,7 +70,7 @@ class Slot:
 class BatchEngine:
     """Owns its llama.cpp context; `llm` (a loaded `llama_cpp.Llama`) lends it the model."""
 
-    def __init__(self, llm, sequences: int, context: int, threads: ThreadPolicy):
+    def __init__(self, llm, sequences: int, context: int, threads: DecodeThreads):
         import llama_cpp
 
         self._llama_cpp = llama_cpp

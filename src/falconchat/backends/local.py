@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from contextlib import closing, contextmanager
 from pathlib import Path
 
-from falconchat.backends.base import FormatDecidedOnLoad
+from falconchat.backends.base import DecodeThreads, FormatDecidedOnLoad
 from falconchat.backends.gguf import bundled_model_path, is_gguf
 from falconchat.backends.llama_setup import silence_llama_logs, weights_not_repacked
 from falconchat.backends.templates import ends_open
@@ -36,7 +36,7 @@ class LocalBackend(FormatDecidedOnLoad):
         self._llm = None
         self._engine = None
         self._lock = threading.Lock()
-        self.thread_policy = ThreadPolicy(fixed=spec.threads)  # starts measuring the other programs' load
+        self.thread_policy: DecodeThreads = ThreadPolicy(fixed=spec.threads)  # starts measuring the others' load
         self._threads_now = 0  # what the single-sequence context decodes with now
         self._format = spec.format  # "auto" becomes "native" or "falcon" when the model loads
 

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from falconchat.backends.base import DecodeThreads, InProcessModel
 from falconchat.backends.threads import ThreadPolicy, choose_threads, usable_cores
 from falconchat.bench.stats import Row, median
 from falconchat.types import SamplingParams, TextDelta
@@ -54,7 +55,7 @@ def busy_loops(count: int, limit_s: float = BUSY_LIMIT_S) -> Iterator[list[subpr
 class LoadAverageAtStart:
     """The candidate that reads the 1-minute load average once, as a reply starts."""
 
-    fixed = None
+    fixed: int | None = None
     adapts = False
 
     def __init__(self, cores: int):
@@ -67,7 +68,7 @@ class LoadAverageAtStart:
         return False
 
 
-def policies(cores: int) -> dict[str, object]:
+def policies(cores: int) -> dict[str, DecodeThreads]:
     """The candidates, by name: the default first, one thread (the baseline under load) last."""
     count = os.cpu_count() or 1
     return {
@@ -85,7 +86,7 @@ def policies(cores: int) -> dict[str, object]:
 MEASURE_CAP_S = 8.0
 
 
-def decode_rate(backend, tokens: int, cap_s: float = MEASURE_CAP_S) -> float:
+def decode_rate(backend: InProcessModel, tokens: int, cap_s: float = MEASURE_CAP_S) -> float:
     """Tokens/s after the first token of a greedy reply that runs to `tokens` (or `cap_s`)."""
     stream = backend.generate(COUNTING, SamplingParams(temperature=0, max_new_tokens=tokens))
     first_at = last_at = None
@@ -102,16 +103,19 @@ def decode_rate(backend, tokens: int, cap_s: float = MEASURE_CAP_S) -> float:
             if last_at - first_at >= cap_s:
                 break
     finally:
-        close = getattr(stream, "close", None)
-        if close is not None:
-            close()
+        stream.close()
     if first_at is None or last_at is None or last_at <= first_at:
         return 0.0
     return count / (last_at - first_at)
 
 
 def measure(
-    backend, loads: list[int], reps: int, tokens: int, step=lambda what: None, cap_s: float = MEASURE_CAP_S
+    backend: InProcessModel,
+    loads: list[int],
+    reps: int,
+    tokens: int,
+    step=lambda what: None,
+    cap_s: float = MEASURE_CAP_S,
 ) -> dict[tuple[int, str], float]:
     """Median decode tokens/s per (busy loops, policy), interleaved: each repetition runs every
     load and, under it, every policy (in a rotated order); each rate read over at most `cap_s`."""

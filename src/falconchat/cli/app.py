@@ -127,7 +127,7 @@ def ask(
 
 
 @app.command("batch")
-@with_shared_options
+@with_shared_options(hidden=("plain",))
 def batch(
     ctx: typer.Context,
     input_path: str | None = typer.Argument(
@@ -175,6 +175,11 @@ def batch(
 
     env = invocation(ctx).env
     flags = merged_flags(ctx, shared)
+    if flags.get("plain"):
+        raise UsageError(
+            "--plain: batch writes JSON Lines records, never Markdown, so there is nothing to make plain "
+            "(the replies' text alone: jq -r .reply)"
+        )
     settings = resolved(structured(load(flags, env), flags, env))
     options = BatchOptions(
         input_path=input_path,

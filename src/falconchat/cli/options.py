@@ -175,11 +175,19 @@ def invocation(ctx: typer.Context) -> Invocation:
     return ctx.find_root().obj
 
 
-def with_shared_options(func):
-    """Give a command the shared flags; it receives them as one dict, `shared`."""
+def with_shared_options(func=None, *, hidden: tuple[str, ...] = ()):
+    """Give a command the shared flags; it receives them as one dict, `shared`. Those in
+    `hidden` are left out of its --help (it refuses them: they mean nothing there)."""
+    if func is None:
+        return functools.partial(with_shared_options, hidden=hidden)
     own = [p for p in inspect.signature(func).parameters.values() if p.name != "shared"]
     extra = [
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
+        inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=_hidden(option) if name in hidden else option,
+            annotation=kind,
+        )
         for name, kind, option in SHARED_OPTIONS
     ]
 
@@ -190,6 +198,14 @@ def with_shared_options(func):
 
     command.__signature__ = inspect.Signature(own + extra)  # type: ignore[attr-defined]  # what Typer reads
     return command
+
+
+def _hidden(option: Any) -> Any:
+    import copy
+
+    option = copy.copy(option)  # the shared one stays shown for the other commands
+    option.hidden = True
+    return option
 
 
 def merged_flags(ctx: typer.Context, shared: dict[str, Any]) -> dict[str, Any]:

@@ -274,7 +274,6 @@ class Repl:
             return
         finally:
             self.keep_session()
-        self.state.last_finish = done.finish_reason
         if self.state.params.constraint is not None and done.finish_reason != "cancelled":
             try:  # --schema / --json-mode: a reply that does not fit is said, never passed over
                 reply = self.state.conversation.turns[-1].assistant

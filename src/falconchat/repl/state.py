@@ -39,7 +39,6 @@ class ReplState:
     conversation: Conversation
     params: SamplingParams
     options: ReplOptions
-    last_finish: str | None = None
     saved_turns: int = 0  # exchanges already on disk
     own_files: set[Path] = field(default_factory=set)  # files this chat read or wrote: replaced without asking
     pending_replace: tuple[str, Path, int] | None = None  # a refused /save or /export, confirmed by repeating it
