@@ -56,6 +56,25 @@ def test_unreadable_bodies_are_shape_errors(body):
         parse_request(parse_json(body), LIMITS)
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        rb'{"inputs": "hi \ud800"}',
+        rb'{"inputs": "hi \uDFFF there"}',
+        rb'{"inputs": "hi", "parameters": {"stop": ["\ud83d"]}}',
+        rb'{"inputs": "hi", "\udc00": 1}',
+    ],
+)
+def test_a_lone_surrogate_escape_is_refused_as_tgis_parser_does(body):
+    with pytest.raises(ShapeInvalid, match="lone surrogate"):
+        parse_json(body)
+
+
+@pytest.mark.parametrize("body", [rb'{"inputs": "\ud83d\ude00"}', rb'{"inputs": "a \\ud800 is text"}'])
+def test_a_surrogate_pair_or_an_escaped_backslash_is_accepted(body):
+    assert parse_request(parse_json(body), LIMITS).inputs in ("\U0001f600", "a \\ud800 is text")
+
+
 @pytest.mark.parametrize("parameters", [{"temperature": -1}, {"top_p": 1}, {"stop": ["a"] * 5}, {"stop": [""]}])
 def test_values_out_of_range_are_validation_errors_not_shape_errors(parameters):
     with pytest.raises(RequestInvalid) as caught:

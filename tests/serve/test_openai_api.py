@@ -31,6 +31,7 @@ PET = {
     "properties": {"species": {"type": "string", "enum": ["cat", "dog", "fish"]}, "legs": {"type": "integer"}},
     "required": ["species", "legs"],
 }
+TOOL = {"type": "function", "function": {"name": "weather", "parameters": {"type": "object", "properties": {}}}}
 LONG = [{"role": "user", "content": "Write a long, detailed essay about the history of computing."}]
 
 
@@ -186,7 +187,8 @@ def test_completions_stream_and_not(client, server):
     ("extra", "words"),
     [
         ({"n": 2}, "`n` must be 1"),
-        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "`tools`"),
+        ({"tools": [TOOL]}, "`tools`"),
+        ({"tools": [TOOL], "tool_choice": "auto"}, "`tools`"),
         ({"top_logprobs": 6, "logprobs": True}, "top_logprobs"),
         ({"response_format": {"type": "json_schema", "json_schema": {"schema": {"type": "bogus"}}}}, "JSON schema"),
         ({"response_format": {"type": "regex", "value": "(unclosed"}}, "invalid regex"),
@@ -194,19 +196,68 @@ def test_completions_stream_and_not(client, server):
         ({"max_tokens": 100_000}, "max_new_tokens"),
     ],
 )
-def test_what_cannot_be_honoured_is_refused_with_tgis_error_body(server, extra, words):
+def test_what_cannot_be_honoured_is_refused_with_the_openai_error_body(server, extra, words):
     response = requests.post(
         server.url + "/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}], **extra}, timeout=60
     )
     assert response.status_code == 422, response.text
+    check_openai_error(response.json(), "validation")
+    assert words in response.json()["error"]["message"]
+
+
+def check_openai_error(body: dict, error_type: str) -> None:
+    """The OpenAI API's error shape (what its SDKs read the message from), TGI's `error_type` beside it."""
+    assert set(body) == {"error", "error_type"}, body
+    assert set(body["error"]) == {"message", "type", "param", "code"}, body
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"], body
+    assert isinstance(body["error"]["type"], str) and body["error"]["type"], body
+    assert body["error_type"] == error_type, body
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_openai_sdk_shows_the_reason_for_a_refusal(client, stream):
+    """It read TGI's flat body as a bare "Error code: 422": the reason was lost."""
+    with pytest.raises(openai.UnprocessableEntityError) as caught:
+        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}], n=2, stream=stream)
+    assert "`n` must be 1" in str(caught.value)
+    assert caught.value.type == "invalid_request_error"
+    with pytest.raises(openai.UnprocessableEntityError) as caught:
+        client.completions.create(model="m", prompt="hi", temperature=3, stream=stream)
+    assert "`temperature` must be >= 0.0 and <= 2.0" in str(caught.value)
+
+
+def test_an_unknown_model_is_the_openai_not_found_error(client, server):
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.models.retrieve("other")
+    assert "'other' not found" in str(caught.value) and caught.value.code == "model_not_found"
+    check_openai_error(requests.get(server.url + "/v1/models/other", timeout=10).json(), "not_found")
+
+
+def test_the_generate_api_keeps_tgis_flat_error_body(server):
+    response = requests.post(server.url + "/generate", json={"inputs": "hi", "parameters": {"top_k": 0}}, timeout=60)
+    assert response.status_code == 422
+    assert set(response.json()) == {"error", "error_type"} and isinstance(response.json()["error"], str)
     check(response.json(), "ErrorResponse")
-    assert response.json()["error_type"] == "validation"
-    assert words in response.json()["error"]
 
 
-def test_the_openai_sdk_raises_its_own_error_for_a_refusal(client):
-    with pytest.raises(openai.UnprocessableEntityError):
-        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}], n=2)
+def test_tools_with_tool_choice_none_are_answered_without_tools(client):
+    plain = client.chat.completions.create(model="m", messages=LONG, max_tokens=6, temperature=0)
+    without = client.chat.completions.create(
+        model="m", messages=LONG, max_tokens=6, temperature=0, tools=[TOOL], tool_choice="none"
+    )
+    assert without.choices[0].message.content == plain.choices[0].message.content  # greedy: the tools left out
+    assert not without.choices[0].message.tool_calls
+    assert without.choices[0].finish_reason == "length"
+
+
+def test_a_lone_surrogate_escape_is_refused_as_tgi_does(server):
+    body = rb'{"messages": [{"role": "user", "content": "hi \ud800"}], "max_tokens": 2}'
+    response = requests.post(server.url + "/v1/chat/completions", data=body, timeout=60)
+    assert response.status_code == 422, response.text
+    check_openai_error(response.json(), "validation")
+    assert "surrogate" in response.json()["error"]["message"]
+    paired = body.replace(rb"\ud800", rb"\ud83d\ude00")  # a surrogate pair is one character: accepted
+    assert requests.post(server.url + "/v1/chat/completions", data=paired, timeout=300).status_code == 200
 
 
 def test_huggingface_hub_chat_completion(server):

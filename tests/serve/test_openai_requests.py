@@ -47,6 +47,39 @@ def test_a_chat_request_becomes_sampling_settings():
     assert request.params.constraint is not None and request.params.constraint.kind == "gbnf"
 
 
+TOOL = {"type": "function", "function": {"name": "weather", "parameters": {"type": "object", "properties": {}}}}
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"tools": [TOOL], "tool_choice": "none"},
+        {"tool_choice": "none"},
+        {"tools": []},
+        {"functions": [TOOL["function"]], "function_call": "none"},
+    ],
+)
+def test_tools_the_client_says_not_to_call_are_left_out(extra):
+    request = parse_chat({"messages": HI, "max_tokens": 3, **extra}, LIMITS)
+    assert request.messages == tuple(HI) and request.params.max_new_tokens == 3
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"tools": [TOOL]},
+        {"tools": [TOOL], "tool_choice": "auto"},
+        {"tools": [TOOL], "tool_choice": "required"},
+        {"tools": [TOOL], "tool_choice": {"type": "function", "function": {"name": "weather"}}},
+        {"tool_choice": "auto"},
+        {"functions": [TOOL["function"]]},
+    ],
+)
+def test_tools_that_may_be_called_are_refused(extra):
+    with pytest.raises(RequestInvalid, match="not supported by this server"):
+        parse_chat({"messages": HI, **extra}, LIMITS)
+
+
 def test_missing_max_tokens_leaves_the_context_to_decide_and_sampling_is_the_default():
     request = parse_completion({"prompt": ["Once"]}, LIMITS)
     assert request.prompt == "Once" and request.params.max_new_tokens == 0

@@ -6,6 +6,7 @@ import contextlib
 import socket
 import time
 
+import openai
 import pytest
 import requests
 from serve_process import CANCELLED, parse_request_line, running
@@ -93,6 +94,11 @@ def test_a_request_beyond_the_waiting_limit_gets_429(small_queue):
         assert response.json()["error_type"] == "overloaded"
         assert set(response.json()) == {"error", "error_type"}
         assert parse_request_line(small_queue.request_line("/generate", since=mark).string)[2:4] == (429, 0)
+
+        sdk = openai.OpenAI(base_url=small_queue.url + "/v1", api_key="unused", timeout=10, max_retries=0)
+        with pytest.raises(openai.RateLimitError, match="Model is overloaded") as caught:
+            sdk.completions.create(model="m", prompt="hi", max_tokens=2)
+        assert caught.value.code == "rate_limit_exceeded"
 
         client = Client(small_queue.url, timeout=10)
         with pytest.raises(OverloadedError):
@@ -197,6 +203,9 @@ def test_an_api_key_protects_every_post_route(start_server):
             response = call(server, method, path, body, wrong)
             assert response.status_code == 401, (path, wrong, response.text)
             assert set(response.json()) == {"error", "error_type"}
+            assert response.json()["error_type"] == "authentication"
+            if path.startswith("/v1/"):  # the OpenAI API's shape there, which its SDKs read
+                assert response.json()["error"]["code"] == "invalid_api_key", response.text
             assert KEY not in response.text
     for path in OPEN:
         assert requests.get(server.url + path, timeout=10).status_code == 200, path

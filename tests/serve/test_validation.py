@@ -77,6 +77,13 @@ CASES = [
     ("grammar of an unknown type", "/generate", params(grammar={"type": "gbnf", "value": "root ::= x"}), 422),
     ("grammar without a value", "/", params(grammar={"type": "json"}), 422),
     ("details a string", "/generate", params(details="yes"), 422),
+    ("a lone surrogate escape", "/generate", raw('{"inputs": "hi \\ud800"}'), 422),
+    (
+        "a lone surrogate escape, streamed",
+        "/generate_stream",
+        raw('{"inputs": "hi", "parameters": {"stop": ["\\udc00"]}}'),
+        422,
+    ),
     ("do_sample a number", "/generate", params(do_sample=1), 422),
     (
         "decoder_input_details while streaming",

@@ -2,7 +2,7 @@
 `/v1/completions`), with TGI's rules and error messages. Pure: a JSON body in, an
 `OpenAIRequest` or a `RequestInvalid` out.
 
-A parameter this server cannot honour (`n` > 1, tools, `logit_bias`)
+A parameter this server cannot honour (`n` > 1, tools it may call, `logit_bias`)
 is refused with a 422, never silently dropped.
 """
 
@@ -37,9 +37,7 @@ def parse_chat(payload: Any, limits: Limits) -> OpenAIRequest:
     messages = payload.get("messages")
     if not isinstance(messages, list) or not messages:
         raise RequestInvalid("`messages` must be a non-empty list")
-    for name in ("tools", "tool_choice", "functions", "function_call"):
-        if payload.get(name) not in (None, [], "none"):
-            raise RequestInvalid(f"`{name}` is not supported by this server (it runs no tool calls)")
+    _no_tool_calls(payload)
     logprobs = flag(payload, "logprobs")
     top_logprobs = integer(payload, "top_logprobs")
     if top_logprobs is not None and not 0 <= top_logprobs <= 5:
@@ -56,6 +54,17 @@ def parse_chat(payload: Any, limits: Limits) -> OpenAIRequest:
         model=_model(payload),
         top_logprobs=(top_logprobs or 0) if logprobs else 0,
     )
+
+
+def _no_tool_calls(payload: dict) -> None:
+    """Tools the client says not to call (`tool_choice: "none"`) are left out, as a model that
+    could call them would answer; tools that may be called are refused: this server runs none."""
+    for tools, choice in (("tools", "tool_choice"), ("functions", "function_call")):
+        if payload.get(choice) == "none":
+            continue
+        for name in (tools, choice):
+            if payload.get(name) not in (None, []):
+                raise RequestInvalid(f"`{name}` is not supported by this server (it runs no tool calls)")
 
 
 def parse_completion(payload: Any, limits: Limits) -> OpenAIRequest:

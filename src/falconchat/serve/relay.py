@@ -19,11 +19,26 @@ if TYPE_CHECKING:
     from falconchat.backends.base import InProcessModel
 
 DISCONNECT_POLL_S = 0.1
+OPENAI_PREFIX = "/v1/"
+
+# TGI's `error_type` -> the OpenAI API's (`type`, `code`), for the `/v1/*` routes.
+OPENAI_ERRORS: dict[str, tuple[str, str | None]] = {
+    "validation": ("invalid_request_error", None),
+    "authentication": ("invalid_request_error", "invalid_api_key"),
+    "not_found": ("invalid_request_error", "model_not_found"),
+    "overloaded": ("requests", "rate_limit_exceeded"),
+    "generation": ("server_error", None),
+}
 
 
 def error_body(path: str, message: str, error_type: str) -> dict:
-    """TGI's flat `{"error", "error_type"}`."""
-    return {"error": message, "error_type": error_type}
+    """TGI's flat `{"error", "error_type"}`; on `/v1/*` the OpenAI API's `{"error": {"message",
+    "type", "param", "code"}}` (its SDKs read the message from there: a flat body reached them as
+    a bare "Error code: 422"), with TGI's `error_type` kept beside it."""
+    if not path.startswith(OPENAI_PREFIX):
+        return {"error": message, "error_type": error_type}
+    kind, code = OPENAI_ERRORS.get(error_type, ("server_error", None))
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}, "error_type": error_type}
 
 
 def error_response(request, status: int, message: str, error_type: str):

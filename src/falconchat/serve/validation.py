@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
 DEFAULT_MAX_NEW_TOKENS = 1024  # TGI's default when a request names none (if the context leaves that much)
 MAX_STOP_SEQUENCES = 4
 MAX_TOP_N_TOKENS = 5  # TGI's --max-top-n-tokens default
+
+# A `\uD800`-`\uDFFF` escape: the only way a lone surrogate gets into a parsed string (raw ones are
+# not valid UTF-8). Rare, so the whole value is walked only when one appears.
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 class RequestInvalid(ValueError):
@@ -42,19 +47,41 @@ class Limits:
 
 
 def parse_json(body: bytes) -> Any:
-    """JSON without NaN/Infinity (Python's json accepts them; TGI does not)."""
+    """JSON as TGI's parser takes it: no NaN/Infinity and no lone surrogate escape (Python's json
+    accepts both)."""
 
     def refuse(constant: str):
         raise ShapeInvalid(f"invalid JSON: {constant} is not a number")
 
     try:
-        return json.loads(body, parse_constant=refuse)
+        value = json.loads(body, parse_constant=refuse)
     except RequestInvalid:
         raise
     except (ValueError, UnicodeDecodeError) as exc:
         raise ShapeInvalid(f"invalid JSON body: {exc}") from None
     except RecursionError:  # thousands of nested arrays or objects: no request has that shape
         raise ShapeInvalid("invalid JSON body: nested too deeply") from None
+    if SURROGATE_ESCAPE.search(body) and _has_lone_surrogate(value):
+        raise ShapeInvalid("invalid JSON body: a string holds a lone surrogate escape (\\ud800-\\udfff)")
+    return value
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """A surrogate pair is joined into one character by the parser: any surrogate left is alone."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+    return False
 
 
 def typed(params: dict, name: str, kinds: tuple[type, ...], what: str):
