@@ -476,3 +476,42 @@ def test_a_table_cell_wraps_at_40_columns_and_is_never_cut():
         shown = console.export_text()
         assert "…" not in shown, shown
         assert sorted(ch for ch in shown if ch.isalnum()) == sorted(ch for ch in table if ch.isalnum()), shown
+
+
+CODE = '''```python
+import os  # a comment
+
+@cache
+def compute(alpha_value: int, name="x\\n") -> float:
+    result = os.path.join(alpha_value, 3.5, None, True)
+    print(f"{result} done")
+    return result
+```
+'''
+
+
+def test_code_is_drawn_in_the_terminal_s_own_palette_readable_on_light_and_dark():
+    """Issue 23 item 4: monokai drew identifiers near-white (38;5;231) with no background:
+    invisible on a light terminal. Only the default foreground and the six hues of the
+    16-colour palette (31-36), which terminals remap to suit their background."""
+    env = seen(TERM="xterm-256color", COLORTERM="truecolor")
+    out = Tty()
+    with reply_writer(out, env, plain=False) as writer:
+        writer.write(CODE)
+    shown = out.getvalue()
+    codes = [m.group(1) for m in _SGR.finditer(shown)]
+    assert codes, repr(shown)
+    colours_used = set()
+    for code in codes:
+        params = code.split(";")
+        assert "38" not in params and "48" not in params, code  # no 256-colour or true-colour, no background
+        numbers = {int(p) for p in params if p}
+        assert not numbers & {30, 37, 90, 97, 33, 93}, code  # never black, white or yellow
+        assert not {n for n in numbers if 40 <= n <= 48 or 100 <= n <= 107}, code  # only the default background (49)
+        colours_used |= {n for n in numbers if 31 <= n <= 36}
+    assert len(colours_used) >= 3, codes  # still highlighted
+    assert "compute" in _SGR.sub("", shown) and "alpha_value" in _SGR.sub("", shown)
+    plain = Tty()
+    with reply_writer(plain, seen(TERM="xterm-256color", NO_COLOR="1"), plain=False) as writer:
+        writer.write(CODE)
+    assert not colours(plain.getvalue()), repr(plain.getvalue())

@@ -16,12 +16,54 @@ from rich.segment import Segment
 from rich.syntax import Syntax
 
 
+def code_theme():
+    """Code colours that read on a dark and on a light background: the terminal's own plain
+    foreground for names and plain text, and only the six hues of its 16-colour palette
+    (which every terminal theme keeps readable on its background), never white, black,
+    yellow, bright or 256/true colours, nor a background (as bat's "ansi" theme). Monkai's
+    foregrounds were near-white (colour 231): invisible on a light terminal."""
+    from pygments.token import Comment, Error, Generic, Keyword, Name, Number, Operator, String, Token
+    from rich.style import Style
+    from rich.syntax import ANSISyntaxTheme
+
+    return ANSISyntaxTheme(
+        {
+            Token: Style(),
+            Comment: Style(dim=True),
+            Comment.Preproc: Style(color="magenta"),
+            Keyword: Style(color="magenta"),
+            Keyword.Type: Style(color="cyan"),
+            Operator.Word: Style(color="magenta"),
+            Name.Builtin: Style(color="cyan"),
+            Name.Function: Style(color="blue"),
+            Name.Class: Style(color="blue", bold=True),
+            Name.Namespace: Style(color="cyan"),
+            Name.Exception: Style(color="red"),
+            Name.Decorator: Style(color="magenta"),
+            Name.Constant: Style(color="red"),
+            Name.Attribute: Style(color="cyan"),
+            Name.Tag: Style(color="blue"),
+            String: Style(color="green"),
+            String.Escape: Style(color="cyan"),
+            String.Interpol: Style(color="cyan"),
+            Number: Style(color="red"),
+            Generic.Deleted: Style(color="red"),
+            Generic.Inserted: Style(color="green"),
+            Generic.Heading: Style(bold=True),
+            Generic.Subheading: Style(color="magenta", bold=True),
+            Generic.Prompt: Style(bold=True),
+            Generic.Error: Style(color="red"),
+            Error: Style(color="red", underline=True),
+        }
+    )
+
+
 class PlainCodeBlock(CodeBlock):
     """Highlighted code with no padding, background fill or inserted line breaks."""
 
     def __rich_console__(self, console, options):
         code = str(self.text).rstrip()
-        syntax = Syntax(code, self.lexer_name, theme=self.theme, background_color="default")
+        syntax = Syntax(code, self.lexer_name, theme=code_theme(), background_color="default")
         highlighted = syntax.highlight(code)
         highlighted.expand_tabs(syntax.tab_size)
         for line in highlighted.split("\n"):
