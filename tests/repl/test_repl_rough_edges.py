@@ -5,12 +5,12 @@ reasoning shown again with /reasoning (tmux: a real terminal, where reasoning is
 from __future__ import annotations
 
 import pytest
-from tmux_terminal import have_tmux
 
 from falconchat.thinking import separate_reasoning
 from falconchat.types import Done, ReasoningDelta, TextDelta
 from openai_endpoint import OpenAIEndpoint
 from processes import falconchat, isolated_env
+from tmux_terminal import have_tmux
 
 pytestmark = pytest.mark.process  # the real falconchat, in a terminal or with its input a pipe
 

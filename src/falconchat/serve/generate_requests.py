@@ -8,12 +8,15 @@ Unknown fields are ignored and never passed on.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from falconchat.serve.structured import grammar_constraint
 from falconchat.serve.validation import Limits, RequestInvalid, ShapeInvalid, flag, integer, number
 from falconchat.types import SamplingParams
+
+T = TypeVar("T", int, float)
 
 
 @dataclass(frozen=True)
@@ -33,71 +36,30 @@ class GenerateRequest:
 
 def parse_request(payload: Any, limits: Limits, *, stream: bool | None = None) -> GenerateRequest:
     """Validate a `/generate` (`stream=False`), `/generate_stream` (`True`) or `/` (from the body) request."""
-    if not isinstance(payload, dict):
-        raise ShapeInvalid("the body must be a JSON object with `inputs`")
-    inputs = payload.get("inputs")
-    if not isinstance(inputs, str):
-        raise ShapeInvalid("`inputs` must be a string")
-    if not inputs:
-        raise RequestInvalid("`inputs` cannot be empty")
-    params = payload.get("parameters")
-    params = {} if params is None else params  # only null means "not given": [] or "" are wrong types
-    if not isinstance(params, dict):
-        raise ShapeInvalid("`parameters` must be an object")
-    compat = stream is None
-    if stream is None:
-        stream = payload.get("stream", False)
-        if not isinstance(stream, bool):
-            raise ShapeInvalid("`stream` must be true or false")
+    inputs, params, compat, stream = _body(payload, stream)
     if stream and params.get("decoder_input_details"):
         raise RequestInvalid("`decoder_input_details` == true is not supported when streaming tokens")
 
-    best_of = integer(params, "best_of")
-    if best_of is not None and best_of != 1:
-        raise RequestInvalid(f"`best_of` must be > 0 and <= 1. Given: {best_of}")
-    temperature = number(params, "temperature")
-    if temperature is not None and temperature <= 0:
-        raise RequestInvalid(f"`temperature` must be strictly positive. Given: {temperature}")
-    repetition_penalty = number(params, "repetition_penalty")
-    if repetition_penalty is not None and repetition_penalty <= 0:
-        raise RequestInvalid(f"`repetition_penalty` must be strictly positive. Given: {repetition_penalty}")
-    frequency_penalty = number(params, "frequency_penalty")
-    if frequency_penalty is not None and not -2 <= frequency_penalty <= 2:
-        raise RequestInvalid(f"`frequency_penalty` must be >= -2.0 and <= 2.0. Given: {frequency_penalty}")
-    top_p = number(params, "top_p")
-    if top_p is not None and not 0 < top_p < 1:
-        raise RequestInvalid(f"`top_p` must be > 0.0 and < 1.0. Given: {top_p}")
-    typical_p = number(params, "typical_p")
-    if typical_p is not None and not 0 < typical_p < 1:
-        raise RequestInvalid(f"`typical_p` must be > 0.0 and < 1.0. Given: {typical_p}")
-    top_k = integer(params, "top_k")
-    if top_k is not None and top_k <= 0:
-        raise RequestInvalid(f"`top_k` must be strictly positive. Given: {top_k}")
-    max_new_tokens = integer(params, "max_new_tokens")
-    if max_new_tokens is not None and max_new_tokens < 1:
-        raise RequestInvalid(f"`max_new_tokens` must be strictly positive. Given: {max_new_tokens}")
-    seed = integer(params, "seed")
-    if seed is not None and not 0 <= seed < 2**64:
-        raise RequestInvalid(f"`seed` must be a non-negative integer. Given: {seed}")
-    truncate = integer(params, "truncate")
-    if truncate is not None and not 0 < truncate <= limits.max_input_tokens:
-        raise RequestInvalid(
-            f"`truncate` must be strictly positive and less than {limits.max_input_tokens}. Given: {truncate}"
-        )
-    top_n_tokens = integer(params, "top_n_tokens")
-    if top_n_tokens is not None and not 0 <= top_n_tokens <= limits.max_top_n_tokens:
-        raise RequestInvalid(
-            f"`top_n_tokens` must be >= 0 and <= {limits.max_top_n_tokens}. Given: {top_n_tokens}"
-        )  # as TGI says it
+    _checked(params, "best_of", integer, lambda v: v == 1, "must be > 0 and <= 1")  # one sequence per request
+    temperature = _checked(params, "temperature", number, lambda v: v > 0, "must be strictly positive")
+    repetition_penalty = _checked(params, "repetition_penalty", number, lambda v: v > 0, "must be strictly positive")
+    frequency_penalty = _checked(
+        params, "frequency_penalty", number, lambda v: -2 <= v <= 2, "must be >= -2.0 and <= 2.0"
+    )
+    top_p = _checked(params, "top_p", number, lambda v: 0 < v < 1, "must be > 0.0 and < 1.0")
+    typical_p = _checked(params, "typical_p", number, lambda v: 0 < v < 1, "must be > 0.0 and < 1.0")
+    top_k = _checked(params, "top_k", integer, lambda v: v > 0, "must be strictly positive")
+    max_new_tokens = _checked(params, "max_new_tokens", integer, lambda v: v >= 1, "must be strictly positive")
+    seed = _checked(params, "seed", integer, lambda v: 0 <= v < 2**64, "must be a non-negative integer")
+    longest, most = limits.max_input_tokens, limits.max_top_n_tokens
+    truncate = _checked(
+        params, "truncate", integer, lambda v: 0 < v <= longest, f"must be strictly positive and less than {longest}"
+    )
+    top_n_tokens = _checked(
+        params, "top_n_tokens", integer, lambda v: 0 <= v <= most, f"must be >= 0 and <= {most}"
+    )  # as TGI says it
     constraint = grammar_constraint(params.get("grammar"))
-    stops = params.get("stop")
-    stops = [] if stops is None else stops
-    if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
-        raise ShapeInvalid("`stop` must be a list of strings")
-    if not all(stops):
-        raise RequestInvalid("`stop` must be a list of non-empty strings")
-    if len(stops) > limits.max_stop_sequences:
-        raise RequestInvalid(f"`stop` supports up to {limits.max_stop_sequences} stop sequences. Given: {len(stops)}")
+    stops = _stops(params, limits)
 
     # TGI samples when asked to, or when any sampling setting moves away from its neutral value.
     sampling = (
@@ -134,3 +96,47 @@ def parse_request(payload: Any, limits: Limits, *, stream: bool | None = None) -
         sampling=sampling,
         seed=seed if sampling else None,
     )
+
+
+def _body(payload: Any, stream: bool | None) -> tuple[str, dict, bool, bool]:
+    """(inputs, parameters, whether it came to `/` (TGI's compatible route), whether to stream)."""
+    if not isinstance(payload, dict):
+        raise ShapeInvalid("the body must be a JSON object with `inputs`")
+    inputs = payload.get("inputs")
+    if not isinstance(inputs, str):
+        raise ShapeInvalid("`inputs` must be a string")
+    if not inputs:
+        raise RequestInvalid("`inputs` cannot be empty")
+    params = payload.get("parameters")
+    params = {} if params is None else params  # only null means "not given": [] or "" are wrong types
+    if not isinstance(params, dict):
+        raise ShapeInvalid("`parameters` must be an object")
+    compat = stream is None
+    if stream is None:
+        stream = payload.get("stream", False)
+        if not isinstance(stream, bool):
+            raise ShapeInvalid("`stream` must be true or false")
+    return inputs, params, compat, stream
+
+
+def _checked(
+    params: dict, name: str, read: Callable[[dict, str], T | None], ok: Callable[[T], bool], rule: str
+) -> T | None:
+    """The parameter `name`, read as `read` does (None: not given); refused, as TGI words it, unless `ok`."""
+    value = read(params, name)
+    if value is not None and not ok(value):
+        raise RequestInvalid(f"`{name}` {rule}. Given: {value}")
+    return value
+
+
+def _stops(params: dict, limits: Limits) -> list[str]:
+    """The stop sequences: a list of non-empty strings, no more than the limit."""
+    stops = params.get("stop")
+    stops = [] if stops is None else stops
+    if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
+        raise ShapeInvalid("`stop` must be a list of strings")
+    if not all(stops):
+        raise RequestInvalid("`stop` must be a list of non-empty strings")
+    if len(stops) > limits.max_stop_sequences:
+        raise RequestInvalid(f"`stop` supports up to {limits.max_stop_sequences} stop sequences. Given: {len(stops)}")
+    return stops
