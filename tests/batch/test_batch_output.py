@@ -84,12 +84,80 @@ def test_summary_line():
 # ---- the progress bar's figures and the summary's rate (issue 15, item 14) ------------------
 
 
-def test_eta_comes_from_the_runs_own_rate_of_items():
-    from falconchat.batch.progress import eta_text
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
 
-    assert eta_text(2, 30, 41.0) == "0:09:34"  # 20.5 s an item, 28 to go (not 0:00:42)
-    assert eta_text(0, 30, 41.0) == "-:--:--"  # nothing finished: no guess
-    assert eta_text(30, 30, 60.0) == "0:00:00"
+    def __call__(self) -> float:
+        return self.now
+
+
+def simulated_run(total: int, together: int, seed: int, startup_s: float):
+    """A batch as the bundled model runs it: `together` items decode at once, each sequence at
+    4 tokens/s, each reply 20-64 tokens long, results written in input order; the first token
+    comes after `startup_s` (loading, the first prompts). Yields, every 0.25 s of the fake clock:
+    (seconds, done, answered, finished_tokens, streamed_tokens, in_flight)."""
+    import random
+
+    rng = random.Random(seed)
+    lengths = [rng.randint(20, 64) for _ in range(total)]
+    streamed = [0.0] * total
+    finished_at: dict[int, float] = {}
+    t, step = 0.0, 0.25
+    while len(finished_at) < total:
+        t += step
+        if t > startup_s:
+            running = [i for i in range(total) if i not in finished_at][:together]
+            for i in running:
+                streamed[i] = min(lengths[i], streamed[i] + 4 * step)
+                if streamed[i] >= lengths[i]:
+                    finished_at[i] = t
+        done = 0
+        while done < total and done in finished_at:  # written in input order
+            done += 1
+        decoding = sum(1 for i in range(total) if i not in finished_at and streamed[i] > 0)
+        yield t, done, done, sum(lengths[:done]), int(sum(streamed)), decoding
+    return
+
+
+def test_eta_counts_items_in_flight_and_stays_near_the_truth_with_a_fake_clock():
+    """Issue 23 item 8: `elapsed / done x left` said 5:28 with one item finished and 8 in flight
+    on a run that ended 40 s later, and grew to 10:42 (a factor of 8, then 16). Every estimate
+    made once an item is written is within a factor of 2.5 of the time really left (while more
+    than 10 s are: the last items decode with fewer beside them, which no rate foresees)."""
+    from falconchat.batch.progress import Eta
+
+    for seed in range(5):
+        run = list(simulated_run(32, 8, seed, startup_s=3.0))
+        end = run[-1][0]
+        clock = FakeClock()
+        eta = Eta(32, clock)
+        seen = []
+        for t, *figures in run:
+            clock.now = 100.0 + t
+            estimate = eta.seconds(*figures)
+            done = figures[0]
+            truly_left = end - t
+            if done == 0:
+                assert estimate is None  # no guess before an item is written
+            elif truly_left > 10:
+                seen.append(estimate)
+                assert truly_left / 2.5 <= estimate <= truly_left * 2.5, (seed, t, done, estimate, truly_left)
+        assert len(seen) > 10
+        assert eta.seconds(32, 32, 1, 1) == 0.0
+
+
+def test_eta_text_says_nothing_before_the_first_item_and_h_mm_ss_after():
+    from falconchat.batch.progress import Eta
+
+    clock = FakeClock()
+    eta = Eta(30, clock)
+    assert eta.text(0, 0, 0, 0) == "-:--:--"
+    assert eta.text(0, 0, 0, 5) == "-:--:--"  # the first token: the clock starts here
+    clock.now += 41.0
+    assert eta.text(2, 2, 100, 100) == "0:09:34"  # 20.5 s an item, 28 to go, nothing else in flight
+    assert eta.text(2, 2, 100, 150) == "0:06:09"  # one more item's worth in flight: 41 / 3 x 27
+    assert eta.text(30, 30, 1500, 1500) == "0:00:00"
 
 
 def test_tokens_per_s_counts_what_is_still_decoding():

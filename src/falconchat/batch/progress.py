@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from falconchat.environment import Environment
@@ -56,6 +58,7 @@ class Progress:
         self.notes = notes
         self._bar: RichProgress | None = None
         self._task: TaskID | None = None
+        self.eta = Eta(total)
 
     def __enter__(self) -> Progress:
         if self.total and self.notes.draws():
@@ -79,7 +82,7 @@ class Progress:
             console=make_console(self.notes.stream, self.notes.env),
             transient=True,  # the summary line replaces it
         )
-        self._task = bar.add_task("batch", total=self.total, failed=0, in_flight=0, rate="0", eta=eta_text(0, 1, 0))
+        self._task = bar.add_task("batch", total=self.total, failed=0, in_flight=0, rate="0", eta=NO_ESTIMATE)
         bar.start()
         self.notes.console = bar.console
 
@@ -93,7 +96,9 @@ class Progress:
             failed=stats["failed"],
             in_flight=self.runner.in_flight,
             rate=f"{tokens_per_s(self.runner.streamed_tokens, elapsed):.0f}",
-            eta=eta_text(done, self.total, elapsed),
+            eta=self.eta.text(
+                done, stats["answered"], stats["tokens"], self.runner.streamed_tokens, self.runner.in_flight
+            ),
         )
 
     def __exit__(self, *exc) -> None:
@@ -107,12 +112,60 @@ def tokens_per_s(streamed: int, elapsed: float) -> float:
     return streamed / elapsed if elapsed > 0 else 0.0
 
 
-def eta_text(done: int, total: int, elapsed: float) -> str:
-    """Time left at the run's own rate of finished items (Rich's estimate looks at the last
-    30 s only: with items slower than that it showed a few seconds for a long run)."""
-    if done <= 0 or elapsed <= 0:
-        return "-:--:--"
-    left = round(elapsed / done * max(0, total - done))
+NO_ESTIMATE = "-:--:--"
+
+
+class Eta:
+    """Time left, from the work done so far over the time spent decoding it.
+
+    Work is counted in items: the finished ones, and the items still decoding as the share of
+    an average reply they have streamed (with 8 decoded together, one finished item says
+    little: the first estimate was 5:28 on a 50 s run, and grew). The time is counted from the
+    first token, so that loading the model and reading the first prompts is not extrapolated
+    over the whole run. Nothing is guessed before an item finishes."""
+
+    def __init__(self, total: int, clock: Callable[[], float] = time.monotonic):
+        self.total = total
+        self.clock = clock
+        self._first_token_at: float | None = None
+
+    def seconds(
+        self, done: int, answered: int, finished_tokens: int, streamed_tokens: int, in_flight: int = 0
+    ) -> float | None:
+        """`done`: items written (answered or failed); `finished_tokens`: the tokens of the
+        answered ones; `streamed_tokens`: every token streamed, items not yet written included;
+        `in_flight`: the items decoding now."""
+        now = self.clock()
+        if self._first_token_at is None and streamed_tokens > 0:
+            self._first_token_at = now
+        left = self.total - done
+        if done <= 0 or self._first_token_at is None:
+            return None
+        if left <= 0:
+            return 0.0
+        elapsed = now - self._first_token_at
+        ahead = 0.0
+        unwritten = max(0, streamed_tokens - finished_tokens)
+        if answered > 0 and finished_tokens > 0:
+            # The first items to finish are the short ones: the items decoding now will be at
+            # least as long as what they have streamed so far.
+            per_item = max(finished_tokens / answered, unwritten / in_flight if in_flight else 0.0)
+            ahead = min(unwritten / per_item, left * 0.95)
+        worked = done + ahead
+        if elapsed <= 0:
+            return None
+        per_item_s = elapsed / worked  # at the rate the items go through together
+        # The last items decode with fewer beside them: about half an item's own time more.
+        tail = min(in_flight, left) * per_item_s / 2
+        return per_item_s * (self.total - worked) + tail
+
+    def text(self, done: int, answered: int, finished_tokens: int, streamed_tokens: int, in_flight: int = 0) -> str:
+        seconds = self.seconds(done, answered, finished_tokens, streamed_tokens, in_flight)
+        return NO_ESTIMATE if seconds is None else clock_text(seconds)
+
+
+def clock_text(seconds: float) -> str:
+    left = round(seconds)
     return f"{left // 3600}:{left // 60 % 60:02d}:{left % 60:02d}"
 
 
