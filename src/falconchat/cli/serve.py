@@ -45,7 +45,12 @@ def serve_model(env: Environment, options: ServeOptions) -> int:
     backend = open_in_process(spec, sequences=options.parallel or BACKENDS[spec.backend].default_sequences())
     try:
         server = TgiServer(
-            backend, model_id=spec.name, api_key=key, max_waiting=options.max_waiting, debug=bool(settings.debug)
+            backend,
+            model_id=spec.name,
+            api_key=key,
+            max_waiting=options.max_waiting,
+            debug=env.debug,  # settled by `load`: --debug, FALCONCHAT_DEBUG, .env, the config file
+            log=env.stderr,
         )
         if not is_loopback(options.host) and not key:
             print(

@@ -14,9 +14,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
-import sys
 import time
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from falconchat.errors import ConfigError
 from falconchat.serve.engine import Engine
@@ -42,8 +41,8 @@ class TgiServer:
         model_id: str,
         api_key: str | None,
         max_waiting: int,
-        debug: bool = False,
-        log=sys.stderr,
+        debug: bool,
+        log: IO[str],  # the command's stderr: one line per request, notes, tracebacks with debug
     ):
         self.api_key = api_key
         self.debug = debug
