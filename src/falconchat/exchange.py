@@ -30,9 +30,11 @@ def answer(
     notice: Callable[[str], None],
     reasoning: ReasoningWriter | None = None,
     log: ConversationLog | None = None,
+    setting: str = "--max-new-tokens",
 ) -> Done:
     """Stream the reply to `message` into `writer`, and a thinking model's reasoning into
-    `reasoning` (dropped when None); return its `Done`.
+    `reasoning` (dropped when None); return its `Done`. `setting` is how the caller's user
+    changes max-new-tokens, named in the errors that say to (a flag, or the REPL's /set).
 
     Ctrl-C (KeyboardInterrupt) and errors propagate after the writer has shown
     what arrived, the conversation has kept it and `log` has logged it. The conversation
@@ -40,7 +42,11 @@ def answer(
     """
     counter = _message_counter(backend)
     fitted = _fit(
-        lambda budget: conversation.prompt_for(message, backend.count_tokens, budget, counter), backend, params, notice
+        lambda budget: conversation.prompt_for(message, backend.count_tokens, budget, counter),
+        backend,
+        params,
+        notice,
+        setting,
     )
     if backend.takes_messages:  # the server or the model's own template formats them
         events = backend.stream_messages(fitted.messages, params)
@@ -69,6 +75,7 @@ def continue_answer(
     writer: ReplyWriter,
     notice: Callable[[str], None],
     log: ConversationLog | None = None,
+    setting: str = "--max-new-tokens",
 ) -> Done:
     """Have the model go on with the last reply, appending to it: a text prompt that ends inside
     the reply, or (format "native") the model's template with the reply as an open last message."""
@@ -76,7 +83,11 @@ def continue_answer(
         raise InputError('/continue needs a prompt falconchat writes (format "falcon" or "native"); /retry works')
     counter = _message_counter(backend)
     fitted = _fit(
-        lambda budget: conversation.prompt_to_continue(backend.count_tokens, budget, counter), backend, params, notice
+        lambda budget: conversation.prompt_to_continue(backend.count_tokens, budget, counter),
+        backend,
+        params,
+        notice,
+        setting,
     )
     if backend.takes_messages:
         events = backend.stream_messages(fitted.messages, params)
@@ -106,21 +117,25 @@ def _message_counter(backend: Backend) -> CountMessages | None:
 
 
 def _fit(
-    make_prompt: Callable[[int], FittedPrompt], backend: Backend, params: SamplingParams, notice: Callable[[str], None]
+    make_prompt: Callable[[int], FittedPrompt],
+    backend: Backend,
+    params: SamplingParams,
+    notice: Callable[[str], None],
+    setting: str,
 ) -> FittedPrompt:
     context = backend.context_length
     budget = context - params.max_new_tokens
     if budget < 16:
         raise InputError(
             f"max-new-tokens {params.max_new_tokens} leaves no room for the prompt in the model's "
-            f"context of {context} tokens; lower --max-new-tokens"
+            f"context of {context} tokens; lower {setting}"
         )
     try:
         fitted = make_prompt(budget)
     except PromptTooLong as exc:
         raise InputError(
             f"the message needs {exc.needed} tokens but only {exc.budget} fit "
-            f"(context {context} − max-new-tokens {params.max_new_tokens}); shorten it or lower --max-new-tokens"
+            f"(context {context} − max-new-tokens {params.max_new_tokens}); shorten it or lower {setting}"
         ) from None
     if fitted.dropped_turns:
         turns = "turn" if fitted.dropped_turns == 1 else "turns"

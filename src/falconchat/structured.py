@@ -95,10 +95,13 @@ def checked_schema(schema: Any, where: str = "--schema") -> dict:
     return schema
 
 
-def check_reply(text: str, constraint: Constraint | None, *, cut: bool = False) -> Any:
+def check_reply(
+    text: str, constraint: Constraint | None, *, cut: bool = False, setting: str = "--max-new-tokens"
+) -> Any:
     """The reply's parsed value, or `InvalidReply` with the first reason it does not fit.
     Without a JSON constraint there is nothing to check: None. `cut`: the reply stopped
-    at max-new-tokens, which a grammar cannot prevent, so the error says so."""
+    at max-new-tokens, which a grammar cannot prevent, so the error says so, naming how
+    to raise it (`setting`: a flag, or the REPL's /set)."""
     if constraint is None or constraint.kind not in ("json", "json_schema"):
         return None
     try:
@@ -106,7 +109,7 @@ def check_reply(text: str, constraint: Constraint | None, *, cut: bool = False) 
     except json.JSONDecodeError as exc:
         if cut:
             raise InvalidReply(
-                f"the reply stopped at max-new-tokens before its JSON was complete ({_where(exc)}); raise --max-new-tokens"
+                f"the reply stopped at max-new-tokens before its JSON was complete ({_where(exc)}); raise {setting}"
             ) from None
         shown = _short(text.strip()) or "nothing"
         raise InvalidReply(f"the reply is not JSON ({_where(exc)}): {shown}") from None

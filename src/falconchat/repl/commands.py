@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -16,10 +17,12 @@ from falconchat.errors import FalconchatError
 from falconchat.repl import session_commands
 from falconchat.repl.state import Chat, ReplState
 from falconchat.text import sanitize
+from falconchat.types import Constraint
 
 SETTABLE = ("temperature", "max_new_tokens", "top_p", "top_k", "repetition_penalty", "seed", "stop")
 ALIASES = {"temp": "temperature", "max_tokens": "max_new_tokens"}
 UNSET = ("none", "off", "random")  # `/set seed none`: no fixed seed
+MAX_TOKENS_SETTING = "max_new_tokens (/set max_new_tokens N)"  # how hints name it in the chat, not as a flag
 BARE_WORDS = {"exit": "/exit", "quit": "/exit"}  # typed without the slash, they still leave
 CLIPBOARD_TOOLS = (["pbcopy"], ["wl-copy"], ["xclip", "-selection", "clipboard"], ["xsel", "--clipboard", "--input"])
 
@@ -131,17 +134,22 @@ class Commands:
         self.repl.notice(f"temperature = {temperature:g}" + (" (greedy)" if temperature == 0 else ""))
 
     def show(self, arg: str) -> None:
+        from rich.text import Text
+
         state, p = self.state, self.state.params
         # What the chat can change (and a --schema); serve's OpenAI-only knobs stay at their defaults.
-        values = "\n".join(f"  {name} = {_shown(getattr(p, name))}" for name in (*SETTABLE, "constraint"))
+        values = "\n".join(f"  {name} = {_shown(getattr(p, name))}" for name in SETTABLE)
+        values += "\n  " + _shown_constraint(p.constraint)
         session = state.options.session or "(none: in memory only)"
         history = "on" if state.options.data_dir else "off"
         self.repl.err.print(
-            sanitize(
-                f"model: {state.backend.describe()}\nformat: {shown_format(state.backend)}\n"
-                f"system: {state.conversation.system or '(none)'}\n{values}\n"
-                f"session: {session} · input history: {history} · stats: {'on' if state.options.verbose else 'off'}"
-            )
+            Text(
+                sanitize(
+                    f"model: {state.backend.describe()}\nformat: {shown_format(state.backend)}\n"
+                    f"system: {state.conversation.system or '(none)'}\n{values}\n"
+                    f"session: {session} · input history: {history} · stats: {'on' if state.options.verbose else 'off'}"
+                )
+            )  # Text: a system message or schema with [brackets] is not Rich markup
         )
 
     def model(self, arg: str) -> None:
@@ -223,6 +231,12 @@ class Commands:
             self.repl.notice("nothing to continue yet")
         elif last.status == "complete":
             self.repl.notice("the last reply is complete; /retry asks again")
+        elif self.state.params.constraint is not None:
+            # The grammar holds from the reply's first character: going on would start a second object.
+            self.repl.notice(
+                "a reply under --schema or --json-mode can't be continued (its shape is checked from the start): "
+                f"/set max_new_tokens N (now {self.state.params.max_new_tokens}), then /retry"
+            )
         else:
             self.repl.continue_reply()
 
@@ -375,6 +389,19 @@ def _shown(value: object) -> str:
     if isinstance(value, tuple | list):
         return ", ".join(map(str, value)) or "none"
     return str(value)
+
+
+def _shown_constraint(constraint: Constraint | None) -> str:
+    """--schema as the JSON Schema it is, --json-mode, a regex or a grammar: what a user reads and can copy."""
+    if constraint is None:
+        return "schema = none"
+    if constraint.kind == "json_schema":
+        return "schema = " + json.dumps(constraint.value, ensure_ascii=False)
+    if constraint.kind == "json":
+        return "schema = any JSON object (--json-mode)"
+    if constraint.kind == "regex":
+        return f"regex = {constraint.value}"
+    return f"grammar = {len(str(constraint.value).splitlines())} lines of GBNF"
 
 
 def shown_format(backend: Backend) -> str:

@@ -16,7 +16,7 @@ from falconchat.exchange import answer, continue_answer, stats_line
 from falconchat.prompt import chat_messages, falcon_prompt
 from falconchat.reasoning_view import KeptReasoning, reasoning_writer
 from falconchat.render import make_console, reply_writer
-from falconchat.repl.commands import Commands, shown_format
+from falconchat.repl.commands import MAX_TOKENS_SETTING, Commands, shown_format
 from falconchat.repl.gauge import Gauge
 from falconchat.repl.state import ReplOptions, ReplState
 from falconchat.structured import check_reply
@@ -236,6 +236,7 @@ class Repl:
                     self._keep_reasoning,
                 ),
                 log=self.state.options.log,
+                setting=MAX_TOKENS_SETTING,
             ),
             fresh=True,
         )
@@ -253,6 +254,7 @@ class Repl:
                 writer,
                 self.notice,
                 log=self.state.options.log,
+                setting=MAX_TOKENS_SETTING,
             )
         )
 
@@ -277,11 +279,16 @@ class Repl:
         if self.state.params.constraint is not None and done.finish_reason != "cancelled":
             try:  # --schema / --json-mode: a reply that does not fit is said, never passed over
                 reply = self.state.conversation.turns[-1].assistant
-                check_reply(reply, self.state.params.constraint, cut=done.finish_reason == "length")
+                check_reply(
+                    reply, self.state.params.constraint, cut=done.finish_reason == "length", setting=MAX_TOKENS_SETTING
+                )
             except FalconchatError as exc:
                 self.error(exc.message)
         if done.finish_reason == "length":
-            self.notice(f"(stopped at max_new_tokens = {self.state.params.max_new_tokens}; /continue goes on)")
+            limit = self.state.params.max_new_tokens
+            # A constrained reply can't go on (see Commands.continue_): a longer one is asked again.
+            then = "/continue goes on" if self.state.params.constraint is None else "/set max_new_tokens N, then /retry"
+            self.notice(f"(stopped at max_new_tokens = {limit}; {then})")
         if self.state.options.verbose:
             self.notice(stats_line(done))
 
