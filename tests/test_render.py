@@ -478,7 +478,7 @@ def test_a_table_cell_wraps_at_40_columns_and_is_never_cut():
         assert sorted(ch for ch in shown if ch.isalnum()) == sorted(ch for ch in table if ch.isalnum()), shown
 
 
-CODE = '''```python
+CODE = """```python
 import os  # a comment
 
 @cache
@@ -487,7 +487,7 @@ def compute(alpha_value: int, name="x\\n") -> float:
     print(f"{result} done")
     return result
 ```
-'''
+"""
 
 
 def test_code_is_drawn_in_the_terminal_s_own_palette_readable_on_light_and_dark():

@@ -101,6 +101,9 @@ MODEL_FIELDS = {
 }
 FORMATS = {name: kind.formats for name, kind in BACKENDS.items()}
 IN_PROCESS = tuple(name for name, kind in BACKENDS.items() if kind.in_process)  # run a model file here
+# Where a chat template's switches (enable_thinking, reasoning_effort) reach it: in process, or
+# an OpenAI-compatible server's (vLLM's and llama.cpp's chat_template_kwargs); "auto" may be one.
+TAKES_THINKING = (*IN_PROCESS, "openai", "auto")
 
 
 def user_config_dir(environ: Mapping[str, str]) -> Path:
@@ -221,8 +224,8 @@ def _model_from_toml(name: str, entry: Any, src: Sources, defaults: dict[str, An
     if "device" in entry and backend != "transformers":
         raise ConfigError(f"{where}: device is a setting of transformers models, not {backend} ones")
     for key in ("thinking", "reasoning_effort"):
-        if key in entry and backend not in IN_PROCESS:
-            raise ConfigError(f'{where}: {key} is a setting of format = "native" models, not {backend} ones')
+        if key in entry and backend not in TAKES_THINKING:
+            raise ConfigError(f'{where}: {key} is a setting of format = "native" and openai models, not {backend} ones')
     if backend in IN_PROCESS:
         return ModelSpec(
             name=name,
@@ -258,6 +261,8 @@ def _model_from_toml(name: str, entry: Any, src: Sources, defaults: dict[str, An
         remote_model=remote,
         headers=tuple(sorted(headers.items())),
         format=form,
+        thinking=_first(field_value("thinking"), defaults["thinking"]),
+        reasoning_effort=field_value("reasoning_effort") or defaults["reasoning_effort"],
     )
 
 
@@ -369,7 +374,7 @@ def load_settings(
         for key in ("timeout", "auth_scheme", "context_length", "threads", "thinking", "reasoning_effort")
         if src.lookup(key)[1] < TOML and values[key] is not None
     }
-    if model.backend not in IN_PROCESS:  # the switches of a model's own template
+    if model.backend not in TAKES_THINKING:  # the switches of a model's own chat template
         overrides = {k: v for k, v in overrides.items() if k not in ("thinking", "reasoning_effort")}
     model = _replace(model, **overrides)
     sampling = SamplingParams(

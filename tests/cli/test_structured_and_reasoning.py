@@ -185,3 +185,44 @@ def test_the_short_form_bounds_lists_so_a_small_model_cannot_run_on():
     assert tags["maxItems"] >= 5 and tags["items"]["maxLength"] >= 20
     gbnf = compile_constraint(Constraint("json_schema", schema))
     assert gbnf.count("tags-item") > tags["maxItems"]  # the grammar holds the bound, not only the check
+
+
+# ---- thinking switches reach an OpenAI-compatible server's chat template ---------------------
+
+
+def test_thinking_switches_reach_the_server_s_chat_template(tmp_path, endpoint):
+    """Left open in issue 23: --thinking/--no-thinking and --reasoning-effort went nowhere on an
+    OpenAI-compatible server. vLLM and llama.cpp's server take chat_template_kwargs (Qwen3's
+    enable_thinking) and reasoning_effort (gpt-oss); nothing is sent unless asked."""
+    endpoint.reply(["Ada", " it is."])
+    for flags in ([], ["--no-thinking"], ["--thinking", "--reasoning-effort", "low"]):
+        env = environment(tmp_path)
+        assert run(["ask", "--endpoint", endpoint.url, *flags, "who?"], env) == 0, env.stderr.text()
+    plain, off, low = endpoint.posts()
+    assert "chat_template_kwargs" not in plain and "reasoning_effort" not in plain
+    assert off["chat_template_kwargs"] == {"enable_thinking": False} and "reasoning_effort" not in off
+    assert low["chat_template_kwargs"] == {"enable_thinking": True, "reasoning_effort": "low"}
+    assert low["reasoning_effort"] == "low"
+
+
+def test_a_configured_openai_model_s_thinking_and_a_schema_go_together(tmp_path, endpoint):
+    endpoint.models = [{"id": "qwen3", "owned_by": "vllm"}]
+    endpoint.reply(['{"name": "Ada", "age": 36}'])
+    config = tmp_path / "config" / "falconchat" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text(f'[models.qwen]\nbackend = "openai"\nendpoint = "{endpoint.url}/v1"\nthinking = false\n')
+    env = environment(tmp_path)
+    assert run(["ask", "-m", "qwen", "--schema", SCHEMA, "who?"], env) == 0, env.stderr.text()
+    [body] = endpoint.posts()
+    assert body["chat_template_kwargs"] == {"enable_thinking": False}
+    assert body["response_format"]["type"] == "json_schema"  # both parts of the request kept
+
+
+def test_on_vllm_the_schema_and_the_thinking_switch_share_the_extra_body(tmp_path, endpoint):
+    endpoint.models = [{"id": "qwen3", "owned_by": "vllm", "max_model_len": 4096}]
+    endpoint.reply(['{"name": "Ada", "age": 36}'])
+    env = environment(tmp_path)
+    assert run(["ask", "--endpoint", endpoint.url, "--no-thinking", "--schema", SCHEMA, "who?"], env) == 0
+    [body] = endpoint.posts()
+    assert body["structured_outputs"] == {"json": json.loads(SCHEMA)}
+    assert body["chat_template_kwargs"] == {"enable_thinking": False}

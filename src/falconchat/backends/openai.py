@@ -57,7 +57,7 @@ class OpenAIBackend:
 
     def stream_messages(self, messages: Sequence[dict], params: SamplingParams) -> TokenStream:
         stops = list(params.stop)
-        request = {**self._sampling(params), **self._structure(params.constraint, chat=True)}
+        request = _merged(self._sampling(params), self._structure(params.constraint, chat=True), self._thinking())
         chunks = self._create("chat", messages=list(messages), stop=stops[:4] or None, **request)
         return clean_reply(self._events(chunks, _chat_delta), stops, drop_leading_space=False)
 
@@ -106,6 +106,23 @@ class OpenAIBackend:
         }
         if params.seed is not None:
             values["seed"] = params.seed
+        return values
+
+    def _thinking(self) -> dict:
+        """`--thinking/--no-thinking` and `--reasoning-effort` for the server's chat template:
+        vLLM, SGLang and llama.cpp's server pass `chat_template_kwargs` to it (Qwen3's and
+        SmolLM3's `enable_thinking`); `reasoning_effort` is the OpenAI API's own field (gpt-oss
+        on vLLM, o-series models), which llama.cpp's server also reads. Nothing is sent unless
+        asked, so servers that know neither are untouched."""
+        values: dict = {}
+        kwargs: dict = {}
+        if self.spec.thinking is not None:
+            kwargs["enable_thinking"] = self.spec.thinking
+        if self.spec.reasoning_effort:
+            values["reasoning_effort"] = self.spec.reasoning_effort
+            kwargs["reasoning_effort"] = self.spec.reasoning_effort
+        if kwargs:
+            values["extra_body"] = {"chat_template_kwargs": kwargs}
         return values
 
     def _structure(self, constraint: Constraint | None, *, chat: bool) -> dict:
@@ -203,6 +220,18 @@ class OpenAIBackend:
 
     def _message(self, exc) -> str:
         return server_message(getattr(exc, "message", "") or str(exc), self.spec.api_key)
+
+
+def _merged(*parts: dict) -> dict:
+    """Request fields from several sources; their `extra_body`s are merged, not replaced."""
+    request: dict = {}
+    for part in parts:
+        for key, value in part.items():
+            if key == "extra_body":
+                request["extra_body"] = {**request.get("extra_body", {}), **value}
+            else:
+                request[key] = value
+    return request
 
 
 def _completion_text(choice) -> tuple[str, str]:

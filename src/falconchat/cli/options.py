@@ -109,7 +109,7 @@ SHARED_OPTIONS: list[tuple[str, Any, Any]] = [
         typer.Option(
             None,
             "--thinking/--no-thinking",
-            help="A thinking model's enable_thinking (Qwen3, SmolLM3; format = \"native\").  [default: the template's]",
+            help="A thinking model's enable_thinking (Qwen3, SmolLM3): its local chat template, or sent to an OpenAI-compatible server.  [default: the template's]",
         ),
     ),
     (
@@ -119,7 +119,7 @@ SHARED_OPTIONS: list[tuple[str, Any, Any]] = [
             None,
             "--reasoning-effort",
             metavar="LEVEL",
-            help='gpt-oss\'s reasoning effort: low, medium or high (format = "native").',
+            help="gpt-oss's reasoning effort: low, medium or high (a local chat template, or sent to an OpenAI-compatible server).",
         ),
     ),
     (
