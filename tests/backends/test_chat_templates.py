@@ -172,6 +172,9 @@ def test_thinking_settings_in_the_config_file(tmp_path):
     assert (model({}).thinking, model({}).reasoning_effort) == (False, "high")
     assert model({"thinking": True}).thinking is True  # a flag beats the entry
     assert model({}, FALCONCHAT_REASONING_EFFORT="Low").reasoning_effort == "low"
-    config.write_text('[models.far]\nendpoint = "http://127.0.0.1:9"\nthinking = true\n')
-    with pytest.raises(ConfigError, match=r"\[models.far\]: thinking is a setting of format = \"native\" models"):
+    config.write_text('[models.far]\nbackend = "tgi"\nendpoint = "http://127.0.0.1:9"\nthinking = true\n')
+    with pytest.raises(ConfigError, match=r"\[models.far\]: thinking is a setting of format = \"native\" and openai"):
         load_settings({"config": str(config), "model": "far"}, environ={}, cwd=tmp_path)
+    # An OpenAI-compatible server (or an endpoint whose API is probed) gets them in the request.
+    config.write_text('[models.far]\nendpoint = "http://127.0.0.1:9"\nthinking = true\n')
+    assert load_settings({"config": str(config), "model": "far"}, environ={}, cwd=tmp_path).model.thinking is True
