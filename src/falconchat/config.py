@@ -8,10 +8,11 @@ names the setting, where it came from and what is allowed.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -108,14 +109,14 @@ TAKES_THINKING = (*IN_PROCESS, "openai", "auto")
 
 def user_config_dir(environ: Mapping[str, str]) -> Path:
     """config.toml and a .env file live here: $XDG_CONFIG_HOME/falconchat, ~/.config/falconchat."""
-    from platformdirs import user_config_dir as _dir
+    from platformdirs import user_config_dir as _dir  # noqa: PLC0415 (heavy: platformdirs)
 
     return _xdg(environ, "XDG_CONFIG_HOME") or Path(_dir("falconchat", appauthor=False))
 
 
 def user_data_dir(environ: Mapping[str, str]) -> Path:
     """Input history and saved sessions live here: $XDG_DATA_HOME/falconchat, ~/.local/share/…"""
-    from platformdirs import user_data_dir as _dir
+    from platformdirs import user_data_dir as _dir  # noqa: PLC0415 (heavy: platformdirs)
 
     return _xdg(environ, "XDG_DATA_HOME") or Path(_dir("falconchat", appauthor=False))
 
@@ -272,8 +273,6 @@ def _first(*values: Any) -> Any:
 
 
 def _device(raw: Any, where: str) -> str:
-    import re
-
     if not isinstance(raw, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", raw):
         raise ConfigError(f'{where}: device must be "auto", "cpu", "cuda" or "cuda:N", not {raw!r}')
     return raw
@@ -331,8 +330,6 @@ def _probed_endpoint(url: str, defaults: dict[str, Any], remote_model: str | Non
 
 
 def _replace(spec: ModelSpec, **changes) -> ModelSpec:
-    from dataclasses import replace
-
     return replace(spec, **changes) if changes else spec
 
 

@@ -49,8 +49,8 @@ def closest(name: str, known: list[str]) -> str | None:
 def read_one(path: Path) -> tuple[dict[str, str], list[str]]:
     """One .env file's values, and a warning naming the file and line for each line that
     cannot be parsed (python-dotenv would skip it with a log line that names neither)."""
-    from dotenv import dotenv_values
-    from dotenv.parser import parse_stream
+    from dotenv import dotenv_values  # noqa: PLC0415 (heavy: dotenv)
+    from dotenv.parser import parse_stream  # noqa: PLC0415 (heavy: dotenv)
 
     try:
         text = path.read_text(encoding="utf-8")

@@ -13,6 +13,7 @@ from dataclasses import asdict
 from falconchat.conversation import Conversation
 from falconchat.errors import FalconchatError
 from falconchat.log_store import FINISH_OF_STATUS, Exchange, LogStore
+from falconchat.structured import check_reply
 from falconchat.types import Done, SamplingParams, Turn
 
 
@@ -175,7 +176,6 @@ def sampling_values(params: SamplingParams) -> dict:
 def _schema_check(reply: str, params: SamplingParams, finish: str) -> tuple[str | None, bool | None]:
     """--schema / --json-mode: the constraint as JSON, and whether the reply kept it (None: no
     reply to judge)."""
-    from falconchat.structured import check_reply
 
     constraint = params.constraint
     if constraint is None:

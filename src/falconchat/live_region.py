@@ -32,7 +32,7 @@ class LiveRegion:
         """Replace the lines on screen by `renderable`, each cut to the width (they are
         transient: the finished block is printed whole) and, to stay erasable, only as
         many as fit on the screen (the newest)."""
-        from rich.segment import Segment, Segments
+        from rich.segment import Segment, Segments  # noqa: PLC0415 (heavy: rich)
 
         console = self._console
         lines = console.render_lines(renderable, console.options, pad=False)
@@ -59,7 +59,7 @@ class LiveRegion:
         """Remove the lines drawn; the cursor goes where the first of them started."""
         if not self._drawn:
             return
-        from rich.control import Control, ControlType
+        from rich.control import Control, ControlType  # noqa: PLC0415 (heavy: rich)
 
         width, _ = self._terminal_size()
         rows = sum(_rows(cells, width) for cells in self._drawn)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from falconchat.errors import InputError
-from falconchat.log_store import STATUS_OF_FINISH, LogStore
+from falconchat.log_store import EXCHANGE_COLUMNS, STATUS_OF_FINISH, LogStore
 from falconchat.types import Turn
 
 
@@ -224,7 +224,6 @@ def delete(store: LogStore, *, exchange: int | None = None, cid: str | None = No
 def _detach_forks(db: sqlite3.Connection, cid: str) -> None:
     """A conversation forked from `cid` keeps the exchanges it shared with it: they are copied
     into it before `cid` goes, and it stands alone."""
-    from falconchat.log_store import EXCHANGE_COLUMNS
 
     columns = EXCHANGE_COLUMNS.replace("conversation_id, ", "")
     for fork in db.execute("SELECT id, parent_turn FROM conversations WHERE parent_id = ?", (cid,)).fetchall():

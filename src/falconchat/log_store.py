@@ -123,7 +123,7 @@ def default_path(environ: Mapping[str, str]) -> Path:
     xdg = environ.get("XDG_DATA_HOME", "").strip()
     if xdg and os.path.isabs(xdg) and sys.platform not in ("darwin", "win32", "cygwin"):
         return Path(xdg) / "falconchat" / FILE_NAME
-    from platformdirs import user_data_dir
+    from platformdirs import user_data_dir  # noqa: PLC0415 (heavy: platformdirs)
 
     return Path(user_data_dir("falconchat", appauthor=False)) / FILE_NAME
 

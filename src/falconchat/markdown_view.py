@@ -22,9 +22,9 @@ def code_theme():
     (which every terminal theme keeps readable on its background), never white, black,
     yellow, bright or 256/true colours, nor a background (as bat's "ansi" theme). Monkai's
     foregrounds were near-white (colour 231): invisible on a light terminal."""
-    from pygments.token import Comment, Error, Generic, Keyword, Name, Number, Operator, String, Token
-    from rich.style import Style
-    from rich.syntax import ANSISyntaxTheme
+    from pygments.token import Comment, Error, Generic, Keyword, Name, Number, Operator, String, Token  # noqa: PLC0415 (heavy: pygments)
+    from rich.style import Style  # noqa: PLC0415 (heavy: rich)
+    from rich.syntax import ANSISyntaxTheme  # noqa: PLC0415 (heavy: rich)
 
     return ANSISyntaxTheme(
         {

@@ -13,13 +13,14 @@ from collections.abc import Callable
 from typing import IO, TYPE_CHECKING
 
 from falconchat.environment import Environment
+from falconchat.live_region import LiveRegion
+from falconchat.render import make_console
 from falconchat.text import StreamSanitizer
 from falconchat.types import ReasoningWriter
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from falconchat.live_region import LiveRegion
 
 SHOWN_LINES = 6  # of the reasoning, live, while it lasts
 REFRESH_S = 0.05
@@ -43,8 +44,6 @@ class ReasoningPanel:
         if not text:
             return
         if self._live is None:
-            from falconchat.live_region import LiveRegion
-
             self._started = time.monotonic()
             self._live = LiveRegion(self._console)  # erased by the rows it takes, even after a resize
         self._text += text
@@ -54,7 +53,7 @@ class ReasoningPanel:
             self._live.draw(self._tail())
 
     def close(self) -> None:
-        from rich.text import Text
+        from rich.text import Text  # noqa: PLC0415 (heavy: rich)
 
         self._text += self._clean.flush()
         live, self._live = self._live, None
@@ -70,7 +69,7 @@ class ReasoningPanel:
             self._console.print(Text(summary, style="dim italic"))
 
     def _tail(self):
-        from rich.text import Text
+        from rich.text import Text  # noqa: PLC0415 (heavy: rich)
 
         width = max(self._console.width, 20)
         lines = self._text[-width * SHOWN_LINES :].strip().split("\n")[-SHOWN_LINES:]
@@ -133,7 +132,6 @@ def reasoning_writer(
 ) -> ReasoningWriter:
     """Where reasoning goes when the reply goes to `out`; `kept` says, on the collapsed line,
     how to see it whole."""
-    from falconchat.render import make_console
 
     if env.draws_on(out):
         return ReasoningPanel(make_console(out, env), show=show, kept=kept)

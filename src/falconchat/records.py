@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from falconchat.errors import ExitCode, FalconchatError
+from falconchat.text import safe_url
 from falconchat.types import Done, SamplingParams
 
 
@@ -72,8 +73,6 @@ def ask_record(
 
 
 def model_object(spec: Any) -> dict[str, Any]:
-    from falconchat.text import safe_url
-
     return {"model": spec.name, "backend": spec.backend, "endpoint": safe_url(spec.endpoint) if spec.endpoint else None}
 
 

@@ -12,13 +12,12 @@ import time
 from typing import IO, TYPE_CHECKING
 
 from falconchat.environment import Environment
+from falconchat.live_region import LiveRegion
 from falconchat.text import StreamSanitizer
 from falconchat.types import ReplyWriter
 
 if TYPE_CHECKING:
     from rich.console import Console
-
-    from falconchat.live_region import LiveRegion
 
 
 class PlainWriter:
@@ -53,13 +52,13 @@ def make_console(out: IO[str], env: Environment, *, soft_wrap: bool = False) -> 
 
     `soft_wrap` leaves the wrapping of long lines to the terminal (notices on stderr).
     """
-    from rich.console import Console
+    from rich.console import Console  # noqa: PLC0415 (heavy: rich)
 
     return Console(file=out, markup=False, emoji=False, highlight=False, soft_wrap=soft_wrap, _environ=env.environ)
 
 
 def markdown(text: str):
-    from falconchat.markdown_view import ReplyMarkdown
+    from falconchat.markdown_view import ReplyMarkdown  # noqa: PLC0415 (it loads rich)
 
     return ReplyMarkdown(text)
 
@@ -90,8 +89,6 @@ class MarkdownRenderer:
         self._last_draw = 0.0
 
     def __enter__(self) -> MarkdownRenderer:
-        from falconchat.live_region import LiveRegion
-
         self._live = LiveRegion(self._console)
         return self
 
@@ -128,7 +125,7 @@ class MarkdownRenderer:
         """A block as Markdown, after the blank line that separates it from the one before."""
         if not (self._gap and source.strip()):
             return markdown(source)
-        from rich.console import Group
+        from rich.console import Group  # noqa: PLC0415 (heavy: rich)
 
         return Group("", markdown(source))
 

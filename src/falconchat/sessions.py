@@ -15,8 +15,10 @@ import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from falconchat.config_values import SAMPLING_KEYS, parse
 from falconchat.conversation import Conversation
 from falconchat.errors import InputError
+from falconchat.text import sanitize
 from falconchat.types import SamplingParams, Turn
 
 FORMAT = "falconchat-session"
@@ -142,8 +144,6 @@ def _without(values: dict, key: str) -> dict:
 
 
 def _params(raw) -> SamplingParams:
-    from falconchat.config_values import SAMPLING_KEYS, parse
-
     if not isinstance(raw, dict):
         raise TypeError("params is not an object")
     known = {f.name for f in fields(SamplingParams)}
@@ -156,7 +156,6 @@ def _params(raw) -> SamplingParams:
 
 def export_markdown(path: Path, conversation: Conversation, model: str) -> None:
     """A document for people: the text as it was shown, without control sequences."""
-    from falconchat.text import sanitize
 
     model = sanitize(model)
     lines = [f"# Conversation with {model}", ""]

@@ -83,8 +83,8 @@ def short_schema(text: str) -> dict:
 
 
 def checked_schema(schema: Any, where: str = "--schema") -> dict:
-    from jsonschema import Draft202012Validator
-    from jsonschema.exceptions import SchemaError
+    from jsonschema import Draft202012Validator  # noqa: PLC0415 (heavy: jsonschema)
+    from jsonschema.exceptions import SchemaError  # noqa: PLC0415 (heavy: jsonschema)
 
     if not isinstance(schema, dict):
         raise UsageError(f"{where}: a JSON Schema is a JSON object")
@@ -117,8 +117,8 @@ def check_reply(
         if not isinstance(value, dict):
             raise InvalidReply(f"the reply is JSON but not an object: {_short(text.strip())}")
         return value
-    from jsonschema import Draft202012Validator
-    from jsonschema.exceptions import best_match
+    from jsonschema import Draft202012Validator  # noqa: PLC0415 (heavy: jsonschema)
+    from jsonschema.exceptions import best_match  # noqa: PLC0415 (heavy: jsonschema)
 
     error = best_match(Draft202012Validator(constraint.value).iter_errors(value))
     if error is not None:

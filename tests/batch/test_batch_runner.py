@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-import falconchat.backends
 from falconchat.backends.registry import BACKENDS
 from falconchat.batch import command
 from falconchat.batch import runner as batch
@@ -86,7 +85,7 @@ class Sink:
 
 
 def run(endpoint: FakeEndpoint, n: int, monkeypatch, **options) -> tuple[Sink, dict, Runner]:
-    monkeypatch.setattr(falconchat.backends, "open_backend", endpoint.backend)
+    monkeypatch.setattr(batch, "open_backend", endpoint.backend)
     monkeypatch.setattr(batch, "BACKOFF_S", 0.005)
     items = parse_lines([f"message {i}" for i in range(n)], "lines", "", SamplingParams(), 10_000).items
     opts = BatchOptions(**options)
@@ -167,7 +166,7 @@ def test_tokens_streamed_are_counted_while_an_item_is_still_decoding(monkeypatch
             yield Done("stop", completion_tokens=3, first_token_s=0.01, total_s=0.02)
 
     endpoint = FakeEndpoint()
-    monkeypatch.setattr(falconchat.backends, "open_backend", lambda spec: Slow(endpoint))
+    monkeypatch.setattr(batch, "open_backend", lambda spec: Slow(endpoint))
     items = parse_lines(["only"], "lines", "", SamplingParams(), 10_000).items
     runner = Runner(
         SPEC, items, 1, BatchOptions(), Notes(Environment(None, io.StringIO(), io.StringIO(), {}, Path.cwd()))

@@ -50,7 +50,7 @@ def check_json_schema(schema: Any) -> dict:
         raise InputError("the JSON schema must be a JSON object")
     if len(json.dumps(schema)) > MAX_SCHEMA_BYTES:
         raise InputError(f"the JSON schema is larger than {MAX_SCHEMA_BYTES} bytes")
-    from jsonschema import SchemaError, validators
+    from jsonschema import SchemaError, validators  # noqa: PLC0415 (heavy: jsonschema)
 
     try:
         validators.validator_for(schema).check_schema(schema)
@@ -62,7 +62,7 @@ def check_json_schema(schema: Any) -> dict:
 
 def _json_schema_gbnf(schema: Any) -> str:
     schema = check_json_schema(schema)
-    from llama_cpp.llama_grammar import json_schema_to_gbnf
+    from llama_cpp.llama_grammar import json_schema_to_gbnf  # noqa: PLC0415 (heavy: llama_cpp)
 
     try:
         gbnf = json_schema_to_gbnf(json.dumps(schema))
@@ -91,7 +91,7 @@ def _regex_gbnf(pattern: Any) -> str:
     body = pattern[1:] if pattern.startswith("^") else pattern
     if body.endswith("$") and not body.endswith("\\$"):
         body = body[:-1]
-    from llama_cpp.llama_grammar import SchemaConverter
+    from llama_cpp.llama_grammar import SchemaConverter  # noqa: PLC0415 (heavy: llama_cpp)
 
     converter = SchemaConverter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=True)
     try:
@@ -175,7 +175,7 @@ def grammar_sampler(vocab, gbnf: str):
     """A llama.cpp grammar sampler (a `llama_sampler*`) for `vocab`; the caller owns it (adding it
     to a chain hands it over). llama.cpp answers NULL, not an exception, to a grammar it cannot
     parse: that is an InputError here."""
-    import llama_cpp
+    import llama_cpp  # noqa: PLC0415 (heavy: llama_cpp)
 
     with _quiet_stderr():
         sampler = llama_cpp.llama_sampler_init_grammar(vocab, gbnf.encode("utf-8"), b"root")
@@ -192,8 +192,8 @@ class GrammarSampler:
     grammar) and the grammar sampler."""
 
     def __init__(self, chain, vocab, gbnf: str, n_vocab: int):
-        import llama_cpp
-        import numpy as np
+        import llama_cpp  # noqa: PLC0415 (heavy: llama_cpp)
+        import numpy as np  # noqa: PLC0415 (heavy: numpy)
 
         self._llama_cpp = llama_cpp
         self.chain = chain
@@ -206,7 +206,7 @@ class GrammarSampler:
 
     def sample(self, ctx, row: int) -> int:
         """The next token from the logits of batch row `row` (-1: the last); both samplers accept it."""
-        import numpy as np
+        import numpy as np  # noqa: PLC0415 (heavy: numpy)
 
         llama_cpp = self._llama_cpp
         logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, row), shape=(self.n_vocab,))

@@ -71,7 +71,7 @@ class BatchEngine:
     """Owns its llama.cpp context; `llm` (a loaded `llama_cpp.Llama`) lends it the model."""
 
     def __init__(self, llm, sequences: int, context: int, threads: DecodeThreads):
-        import llama_cpp
+        import llama_cpp  # noqa: PLC0415 (heavy: llama_cpp)
 
         self._llama_cpp = llama_cpp
         self._llm = llm  # the model must outlive this context
@@ -319,7 +319,7 @@ class BatchEngine:
 def prompt_logprobs(llm, tokens: list[int], threads: int) -> list[float | None]:
     """Each token's logprob given the tokens before it (None for the first: nothing predicts it),
     from a context of its own, so that no sequence's cache or the single path's is touched."""
-    import llama_cpp
+    import llama_cpp  # noqa: PLC0415 (heavy: llama_cpp)
 
     params = llama_cpp.llama_context_default_params()
     params.n_ctx = len(tokens)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from falconchat.backends.grammar import GrammarSampler
 from falconchat.types import SamplingParams
 
 MIN_P = 0.05  # llama.cpp's default, as the single-sequence path uses
@@ -18,8 +19,8 @@ def log_softmax_at(
 ) -> tuple[float, tuple[tuple[int, float], ...]]:
     """log-softmax of the logits a context produced for batch row `row` (-1: the last): at
     `token`, and the `top_n` most likely (token, logprob), most likely first (only when asked)."""
-    import llama_cpp
-    import numpy as np
+    import llama_cpp  # noqa: PLC0415 (heavy: llama_cpp)
+    import numpy as np  # noqa: PLC0415 (heavy: numpy)
 
     pointer = llama_cpp.llama_get_logits_ith(ctx, row)
     logits = np.ctypeslib.as_array(pointer, shape=(n_vocab,)).astype(np.float64)
@@ -45,7 +46,7 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 def _sampler_chain(n_vocab: int, params: SamplingParams, seed: int):
     """The same chain llama-cpp-python's `Llama.generate` builds, so that greedy and seeded
     runs give the single-sequence path's text."""
-    from llama_cpp._internals import LlamaSampler
+    from llama_cpp._internals import LlamaSampler  # noqa: PLC0415 (heavy: llama_cpp)
 
     sampler = LlamaSampler()
     sampler.add_penalties(
@@ -69,16 +70,13 @@ def make_sampler(llm, params: SamplingParams, seed: int, grammar: str | None = N
     chain = _sampler_chain(llm.n_vocab(), params, seed)
     if grammar is None:
         return chain
-    from falconchat.backends.grammar import GrammarSampler
 
     return GrammarSampler(chain, llm._model.vocab, grammar, llm.n_vocab())
 
 
 def sample_token(sampler, ctx, row: int) -> int:
     """Sample (and accept) the next token from the logits of batch row `row` (-1: the last)."""
-    import llama_cpp
-
-    from falconchat.backends.grammar import GrammarSampler
+    import llama_cpp  # noqa: PLC0415 (heavy: llama_cpp)
 
     if isinstance(sampler, GrammarSampler):
         return sampler.sample(ctx, row)

@@ -4,6 +4,7 @@ numbers."""
 
 from __future__ import annotations
 
+import ctypes
 import threading
 from contextlib import contextmanager
 
@@ -14,7 +15,6 @@ def silence_llama_logs(llama_cpp) -> None:
     """Nothing from llama.cpp reaches the user's terminal; errors surface as ConfigError lines."""
     global _log_callback
     if _log_callback is None:
-        import ctypes
 
         @llama_cpp.llama_log_callback
         def drop(level, text, user_data):

@@ -12,8 +12,11 @@ from pathlib import Path
 
 from falconchat.backends.base import DecodeThreads, FormatDecidedOnLoad
 from falconchat.backends.gguf import bundled_model_path, is_gguf
+from falconchat.backends.grammar import compile_constraint
+from falconchat.backends.llama_batch import BatchEngine, prompt_logprobs
+from falconchat.backends.llama_sampling import common_prefix, log_softmax_at, make_sampler, sample_token
 from falconchat.backends.llama_setup import silence_llama_logs, weights_not_repacked
-from falconchat.backends.templates import ends_open
+from falconchat.backends.templates import ends_open, render_chat_template
 from falconchat.backends.threads import ThreadPolicy
 from falconchat.config import ModelSpec
 from falconchat.errors import ConfigError, FalconchatError, InputError
@@ -66,7 +69,7 @@ class LocalBackend(FormatDecidedOnLoad):
     def _open(self):
         self.check()
         path = self.model_path
-        import llama_cpp
+        import llama_cpp  # noqa: PLC0415 (heavy: llama_cpp)
 
         silence_llama_logs(llama_cpp)
         self._threads_now = self._threads
@@ -86,8 +89,6 @@ class LocalBackend(FormatDecidedOnLoad):
             raise ConfigError(f"cannot load model file {path}: {exc}") from None
 
     def _open_engine(self, llm):
-        from falconchat.backends.llama_batch import BatchEngine
-
         with _engine_errors():
             return BatchEngine(llm, self.sequences, self._context, self.thread_policy)
 
@@ -148,7 +149,6 @@ class LocalBackend(FormatDecidedOnLoad):
     def native_prompt(self, messages: Sequence[dict], *, continue_last: bool = False) -> str:
         """The model's template rendered for `messages`, ending with the assistant's header, or
         with `continue_last` inside the last (assistant) message."""
-        from falconchat.backends.templates import render_chat_template
 
         llm = self.load()
         template = llm.metadata.get("tokenizer.chat_template")
@@ -211,7 +211,7 @@ class LocalBackend(FormatDecidedOnLoad):
             sampled = self._sample_alone(llm, tokens, params, seed, (logprobs, top_n), should_stop, grammar)
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         vocab = llm._model.vocab  # for llama_vocab_is_eog, as llama-cpp-python itself does
-        import llama_cpp
+        import llama_cpp  # noqa: PLC0415 (heavy: llama_cpp)
 
         tail = ""  # the last few characters, to find stop sequences split across tokens
         longest_stop = max((len(s) for s in stops), default=0)
@@ -255,7 +255,6 @@ class LocalBackend(FormatDecidedOnLoad):
         cannot be compiled); None for free text."""
         if params.constraint is None:
             return None
-        from falconchat.backends.grammar import compile_constraint
 
         return compile_constraint(params.constraint)
 
@@ -307,7 +306,6 @@ class LocalBackend(FormatDecidedOnLoad):
         grammar: str,
     ):
         """The same sampler as the engine's for a constrained sequence, so both paths agree."""
-        from falconchat.backends.llama_sampling import make_sampler, sample_token
 
         sampler = make_sampler(llm, params, seed, grammar)  # first: a bad grammar fails before decoding
         with _engine_errors():
@@ -346,7 +344,6 @@ class LocalBackend(FormatDecidedOnLoad):
     def prompt_logprobs(self, prompt: str) -> list[tuple[int, str, float | None]]:
         """(id, text, logprob) for each token `generate()` feeds for `prompt` (start token
         included): the logprob of each given the ones before it, None for the first."""
-        from falconchat.backends.llama_batch import prompt_logprobs
 
         tokens = self.tokens(prompt)
         with _engine_errors():
@@ -376,7 +373,6 @@ def _prefill(llm, tokens: list[int], should_stop: Callable[[], bool]) -> bool:
     """Read the prompt in batches, reusing the cached prefix, so that a long prompt can be
     abandoned between batches. Leaves the last token for `Llama.generate`, which then
     finds everything else cached. False if stopped."""
-    from falconchat.backends.llama_sampling import common_prefix
 
     cached = common_prefix(llm._input_ids[: llm.n_tokens], tokens[:-1])
     llm.n_tokens = cached  # eval() drops the cache cells beyond this first
@@ -399,7 +395,6 @@ def _engine_errors():
 def _logprob(llm, token: int, asked: tuple[bool, int]) -> tuple[float | None, tuple[tuple[int, float], ...]]:
     """log-softmax of the logits the token was just sampled from (the context's last output),
     and the `top_n` most likely tokens there; nothing computed unless (logprobs, top_n) asks."""
-    from falconchat.backends.llama_sampling import log_softmax_at
 
     logprobs, top_n = asked
     if not logprobs and top_n <= 0:

@@ -81,7 +81,7 @@ class OpenAIBackend:
     def client(self):
         if self._client is None:
             try:
-                import openai
+                import openai  # noqa: PLC0415 (heavy: openai)
             except ImportError:
                 raise ConfigError(
                     "the openai backend needs the openai package: pip install 'falconchat[openai]'"
@@ -192,7 +192,7 @@ class OpenAIBackend:
     @contextmanager
     def _errors(self, midway: bool = False):
         """The SDK's exceptions, as falconchat's one-line errors with their exit codes."""
-        import openai
+        import openai  # noqa: PLC0415 (heavy: openai)
 
         url = self.shown_url
         try:

@@ -13,9 +13,10 @@ import json
 from contextlib import closing
 from dataclasses import dataclass, replace
 
+from falconchat.backends.tgi import TgiBackend, _by_status
 from falconchat.config import ModelSpec
 from falconchat.errors import ConfigError, UsageError
-from falconchat.text import sanitize
+from falconchat.text import safe_url, sanitize
 
 MAX_BODY = 1 << 20  # a model list is small; never read a whole unexpected page
 
@@ -44,7 +45,6 @@ def roots(url: str) -> tuple[str, str]:
 
 def probe(spec: ModelSpec) -> Probed:
     """One look at the server; an unreachable one raises the error a request would."""
-    from falconchat.backends.tgi import TgiBackend
 
     root, openai_base = roots(spec.endpoint or "")
     http = TgiBackend(spec)  # its requests: the same timeouts, auth header and one-line errors
@@ -109,8 +109,6 @@ def _get_json(http, url: str):
     response = http._request("GET", url, headers=http._headers() | {"Accept": "application/json"})
     with closing(response):
         if response.status_code in (401, 403):
-            from falconchat.backends.tgi import _by_status
-
             raise _by_status(response.status_code, "while asking which API it speaks", http.shown_url)
         if response.status_code != 200:
             return None
@@ -153,8 +151,6 @@ def _listed(names: list[str]) -> str:
 
 
 def _safe(url: str) -> str:
-    from falconchat.text import safe_url
-
     return safe_url(url)
 
 

@@ -15,6 +15,7 @@ and Ollama do, rather than an error.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from falconchat.errors import ConfigError, InputError
 
@@ -59,7 +60,7 @@ def render_chat_template(
 
 
 def _safely_rendered(template: str, messages: list[dict], context: dict, *, generation_prompt: bool) -> str:
-    from jinja2.exceptions import SecurityError, TemplateError
+    from jinja2.exceptions import SecurityError, TemplateError  # noqa: PLC0415 (heavy: jinja2)
 
     context = {**context, "add_generation_prompt": generation_prompt}
     try:
@@ -92,10 +93,8 @@ def _left_open(whole: str, header: str, reply: str) -> str:
 
 
 def _render(template: str, messages: list[dict], context: dict) -> str:
-    from datetime import datetime
-
-    from jinja2.exceptions import TemplateError
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
+    from jinja2.exceptions import TemplateError  # noqa: PLC0415 (heavy: jinja2)
+    from jinja2.sandbox import ImmutableSandboxedEnvironment  # noqa: PLC0415 (heavy: jinja2)
 
     def raise_exception(message: str):
         raise TemplateError(message)

@@ -108,7 +108,7 @@ class TgiBackend:
     # ---- the request -------------------------------------------------------------------
 
     def _body(self, prompt: str, params: SamplingParams, stops: list[str]) -> dict:
-        from text_generation.types import Parameters, Request
+        from text_generation.types import Parameters, Request  # noqa: PLC0415 (heavy: text_generation)
 
         sampling = params.temperature > 0
         parameters = Parameters(
@@ -132,7 +132,7 @@ class TgiBackend:
         return headers
 
     def _http(self):
-        import requests
+        import requests  # noqa: PLC0415 (heavy: requests)
 
         if self._session is None:
             self._session = requests.Session()
@@ -140,7 +140,7 @@ class TgiBackend:
 
     def _request(self, method: str, url: str, **kwargs):
         """One HTTP request; failing to connect or to hear back becomes our error."""
-        import requests
+        import requests  # noqa: PLC0415 (heavy: requests)
 
         try:
             return self._http().request(
@@ -184,9 +184,9 @@ class TgiBackend:
     # ---- the stream --------------------------------------------------------------------
 
     def _generate(self, prompt: str, params: SamplingParams, stops: list[str]) -> TokenStream:
-        import requests
-        from pydantic import ValidationError as PydanticError
-        from text_generation.types import StreamResponse
+        import requests  # noqa: PLC0415 (heavy: requests)
+        from pydantic import ValidationError as PydanticError  # noqa: PLC0415 (heavy: pydantic)
+        from text_generation.types import StreamResponse  # noqa: PLC0415 (heavy: text_generation)
 
         try:
             body = self._body(prompt, params, stops)
@@ -257,7 +257,7 @@ class TgiBackend:
         return _by_status(status, f"not a TGI answer ({kind})", self.shown_url)
 
     def _payload_error(self, payload: dict, status: int) -> EndpointError:
-        from text_generation.errors import GenerationError, OverloadedError, ValidationError, parse_error
+        from text_generation.errors import GenerationError, OverloadedError, ValidationError, parse_error  # noqa: PLC0415 (heavy: text_generation)
 
         message = server_message(payload.get("error", ""), self.spec.api_key)
         error = parse_error(status, {"error": message, "error_type": str(payload.get("error_type", ""))})
@@ -275,7 +275,7 @@ class TgiBackend:
 
 def _grammar(constraint):
     """TGI's `grammar` parameter: {"type": "json", "value": schema} or {"type": "regex", ...}."""
-    from text_generation.types import Grammar, GrammarType
+    from text_generation.types import Grammar, GrammarType  # noqa: PLC0415 (heavy: text_generation)
 
     if constraint is None:
         return None

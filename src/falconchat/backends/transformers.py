@@ -19,7 +19,7 @@ from typing import Any
 
 from falconchat.backends.base import FormatDecidedOnLoad
 from falconchat.backends.gguf import bundled_model_path, is_gguf
-from falconchat.backends.templates import ends_open
+from falconchat.backends.templates import ends_open, render_chat_template
 from falconchat.config import ModelSpec
 from falconchat.errors import ConfigError, FalconchatError, InputError
 from falconchat.prompt import clean_reply, stop_sequences
@@ -90,8 +90,8 @@ class TransformersBackend(FormatDecidedOnLoad):
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
         os.environ["TQDM_DISABLE"] = "1"
-        import torch
-        import transformers
+        import torch  # noqa: PLC0415 (heavy: torch)
+        import transformers  # noqa: PLC0415 (heavy: transformers)
 
         transformers.logging.set_verbosity_error()  # warnings and progress bars would garble the terminal
         transformers.logging.disable_progress_bar()
@@ -161,7 +161,6 @@ class TransformersBackend(FormatDecidedOnLoad):
     def native_prompt(self, messages: Sequence[dict], *, continue_last: bool = False) -> str:
         """The tokenizer's template rendered for `messages`, ending with the assistant's header,
         or with `continue_last` inside the last (assistant) message."""
-        from falconchat.backends.templates import render_chat_template
 
         model, tokenizer, _ = self.load()
         template = _chat_template(tokenizer)
@@ -195,8 +194,8 @@ class TransformersBackend(FormatDecidedOnLoad):
         special token (such as "<|endoftext|>") ends generation as a token,
         since special tokens are never shown as text.
         """
-        import torch
-        from transformers import GenerationConfig, StoppingCriteriaList, TextIteratorStreamer
+        import torch  # noqa: PLC0415 (heavy: torch)
+        from transformers import GenerationConfig, StoppingCriteriaList, TextIteratorStreamer  # noqa: PLC0415 (heavy: transformers)
 
         model, tokenizer, device = self.load()
         started = time.monotonic()
@@ -267,7 +266,7 @@ class _Progress:
         self.cancel = threading.Event()
 
     def __call__(self, input_ids, scores, **kwargs):
-        import torch
+        import torch  # noqa: PLC0415 (heavy: torch)
 
         self.generated = input_ids.shape[1] - self.prompt_tokens
         self.last_token = int(input_ids[0, -1])

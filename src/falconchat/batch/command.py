@@ -3,7 +3,10 @@ items (runner.py) and write the summary; returns the exit code."""
 
 from __future__ import annotations
 
+from falconchat.backends.registry import BACKENDS
 from falconchat.batch.input import Parsed, detect_format, parse_lines
+from falconchat.batch.output import OutputFile, StdoutOutput
+from falconchat.batch.progress import Notes, summary_line
 from falconchat.batch.runner import BatchOptions, Runner
 from falconchat.environment import Environment
 from falconchat.errors import ExitCode, InputError, UsageError
@@ -14,8 +17,6 @@ MAX_REPORTED = 20  # bad lines listed before "… and N more"
 
 def run_batch(settings, options: BatchOptions, env: Environment) -> int:
     """Read, check, run and write; returns the exit code (0 all answered, 1 some failed, 130 Ctrl-C)."""
-    from falconchat.batch.output import OutputFile, StdoutOutput
-    from falconchat.batch.progress import Notes, summary_line
 
     if options.input_format not in ("auto", "jsonl", "lines"):
         raise UsageError(f"--input-format must be auto, jsonl or lines, not {options.input_format!r}")
@@ -76,7 +77,6 @@ def report_input(parsed: Parsed, notes) -> None:
 def concurrency_for(spec, asked: int | None, notes) -> int:
     """How many prompts run at once: an endpoint's -j (8 by default); a model decoded here
     runs at most as many as its backend decodes together (registry.py)."""
-    from falconchat.backends.registry import BACKENDS
 
     most = BACKENDS[spec.backend].sequences
     if most is None:  # an endpoint: one client per worker

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from falconchat.config_values import SAMPLING_KEYS, parse
-from falconchat.errors import ConfigError
-from falconchat.types import SamplingParams, Turn
+from falconchat.errors import ConfigError, UsageError
+from falconchat.structured import checked_schema, short_schema
+from falconchat.types import Constraint, SamplingParams, Turn
 
 KNOWN_FIELDS = {"id", "prompt", "messages", "system", "max_tokens", "schema", *SAMPLING_KEYS}
 ROLES = ("system", "user", "assistant")
@@ -169,9 +170,6 @@ def _sampling(obj: dict, params: SamplingParams, number: int) -> SamplingParams:
 
 def _schema(raw: Any):
     """A line's own `schema`: a JSON Schema object, or the short form ("name, age int")."""
-    from falconchat.errors import UsageError
-    from falconchat.structured import checked_schema, short_schema
-    from falconchat.types import Constraint
 
     try:
         schema = short_schema(raw) if isinstance(raw, str) else checked_schema(raw, "schema")

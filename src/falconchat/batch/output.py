@@ -15,6 +15,7 @@ import stat
 from pathlib import Path
 from typing import TextIO
 
+from falconchat.batch.input import id_key
 from falconchat.errors import FalconchatError, InputError, UsageError
 
 
@@ -38,8 +39,6 @@ class OutputFile:
         self._size = os.fstat(self._fd).st_size
 
     def _read_existing(self) -> None:
-        from falconchat.batch.input import id_key
-
         data = self._read_all()
         end = data.rfind(b"\n") + 1
         if end < len(data):  # a partial last line: never part of the results

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from falconchat.environment import Environment
+from falconchat.render import make_console
+from falconchat.text import sanitize
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -30,8 +32,6 @@ class Notes:
         return self.env.draws_on(self.stream)
 
     def write(self, text: str, *, prefix: str = "falconchat: ") -> None:
-        from falconchat.text import sanitize
-
         line = prefix + sanitize(text)
         with self._lock:
             try:
@@ -66,10 +66,8 @@ class Progress:
         return self
 
     def _start(self) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
-        from rich.progress import Progress as RichProgress
-
-        from falconchat.render import make_console
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn  # noqa: PLC0415 (heavy: rich)
+        from rich.progress import Progress as RichProgress  # noqa: PLC0415 (heavy: rich)
 
         bar = self._bar = RichProgress(
             TextColumn("batch"),

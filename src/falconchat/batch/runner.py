@@ -20,7 +20,11 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from falconchat.backends import open_backend
+from falconchat.backends.registry import BACKENDS
 from falconchat.batch.input import Item
+from falconchat.batch.progress import Progress
+from falconchat.conversation import Conversation
 from falconchat.errors import (
     AuthRejected,
     ConfigError,
@@ -29,6 +33,10 @@ from falconchat.errors import (
     Timeout,
     Unreachable,
 )
+from falconchat.exchange import answer
+from falconchat.records import Collector, error_object, reply_fields
+from falconchat.structured import check_reply
+from falconchat.text import sanitize
 from falconchat.types import Done
 
 if TYPE_CHECKING:
@@ -99,8 +107,6 @@ class Runner:
     # ---- the main thread: write in order -------------------------------------------------
 
     def run(self, out) -> dict:
-        from falconchat.batch.progress import Progress
-
         stats: dict[str, Any] = {
             "items": len(self.items),
             "answered": 0,
@@ -196,8 +202,6 @@ class Runner:
     def _open_backend(self):
         """An endpoint gets a client per worker; workers share one model decoded here, whose
         engine decodes their prompts together."""
-        from falconchat.backends import open_backend
-        from falconchat.backends.registry import BACKENDS
 
         if BACKENDS[self.spec.backend].sequences is None:
             return open_backend(self.spec)
@@ -239,10 +243,6 @@ class Runner:
                 self._close_backend(backend)
 
     def _run_item(self, backend, index: int, item: Item) -> Outcome:
-        from falconchat.records import reply_fields
-        from falconchat.structured import check_reply
-        from falconchat.text import sanitize
-
         attempt = 1
         while True:
             sent = time.monotonic()
@@ -294,8 +294,6 @@ class Runner:
             return Outcome(index, record, ok=True, tokens=done.completion_tokens)
 
     def _failure(self, index: int, item: Item, exc: BaseException, attempts: int) -> Outcome:
-        from falconchat.records import error_object
-
         if self.options.fail_fast:
             self._cut(index)  # later items stop now; earlier ones in flight finish
         return Outcome(index, {"id": item.id, "error": error_object(exc), "attempts": attempts})
@@ -339,9 +337,6 @@ class Runner:
     def _answer(self, backend, index: int, item: Item) -> tuple[str, Done, list[str], str]:
         """One attempt through the same exchange as `ask` and the REPL (the same prompt,
         trimming and stop handling): the reply, its Done, any notes it gave, its reasoning."""
-        from falconchat.conversation import Conversation
-        from falconchat.exchange import answer
-        from falconchat.records import Collector
 
         notes: list[str] = []
         thoughts = Collector()
@@ -362,7 +357,6 @@ def _sink(cancelled, streamed):
     """A reply writer that keeps the text and counts each piece (a token, as the stream
     delivers them) for the live tokens/s; for a cancelled item it raises out of the stream,
     which closes it (the model stops within a token)."""
-    from falconchat.records import Collector
 
     class Sink(Collector):
         def write(self, text: str) -> None:

@@ -4,12 +4,14 @@ each against the one-at-a-time path measured in the same run."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import threading
 import time
 from contextlib import closing
 
 from falconchat.bench.stats import Row, median, p95
+from falconchat.types import SamplingParams, TextDelta
 
 TOPICS = [
     "the ocean",
@@ -137,7 +139,6 @@ def serve_rows(bench) -> list[Row]:
 def _decode_rate(bench, sequences: int) -> float:
     """Decode tokens/s of one greedy request, after its first token, in this process (read over
     at most the workload's cap: two threads on a busy machine can crawl)."""
-    from falconchat.types import SamplingParams, TextDelta
 
     backend = bench._backend(sequences)
     params = SamplingParams(temperature=0, max_new_tokens=bench.work.engine_tokens)
@@ -157,7 +158,7 @@ def _at_once(
     """Stream every prompt from its own thread at the same moment: (time to first token, tokens).
     `grammars[i]`, if given, is TGI's `grammar` for prompt i; `stamps`, if given, gets each
     client's list of token arrival times (perf_counter)."""
-    import requests
+    import requests  # noqa: PLC0415 (heavy: requests)
 
     results: list = [None] * len(prompts)
     start = threading.Barrier(len(prompts))
@@ -222,8 +223,6 @@ class _Served:
         self.env = bench.env
 
     def __enter__(self) -> str:
-        import re
-
         self.proc = subprocess.Popen(
             self.command,
             env=self.env,

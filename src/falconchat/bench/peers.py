@@ -6,17 +6,19 @@ and on CPUs that report AMX it is what runs at all: there the repacked kernels d
 
 from __future__ import annotations
 
+import importlib.util
+import runpy
 import sys
 from typing import Any
+
+from falconchat.backends.gguf import bundled_model_path
+from falconchat.backends.llama_setup import never_repacked, silence_llama_logs, weights_not_repacked
 
 
 def open_engine(threads: int) -> Any:
     """llama-cpp-python alone, in this process: a `Llama` on the bundled model with the settings
     `ask` decodes with (a 4096-token context, flash attention, `threads` threads)."""
-    import llama_cpp
-
-    from falconchat.backends.gguf import bundled_model_path
-    from falconchat.backends.llama_setup import silence_llama_logs, weights_not_repacked
+    import llama_cpp  # noqa: PLC0415 (heavy: llama_cpp)
 
     silence_llama_logs(llama_cpp)
     with weights_not_repacked(llama_cpp):
@@ -33,7 +35,6 @@ def open_engine(threads: int) -> Any:
 def llm_command() -> list[str] | None:
     """The `llm` CLI (installed with the bundled model's package), run through this module so
     that its model loads as ours does; None where it is not installed."""
-    import importlib.util
 
     if importlib.util.find_spec("llm") is None:
         return None
@@ -43,11 +44,8 @@ def llm_command() -> list[str] | None:
 def main(argv: list[str]) -> None:
     """`python -m falconchat.bench.peers MODULE [ARGS…]`: `python -m MODULE ARGS…`, every model
     it loads with plain weight layouts (on AMX CPUs the repacked ones die with SIGILL)."""
-    import runpy
 
-    import llama_cpp
-
-    from falconchat.backends.llama_setup import never_repacked
+    import llama_cpp  # noqa: PLC0415 (heavy: llama_cpp)
 
     never_repacked(llama_cpp)
     module, *args = argv

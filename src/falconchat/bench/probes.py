@@ -8,11 +8,15 @@ import pty
 import re
 import select
 import signal
+import struct
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+
+from falconchat.text import sanitize
 
 STATS = re.compile(r"(\d+) tokens in ([\d.]+)s .*first token ([\d.]+)s")
 
@@ -56,9 +60,6 @@ def quiet_env(home: Path, environ: Mapping[str, str]) -> dict[str, str]:
 def first_byte_s(command: list[str], env: dict[str, str], name: str | None = None) -> float:
     """Seconds from starting the process to the first byte on its (piped) stdout; PeerFailed,
     saying how it ended (and its last line on stderr), where it ends with nothing printed."""
-    import tempfile
-
-    from falconchat.text import sanitize
 
     name = name or Path(command[0]).name
     with tempfile.TemporaryFile() as errors:
@@ -241,8 +242,7 @@ def _drain(fd: int, wait: float) -> bool:
 
 
 def _set_size(fd: int, rows: int, cols: int) -> None:
-    import fcntl
-    import struct
-    import termios
+    import fcntl  # noqa: PLC0415 (POSIX only)
+    import termios  # noqa: PLC0415 (POSIX only)
 
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))

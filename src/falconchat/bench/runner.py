@@ -9,20 +9,30 @@ same backend and renderer in this process, on a real pseudo-terminal.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import asdict
 from pathlib import Path
 
+from falconchat.backends import open_in_process
 from falconchat.backends.base import InProcessModel
-from falconchat.bench import peers, probes
+from falconchat.bench import batching as bench_batching
+from falconchat.bench import peers, probes, under_load
+from falconchat.bench.peers import open_engine
 from falconchat.bench.stats import Row, median, p95
 from falconchat.bench.timed import Timed
 from falconchat.bench.workload import BUNDLED, GROUPS, ROW_GROUPS, Workload
+from falconchat.conversation import Conversation
 from falconchat.environment import Environment
+from falconchat.exchange import answer
+from falconchat.prompt import falcon_prompt
+from falconchat.render import MarkdownRenderer, PlainWriter, make_console
 from falconchat.types import Done, SamplingParams
 
 SHORT_PROMPT = "What is the capital of France?"
@@ -153,8 +163,6 @@ class Bench:
 
     def _engine_rate(self) -> float:
         """The engine alone: llama-cpp-python's token loop, the same prompt and settings."""
-        from falconchat.bench.peers import open_engine
-        from falconchat.prompt import falcon_prompt
 
         # The thread count `ask` would decode with now (the cores other programs leave free).
         with closing(open_engine(self._backend().thread_policy.threads())) as llm:
@@ -203,11 +211,6 @@ class Bench:
         ]
 
     def _gaps_piped(self) -> list[float]:
-        import os
-
-        from falconchat.conversation import Conversation
-        from falconchat.exchange import answer
-        from falconchat.render import PlainWriter
 
         backend = Timed(self._backend())
         params = SamplingParams(temperature=0, max_new_tokens=self.work.far + 10)
@@ -218,14 +221,9 @@ class Bench:
     def _gaps_on_terminal(self) -> list[float]:
         """Render a long Markdown reply live on a real pseudo-terminal; the time each token
         took, from the model's decoding to the renderer being done with it."""
-        import os
-        import pty
+        import pty  # noqa: PLC0415 (POSIX only)
 
-        from rich.console import Console
-
-        from falconchat.conversation import Conversation
-        from falconchat.exchange import answer
-        from falconchat.render import MarkdownRenderer
+        from rich.console import Console  # noqa: PLC0415 (heavy: rich)
 
         master, slave = pty.openpty()
         probes._set_size(slave, 40, 120)
@@ -252,9 +250,6 @@ class Bench:
         return [b - a for a, b in zip(backend.stamps, backend.stamps[1:])]
 
     def prefix_reuse(self) -> list[Row]:
-        from falconchat.backends import open_in_process
-        from falconchat.conversation import Conversation
-
         params = SamplingParams(temperature=0, max_new_tokens=self.work.turn_tokens)
         firsts: list[float] = []
         tenths: list[float] = []
@@ -284,8 +279,6 @@ class Bench:
         ]
 
     def memory(self) -> list[Row]:
-        from concurrent.futures import ThreadPoolExecutor
-
         chat = [*self.falconchat, "chat", "-t", "0", "--max-new-tokens", "24"]
         sessions: list[tuple[list[str], dict[str, str], bytes, str]] = [
             (chat, self.env, b"\x1b[?2004h", "falconchat chat"),
@@ -321,23 +314,16 @@ class Bench:
         ]
 
     def batching(self) -> list[Row]:
-        from falconchat.bench import batching as bench_batching
-
         return bench_batching.batch_rows(self)
 
     def serving(self) -> list[Row]:
-        from falconchat.bench import batching as bench_batching
-
         return bench_batching.serve_rows(self)
 
     def under_load(self) -> list[Row]:
-        from falconchat.bench import under_load
-
         return under_load.rows(self)
 
     def _backend(self, sequences: int = 1) -> InProcessModel:
         """The bundled model in this process, decoding `sequences` together (loaded once a run)."""
-        from falconchat.backends import open_in_process
 
         return self.cached(("local", sequences), lambda: open_in_process(BUNDLED, sequences))
 
@@ -350,7 +336,6 @@ def _gap_near(gaps: list[float], token: int) -> float:
 
 def _drain_in_background(fd: int) -> Callable[[], None]:
     """Read a pseudo-terminal's output as a terminal would, so writes never block."""
-    import threading
 
     done = threading.Event()
 
@@ -393,9 +378,7 @@ def as_json(rows: list[Row]) -> list[dict]:
 
 
 def print_table(rows: list[Row], env: Environment) -> None:
-    from rich.table import Table
-
-    from falconchat.render import make_console
+    from rich.table import Table  # noqa: PLC0415 (heavy: rich)
 
     table = Table(title="falconchat bench (medians; ratio = figure / baseline, same run)")
     for column in ("what", "figure", "baseline", "baseline figure", "ratio", "target"):

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 
 from falconchat.backends.base import DecodeThreads, InProcessModel
 from falconchat.backends.threads import ThreadPolicy, choose_threads, usable_cores
+from falconchat.bench import probes
 from falconchat.bench.stats import Row, median
 from falconchat.types import SamplingParams, TextDelta
 
@@ -187,7 +188,6 @@ def rows(bench) -> list[Row]:
 def _repl_row(bench, loaded: int, tokens: int) -> Row:
     """The REPL's own work while it streams (Markdown, toolbar, prompt) must not compete with the
     engine: a REPL reply on a terminal against `ask` piped, both under the same busy loops."""
-    from falconchat.bench import probes
 
     bench.say(f"a REPL reply and ask piped, {loaded} busy loop(s)")
     settings = ["--verbose", "-t", "0", "--max-new-tokens", str(tokens)]

@@ -4,6 +4,7 @@ The work of `chat`, `ask` and `serve` is in chat.py, ask.py and serve.py; the sh
 from __future__ import annotations
 
 import sys
+import traceback
 from typing import Any
 
 import typer
@@ -170,8 +171,8 @@ def batch(
     shared: dict[str, Any],
 ) -> None:
     """Answer many prompts concurrently; results in input order, resumable (see docs/scale.md)."""
-    from falconchat.batch.command import run_batch
-    from falconchat.batch.runner import BatchOptions
+    from falconchat.batch.command import run_batch  # noqa: PLC0415 (per-command dispatch)
+    from falconchat.batch.runner import BatchOptions  # noqa: PLC0415 (per-command dispatch)
 
     env = invocation(ctx).env
     flags = merged_flags(ctx, shared)
@@ -231,7 +232,7 @@ def serve(
     config: str | None = typer.Option(None, "--config", metavar="PATH", help="Config TOML file."),
 ) -> int:
     """Serve a local model as a text-generation-inference endpoint."""
-    from falconchat.cli.serve import ServeOptions, serve_model
+    from falconchat.cli.serve import ServeOptions, serve_model  # noqa: PLC0415 (per-command dispatch)
 
     options = ServeOptions(
         model=model,
@@ -259,7 +260,7 @@ def models(
     config: str | None = typer.Option(None, "--config", metavar="PATH", help="Config TOML file."),
 ) -> int:
     """List the configured models: backend, where they point, and whether they answer; or a server's models."""
-    from falconchat.cli.models import print_models, print_served
+    from falconchat.cli.models import print_models, print_served  # noqa: PLC0415 (per-command dispatch)
 
     run = invocation(ctx)
     own = {"env_file": env_file, "config": config, "endpoint": endpoint, "timeout": timeout}
@@ -284,7 +285,7 @@ def bench(
 ) -> int:
     """Measure start-up, decoding, rendering, prefix reuse, memory and decoding on a busy computer
     against baselines in the same run."""
-    from falconchat.cli.bench import run_bench
+    from falconchat.cli.bench import run_bench  # noqa: PLC0415 (per-command dispatch)
 
     return run_bench(invocation(ctx).env, quick, as_json, only)
 
@@ -318,8 +319,6 @@ def run(argv: list[str], env: Environment | None = None) -> int:
         return UsageError.exit_code
     except FalconchatError as exc:
         if env.debug:
-            import traceback
-
             traceback.print_exc(file=env.stderr)
         error_line(env, exc.message)
         return exc.exit_code
@@ -327,8 +326,6 @@ def run(argv: list[str], env: Environment | None = None) -> int:
         return ExitCode.INTERRUPTED
     except Exception as exc:
         if env.debug:
-            import traceback
-
             traceback.print_exc(file=env.stderr)
         error_line(env, f"unexpected {type(exc).__name__}: {exc} (run with --debug for details)")
         return 1

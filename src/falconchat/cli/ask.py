@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import traceback
+from contextlib import nullcontext
 from dataclasses import replace
 from typing import Any
 
+from falconchat.cli.log import open_log
 from falconchat.cli.options import load, resolved, structured
 from falconchat.cli.output import error_line, print_json, silence_stdout
 from falconchat.cli.stdin import read_prompt
@@ -15,9 +18,9 @@ from falconchat.errors import ExitCode, FalconchatError
 def ask_once(
     env: Environment, flags: dict[str, Any], prompt: str | None, *, stream: bool = True, command: str = "ask"
 ) -> int:
-    from falconchat.reasoning_view import reasoning_writer
-    from falconchat.records import Collector
-    from falconchat.render import reply_writer
+    from falconchat.reasoning_view import reasoning_writer  # noqa: PLC0415 (per-command dispatch)
+    from falconchat.records import Collector  # noqa: PLC0415 (per-command dispatch)
+    from falconchat.render import reply_writer  # noqa: PLC0415 (per-command dispatch)
 
     settings = structured(load(flags, env), flags, env)
     message = read_prompt(env, prompt, settings.max_input_bytes)
@@ -28,7 +31,7 @@ def ask_once(
     try:
         if settings.sampling.constraint is not None:
             # Structured output fails closed: nothing on stdout unless the whole reply validates.
-            from falconchat.structured import check_reply
+            from falconchat.structured import check_reply  # noqa: PLC0415 (per-command dispatch)
 
             collector = Collector()
             done = answer_once(env, settings, message, collector, reasoning, log, progress="JSON")
@@ -52,11 +55,11 @@ def ask_once(
 def ask_json(env: Environment, flags: dict[str, Any], prompt: str | None) -> int:
     """`ask --json`: exactly one JSON object on stdout whatever happens, and the exit code
     `ask` would give; an error is also reported on stderr as usual."""
-    import json
+    import json  # noqa: PLC0415 (per-command dispatch)
 
-    from falconchat.records import Collector, ask_record
-    from falconchat.structured import check_reply
-    from falconchat.text import sanitize
+    from falconchat.records import Collector, ask_record  # noqa: PLC0415 (per-command dispatch)
+    from falconchat.structured import check_reply  # noqa: PLC0415 (per-command dispatch)
+    from falconchat.text import sanitize  # noqa: PLC0415 (per-command dispatch)
 
     collector, thoughts, settings, done, data = Collector(), Collector(), None, None, None
     error: BaseException | None = None
@@ -74,8 +77,6 @@ def ask_json(env: Environment, flags: dict[str, Any], prompt: str | None) -> int
         error = exc
         if not isinstance(exc, FalconchatError):
             if env.debug:
-                import traceback
-
                 traceback.print_exc(file=env.stderr)
             error_line(env, f"unexpected {type(exc).__name__}: {exc} (run with --debug for details)")
         else:
@@ -103,14 +104,13 @@ def answer_once(
     """One exchange into `writer` (streamed), with notices and -v statistics on stderr; `log`:
     the conversation it continues and the log it goes into. `progress` (what is being written)
     for a reply collected rather than shown: a line on a terminal's stderr counts its tokens."""
-    from contextlib import nullcontext
 
-    from falconchat.backends import open_backend
-    from falconchat.cli.progress_line import ProgressLine
-    from falconchat.conversation import Conversation
-    from falconchat.exchange import answer, stats_line
-    from falconchat.render import make_console
-    from falconchat.text import sanitize
+    from falconchat.backends import open_backend  # noqa: PLC0415 (per-command dispatch)
+    from falconchat.cli.progress_line import ProgressLine  # noqa: PLC0415 (per-command dispatch)
+    from falconchat.conversation import Conversation  # noqa: PLC0415 (per-command dispatch)
+    from falconchat.exchange import answer, stats_line  # noqa: PLC0415 (per-command dispatch)
+    from falconchat.render import make_console  # noqa: PLC0415 (per-command dispatch)
+    from falconchat.text import sanitize  # noqa: PLC0415 (per-command dispatch)
 
     err = make_console(env.stderr, env, soft_wrap=True)
     backend = open_backend(settings.model)
@@ -140,7 +140,6 @@ def answer_once(
 
 def continued(env: Environment, settings, flags: dict[str, Any], command: str):
     """The log `ask` writes to, the conversation it continues (-c, --cid) and its sampling values."""
-    from falconchat.cli.log import open_log
 
     return open_log(
         env, settings, flags, command=command, continue_last=bool(flags.get("continue_last")), cid=flags.get("cid")

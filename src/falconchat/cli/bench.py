@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import time
 
+from falconchat.bench import runner
+from falconchat.bench.workload import ROW_GROUPS
 from falconchat.environment import Environment
 from falconchat.errors import UsageError
 
 
 def groups_from(only: str | None) -> set[str] | None:
     """`--only a,b`: the groups named, each one known."""
-    from falconchat.bench.workload import ROW_GROUPS
 
     if only is None:
         return None
@@ -64,8 +65,6 @@ class Progress:
 
 
 def run_bench(env: Environment, quick: bool, as_json: bool, only: str | None) -> int:
-    from falconchat.bench import runner
-
     groups = groups_from(only)
     progress = Progress(env)
     try:

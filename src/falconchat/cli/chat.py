@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
-from falconchat.cli.log import logged_name, open_log
+from falconchat.cli.log import logged_name, open_log, using
 from falconchat.cli.options import load, structured
 from falconchat.cli.output import silence_stdout
 from falconchat.environment import Environment
-from falconchat.errors import ExitCode, UsageError
+from falconchat.errors import ExitCode, Timeout, Unreachable, UsageError
 
 PROBE_WAIT_S = 5.0  # how long the chat waits, at start or /model, for an endpoint to say which API it speaks
 
@@ -17,10 +18,8 @@ def chat_model(spec):
     """The chat opens even when its endpoint is down or hangs (issue 15): an `--endpoint URL`
     whose API must be probed gets PROBE_WAIT_S to answer; one that does not is taken for
     TGI, the classic default, and the chat then says in one line that it can't be reached."""
-    from dataclasses import replace
 
-    from falconchat.backends.probe import resolve
-    from falconchat.errors import Timeout, Unreachable
+    from falconchat.backends.probe import resolve  # noqa: PLC0415 (per-command dispatch)
 
     if spec.backend != "auto":
         return spec
@@ -32,8 +31,7 @@ def chat_model(spec):
 
 def open_for_chat(spec, log=None):
     """`/model NAME` opens its backend as the chat's start does (and the log names it from then on)."""
-    from falconchat.backends import open_backend
-    from falconchat.cli.log import using
+    from falconchat.backends import open_backend  # noqa: PLC0415 (per-command dispatch)
 
     backend = open_backend(chat_model(spec))
     if log is not None:
@@ -49,16 +47,14 @@ def chat_session(
     resume: bool = False,
     no_history: bool = False,
 ) -> int:
-    from dataclasses import replace
-
-    from falconchat import sessions
-    from falconchat.backends import open_backend
-    from falconchat.config import user_data_dir
-    from falconchat.config_values import SAMPLING_KEYS
-    from falconchat.repl.input import typing_hidden
-    from falconchat.repl.loop import Repl
-    from falconchat.repl.session_commands import reopened
-    from falconchat.repl.state import ReplOptions
+    from falconchat import sessions  # noqa: PLC0415 (per-command dispatch)
+    from falconchat.backends import open_backend  # noqa: PLC0415 (per-command dispatch)
+    from falconchat.config import user_data_dir  # noqa: PLC0415 (per-command dispatch)
+    from falconchat.config_values import SAMPLING_KEYS  # noqa: PLC0415 (per-command dispatch)
+    from falconchat.repl.input import typing_hidden  # noqa: PLC0415 (per-command dispatch)
+    from falconchat.repl.loop import Repl  # noqa: PLC0415 (per-command dispatch)
+    from falconchat.repl.session_commands import reopened  # noqa: PLC0415 (per-command dispatch)
+    from falconchat.repl.state import ReplOptions  # noqa: PLC0415 (per-command dispatch)
 
     settings = structured(load(flags, env), flags, env)
     data_dir = user_data_dir(env.environ)
@@ -100,7 +96,6 @@ def chat_session(
     # banner: they wait, unseen, for the prompt (as they do while a reply streams).
     with typing_hidden(env.stdin):
         settings = replace(settings, model=chat_model(settings.model))  # `--endpoint URL` alone: its API, now
-        from falconchat.cli.log import using
 
         using(log, settings.model)
         backend = open_backend(settings.model)

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from falconchat.environment import Environment
-from falconchat.errors import LogError, UsageError
+from falconchat.errors import FalconchatError, LogError, UsageError
 
 if TYPE_CHECKING:  # the log's modules (and sqlite3) load when a command uses the log, not for --help
     import sqlite3
@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # the log's modules (and sqlite3) load when a command uses th
 
 
 def log_store(env: Environment) -> LogStore:
-    from falconchat.log_store import LogStore, default_path
+    from falconchat.log_store import LogStore, default_path  # noqa: PLC0415 (per-command dispatch)
 
     return LogStore(default_path(env.environ))
 
@@ -29,7 +29,7 @@ def log_store(env: Environment) -> LogStore:
 def logging_on(settings, store: LogStore, command: str = "chat") -> bool:
     """A setting given anywhere (flag, environment, .env, config) decides; else `logs off|on`.
     batch logs only when asked (its output file is its record)."""
-    from falconchat.log_store import OFF_MARK
+    from falconchat.log_store import OFF_MARK  # noqa: PLC0415 (per-command dispatch)
 
     if command == "batch":
         return settings.log is True
@@ -41,7 +41,7 @@ def logging_on(settings, store: LogStore, command: str = "chat") -> bool:
 @contextmanager
 def reading(store: LogStore) -> Iterator[sqlite3.Connection]:
     """The database for reading (never created); its failures are one error line."""
-    import sqlite3
+    import sqlite3  # noqa: PLC0415 (per-command dispatch)
 
     try:
         yield store.connect(create=False)
@@ -66,9 +66,9 @@ def open_log(
     """The command's log, the conversation it goes on with and its sampling values: a new
     conversation, or with `-c` the most recent logged one, `--cid ID` that one (a unique id
     prefix, or its name) with the sampling values it last used, where the command line is silent."""
-    from falconchat import log_query
-    from falconchat.conversation import Conversation
-    from falconchat.conversation_log import ConversationLog
+    from falconchat import log_query  # noqa: PLC0415 (per-command dispatch)
+    from falconchat.conversation import Conversation  # noqa: PLC0415 (per-command dispatch)
+    from falconchat.conversation_log import ConversationLog  # noqa: PLC0415 (per-command dispatch)
 
     store = log_store(env)
     on = logging_on(settings, store, command)
@@ -99,10 +99,9 @@ def open_log(
 
 def _resumed(logged: str, current: SamplingParams, flags: dict[str, Any]) -> SamplingParams:
     """The sampling values an exchange was logged with, under those the command line gives now."""
-    import json
+    import json  # noqa: PLC0415 (per-command dispatch)
 
-    from falconchat.config_values import SAMPLING_KEYS, parse
-    from falconchat.errors import FalconchatError
+    from falconchat.config_values import SAMPLING_KEYS, parse  # noqa: PLC0415 (per-command dispatch)
 
     try:
         raw = json.loads(logged or "{}")
@@ -120,7 +119,7 @@ def _resumed(logged: str, current: SamplingParams, flags: dict[str, Any]) -> Sam
 
 def using(log: ConversationLog, spec) -> None:
     """The backend's kind and endpoint, as the log records them (never a key: no user:password@ or query)."""
-    from falconchat.text import safe_url
+    from falconchat.text import safe_url  # noqa: PLC0415 (per-command dispatch)
 
     log.backend = spec.backend
     log.endpoint = safe_url(spec.endpoint).rstrip("/") if spec.endpoint else None
@@ -128,9 +127,9 @@ def using(log: ConversationLog, spec) -> None:
 
 def logged_name(env: Environment, settings, name: str) -> bool:
     """Whether the log (when on) has a conversation called `name`: `--session NAME` opens it."""
-    import sqlite3
+    import sqlite3  # noqa: PLC0415 (per-command dispatch)
 
-    from falconchat import log_query
+    from falconchat import log_query  # noqa: PLC0415 (per-command dispatch)
 
     store = log_store(env)
     if not logging_on(settings, store) or not store.exists():

@@ -4,6 +4,8 @@ The database is log_store.py's; what is shown, logs_view.py's."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from falconchat.cli.log import log_store, logging_on, reading
@@ -43,11 +45,11 @@ def logs(
     """Show the newest exchanges (newest last), or those a search or conversation names."""
     if ctx.invoked_subcommand is not None:
         return
-    import json
+    import json  # noqa: PLC0415 (per-command dispatch)
 
-    from falconchat import log_query
-    from falconchat.cli import logs_view
-    from falconchat.text import sanitize
+    from falconchat import log_query  # noqa: PLC0415 (per-command dispatch)
+    from falconchat.cli import logs_view  # noqa: PLC0415 (per-command dispatch)
+    from falconchat.text import sanitize  # noqa: PLC0415 (per-command dispatch)
 
     env = invocation(ctx).env
     store = log_store(env)
@@ -101,9 +103,9 @@ def logs(
 @logs_app.command("status")
 def status(ctx: typer.Context) -> None:
     """Where the log is, whether logging is on, what it holds and its size."""
-    from falconchat import log_query
-    from falconchat.cli import logs_view
-    from falconchat.log_store import SCHEMA_VERSION
+    from falconchat import log_query  # noqa: PLC0415 (per-command dispatch)
+    from falconchat.cli import logs_view  # noqa: PLC0415 (per-command dispatch)
+    from falconchat.log_store import SCHEMA_VERSION  # noqa: PLC0415 (per-command dispatch)
 
     env = invocation(ctx).env
     settings = load({}, env)
@@ -137,7 +139,7 @@ def status(ctx: typer.Context) -> None:
 @logs_app.command("on")
 def on(ctx: typer.Context) -> None:
     """Log exchanges (the default)."""
-    from falconchat.log_store import OFF_MARK
+    from falconchat.log_store import OFF_MARK  # noqa: PLC0415 (per-command dispatch)
 
     store = log_store(invocation(ctx).env)
     (store.path.parent / OFF_MARK).unlink(missing_ok=True)
@@ -147,8 +149,8 @@ def on(ctx: typer.Context) -> None:
 @logs_app.command("off")
 def off(ctx: typer.Context) -> None:
     """Stop logging exchanges (until `logs on`; --log, FALCONCHAT_LOG=1 or log = true still log)."""
-    from falconchat.log_store import OFF_MARK
-    from falconchat.sessions import private_dir
+    from falconchat.log_store import OFF_MARK  # noqa: PLC0415 (per-command dispatch)
+    from falconchat.sessions import private_dir  # noqa: PLC0415 (per-command dispatch)
 
     store = log_store(invocation(ctx).env)
     private_dir(store.path.parent)
@@ -170,10 +172,10 @@ def list_conversations(
     as_json: bool = typer.Option(False, "--json", help="A JSON array."),
 ) -> None:
     """The conversations: id, name, model, exchanges, last time (newest last)."""
-    import json
+    import json  # noqa: PLC0415 (per-command dispatch)
 
-    from falconchat import log_query
-    from falconchat.cli import logs_view
+    from falconchat import log_query  # noqa: PLC0415 (per-command dispatch)
+    from falconchat.cli import logs_view  # noqa: PLC0415 (per-command dispatch)
 
     env = invocation(ctx).env
     store = log_store(env)
@@ -198,7 +200,7 @@ def rm(
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask (scripts)."),
 ) -> None:
     """Delete exchanges; the file is rewritten so their text is gone from it."""
-    from falconchat import log_query
+    from falconchat import log_query  # noqa: PLC0415 (per-command dispatch)
 
     env = invocation(ctx).env
     if sum(x is not None for x in (exchange, cid, before)) != 1:
@@ -230,7 +232,7 @@ def rm(
     try:
         gone = log_query.delete(store, exchange=exchange, cid=target, before=moment)
     except Exception as exc:
-        import sqlite3
+        import sqlite3  # noqa: PLC0415 (per-command dispatch)
 
         if isinstance(exc, sqlite3.Error | OSError):
             raise LogError(f"cannot change the log {store.path}: {exc}") from None
@@ -245,11 +247,10 @@ def export(
     cid: str | None = typer.Option(None, "--cid", metavar="ID", help="The conversation (default: the most recent)."),
 ) -> None:
     """A conversation as a Markdown transcript, as the chat's /export writes it."""
-    from pathlib import Path
 
-    from falconchat import log_query
-    from falconchat.conversation import Conversation
-    from falconchat.sessions import export_markdown
+    from falconchat import log_query  # noqa: PLC0415 (per-command dispatch)
+    from falconchat.conversation import Conversation  # noqa: PLC0415 (per-command dispatch)
+    from falconchat.sessions import export_markdown  # noqa: PLC0415 (per-command dispatch)
 
     env = invocation(ctx).env
     with reading(log_store(env)) as db:
@@ -268,10 +269,9 @@ def export(
 @logs_app.command("backup")
 def backup(ctx: typer.Context, file: str = typer.Argument(..., metavar="FILE", help="The copy to write.")) -> None:
     """A consistent copy of the log, even while others write to it."""
-    import sqlite3
-    from pathlib import Path
+    import sqlite3  # noqa: PLC0415 (per-command dispatch)
 
-    from falconchat import log_query
+    from falconchat import log_query  # noqa: PLC0415 (per-command dispatch)
 
     env = invocation(ctx).env
     store = log_store(env)

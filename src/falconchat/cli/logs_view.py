@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import IO, Any
 
 from falconchat.environment import Environment
+from falconchat.render import make_console, reply_writer
 from falconchat.text import sanitize
 
 _FENCED = re.compile(r"^ {0,3}(`{3,}|~{3,})[^\n]*\n(.*?)^ {0,3}\1[`~]*[ \t]*$", re.MULTILINE | re.DOTALL)
@@ -34,13 +35,11 @@ def heading(exchange: dict[str, Any]) -> str:
 
 
 def show_exchanges(out: IO[str], env: Environment, exchanges: list[dict[str, Any]], *, plain: bool) -> None:
-    from falconchat.render import make_console, reply_writer
-
     terminal = not plain and env.draws_on(out)
     console = make_console(out, env, soft_wrap=True)
     for n, exchange in enumerate(exchanges):
         if terminal:
-            from rich.text import Text
+            from rich.text import Text  # noqa: PLC0415 (heavy: rich)
 
             console.rule(Text(heading(exchange), style="dim"), style="dim")
             console.print(Text("You: ", style="bold cyan") + Text(sanitize(exchange["prompt"])))

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+
+from falconchat.backends import open_backend
+from falconchat.backends.probe import served_models
 from falconchat.environment import Environment
+from falconchat.errors import FalconchatError
+from falconchat.render import make_console
+from falconchat.text import safe_url, sanitize
 
 
 def print_models(settings, env: Environment) -> None:
-    from concurrent.futures import ThreadPoolExecutor
-
-    from rich.table import Table
-
-    from falconchat.render import make_console
-    from falconchat.text import sanitize
+    from rich.table import Table  # noqa: PLC0415 (heavy: rich)
 
     specs = list(settings.models.values())
     with ThreadPoolExecutor(max_workers=8) as pool:  # endpoints are checked side by side
@@ -29,10 +32,6 @@ def print_models(settings, env: Environment) -> None:
 
 
 def check_model(spec) -> str:
-    from dataclasses import replace
-
-    from falconchat.backends import open_backend
-    from falconchat.errors import FalconchatError
 
     if spec.backend == "auto":  # opening it asks the server its API: a quick look, like check()
         spec = replace(spec, timeout=min(spec.timeout, 5.0))
@@ -49,18 +48,12 @@ def check_model(spec) -> str:
 
 
 def _shown(where: str) -> str:
-    from falconchat.text import safe_url
-
     return safe_url(where) if where.startswith("http") else where
 
 
 def print_served(spec, env: Environment) -> None:
     """`falconchat models --endpoint URL`: what the server says it serves."""
-    from rich.table import Table
-
-    from falconchat.backends.probe import served_models
-    from falconchat.render import make_console
-    from falconchat.text import safe_url, sanitize
+    from rich.table import Table  # noqa: PLC0415 (heavy: rich)
 
     found = served_models(spec)
     console = make_console(env.stdout, env)

@@ -4,9 +4,10 @@ command's signature, and `--schema`/`--json-mode`/`--endpoint` applied to the se
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 import typer
@@ -201,8 +202,6 @@ def with_shared_options(func=None, *, hidden: tuple[str, ...] = ()):
 
 
 def _hidden(option: Any) -> Any:
-    import copy
-
     option = copy.copy(option)  # the shared one stays shown for the other commands
     option.hidden = True
     return option
@@ -221,7 +220,7 @@ def merged_flags(ctx: typer.Context, shared: dict[str, Any]) -> dict[str, Any]:
 
 
 def load(flags: dict[str, Any], env: Environment):
-    from falconchat.config import load_settings
+    from falconchat.config import load_settings  # noqa: PLC0415 (per-command dispatch)
 
     settings = load_settings(flags, environ=env.environ, cwd=env.cwd)
     env.debug = env.debug or bool(settings.debug)  # decided here, once: flag, environment, .env, TOML
@@ -232,9 +231,8 @@ def load(flags: dict[str, Any], env: Environment):
 
 def structured(settings, flags: dict[str, Any], env: Environment):
     """`--schema` / `--json-mode` onto the sampling settings, as the constraint every backend passes on."""
-    from dataclasses import replace
 
-    from falconchat.structured import json_mode, schema_constraint
+    from falconchat.structured import json_mode, schema_constraint  # noqa: PLC0415 (per-command dispatch)
 
     if flags.get("schema") and flags.get("json_mode"):
         raise UsageError("give --schema or --json-mode, not both")
@@ -249,8 +247,7 @@ def structured(settings, flags: dict[str, Any], env: Environment):
 
 def resolved(settings):
     """Settings whose model is an endpoint of known API: `--endpoint URL` alone is probed here, once."""
-    from dataclasses import replace
 
-    from falconchat.backends.probe import resolve
+    from falconchat.backends.probe import resolve  # noqa: PLC0415 (per-command dispatch)
 
     return replace(settings, model=resolve(settings.model))

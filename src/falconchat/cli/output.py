@@ -10,7 +10,7 @@ from falconchat.environment import Environment
 
 
 def error_line(env: Environment, message: str) -> None:
-    from falconchat.text import sanitize
+    from falconchat.text import sanitize  # noqa: PLC0415 (per-command dispatch)
 
     try:
         env.stderr.write(f"falconchat: error: {sanitize(message)}\n")
@@ -30,9 +30,9 @@ def silence_stdout(env: Environment) -> None:
 def print_json(env: Environment, text: str, value: Any) -> None:
     """The validated reply: highlighted on a terminal, exactly the JSON in a pipe."""
     if env.draws_on(env.stdout):
-        from rich.json import JSON
+        from rich.json import JSON  # noqa: PLC0415 (heavy: rich)
 
-        from falconchat.render import make_console
+        from falconchat.render import make_console  # noqa: PLC0415 (per-command dispatch)
 
         make_console(env.stdout, env).print(JSON.from_data(value, ensure_ascii=True))
     else:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from falconchat.backends import open_in_process
+from falconchat.backends.registry import BACKENDS
 from falconchat.cli.options import load
 from falconchat.environment import Environment
+from falconchat.serve.server import TgiServer, is_loopback
+from falconchat.serve.server import serve as run_server
 
 
 @dataclass(frozen=True)
@@ -25,11 +29,6 @@ class ServeOptions:
 
 
 def serve_model(env: Environment, options: ServeOptions) -> int:
-    from falconchat.backends import open_in_process
-    from falconchat.backends.registry import BACKENDS
-    from falconchat.serve.server import TgiServer, is_loopback
-    from falconchat.serve.server import serve as run_server
-
     flags = {
         "model": options.model,
         "model_path": options.model_path,

@@ -8,7 +8,7 @@ from falconchat.errors import InputError, UsageError
 
 def read_prompt(env: Environment, prompt: str | None, limit: int) -> str:
     """PROMPT + "\\n\\n" + stdin, stdin alone, or PROMPT alone (DESIGN.md's rule)."""
-    from falconchat.text import sanitize
+    from falconchat.text import sanitize  # noqa: PLC0415 (per-command dispatch)
 
     if prompt is not None and len(prompt.encode("utf-8", "replace")) > limit:
         raise InputError(f"the prompt is larger than {limit} bytes (FALCONCHAT_MAX_INPUT_BYTES)")

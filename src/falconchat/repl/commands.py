@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from falconchat import sessions
 from falconchat.backends.base import Backend
 from falconchat.backends.registry import FORMAT_SHOWN
 from falconchat.config_values import parse
@@ -82,7 +84,7 @@ class Commands:
         return True
 
     def completer(self):
-        from falconchat.repl.input import SlashCompleter
+        from falconchat.repl.input import SlashCompleter  # noqa: PLC0415 (it loads prompt_toolkit)
 
         def offer(command: Command) -> Callable[[], Iterable[str]]:
             return lambda: command.choices(self) if command.choices else ()
@@ -94,8 +96,6 @@ class Commands:
         )
 
     def session_names(self) -> list[str]:
-        from falconchat import sessions
-
         directory = self.state.options.sessions_dir
         return sessions.session_names(directory) if directory else []
 
@@ -134,7 +134,7 @@ class Commands:
         self.repl.notice(f"temperature = {temperature:g}" + (" (greedy)" if temperature == 0 else ""))
 
     def show(self, arg: str) -> None:
-        from rich.text import Text
+        from rich.text import Text  # noqa: PLC0415 (heavy: rich)
 
         state, p = self.state, self.state.params
         # What the chat can change (and a --schema); serve's OpenAI-only knobs stay at their defaults.
@@ -160,7 +160,7 @@ class Commands:
         if arg not in options.models or options.open_backend is None:
             self.repl.notice(f"unknown model {arg!r}; known: {', '.join(sorted(options.models))}")
             return
-        from falconchat.repl.input import typing_hidden
+        from falconchat.repl.input import typing_hidden  # noqa: PLC0415 (it loads prompt_toolkit)
 
         with typing_hidden(self.repl.env.stdin):  # keys typed while an endpoint is probed wait for the prompt
             backend = options.open_backend(options.models[arg])
@@ -245,7 +245,7 @@ class Commands:
         self.repl.notice("dropped the last exchange" if turn else "nothing to undo")
 
     def history(self, arg: str) -> None:
-        from rich.text import Text
+        from rich.text import Text  # noqa: PLC0415 (heavy: rich)
 
         conversation = self.state.conversation
         console = self.repl.err
@@ -262,7 +262,7 @@ class Commands:
             self.repl.notice("(no exchanges yet)")
 
     def reasoning(self, arg: str) -> None:
-        from rich.text import Text
+        from rich.text import Text  # noqa: PLC0415 (heavy: rich)
 
         if not self.state.last_reasoning.strip():
             self.repl.notice("the last reply came with no reasoning")
@@ -296,15 +296,13 @@ class Commands:
         self.repl.out.flush()
 
     def edit(self, arg: str) -> None:
-        from rich.text import Text
+        from rich.text import Text  # noqa: PLC0415 (heavy: rich)
 
         env = self.repl.env
         with tempfile.NamedTemporaryFile("w+", suffix=".md", delete=False, encoding="utf-8") as fh:
             fh.write(arg)
             path = fh.name
         try:
-            import shlex
-
             if subprocess.call([*shlex.split(env.editor), path], env=dict(env.environ)) != 0:
                 self.repl.notice("the editor failed; nothing sent")
                 return

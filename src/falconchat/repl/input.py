@@ -118,7 +118,7 @@ class SlashCompleter(Completer):
             if choice.startswith(argument):
                 yield Completion(choice, start_position=-len(argument))
         if command in self.path_commands and argument:
-            from prompt_toolkit.document import Document
+            from prompt_toolkit.document import Document  # noqa: PLC0415 (heavy: prompt_toolkit)
 
             yield from self.paths.get_completions(Document(argument), complete_event)
 
@@ -128,7 +128,7 @@ def typing_hidden(stdin: IO[str] | None) -> Iterator[None]:
     """While a reply streams, keys typed are not echoed into the middle of it: the terminal's
     ECHO is off until the reply ends (what was typed stays queued for the next prompt)."""
     try:
-        import termios
+        import termios  # noqa: PLC0415 (POSIX only)
     except ImportError:  # not a POSIX system
         yield
         return

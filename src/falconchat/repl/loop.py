@@ -3,11 +3,13 @@ slash commands (repl/commands.py) and sessions kept on disk when asked."""
 
 from __future__ import annotations
 
+import os
 import signal
+import threading
 from collections.abc import Callable
 from typing import IO
 
-from falconchat import __version__
+from falconchat import __version__, sessions
 from falconchat.backends.base import Backend
 from falconchat.conversation import Conversation
 from falconchat.environment import Environment
@@ -128,7 +130,7 @@ class Repl:
             self._hint_unsaved()
 
     def _loop(self, session) -> int:
-        from falconchat.repl.input import message_text
+        from falconchat.repl.input import message_text  # noqa: PLC0415 (it loads prompt_toolkit)
 
         backend = None
         while True:
@@ -174,13 +176,13 @@ class Repl:
             self.error(self.gauge.problem)
 
     def _prompt_session(self):
-        from prompt_toolkit import PromptSession
-        from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
-        from prompt_toolkit.completion import ThreadedCompleter
-        from prompt_toolkit.input import create_input
-        from prompt_toolkit.output import create_output
+        from prompt_toolkit import PromptSession  # noqa: PLC0415 (heavy: prompt_toolkit)
+        from prompt_toolkit.auto_suggest import AutoSuggestFromHistory  # noqa: PLC0415 (heavy: prompt_toolkit)
+        from prompt_toolkit.completion import ThreadedCompleter  # noqa: PLC0415 (heavy: prompt_toolkit)
+        from prompt_toolkit.input import create_input  # noqa: PLC0415 (heavy: prompt_toolkit)
+        from prompt_toolkit.output import create_output  # noqa: PLC0415 (heavy: prompt_toolkit)
 
-        from falconchat.repl.input import key_bindings, make_history
+        from falconchat.repl.input import key_bindings, make_history  # noqa: PLC0415 (it loads prompt_toolkit)
 
         # The Environment's streams. prompt-toolkit itself still reads TERM, NO_COLOR and (Ctrl-X
         # Ctrl-E) EDITOR from the process, which main() made the Environment from.
@@ -259,7 +261,7 @@ class Repl:
         )
 
     def _stream(self, run: Callable, *, fresh: bool = False) -> None:
-        from falconchat.repl.input import typing_hidden
+        from falconchat.repl.input import typing_hidden  # noqa: PLC0415 (it loads prompt_toolkit)
 
         writer = reply_writer(self.out, self.env, plain=self.state.options.plain)
         turns = len(self.state.conversation.turns)
@@ -316,7 +318,6 @@ class Repl:
         """Write the named session, if there is one; a failure is a notice, never a crash."""
         if not self.state.options.session or self.state.options.sessions_dir is None:
             return
-        from falconchat import sessions
 
         try:
             path = sessions.session_path(self.state.options.sessions_dir, self.state.options.session)
@@ -348,8 +349,6 @@ class Repl:
 def _exit_later(repl: Repl, signum: int) -> None:
     """If the chat has not left HANGUP_GRACE_S after a hangup (stuck in a request, a
     terminal that no longer takes output), save the named session and end the process."""
-    import os
-    import threading
 
     def leave() -> None:
         repl.keep_session()

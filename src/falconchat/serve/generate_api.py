@@ -48,7 +48,7 @@ class GenerateAPI:
         return await self._serve(request, stream=True)
 
     async def tokenize(self, request):
-        from aiohttp import web
+        from aiohttp import web  # noqa: PLC0415 (heavy: aiohttp)
 
         try:
             payload = parse_json(await request.read()) if request.can_read_body else None
@@ -82,7 +82,7 @@ class GenerateAPI:
 
     async def _stream_error(self, request, message: str):
         """As TGI: a streamed request refused by validation is a 200 event stream of one error event."""
-        from aiohttp import web
+        from aiohttp import web  # noqa: PLC0415 (heavy: aiohttp)
 
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
@@ -120,7 +120,7 @@ class GenerateAPI:
         return {"id": self.eos_id, "text": self.eos_text, "logprob": None, "special": True}
 
     async def stream(self, request, job: Job, input_tokens: int):
-        from aiohttp import web
+        from aiohttp import web  # noqa: PLC0415 (heavy: aiohttp)
 
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
@@ -175,7 +175,7 @@ class GenerateAPI:
             return response
 
     async def whole(self, request, job: Job, compat: bool):
-        from aiohttp import web
+        from aiohttp import web  # noqa: PLC0415 (heavy: aiohttp)
 
         deltas: list[TextDelta] = []
         while True:

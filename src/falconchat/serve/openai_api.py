@@ -42,12 +42,12 @@ class OpenAIAPI:
         return {"id": self.relay.model_id, "object": "model", "created": self.created, "owned_by": "falconchat"}
 
     async def models(self, request):
-        from aiohttp import web
+        from aiohttp import web  # noqa: PLC0415 (heavy: aiohttp)
 
         return web.json_response({"object": "list", "data": [self._model_info()]})
 
     async def model(self, request):
-        from aiohttp import web
+        from aiohttp import web  # noqa: PLC0415 (heavy: aiohttp)
 
         if request.match_info["model"] != self.relay.model_id:
             return error_response(request, 404, f"model {request.match_info['model'][:80]!r} not found", "not_found")
@@ -127,7 +127,7 @@ class OpenAIAPI:
         return prompt, tokens
 
     async def _whole(self, request, job: Job, req: OpenAIRequest, reply: Reply):
-        from aiohttp import web
+        from aiohttp import web  # noqa: PLC0415 (heavy: aiohttp)
 
         sent: list[TextDelta] = []
         while True:
@@ -157,7 +157,7 @@ class OpenAIAPI:
             return web.json_response(body, headers=headers)
 
     async def _stream(self, request, job: Job, req: OpenAIRequest, reply: Reply):
-        from aiohttp import web
+        from aiohttp import web  # noqa: PLC0415 (heavy: aiohttp)
 
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)

@@ -42,7 +42,7 @@ def error_body(path: str, message: str, error_type: str) -> dict:
 
 
 def error_response(request, status: int, message: str, error_type: str):
-    from aiohttp import web
+    from aiohttp import web  # noqa: PLC0415 (heavy: aiohttp)
 
     return web.json_response(error_body(request.path, message, error_type), status=status)
 

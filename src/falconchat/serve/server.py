@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
+import logging
+import signal
 import time
 from typing import IO, TYPE_CHECKING
 
@@ -59,7 +61,7 @@ class TgiServer:
         )
 
     def app(self):
-        from aiohttp import web
+        from aiohttp import web  # noqa: PLC0415 (heavy: aiohttp)
 
         @web.middleware
         async def middleware(request, handler):
@@ -72,7 +74,7 @@ class TgiServer:
 
     async def _around(self, request, handler):
         """Auth, error bodies for aiohttp's own refusals, and one log line per request."""
-        from aiohttp import web
+        from aiohttp import web  # noqa: PLC0415 (heavy: aiohttp)
 
         started = time.monotonic()
         request["tokens"] = 0
@@ -129,7 +131,6 @@ def _one_line_protocol_errors(server: TgiServer) -> None:
     """aiohttp logs a request it cannot parse (a bad method, data after `Connection: close`)
     with a traceback that quotes the raw request — a prompt, perhaps. The client has its 400
     already: the log gets one line, and the traceback only with --debug."""
-    import logging
 
     class OneLine(logging.Filter):
         def filter(self, record: logging.LogRecord) -> bool:
@@ -147,9 +148,7 @@ def serve(server: TgiServer, host: str, port: int, *, ready=None) -> int:
 
 
 async def _serve(server: TgiServer, host: str, port: int, ready) -> int:
-    import signal
-
-    from aiohttp import web
+    from aiohttp import web  # noqa: PLC0415 (heavy: aiohttp)
 
     _one_line_protocol_errors(server)
     runner = web.AppRunner(server.app(), access_log=None, handle_signals=False, shutdown_timeout=2.0)

@@ -19,18 +19,18 @@ class StatusAPI:
         app.router.add_get("/metrics", self.metrics)
 
     async def metrics(self, request):
-        from aiohttp import web
+        from aiohttp import web  # noqa: PLC0415 (heavy: aiohttp)
 
         text = self.relay.metrics.text()
         return web.Response(text=text, content_type="text/plain", headers={"Cache-Control": "no-cache"})
 
     async def health(self, request):
-        from aiohttp import web
+        from aiohttp import web  # noqa: PLC0415 (heavy: aiohttp)
 
         return web.Response(status=200)
 
     async def info(self, request):
-        from aiohttp import web
+        from aiohttp import web  # noqa: PLC0415 (heavy: aiohttp)
 
         relay = self.relay
         limits = relay.limits

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from falconchat.backends.grammar import compile_constraint
 from falconchat.errors import InputError
 from falconchat.serve.validation import RequestInvalid
 from falconchat.types import Constraint
@@ -56,7 +57,6 @@ def response_format_constraint(response_format: Any) -> Constraint | None:
 
 def _checked(constraint: Constraint) -> Constraint:
     """Compiled now, in the handler: a bad one is a 422, never a failed stream."""
-    from falconchat.backends.grammar import compile_constraint
 
     try:
         return Constraint("gbnf", compile_constraint(constraint))
