@@ -16,10 +16,16 @@ from falconchat.errors import FalconchatError
 
 
 class Gauge:
-    """`refresh()` starts a measurement in a thread; `length`, `used` and `problem` are
-    what is known so far (None until measured). A refresh while one runs is queued."""
+    """`refresh()` starts a measurement in a thread; `length`, `used` (the next prompt as it
+    would be sent), `left_out` (the oldest turns it leaves out to fit) and `problem` are what
+    is known so far (None until measured). A refresh while one runs is queued."""
 
-    def __init__(self, measure_length: Callable[[], int], measure_used: Callable[[], int], redraw: Callable[[], None]):
+    def __init__(
+        self,
+        measure_length: Callable[[], int],
+        measure_used: Callable[[], tuple[int, int]],
+        redraw: Callable[[], None],
+    ):
         self._measure_length = measure_length
         self._measure_used = measure_used
         self._redraw = redraw
@@ -28,11 +34,13 @@ class Gauge:
         self._again = False
         self.length: int | None = None
         self.used: int | None = None
+        self.left_out = 0
         self.problem: str | None = None  # why the last measurement failed, one line
 
     def forget(self) -> None:
         """The backend changed: what was measured no longer holds."""
         self.length = self.used = None
+        self.left_out = 0
         self.problem = None
 
     def refresh(self) -> None:
@@ -69,7 +77,7 @@ class Gauge:
         try:
             self.length = self._measure_length()
             self._changed()
-            self.used = self._measure_used()
+            self.used, self.left_out = self._measure_used()
             self.problem = None
         except FalconchatError as exc:
             self.problem = exc.message

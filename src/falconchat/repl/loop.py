@@ -15,7 +15,7 @@ from falconchat.conversation import Conversation
 from falconchat.environment import Environment
 from falconchat.errors import FalconchatError
 from falconchat.exchange import answer, continue_answer, stats_line
-from falconchat.prompt import chat_messages, falcon_prompt
+from falconchat.prompt import PromptTooLong
 from falconchat.reasoning_view import KeptReasoning, reasoning_writer
 from falconchat.render import make_console, reply_writer
 from falconchat.repl.commands import MAX_TOKENS_SETTING, Commands, shown_format
@@ -102,7 +102,9 @@ class Repl:
         used = "?" if self.gauge.used is None else self.gauge.used
         length = "?" if self.gauge.length is None else self.gauge.length
         problem = f" · {self.gauge.problem}" if self.gauge.problem else ""
-        return sanitize(f" {self.state.backend.name} · {temp} · context {used}/{length} tokens{problem}")
+        left_out = self.gauge.left_out
+        dropped = f" ({left_out} {'turn' if left_out == 1 else 'turns'} left out)" if left_out else ""
+        return sanitize(f" {self.state.backend.name} · {temp} · context {used}/{length} tokens{dropped}{problem}")
 
     # ---- the loop --------------------------------------------------------------------
 
@@ -301,12 +303,17 @@ class Repl:
     def _context_length(self) -> int:
         return self.state.backend.context_length
 
-    def _context_used(self) -> int:
-        """Tokens the conversation would take in the next prompt."""
+    def _context_used(self) -> tuple[int, int]:
+        """Tokens the next prompt would take as it is sent — the oldest turns left out to leave
+        max_new_tokens for the reply, as each exchange does — and how many turns that leaves out."""
         conversation, backend = self.state.conversation, self.state.backend
-        if backend.takes_messages:  # measured as the model's own template writes it
-            return backend.count_message_tokens(chat_messages(conversation.system, conversation.turns, ""))
-        return backend.count_tokens(falcon_prompt(conversation.system, conversation.turns, ""))
+        counter = backend.count_message_tokens if backend.takes_messages else None  # as the model's template writes it
+        budget = max(backend.context_length - self.state.params.max_new_tokens, 0)
+        try:
+            fitted = conversation.prompt_for("", backend.count_tokens, budget, counter)
+        except PromptTooLong as exc:  # not even the system message fits: the whole of it
+            return exc.needed, 0
+        return fitted.prompt_tokens, fitted.dropped_turns
 
     def _redraw(self) -> None:
         if self._app is not None and self._app.is_running:
