@@ -3,6 +3,8 @@ servers over real HTTP (the real servers are in test_endpoint_servers.py)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from falconchat.backends.probe import resolve
@@ -87,7 +89,7 @@ def test_models_lists_a_servers_models(tmp_path, openai_endpoint):
     env = environment(tmp_path)
     assert run(["models", "--endpoint", openai_endpoint.url], env) == ExitCode.OK, env.stderr.text()
     out = env.stdout.text()
-    assert "openai API (vllm)" in out and "8192" in out and "\x1b" not in out
+    assert "OpenAI-compatible API (vllm)" in out and "8192" in out and "\x1b" not in out
     assert [line.split()[0] for line in out.splitlines()[2:]] == ["a", "b"]
 
 
@@ -96,7 +98,7 @@ def test_models_with_the_endpoint_before_the_command_lists_that_servers_models(t
     openai_endpoint.models = [{"id": "served-one"}]
     env = environment(tmp_path)
     assert run(["--endpoint", openai_endpoint.url, "models"], env) == ExitCode.OK, env.stderr.text()
-    assert "openai API" in env.stdout.text() and "served-one" in env.stdout.text()
+    assert "OpenAI-compatible API" in env.stdout.text() and "served-one" in env.stdout.text()
 
 
 def test_several_models_without_a_name_is_one_usage_line(tmp_path, openai_endpoint):
@@ -115,5 +117,27 @@ def test_models_checks_an_endpoint_only_entry(tmp_path, openai_endpoint, closed_
     env = environment(tmp_path)
     assert run(["models", "--config", str(config)], env) == ExitCode.OK, env.stderr.text()
     rows = {line.split()[0]: line for line in env.stdout.text().splitlines()[1:]}
-    assert "auto" in rows["box"] and rows["box"].rstrip().endswith("ok")
+    assert rows["box"].split()[1:3] == ["openai", "chat"] and rows["box"].endswith("ok")  # what the probe found
     assert "cannot reach" in rows["gone"]
+
+
+def test_models_fits_a_narrow_terminal_and_pads_nothing_in_a_pipe(tmp_path, openai_endpoint, closed_port_url):
+    """Issue 23 item 11: always 120 columns, so a 60-column window wrapped every row and a
+    pipe got every line padded with spaces to 120."""
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[models.box]\nendpoint = "{openai_endpoint.url}"\n[models.gone]\nendpoint = "{closed_port_url}"\n'
+    )
+    env = environment(tmp_path, COLUMNS="60")
+    env.stdout._tty = True
+    assert run(["models", "--config", str(config)], env) == ExitCode.OK, env.stderr.text()
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", env.stdout.text()).splitlines()  # the header is bold
+    assert max(len(line) for line in lines) <= 60, lines
+    assert len(lines) > 4 and lines[-1].endswith("running")  # the status wrapped, not cut
+    assert all(line == line.rstrip() for line in lines), lines
+    piped = environment(tmp_path, COLUMNS="60")
+    assert run(["models", "--config", str(config)], piped) == ExitCode.OK
+    lines = piped.stdout.text().splitlines()
+    assert len(lines) == 4 and all(line == line.rstrip() for line in lines), lines  # a row a line
+    assert [line.split()[0] for line in lines[1:]] == ["*", "box", "gone"]
+    assert "check the URL" in lines[3]

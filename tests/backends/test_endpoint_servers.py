@@ -72,10 +72,10 @@ def test_models_lists_what_each_server_serves(llama_server, serve, tmp_path):
     env = isolated_env(tmp_path, FALCONCHAT_API_KEY=KEY)
     listed = falconchat("models", "--endpoint", llama_server, cwd=tmp_path, env=env)
     assert listed.returncode == 0, listed.stderr
-    assert "openai API (llama-cpp-python)" in listed.stdout.decode() and "smollm2" in listed.stdout.decode()
+    assert "OpenAI-compatible API (llama-cpp-python)" in listed.stdout.decode() and "smollm2" in listed.stdout.decode()
     listed = falconchat("models", "--endpoint", serve.url, cwd=tmp_path, env=isolated_env(tmp_path))
     assert listed.returncode == 0, listed.stderr
-    assert "tgi API" in listed.stdout.decode() and "smollm2" in listed.stdout.decode()
+    assert "TGI API\n" in listed.stdout.decode() and "smollm2" in listed.stdout.decode()
 
 
 def test_a_wrong_key_is_exit_4_from_the_probe(llama_server, tmp_path):
