@@ -110,6 +110,57 @@ def test_a_request_beyond_the_waiting_limit_gets_429(small_queue):
     assert requests.post(small_queue.url + "/generate", json=short(), timeout=60).status_code == 200
 
 
+def test_an_overloaded_request_is_refused_before_its_body_is_read(small_queue):
+    """The 429 comes before parsing and validation (a body that is not even JSON gets it, not a
+    422): turning requests away costs the model nothing, and says when to ask again."""
+    with busy(small_queue):
+        waiting = open_stream(small_queue, short())  # the two places taken
+        for path in ("/generate", "/generate_stream", "/", "/v1/chat/completions", "/v1/completions"):
+            response = requests.post(small_queue.url + path, data=b"not json {", timeout=10)
+            assert response.status_code == 429, (path, response.text)
+            assert response.headers["Retry-After"] == "1", path
+            assert response.json()["error_type"] == "overloaded"
+        assert requests.post(small_queue.url + "/tokenize", data=b"not json {", timeout=10).status_code == 422
+    with waiting:
+        assert len(data_events(waiting, 4)) == 3
+
+
+def test_a_client_that_leaves_the_queue_frees_its_place_at_once(small_queue):
+    """While the model is still busy with the first request, not when the queue reaches it."""
+    with busy(small_queue):
+        mark = small_queue.mark()
+        open_stream(small_queue, short()).close()  # waiting, then gone
+        line = small_queue.request_line("/generate_stream", since=mark).string  # its handler has ended
+        assert parse_request_line(line)[3:] == (0, "cancelled"), small_queue.log
+        assert "tgi_batch_current_size 1" in requests.get(small_queue.url + "/metrics", timeout=10).text
+        after = open_stream(small_queue, short())  # its place: accepted, not a 429
+        assert requests.post(small_queue.url + "/generate", json=short(), timeout=10).status_code == 429  # full again
+        assert "tgi_batch_current_size 1" in requests.get(small_queue.url + "/metrics", timeout=10).text  # still busy
+    with after:
+        assert len(data_events(after, 4)) == 3
+
+
+def test_first_come_first_served_across_clients(serial):
+    """One client with many requests queued does not starve another: the queue is one FIFO line."""
+    server = serial
+    first, second = requests.Session(), requests.Session()
+    order = [(first, 3), (first, 4), (second, 5), (first, 6), (second, 7), (first, 8)]
+    with busy(server):
+        mark = server.mark()
+        waiting = []
+        for client, tokens in order:  # each is in the queue when its headers come back
+            response = client.post(server.url + "/generate_stream", json=short(tokens), stream=True, timeout=120)
+            assert response.status_code == 200, response.text
+            response.lines = response.iter_lines()
+            waiting.append(response)
+    for response, (_, tokens) in zip(waiting, order):
+        with response:
+            assert len(data_events(response, tokens + 1)) == tokens
+    server.wait_for(r"^POST /generate_stream 200 8 tokens", since=mark)
+    served = [parse_request_line(line) for line in server.lines[mark:] if line.startswith("POST /generate_stream")]
+    assert [request[3] for request in served if request[4] != "cancelled"] == [tokens for _, tokens in order]
+
+
 def test_max_waiting_0_serves_a_free_place_and_queues_nothing(no_queue):
     """--max-waiting 0 means no queue: an idle server answers, a busy one says 429 at once."""
     assert requests.post(no_queue.url + "/generate", json=short(), timeout=60).status_code == 200

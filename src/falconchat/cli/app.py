@@ -211,21 +211,39 @@ def serve(
     api_key: str | None = typer.Option(
         None, "--api-key", metavar="KEY", help="Require `Authorization: Bearer KEY` (or set FALCONCHAT_SERVE_API_KEY)."
     ),
-    max_waiting: int = typer.Option(
-        16,
+    max_concurrent_requests: int | None = typer.Option(
+        None,
+        "--max-concurrent-requests",
+        min=1,
+        metavar="N",
+        help="Requests decoding or waiting at once, as TGI's flag; more get 429 at once (with Retry-After).  [default: 128]",
+    ),
+    max_waiting: int | None = typer.Option(
+        None,
         "--max-waiting",
         min=0,
         metavar="N",
-        help="Requests that may wait for the model; more get 429 (0: no queue, only free places).",
+        help="The older way to say it: N requests may wait beyond those decoding (0: no queue, only free places).",
     ),
     parallel: int | None = typer.Option(
         None,
+        "--max-batch-size",
         "--parallel",
         "-P",
         min=1,
         max=64,
         metavar="N",
         help="Requests decoded together (continuous batching); default: 4 per CPU core, at most 16.",
+    ),
+    max_input_tokens: int | None = typer.Option(
+        None, "--max-input-tokens", min=1, metavar="N", help="The longest prompt, in tokens.  [default: total - 1]"
+    ),
+    max_total_tokens: int | None = typer.Option(
+        None,
+        "--max-total-tokens",
+        min=2,
+        metavar="N",
+        help="Prompt and reply of one request, in tokens.  [default: the model's context]",
     ),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
     env_file: str | None = typer.Option(None, "--env-file", metavar="PATH", help="Read this .env file."),
@@ -240,8 +258,11 @@ def serve(
         host=host,
         port=port,
         api_key=api_key,
+        max_concurrent_requests=max_concurrent_requests,
         max_waiting=max_waiting,
         parallel=parallel,
+        max_input_tokens=max_input_tokens,
+        max_total_tokens=max_total_tokens,
         debug=debug,
         env_file=env_file,
         config=config,

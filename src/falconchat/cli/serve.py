@@ -8,8 +8,11 @@ from falconchat.backends import open_in_process
 from falconchat.backends.registry import BACKENDS
 from falconchat.cli.options import load
 from falconchat.environment import Environment
+from falconchat.errors import UsageError
 from falconchat.serve.server import TgiServer, is_loopback
 from falconchat.serve.server import serve as run_server
+
+DEFAULT_MAX_CONCURRENT_REQUESTS = 128  # TGI's default
 
 
 @dataclass(frozen=True)
@@ -21,8 +24,11 @@ class ServeOptions:
     host: str
     port: int
     api_key: str | None
-    max_waiting: int
+    max_concurrent_requests: int | None
+    max_waiting: int | None  # the older flag: places beyond those decoding
     parallel: int | None
+    max_input_tokens: int | None
+    max_total_tokens: int | None
     debug: bool
     env_file: str | None
     config: str | None
@@ -41,13 +47,21 @@ def serve_model(env: Environment, options: ServeOptions) -> int:
     if not BACKENDS[spec.backend].serves and not options.model:
         spec = settings.models["smollm2"]  # an endpoint in the environment is for chatting, not serving
     key = options.api_key or settings.serve_api_key
-    backend = open_in_process(spec, sequences=options.parallel or BACKENDS[spec.backend].default_sequences())
+    if options.max_waiting is not None and options.max_concurrent_requests is not None:
+        raise UsageError("give --max-concurrent-requests or --max-waiting, not both (they set the same limit)")
+    sequences = options.parallel or BACKENDS[spec.backend].default_sequences()
+    backend = open_in_process(spec, sequences=sequences)
     try:
+        concurrent = options.max_concurrent_requests or DEFAULT_MAX_CONCURRENT_REQUESTS
+        if options.max_waiting is not None:
+            concurrent = backend.sequences + options.max_waiting
         server = TgiServer(
             backend,
             model_id=spec.name,
             api_key=key,
-            max_waiting=options.max_waiting,
+            max_concurrent_requests=concurrent,
+            max_input_tokens=options.max_input_tokens,
+            max_total_tokens=options.max_total_tokens,
             debug=env.debug,  # settled by `load`: --debug, FALCONCHAT_DEBUG, .env, the config file
             log=env.stderr,
         )

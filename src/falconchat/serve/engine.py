@@ -1,9 +1,11 @@
 """`serve`'s engine: jobs taken in FIFO order by as many worker threads as the
 backend decodes sequences together (one for the single-sequence path).
 
-Handlers submit Jobs; a worker streams each job's events back to the
-handler's event loop. A cancelled job is skipped, or stopped within a token
-(or between batches of a long prompt).
+A request holds a place from the moment it comes in (`admit`, before its body is read: a
+refusal costs nothing else) until its handler is done with it (`finish`); at most
+`max_concurrent` places, as TGI's `--max-concurrent-requests`. Handlers submit Jobs; a worker
+streams each job's events back to the handler's event loop. A job whose client left frees its
+place at once and is skipped, or is stopped within a token (or between batches of a long prompt).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class Job:
     tokens: int = 0  # generated so far (engine thread)
     outcome: str = "cancelled"  # set by the handler: done, error, or cancelled (the client left)
     tokens_at_cancel: int = 0
+    dropped: bool = False  # its client left while it waited: a worker skips it (engine lock)
     submitted: float = field(default_factory=time.monotonic)
     started: float | None = None  # when a worker took it (engine thread)
 
@@ -46,12 +49,13 @@ class ServerStopping(Exception):
 
 
 class Engine:
-    def __init__(self, backend: InProcessModel, max_waiting: int, log):
+    def __init__(self, backend: InProcessModel, max_concurrent: int, log):
         self.backend = backend
-        self.max_waiting = max_waiting
+        self.max_concurrent = max_concurrent  # places: running and waiting requests together
         self.log = log
-        self._jobs: queue.Queue[Job | None] = queue.Queue()
-        self._waiting = 0
+        self._jobs: queue.Queue[Job | None] = queue.Queue()  # FIFO: first come, first served
+        self._held = 0  # places: requests being read, waiting or running
+        self._waiting = 0  # jobs queued, not yet running
         self._running: set[Job] = set()
         self._lock = threading.Lock()
         self.workers = backend.sequences
@@ -80,19 +84,41 @@ class Engine:
         with self._lock:
             return len(self._running), self._waiting
 
-    def submit(self, job: Job) -> None:
-        """Take a job if a worker is free or fewer than `max_waiting` wait (0: no queue, only free places)."""
+    def admit(self) -> None:
+        """Hold a place for a request that has just come in, or raise Overloaded: all are taken."""
         with self._lock:
-            if self._waiting + len(self._running) >= self.workers + self.max_waiting:
+            if self._held >= self.max_concurrent:
                 raise Overloaded("the queue is full")
+            self._held += 1
+
+    def release(self) -> None:
+        """Give back the place of an admitted request that never became a job (refused, or gone)."""
+        with self._lock:
+            self._held -= 1
+
+    def submit(self, job: Job) -> None:
+        """Queue the job of an admitted request, in its place."""
+        with self._lock:
             self._waiting += 1
         self._jobs.put(job)
+
+    def finish(self, job: Job, *, client_left: bool) -> None:
+        """The handler of `job` is done with it: its place is free now. If its client left, a
+        waiting job is skipped when its turn comes, and a running one stops within a token."""
+        with self._lock:
+            self._held -= 1
+            if client_left and job.started is None and not job.dropped:
+                job.dropped = True
+                self._waiting -= 1
+        if client_left:
+            job.cancel()
 
     def _run(self) -> None:
         while (job := self._jobs.get()) is not None:
             with self._lock:
-                self._waiting -= 1  # and running, in the same step: a job is always counted once
-                if job.cancelled.is_set():
+                if not job.dropped:
+                    self._waiting -= 1  # and running, in the same step: a job is always counted once
+                if job.dropped or job.cancelled.is_set():
                     self.log("generation cancelled before it started (the client left the queue)")
                     continue
                 job.started = time.monotonic()

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from falconchat.backends.base import InProcessModel
 
 DISCONNECT_POLL_S = 0.1
+RETRY_AFTER_S = 1  # what a refused client is told to wait before it asks again
 OPENAI_PREFIX = "/v1/"
 
 # TGI's `error_type` -> the OpenAI API's (`type`, `code`), for the `/v1/*` routes.
@@ -85,20 +86,37 @@ class Relay:
         self.metrics = metrics
         self.active: set[Job] = set()
 
-    async def run(self, request, job: Job, reply: Callable[[Job], Awaitable[Any]]):
-        """Queue `job` (or answer 429) and return `reply(job)`'s response; a client that left is
-        dropped from the queue, or its generation stopped within a token."""
+    def admit(self, request):
+        """Hold a place for a generation request before its body is read or checked, so that a
+        refusal costs the model nothing; the 429 (with Retry-After) if none is free, else None."""
         try:
-            self.engine.submit(job)
+            self.engine.admit()
         except Overloaded:
-            return error_response(request, 429, "Model is overloaded", "overloaded")
+            response = error_response(request, 429, "Model is overloaded", "overloaded")
+            response.headers["Retry-After"] = str(RETRY_AFTER_S)
+            return response
+        request["place"] = True
+        return None
+
+    def let_go(self, request) -> None:
+        """The place of a request that ended without becoming a job (refused by validation, or gone)."""
+        if request.get("place"):
+            request["place"] = False
+            self.engine.release()
+
+    async def run(self, request, job: Job, reply: Callable[[Job], Awaitable[Any]]):
+        """Queue `job` in its request's place and return `reply(job)`'s response; the place is free
+        when the reply ends (a client that left: at once, and its job is skipped or stopped)."""
+        if not request.get("place") and (refused := self.admit(request)) is not None:
+            return refused
+        request["place"] = False  # the job holds it now, until it ends
+        self.engine.submit(job)
         self.active.add(job)
         try:
             return await reply(job)
         finally:
             self.active.discard(job)
-            if job.outcome == "cancelled":
-                job.cancel()  # the engine drops it from the queue, or stops it within a token
+            self.engine.finish(job, client_left=job.outcome == "cancelled")
             request["tokens"] = job.tokens
             request["outcome"] = job.outcome
 

@@ -19,7 +19,7 @@ import signal
 import time
 from typing import IO, TYPE_CHECKING
 
-from falconchat.errors import ConfigError
+from falconchat.errors import ConfigError, UsageError
 from falconchat.serve.engine import Engine
 from falconchat.serve.generate_api import GenerateAPI
 from falconchat.serve.metrics import Metrics
@@ -42,20 +42,21 @@ class TgiServer:
         *,
         model_id: str,
         api_key: str | None,
-        max_waiting: int,
+        max_concurrent_requests: int,
         debug: bool,
         log: IO[str],  # the command's stderr: one line per request, notes, tracebacks with debug
+        max_input_tokens: int | None = None,
+        max_total_tokens: int | None = None,
     ):
         self.api_key = api_key
         self.debug = debug
         self.log = log
-        context = backend.context_length
-        self.engine = Engine(backend, max_waiting, self.note)
+        self.engine = Engine(backend, max_concurrent_requests, self.note)
         self.metrics = Metrics(self.engine.load)
         self.relay = Relay(
             backend,
             model_id=model_id,
-            limits=Limits(max_input_tokens=context - 1, max_total_tokens=context),
+            limits=limits_for(backend.context_length, max_input_tokens, max_total_tokens),
             engine=self.engine,
             metrics=self.metrics,
         )
@@ -80,10 +81,13 @@ class TgiServer:
         request["tokens"] = 0
         request["outcome"] = ""
         try:
+            generation = request.method == "POST" and request.path in GENERATION_PATHS
             # As TGI: the key guards what generates or reads input; what describes the server stays open.
             if self.api_key and request.method == "POST" and not self._authorized(request):
                 message = "Unauthorized: a valid `Authorization: Bearer` key is required"
                 response = error_response(request, 401, message, "authentication")
+            elif generation and (refused := self.relay.admit(request)) is not None:
+                response = refused  # overloaded: answered before the body is read
             else:
                 response = await handler(request)
         except web.HTTPRequestEntityTooLarge:
@@ -92,6 +96,8 @@ class TgiServer:
             response = web.Response(status=404)  # as TGI (axum): an unknown route is a bare 404
         except web.HTTPException as exc:
             response = error_response(request, exc.status, exc.reason, "validation")
+        finally:
+            self.relay.let_go(request)
         self._log(request, response.status, time.monotonic() - started)
         if request.path in GENERATION_PATHS and request.method == "POST":
             self.metrics.request(response.status, "generation" if request["outcome"] == "error" else None)
@@ -113,6 +119,18 @@ class TgiServer:
             self.log.flush()
         except (OSError, ValueError):
             pass
+
+
+def limits_for(context_length: int, max_input_tokens: int | None, max_total_tokens: int | None) -> Limits:
+    """TGI's `--max-input-tokens` and `--max-total-tokens`, within the model's context (the
+    defaults: all of it, and one token less for the prompt)."""
+    total = max_total_tokens or context_length
+    if total > context_length:
+        raise UsageError(f"--max-total-tokens {total} is more than the model's context ({context_length} tokens)")
+    max_input = max_input_tokens or total - 1
+    if max_input >= total:
+        raise UsageError(f"--max-input-tokens ({max_input}) must be less than --max-total-tokens ({total})")
+    return Limits(max_input_tokens=max_input, max_total_tokens=total)
 
 
 # ---- running it ------------------------------------------------------------------------------

@@ -41,7 +41,8 @@ class StatusAPI:
                 "model_dtype": "gguf",
                 "model_device_type": "cpu",
                 "model_pipeline_tag": "text-generation",
-                "max_concurrent_requests": relay.engine.max_waiting + relay.engine.workers,
+                "max_concurrent_requests": relay.engine.max_concurrent,
+                "max_batch_size": relay.engine.workers,  # as TGI's router reported it (requests decoded together)
                 "max_best_of": 1,
                 "max_stop_sequences": limits.max_stop_sequences,
                 "max_input_tokens": limits.max_input_tokens,
