@@ -70,3 +70,26 @@ def test_a_reader_that_goes_away_ends_the_piped_chat_as_a_closed_pipe(tgi_endpoi
     assert done.stdout.decode().endswith(" status=141\n"), (done.stdout, done.stderr)
     assert "Traceback" not in done.stderr.decode() and "error" not in done.stderr.decode(), done.stderr
     assert (sessions_dir(tmp_path) / "cut.json").exists()
+
+
+def test_piped_lines_with_a_chat_command_are_read_as_the_chat_reads_them(tgi_endpoint, tmp_path):
+    """Issue 23 item 14: `printf 'hi\\n/exit\\n' | falconchat` sent '/exit' to the model as text."""
+    tgi_endpoint.stream([" Noted."], "eos_token")
+    env = isolated_env(tmp_path)
+    done = falconchat(
+        "--endpoint", tgi_endpoint.url, cwd=tmp_path, env=env, input=b"hi\n/temp 0.3\nthere\n/exit\nnever sent\n"
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode() == "Noted.\nNoted.\n"  # two messages, each answered
+    assert "temperature = 0.3" in done.stderr.decode()
+    sent = [request.body["inputs"] for request in tgi_endpoint.requests]
+    assert len(sent) == 2 and not any("/exit" in s or "/temp" in s or "never sent" in s for s in sent)
+    assert tgi_endpoint.requests[1].body["parameters"]["temperature"] == 0.3
+
+    # Without a command line it stays one message, answered once, as `ask` (a path is no command).
+    done = falconchat(
+        "--endpoint", tgi_endpoint.url, cwd=tmp_path, env=env, input=b"what is in\n/usr/bin\n?\n"
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode() == "Noted.\n"
+    assert len(tgi_endpoint.requests) == 3 and "what is in\n/usr/bin\n?" in tgi_endpoint.requests[2].body["inputs"]

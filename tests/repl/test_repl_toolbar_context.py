@@ -21,9 +21,11 @@ def test_the_toolbar_counts_what_is_sent_once_turns_are_left_out(terminals):
         term.say(long_message)
         # the reply is over when the scrollback holds one more prompt, bare, and the toolbar is back
         term.wait_for(
-            lambda s, sent=sent: len(re.findall(r"^>>> ?$", s, re.M)) >= 1
-            and s.count(">>> Please remember") >= sent
-            and term.at_prompt(),
+            lambda s, sent=sent: (
+                len(re.findall(r"^>>> ?$", s, re.M)) >= 1
+                and s.count(">>> Please remember") >= sent
+                and term.at_prompt()
+            ),
             whole=True,
         )
     assert "left out the" in term.scrollback(joined=True)  # the notice: older turns no longer fit

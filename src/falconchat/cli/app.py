@@ -15,6 +15,7 @@ from falconchat.cli.chat import chat_session
 from falconchat.cli.logs import logs_app
 from falconchat.cli.options import Invocation, invocation, load, merged_flags, resolved, structured, with_shared_options
 from falconchat.cli.output import error_line, silence_stdout
+from falconchat.cli.piped import piped_default
 from falconchat.environment import Environment
 from falconchat.errors import ExitCode, FalconchatError, UsageError
 
@@ -63,7 +64,7 @@ def root(
     if ctx.invoked_subcommand is None:
         flags = {**merged_flags(ctx, {}), "continue_last": continue_last, "cid": cid}
         if run.env.stdin_is_piped and not (session or resume or continue_last or cid):
-            ctx.exit(ask_once(run.env, flags, None))  # `echo … | falconchat` answers once
+            ctx.exit(piped_default(run.env, flags, no_history=no_history))  # `echo … | falconchat` answers once
         ctx.exit(chat_session(run.env, flags, session=session, resume=resume, no_history=no_history))
 
 
