@@ -12,6 +12,7 @@ import typer
 from falconchat import __version__
 from falconchat.cli.ask import ask_json, ask_once
 from falconchat.cli.chat import chat_session
+from falconchat.cli.help_text import with_examples
 from falconchat.cli.logs import logs_app
 from falconchat.cli.options import Invocation, invocation, load, merged_flags, resolved, structured, with_shared_options
 from falconchat.cli.output import error_line, silence_stdout
@@ -21,7 +22,7 @@ from falconchat.errors import ExitCode, FalconchatError, UsageError
 
 app = typer.Typer(
     name="falconchat",
-    help="Chat with open LLMs in the terminal: the bundled model offline, or a text-generation-inference endpoint.",
+    help="Chat with open LLMs in the terminal: the bundled model offline, or a TGI or OpenAI-compatible endpoint.",
     add_completion=True,  # --install-completion for bash, zsh, fish
     invoke_without_command=True,
     no_args_is_help=False,
@@ -105,7 +106,7 @@ def chat(
 def ask(
     ctx: typer.Context,
     prompt: str | None = typer.Argument(
-        None, help="The prompt; piped stdin is appended after a blank line. '-' reads stdin only."
+        None, metavar="PROMPT", help="The prompt; piped stdin is appended after a blank line. '-' reads stdin only."
     ),
     as_json: bool = typer.Option(
         False,
@@ -207,8 +208,10 @@ def serve(
         None, "--model", "-m", metavar="NAME", help="A local model: smollm2 (bundled) or a [models.NAME]."
     ),
     model_path: str | None = typer.Option(None, "--model-path", metavar="FILE", help="A GGUF model file."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback by default)."),
-    port: int = typer.Option(8080, "--port", min=0, max=65535, help="Port (0 picks a free one)."),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", metavar="ADDRESS", help="Address to listen on (loopback by default)."
+    ),
+    port: int = typer.Option(8080, "--port", min=0, max=65535, metavar="PORT", help="Port (0 picks a free one)."),
     api_key: str | None = typer.Option(
         None, "--api-key", metavar="KEY", help="Require `Authorization: Bearer KEY` (or set FALCONCHAT_SERVE_API_KEY)."
     ),
@@ -330,14 +333,17 @@ def run(argv: list[str], env: Environment | None = None) -> int:
     env.debug = env.debug or "--debug" in argv
     try:
         # Not standalone: Typer returns exit codes (130 for Ctrl-C) and raises usage errors to us.
-        result = app(args=argv, prog_name="falconchat", standalone_mode=False, obj=Invocation(env))
+        command = with_examples(typer.main.get_command(app))
+        result = command(args=argv, prog_name="falconchat", standalone_mode=False, obj=Invocation(env))
         return result if isinstance(result, int) else 0
     except typer.Exit as exc:
         return exc.exit_code
     except typer.Abort:
         return ExitCode.INTERRUPTED
     except typer.TyperException as exc:  # a usage error: unknown flag, missing argument
-        error_line(env, f"{exc.format_message()} (see falconchat --help)")
+        # The help of the command the mistake is in: `falconchat ask --help` for ask's options.
+        where = exc.ctx.command_path if exc.ctx is not None else "falconchat"
+        error_line(env, f"{exc.format_message()} (see {where} --help)")
         return UsageError.exit_code
     except FalconchatError as exc:
         if env.debug:

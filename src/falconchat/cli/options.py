@@ -33,7 +33,12 @@ SHARED_OPTIONS: list[tuple[str, Any, Any]] = [
     (
         "endpoint",
         Optional[str],
-        typer.Option(None, "--endpoint", metavar="URL", help="A text-generation-inference base URL."),
+        typer.Option(
+            None,
+            "--endpoint",
+            metavar="URL",
+            help="A server's base URL: text-generation-inference or OpenAI-compatible (vLLM, Ollama, llama.cpp's server…); which one is asked of it.",
+        ),
     ),
     (
         "model_path",
