@@ -342,7 +342,9 @@ def run(argv: list[str], env: Environment | None = None) -> int:
         return ExitCode.INTERRUPTED
     except typer.TyperException as exc:  # a usage error: unknown flag, missing argument
         # The help of the command the mistake is in: `falconchat ask --help` for ask's options.
-        where = exc.ctx.command_path if exc.ctx is not None else "falconchat"
+        # Click's UsageError carries the context it arose in; Typer's own base class does not.
+        ctx = getattr(exc, "ctx", None)
+        where = ctx.command_path if ctx is not None else "falconchat"
         error_line(env, f"{exc.format_message()} (see {where} --help)")
         return UsageError.exit_code
     except FalconchatError as exc:

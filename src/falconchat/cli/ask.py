@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import traceback
-from contextlib import nullcontext
 from dataclasses import replace
 from typing import Any
 
@@ -115,20 +114,20 @@ def answer_once(
     err = make_console(env.stderr, env, soft_wrap=True)
     backend = open_backend(settings.model)
     limit = settings.sampling.max_new_tokens
-    line = ProgressLine(env.stderr, env.environ, limit, progress) if progress else None
+    line = ProgressLine(env.stderr, env.environ, limit, progress)  # off without `progress`
     try:
         conversation_log, conversation, _ = (
             log if log is not None else (None, Conversation(system=settings.system), None)
         )
-        with line or nullcontext():
+        with line:
             done = answer(
                 conversation,
                 backend,
                 message,
                 settings.sampling,
-                line.counting(writer) if line else writer,
-                notice=lambda text: err.print(sanitize(text)),
-                reasoning=reasoning,
+                line.counting(writer),
+                notice=line.above(lambda text: err.print(sanitize(text))),
+                reasoning=line.pausing(reasoning),
                 log=conversation_log,
             )
     finally:
