@@ -1,12 +1,13 @@
 """`falconchat serve`: a text-generation-inference endpoint for a local model.
 
 This module assembles the app and runs it: auth, error bodies for aiohttp's own refusals and
-one log line per request (the middleware), then each API's routes — generate_api.py (TGI's
-generate API), openai_api.py (the Messages API, `/v1/*`), status_api.py (`/info`, `/health`,
-`/metrics`). The engine (engine.py) decodes up to `--parallel` requests together and queues
-the rest in FIFO order; the handlers validate before anything reaches it and relay its token
-stream (relay.py). A client that goes away is dropped from the queue, or its generation is
-closed within a token.
+one log line per request, and a place for each generation request before its body is read
+(429 when `--max-concurrent-requests` are taken) — the middleware — then each API's routes:
+generate_api.py (TGI's generate API), openai_api.py (the Messages API, `/v1/*`), status_api.py
+(`/info`, `/health`, `/metrics`). The engine (engine.py) decodes up to `--max-batch-size`
+requests together and queues the rest in FIFO order; the handlers validate before anything
+reaches it and relay its token stream (relay.py). A client that goes away frees its place at
+once: it is dropped from the queue, or its generation is closed within a token.
 """
 
 from __future__ import annotations
