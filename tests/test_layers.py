@@ -24,7 +24,7 @@ LAYERS = [
     ["text", "backends.registry", "structured"],
     ["config_values", "config_env", "config"],
     ["prompt", "thinking"],
-    ["conversation", "sessions", "records", "log_store", "log_query", "conversation_log"],
+    ["conversation", "sessions", "records", "log_store", "log_query", "conversation_log", "sources", "web_source"],
     ["backends"],
     ["markdown_view", "live_region", "render", "reasoning_view"],
     ["exchange"],

@@ -18,7 +18,14 @@ from typing import Any
 
 from falconchat.backends.registry import BACKENDS
 from falconchat.config_env import model_key_names, read_dotenv, unknown_name_warnings
-from falconchat.config_values import DEFAULT_MAX_INPUT_BYTES, DEFAULT_TIMEOUT_S, SAMPLING_KEYS, SETTINGS, parse
+from falconchat.config_values import (
+    DEFAULT_MAX_FILE_SIZE,
+    DEFAULT_MAX_INPUT_BYTES,
+    DEFAULT_TIMEOUT_S,
+    SAMPLING_KEYS,
+    SETTINGS,
+    parse,
+)
 from falconchat.errors import ConfigError, UsageError
 from falconchat.types import SamplingParams
 
@@ -64,6 +71,7 @@ class Settings:
     verbose: bool = False
     debug: bool = False
     max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE  # each -f/--file source
     models: Mapping[str, ModelSpec] = field(default_factory=dict)
     serve_api_key: str | None = field(default=None, repr=False)
     no_history: bool = False
@@ -391,6 +399,7 @@ def load_settings(
         verbose=values["verbose"],
         debug=values["debug"],
         max_input_bytes=values["max_input_bytes"],
+        max_file_size=values["max_file_size"],
         models=models,
         serve_api_key=values["serve_api_key"],
         no_history=values["no_history"],

@@ -12,6 +12,7 @@ from falconchat.errors import ConfigError
 
 DEFAULT_TIMEOUT_S = 120.0  # the classic tutorial's
 DEFAULT_MAX_INPUT_BYTES = 8 * 1024 * 1024
+DEFAULT_MAX_FILE_SIZE = 1024 * 1024  # each -f/--file source (a folder or a glob counts as one)
 
 
 # ---- value parsers: raw (str from flags/env, or a TOML value) -> typed ------------------
@@ -94,6 +95,26 @@ def _effort(raw: Any) -> str:
     return text
 
 
+def _size(raw: Any) -> int:
+    """Bytes: 1048576, 512K, 1M, 2MB, 1G (K, M, G are powers of 1024)."""
+    allowed = "a size such as 1048576, 512K, 1M or 2MB"
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        text = str(raw)
+    elif isinstance(raw, str):
+        text = raw.strip().upper().removesuffix("IB").removesuffix("B")
+    else:
+        raise ValueError(allowed)
+    scale = {"K": 1024, "M": 1024**2, "G": 1024**3}.get(text[-1:], 1)
+    number = text[:-1] if scale > 1 else text
+    try:
+        value = float(number.strip())
+    except ValueError:
+        raise ValueError(allowed) from None
+    if not math.isfinite(value) or value * scale < 1:
+        raise ValueError(allowed)
+    return int(value * scale)
+
+
 # name -> (environment variables, parser, default)
 SETTINGS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any], Any]] = {
     "model": (("FALCONCHAT_MODEL",), _text, None),
@@ -141,6 +162,7 @@ SETTINGS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any], Any]] = {
         _int(lambda v: v >= 1, "an integer ≥ 1"),
         DEFAULT_MAX_INPUT_BYTES,
     ),
+    "max_file_size": (("FALCONCHAT_MAX_FILE_SIZE",), _size, DEFAULT_MAX_FILE_SIZE),
 }
 
 

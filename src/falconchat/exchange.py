@@ -5,7 +5,7 @@ Shared by the REPL and `ask`, so both trim, record and cut replies the same way.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack, closing
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -14,6 +14,7 @@ from falconchat.backends.base import Backend
 from falconchat.conversation import Conversation
 from falconchat.errors import InputError
 from falconchat.prompt import CountMessages, FittedPrompt, PromptTooLong
+from falconchat.sources import Block
 from falconchat.thinking import separate_reasoning
 from falconchat.types import Done, ReasoningDelta, ReasoningWriter, ReplyWriter, SamplingParams, TextDelta, TokenStream
 
@@ -31,6 +32,7 @@ def answer(
     reasoning: ReasoningWriter | None = None,
     log: ConversationLog | None = None,
     setting: str = "--max-new-tokens",
+    attached: Sequence[Block] = (),
 ) -> Done:
     """Stream the reply to `message` into `writer`, and a thinking model's reasoning into
     `reasoning` (dropped when None); return its `Done`. `setting` is how the caller's user
@@ -39,6 +41,7 @@ def answer(
     Ctrl-C (KeyboardInterrupt) and errors propagate after the writer has shown
     what arrived, the conversation has kept it and `log` has logged it. The conversation
     keeps the reply only: reasoning is never sent back to the model (the log keeps it apart).
+    `attached`: the sources in the message and the system message, named if they do not fit.
     """
     counter = _message_counter(backend)
     fitted = _fit(
@@ -47,6 +50,7 @@ def answer(
         params,
         notice,
         setting,
+        attached,
     )
     if backend.takes_messages:  # the server or the model's own template formats them
         events = backend.stream_messages(fitted.messages, params)
@@ -122,6 +126,7 @@ def _fit(
     params: SamplingParams,
     notice: Callable[[str], None],
     setting: str,
+    attached: Sequence[Block] = (),
 ) -> FittedPrompt:
     context = backend.context_length
     budget = context - params.max_new_tokens
@@ -133,6 +138,8 @@ def _fit(
     try:
         fitted = make_prompt(budget)
     except PromptTooLong as exc:
+        if attached:
+            raise InputError(_over_budget(exc, attached, backend, context, params)) from None
         raise InputError(
             f"the message needs {exc.needed} tokens but only {exc.budget} fit "
             f"(context {context} − max-new-tokens {params.max_new_tokens}); shorten it or lower {setting}"
@@ -141,6 +148,19 @@ def _fit(
         turns = "turn" if fitted.dropped_turns == 1 else "turns"
         notice(f"left out the {fitted.dropped_turns} oldest {turns} to fit the model's context")
     return fitted
+
+
+def _over_budget(
+    exc: PromptTooLong, attached: Sequence[Block], backend: Backend, context: int, params: SamplingParams
+) -> str:
+    """One line: by how much the attached sources miss, and the largest of them (never cut)."""
+    sizes = sorted(((backend.count_tokens(block.delimited()), block.name) for block in attached), reverse=True)
+    largest = ", ".join(f"{name} {tokens} tokens" for tokens, name in sizes[:3])
+    return (
+        f"the attached sources do not fit: the prompt needs {exc.needed} tokens, {exc.needed - exc.budget} more "
+        f"than the {exc.budget} that fit (context {context} − max-new-tokens {params.max_new_tokens}); "
+        f"largest: {largest}; nothing was sent"
+    )
 
 
 def _run(

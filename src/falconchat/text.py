@@ -70,3 +70,11 @@ def server_message(text: str, secret: str | None = None) -> str:
     if secret:
         one_line = one_line.replace(secret, "***")
     return one_line[:MAX_SERVER_MESSAGE] + ("…" if len(one_line) > MAX_SERVER_MESSAGE else "")
+
+
+def human_size(size: int) -> str:
+    """A size in bytes as people read it: 512 bytes, 4.9 KB, 2 MB (powers of 1024)."""
+    for unit, scale in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}".replace(".0 ", " ")
+    return f"{size} bytes"

@@ -6,10 +6,10 @@ import traceback
 from dataclasses import replace
 from typing import Any
 
+from falconchat.cli.attach import prompt_with_sources, with_system_blocks
 from falconchat.cli.log import open_log
 from falconchat.cli.options import load, resolved, structured
 from falconchat.cli.output import error_line, print_json, silence_stdout
-from falconchat.cli.stdin import read_prompt
 from falconchat.environment import Environment
 from falconchat.errors import ExitCode, FalconchatError
 
@@ -22,9 +22,10 @@ def ask_once(
     from falconchat.render import reply_writer  # noqa: PLC0415 (per-command dispatch)
 
     settings = structured(load(flags, env), flags, env)
-    message = read_prompt(env, prompt, settings.max_input_bytes)
+    asked = prompt_with_sources(env, settings, flags, prompt)
+    message = asked.message
     settings = resolved(settings)
-    log = continued(env, settings, flags, command)
+    log = continued(env, settings, flags, command, asked.system_blocks)
     settings = replace(settings, sampling=log[2])
     reasoning = reasoning_writer(env.stdout, env.stderr, env, show=bool(flags.get("show_reasoning")))
     try:
@@ -33,15 +34,20 @@ def ask_once(
             from falconchat.structured import check_reply  # noqa: PLC0415 (per-command dispatch)
 
             collector = Collector()
-            done = answer_once(env, settings, message, collector, reasoning, log, progress="JSON")
+            done = answer_once(
+                env, settings, message, collector, reasoning, log, progress="JSON", attached=asked.attached
+            )
             value = check_reply(collector.text, settings.sampling.constraint, cut=done.finish_reason == "length")
             print_json(env, collector.text, value)
         elif stream:
-            answer_once(env, settings, message, reply_writer(env.stdout, env, plain=settings.plain), reasoning, log)
+            writer = reply_writer(env.stdout, env, plain=settings.plain)
+            answer_once(env, settings, message, writer, reasoning, log, attached=asked.attached)
         else:
             # --no-stream: all or nothing on stdout; a reply cut by an error or Ctrl-C is not printed.
             collector = Collector()
-            answer_once(env, settings, message, collector, reasoning, log, progress="the reply")
+            answer_once(
+                env, settings, message, collector, reasoning, log, progress="the reply", attached=asked.attached
+            )
             with reply_writer(env.stdout, env, plain=settings.plain) as writer:
                 writer.write(collector.text)
     except BrokenPipeError:
@@ -64,11 +70,14 @@ def ask_json(env: Environment, flags: dict[str, Any], prompt: str | None) -> int
     error: BaseException | None = None
     try:
         settings = structured(load(flags, env), flags, env)
-        message = read_prompt(env, prompt, settings.max_input_bytes)
+        asked = prompt_with_sources(env, settings, flags, prompt)
+        message = asked.message
         settings = resolved(settings)  # the record names the backend and model the server said
-        log = continued(env, settings, flags, "ask")
+        log = continued(env, settings, flags, "ask", asked.system_blocks)
         settings = replace(settings, sampling=log[2])
-        done = answer_once(env, settings, message, collector, thoughts, log, progress="the reply")
+        done = answer_once(
+            env, settings, message, collector, thoughts, log, progress="the reply", attached=asked.attached
+        )
         data = check_reply(collector.text, settings.sampling.constraint, cut=done.finish_reason == "length")
     except KeyboardInterrupt as exc:
         error = exc
@@ -98,11 +107,19 @@ def ask_json(env: Environment, flags: dict[str, Any], prompt: str | None) -> int
 
 
 def answer_once(
-    env: Environment, settings, message: str, writer, reasoning=None, log=None, progress: str | None = None
+    env: Environment,
+    settings,
+    message: str,
+    writer,
+    reasoning=None,
+    log=None,
+    progress: str | None = None,
+    attached=(),
 ):
     """One exchange into `writer` (streamed), with notices and -v statistics on stderr; `log`:
     the conversation it continues and the log it goes into. `progress` (what is being written)
-    for a reply collected rather than shown: a line on a terminal's stderr counts its tokens."""
+    for a reply collected rather than shown: a line on a terminal's stderr counts its tokens.
+    `attached`: the -f/--sf sources, named if they do not fit."""
 
     from falconchat.backends import open_backend  # noqa: PLC0415 (per-command dispatch)
     from falconchat.cli.progress_line import ProgressLine  # noqa: PLC0415 (per-command dispatch)
@@ -129,6 +146,7 @@ def answer_once(
                 notice=line.above(lambda text: err.print(sanitize(text))),
                 reasoning=line.pausing(reasoning),
                 log=conversation_log,
+                attached=attached,
             )
     finally:
         backend.close()
@@ -137,9 +155,13 @@ def answer_once(
     return done
 
 
-def continued(env: Environment, settings, flags: dict[str, Any], command: str):
-    """The log `ask` writes to, the conversation it continues (-c, --cid) and its sampling values."""
+def continued(env: Environment, settings, flags: dict[str, Any], command: str, system_blocks=()):
+    """The log `ask` writes to, the conversation it continues (-c, --cid) and its sampling values;
+    the --sf blocks go into its system message."""
 
-    return open_log(
+    log = open_log(
         env, settings, flags, command=command, continue_last=bool(flags.get("continue_last")), cid=flags.get("cid")
     )
+    if system_blocks:
+        log[1].system = with_system_blocks(log[1].system, system_blocks)
+    return log

@@ -142,6 +142,32 @@ SHARED_OPTIONS: list[tuple[str, Any, Any]] = [
             help="Log this command's exchanges in the conversation log (falconchat logs), or not.  [default: on; batch: off]",
         ),
     ),
+    (
+        "file",
+        Optional[list[str]],
+        typer.Option(
+            None,
+            "--file",
+            "-f",
+            metavar="SOURCE",
+            help="Put a file, folder, glob ('src/**/*.py'), - (stdin) or http(s):// URL before the prompt, "
+            "as a block naming it (repeatable, in order).",
+        ),
+    ),
+    (
+        "system_file",
+        Optional[list[str]],
+        typer.Option(
+            None, "--sf", "--system-file", metavar="SOURCE", help="Like -f, into the system message (repeatable)."
+        ),
+    ),
+    (
+        "max_file_size",
+        Optional[str],
+        typer.Option(
+            None, "--max-file-size", metavar="SIZE", help="Largest -f source (a folder counts whole).  [default: 1M]"
+        ),
+    ),
     ("verbose", bool, typer.Option(False, "--verbose", "-v", help="Statistics on stderr after each reply.")),
     ("debug", bool, typer.Option(False, "--debug", help="Show tracebacks.")),
     (
