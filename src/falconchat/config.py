@@ -27,7 +27,7 @@ from falconchat.config_values import (
     parse,
 )
 from falconchat.errors import ConfigError, UsageError
-from falconchat.types import SamplingParams
+from falconchat.types import SamplingParams, Script
 
 __all__ = ["SETTINGS", "ModelSpec", "Settings", "load_settings", "parse", "user_config_dir"]
 
@@ -60,6 +60,8 @@ class ModelSpec:
     server: str | None = None  # endpoints: the software the probe found ("vllm", "llama-cpp-python", "tgi")
     thinking: bool | None = None  # format = "native": the template's enable_thinking (None: its default)
     reasoning_effort: str | None = None  # format = "native": gpt-oss's "low" | "medium" | "high"
+    # scripted: its replies and the prompts it was sent (a mutable part, shared with the test that wrote it)
+    script: Script | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -107,12 +109,14 @@ MODEL_FIELDS = {
     "device",
     "thinking",
     "reasoning_effort",
+    "replies",
 }
 FORMATS = {name: kind.formats for name, kind in BACKENDS.items()}
 IN_PROCESS = tuple(name for name, kind in BACKENDS.items() if kind.in_process)  # run a model file here
 # Where a chat template's switches (enable_thinking, reasoning_effort) reach it: in process, or
 # an OpenAI-compatible server's (vLLM's and llama.cpp's chat_template_kwargs); "auto" may be one.
 TAKES_THINKING = (*IN_PROCESS, "openai", "auto")
+SCRIPTED = tuple(name for name, kind in BACKENDS.items() if kind.scripted)  # replies written in the entry
 
 
 def user_config_dir(environ: Mapping[str, str]) -> Path:
@@ -208,8 +212,9 @@ def _local_defaults(defaults: dict[str, Any]) -> dict[str, Any]:
     return {"format": FORMATS["local"][0], **{key: defaults[key] for key in keys}}
 
 
-def _model_from_toml(name: str, entry: Any, src: Sources, defaults: dict[str, Any]) -> ModelSpec:
-    where = f"[models.{name}]"
+def _entry_urls(where: str, entry: Any) -> list[str]:
+    """Which of the fields that name an endpoint's URL a `[models.NAME]` table has (one at most),
+    once it is known to be a table of known fields."""
     if not isinstance(entry, dict):
         raise ConfigError(f"{where} in the config file must be a table")
     unknown = set(entry) - MODEL_FIELDS
@@ -218,6 +223,12 @@ def _model_from_toml(name: str, entry: Any, src: Sources, defaults: dict[str, An
     urls = [key for key in ("endpoint", "url", "base_url") if key in entry]
     if len(urls) > 1:
         raise ConfigError(f"{where}: {' and '.join(urls)} name the same thing; keep one")
+    return urls
+
+
+def _model_from_toml(name: str, entry: Any, src: Sources, defaults: dict[str, Any]) -> ModelSpec:
+    where = f"[models.{name}]"
+    urls = _entry_urls(where, entry)
     backend = entry.get("backend", "auto" if urls else None)
     if backend not in FORMATS:
         raise ConfigError(f"{where}: backend must be one of {', '.join(FORMATS)}, not {backend!r}")
@@ -229,6 +240,9 @@ def _model_from_toml(name: str, entry: Any, src: Sources, defaults: dict[str, An
 
     def field_value(key: str, setting: str | None = None):
         return parse(setting or key, entry[key], f"{where} {key}") if key in entry else None
+
+    if backend in SCRIPTED or "replies" in entry:
+        return _scripted(name, backend, form, entry, field_value("context_length") or defaults["context_length"])
 
     if "device" in entry and backend != "transformers":
         raise ConfigError(f"{where}: device is a setting of transformers models, not {backend} ones")
@@ -273,6 +287,16 @@ def _model_from_toml(name: str, entry: Any, src: Sources, defaults: dict[str, An
         thinking=_first(field_value("thinking"), defaults["thinking"]),
         reasoning_effort=field_value("reasoning_effort") or defaults["reasoning_effort"],
     )
+
+
+def _scripted(name: str, backend: str, form: str, entry: dict[str, Any], context: int | None) -> ModelSpec:
+    """A model for tests: it answers with the entry's `replies`, one per prompt in turn."""
+    replies = entry.get("replies")
+    if backend not in SCRIPTED or replies is None:
+        raise ConfigError(f'[models.{name}]: replies = ["…"] and backend = "scripted" (a model for tests) go together')
+    if not isinstance(replies, list) or not all(isinstance(reply, str) for reply in replies):
+        raise ConfigError(f"[models.{name}]: replies must be a list of strings")
+    return ModelSpec(name=name, backend=backend, format=form, context_length=context, script=Script(replies))
 
 
 def _first(*values: Any) -> Any:

@@ -21,6 +21,9 @@ class ExitCode(IntEnum):
 
 
 class FalconchatError(Exception):
+    """Every error falconchat raises: `message` is one line (the CLI's `falconchat: error: …`),
+    `kind` the stable name scripts match on, `exit_code` the command's exit status."""
+
     kind = "error"
     exit_code = ExitCode.ERROR
 

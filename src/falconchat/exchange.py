@@ -43,6 +43,33 @@ def answer(
     keeps the reply only: reasoning is never sent back to the model (the log keeps it apart).
     `attached`: the sources in the message and the system message, named if they do not fit.
     """
+    thoughts: list[str] = []
+    recorded, fitted = start(conversation, backend, message, params, notice, thoughts, setting)
+    ended: Done | None = None
+    try:
+        ended = done = _run(recorded, fitted, writer, reasoning)
+    finally:  # a reply cut by Ctrl-C or an error is logged with what arrived
+        if log is not None:
+            log.exchange(conversation, message, ended, "".join(thoughts), params)
+    last = conversation.last
+    if done.finish_reason != "cancelled" and last is not None and not last.assistant.strip():
+        notice("(the model ended without writing any text)")  # an empty reply is never silent
+    return done
+
+
+def start(
+    conversation: Conversation,
+    backend: Backend,
+    message: str,
+    params: SamplingParams,
+    notice: Callable[[str], None],
+    thoughts: list[str] | None = None,
+    setting: str = "--max-new-tokens",
+) -> tuple[TokenStream, FittedPrompt]:
+    """The reply to `message` as events, recorded into `conversation` as they pass (closing the
+    stream cuts the reply), reasoning apart (its text also into `thoughts`); and the prompt it
+    was fitted into. `answer` draws the events; the library (api.py) hands them to its caller.
+    A prompt that cannot fit raises InputError here, before anything is sent (naming `setting`)."""
     counter = _message_counter(backend)
     fitted = _fit(
         lambda budget: conversation.prompt_for(message, backend.count_tokens, budget, counter),
@@ -56,20 +83,10 @@ def answer(
         events = backend.stream_messages(fitted.messages, params)
     else:
         events = backend.stream(fitted.text, params)
-    thoughts: list[str] = []
-    ended: Done | None = None
-    try:
-        recorded = conversation.record(
-            message, _noting_reasoning(separate_reasoning(events), thoughts), model=backend.name
-        )
-        ended = done = _run(recorded, fitted, writer, reasoning)
-    finally:  # a reply cut by Ctrl-C or an error is logged with what arrived
-        if log is not None:
-            log.exchange(conversation, message, ended, "".join(thoughts), params)
-    last = conversation.last
-    if done.finish_reason != "cancelled" and last is not None and not last.assistant.strip():
-        notice("(the model ended without writing any text)")  # an empty reply is never silent
-    return done
+    events = separate_reasoning(events)
+    if thoughts is not None:
+        events = _noting_reasoning(events, thoughts)
+    return conversation.record(message, events, model=backend.name), fitted
 
 
 def continue_answer(

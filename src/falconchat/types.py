@@ -110,3 +110,23 @@ class SamplingParams:
 
     def with_changes(self, **changes: Any) -> SamplingParams:
         return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class SentPrompt:
+    """What a scripted model was sent: the chat messages (format "chat") or the Falcon-style text
+    prompt (format "falcon"), and the sampling values the reply was asked with."""
+
+    messages: tuple[dict[str, str], ...]  # () with format "falcon"
+    text: str  # "" with format "chat"
+    params: SamplingParams
+
+
+@dataclass
+class Script:
+    """A scripted model's part (backend "scripted", for tests, as llm's MockModel): the replies
+    it gives, one per prompt in turn, and every prompt it was sent. Shared by reference, so the
+    test that wrote it reads what the model was sent."""
+
+    replies: list[str] = field(default_factory=list)
+    prompts: list[SentPrompt] = field(default_factory=list)

@@ -11,6 +11,7 @@ from falconchat.backends.base import Backend, OpensInProcess
 from falconchat.backends.local import LocalBackend
 from falconchat.backends.openai import OpenAIBackend
 from falconchat.backends.probe import resolve
+from falconchat.backends.scripted import ScriptedBackend
 from falconchat.backends.tgi import TgiBackend
 from falconchat.backends.transformers import TransformersBackend
 from falconchat.config import ModelSpec
@@ -21,6 +22,7 @@ FACTORIES: dict[str, Callable[[ModelSpec], Backend]] = {
     "transformers": TransformersBackend,
     "tgi": TgiBackend,
     "openai": OpenAIBackend,
+    "scripted": ScriptedBackend,
 }
 
 # The rows that say `resolves`: from a ModelSpec, the ModelSpec of another row, opened instead.

@@ -24,6 +24,7 @@ class BackendKind:
     # and callers share it between threads; None: an endpoint, one client per worker thread.
     sequences: int | None = None
     serves: bool = False  # an `InProcessModel` (backends/base.py): `serve` can run it
+    scripted: bool = False  # answers with the `replies = [...]` of its entry: a model for tests
 
     def default_sequences(self) -> int:
         """How many to decode together when not asked: on a 2-core machine one step for 8
@@ -44,6 +45,8 @@ BACKENDS: dict[str, BackendKind] = {
     "openai": BackendKind(("chat", "falcon"), False, "falconchat.backends.openai:OpenAIBackend"),
     # An endpoint whose API is not said: probed when opened (GET /info, GET /v1/models), then tgi or openai.
     "auto": BackendKind(("auto", "chat", "falcon"), False, "falconchat.backends.probe:resolve", resolves=True),
+    # For tests (the library's ScriptedModel): replies given in advance, every prompt recorded.
+    "scripted": BackendKind(("chat", "falcon"), False, "falconchat.backends.scripted:ScriptedBackend", scripted=True),
 }
 
 

@@ -26,7 +26,7 @@ def print_models(settings, env: Environment) -> None:
         table.add_column(column, no_wrap=True)
     table.add_column("status", overflow="fold")  # the one that wraps in a narrow window
     for spec, (backend, form, status) in zip(specs, checked):
-        where = spec.endpoint or spec.model_path or "bundled"
+        where = spec.endpoint or spec.model_path or ("its replies" if spec.script is not None else "bundled")
         mark = "*" if spec.name == settings.model.name else ""
         table.add_row(mark, sanitize(spec.name), backend, form, sanitize(_shown(where)), sanitize(status))
     _print(table, env)
