@@ -4,43 +4,66 @@ items (runner.py) and write the summary; returns the exit code."""
 from __future__ import annotations
 
 from falconchat.backends.registry import BACKENDS
-from falconchat.batch.input import Parsed, detect_format, parse_lines
+from falconchat.batch.input import Parsed, parse_lines
+from falconchat.batch.openai_input import MAX_REQUESTS, detect, parse_openai
 from falconchat.batch.output import OutputFile, StdoutOutput
 from falconchat.batch.progress import Notes, summary_line
+from falconchat.batch.rows import OpenAIRows, OwnRows
 from falconchat.batch.runner import BatchOptions, Runner
 from falconchat.environment import Environment
 from falconchat.errors import ExitCode, InputError, UsageError
 
 DEFAULT_CONCURRENCY = 8  # for endpoints; a model decoded here runs as many as it decodes together
+FORMATS = ("auto", "openai", "jsonl", "lines")
 MAX_REPORTED = 20  # bad lines listed before "… and N more"
 
 
 def run_batch(settings, options: BatchOptions, env: Environment) -> int:
     """Read, check, run and write; returns the exit code (0 all answered, 1 some failed, 130 Ctrl-C)."""
 
-    if options.input_format not in ("auto", "jsonl", "lines"):
-        raise UsageError(f"--input-format must be auto, jsonl or lines, not {options.input_format!r}")
+    if options.input_format not in FORMATS:
+        raise UsageError(f"--input-format must be auto, openai, jsonl or lines, not {options.input_format!r}")
     if options.resume and not options.output:
         raise UsageError("--resume needs -o OUTPUT: the file it continues")
+    if options.errors and options.errors == options.output:
+        raise UsageError("--errors FILE must be another file than -o OUTPUT")
     notes = Notes(env, verbose=settings.verbose)
     lines = read_input(options.input_path, env)
-    parsed = parse_lines(
-        lines, detect_format(lines, options.input_format), settings.system, settings.sampling, settings.max_input_bytes
+    fmt = detect(lines, options.input_format)
+    if fmt == "openai":
+        parsed = parse_openai(lines, settings.system, settings.sampling, settings.max_input_bytes)
+    else:
+        parsed = parse_lines(lines, fmt, settings.system, settings.sampling, settings.max_input_bytes)
+    report_input(parsed, notes, settings.model.name)
+    refused = [item for item in parsed.items if item.refused is not None]
+    if options.strict and (parsed.bad or refused):
+        raise InputError(f"{len(parsed.bad) + len(refused)} bad input line(s); nothing was run (--strict)")
+    if fmt == "openai" and len(parsed.items) > MAX_REQUESTS:
+        notes.write(f"{len(parsed.items)} requests: more than OpenAI's Batch API takes in one file ({MAX_REQUESTS})")
+    retry_failed = fmt == "openai"  # OpenAI's rows resume on custom_id: failed ones run again
+    out = (
+        OutputFile(options.output, resume=options.resume, cwd=env.cwd, retry_failed=retry_failed)
+        if options.output
+        else StdoutOutput(env.stdout)
     )
-    report_input(parsed, notes)
-    if options.strict and parsed.bad:
-        raise InputError(f"{len(parsed.bad)} bad input line(s); nothing was run (--strict)")
-    out = OutputFile(options.output, resume=options.resume, cwd=env.cwd) if options.output else StdoutOutput(env.stdout)
+    errors_out: OutputFile | None = None
     try:
+        if options.errors:
+            errors_out = OutputFile(options.errors, resume=options.resume, cwd=env.cwd, retry_failed=retry_failed)
         if out.discarded_bytes:
             notes.write(f"discarded a partial last line ({out.discarded_bytes} bytes) of {options.output}")
-        todo = [item for item in parsed.items if item.key not in out.done_keys]
+        done = out.done_keys | (errors_out.done_keys if errors_out else set())
+        todo = [item for item in parsed.items if item.key not in done]
+        rows = OpenAIRows(settings.model.remote_model or settings.model.name) if fmt == "openai" else OwnRows()
         runner = Runner(
-            settings.model, todo, concurrency_for(settings.model, options.concurrency, notes), options, notes
+            settings.model, todo, concurrency_for(settings.model, options.concurrency, notes), options, notes, rows
         )
+        runner.errors_out = errors_out
         stats = runner.run(out)
     finally:
         out.close()
+        if errors_out is not None:
+            errors_out.close()
     stats.update(bad=len(parsed.bad), skipped=len(parsed.items) - len(todo), output=options.output)
     notes.write(summary_line(stats), prefix="falconchat batch: ")
     if stats["interrupted"]:
@@ -65,13 +88,16 @@ def read_input(path: str | None, env: Environment) -> list[str]:
     return [line.removesuffix("\r") for line in data.decode("utf-8", errors="replace").split("\n")]
 
 
-def report_input(parsed: Parsed, notes) -> None:
+def report_input(parsed: Parsed, notes, model: str) -> None:
     for number, why in parsed.bad[:MAX_REPORTED]:
         notes.write(f"line {number}: {why}")
     if len(parsed.bad) > MAX_REPORTED:
         notes.write(f"… and {len(parsed.bad) - MAX_REPORTED} more bad lines")
     for name, number in list(parsed.ignored_fields.items())[:5]:
         notes.write(f"ignoring the field {name!r} (first on line {number})")
+    for name, number in parsed.models.items():  # the command's model answers every request
+        if name != model:
+            notes.write(f"ignoring model {name!r} (first on line {number}): every request goes to {model}")
 
 
 def concurrency_for(spec, asked: int | None, notes) -> int:

@@ -33,6 +33,8 @@ class Item:
     history: tuple[Turn, ...]  # earlier exchanges, from `messages`
     message: str  # the user message to answer
     params: SamplingParams
+    api: str = ""  # an OpenAI batch line's endpoint: "chat" or "completions"; "" for falconchat's own
+    refused: str | None = None  # why an OpenAI batch line cannot run: its error row, without a request
 
     @property
     def key(self) -> str:
@@ -45,6 +47,7 @@ class Parsed:
     items: list[Item] = field(default_factory=list)
     bad: list[tuple[int, str]] = field(default_factory=list)  # (line number, why)
     ignored_fields: dict[str, int] = field(default_factory=dict)  # name -> first line with it
+    models: dict[str, int] = field(default_factory=dict)  # an OpenAI body's `model` -> first line with it
 
 
 class BadLine(ValueError):

@@ -4,7 +4,10 @@ Each group of ready lines goes out in one `write` of whole lines, then
 `fsync`: a killed process leaves only complete lines, and grouping keeps
 the cost of fsync (milliseconds) from limiting a fast endpoint. `--resume`
 reads the ids already there and drops a trailing partial line (left by a
-machine that lost power mid-write) before appending.
+machine that lost power mid-write) before appending. Rows in OpenAI's shape are
+keyed on `custom_id`, and with `retry_failed` (an OpenAI batch file's output) a
+failed row is dropped, so that its request runs again: the file is rewritten
+without it (a temporary file renamed over it), never holding one id twice.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from falconchat.errors import FalconchatError, InputError, UsageError
 
 
 class OutputFile:
-    def __init__(self, path: str, *, resume: bool, cwd: Path):
+    def __init__(self, path: str, *, resume: bool, cwd: Path, retry_failed: bool = False):
+        self.retry_failed = retry_failed
         self.path = cwd / path  # a relative path is from the command's directory; messages name it as given
         self.done_keys: set[str] = set()  # ids (as id_key) already answered or errored
         self.discarded_bytes = 0
@@ -45,16 +49,42 @@ class OutputFile:
             self.discarded_bytes = len(data) - end
             os.ftruncate(self._fd, end)
             os.fsync(self._fd)
-        for number, line in enumerate(data[:end].splitlines(), start=1):
+        kept: list[bytes] = []
+        for number, line in enumerate(data[:end].splitlines(keepends=True), start=1):
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
-                self.done_keys.add(id_key(record["id"]))
+                key = id_key(record["custom_id"] if "custom_id" in record else record["id"])
             except (ValueError, KeyError, TypeError):
                 raise InputError(
                     f"{self.path} line {number} is not a batch result; fix or remove it to resume"
                 ) from None
+            if self.retry_failed and record.get("error") is not None:
+                continue  # asked again
+            self.done_keys.add(key)
+            kept.append(line)
+        if self.retry_failed and len(b"".join(kept)) < end:
+            self._rewrite(b"".join(kept))
+
+    def _rewrite(self, data: bytes) -> None:
+        """The file holding `data` alone: a temporary file beside it, renamed over it."""
+        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                written = 0
+                while written < len(data):
+                    written += os.write(fd, data[written:])
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temporary, self.path)
+        except OSError as exc:
+            temporary.unlink(missing_ok=True)
+            raise FalconchatError(f"cannot rewrite {self.path}: {exc.strerror}") from None
+        os.close(self._fd)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
 
     def _read_all(self) -> bytes:
         os.lseek(self._fd, 0, os.SEEK_SET)

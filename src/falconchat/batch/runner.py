@@ -24,6 +24,7 @@ from falconchat.backends import open_backend
 from falconchat.backends.registry import BACKENDS
 from falconchat.batch.input import Item
 from falconchat.batch.progress import Progress
+from falconchat.batch.rows import OwnRows, is_failed
 from falconchat.conversation import Conversation
 from falconchat.errors import (
     AuthRejected,
@@ -34,7 +35,7 @@ from falconchat.errors import (
     Unreachable,
 )
 from falconchat.exchange import answer
-from falconchat.records import Collector, error_object, reply_fields
+from falconchat.records import Collector
 from falconchat.structured import check_reply
 from falconchat.text import sanitize
 from falconchat.types import Done
@@ -59,6 +60,7 @@ class BatchOptions:
     resume: bool = False
     strict: bool = False
     input_format: str = "auto"
+    errors: str | None = None  # failed rows go here instead of OUTPUT
 
 
 @dataclass
@@ -81,8 +83,9 @@ def backoff(attempt: int) -> float:
 
 
 class Runner:
-    def __init__(self, spec, items: list[Item], concurrency: int, options: BatchOptions, notes):
+    def __init__(self, spec, items: list[Item], concurrency: int, options: BatchOptions, notes, rows=None):
         self.spec = spec
+        self.rows = rows or OwnRows()  # the shape of each row: ours, or OpenAI's
         self.items = items
         self.concurrency = max(1, min(concurrency, len(items)))
         self.options = options
@@ -105,6 +108,8 @@ class Runner:
         self._shared_users = 0
 
     # ---- the main thread: write in order -------------------------------------------------
+
+    errors_out: Any = None  # an OutputFile for --errors FILE, set by the command
 
     def run(self, out) -> dict:
         stats: dict[str, Any] = {
@@ -134,7 +139,7 @@ class Runner:
                     while written in pending and written < self._limit():
                         ready.append(pending.pop(written))
                         written += 1
-                    out.write_lines([o.record for o in ready if o.record is not None])
+                    self._write(out, [o.record for o in ready if o.record is not None])
                     for outcome in ready:
                         self._count(outcome, stats)
                     progress.update(stats, time.monotonic() - started)
@@ -144,6 +149,14 @@ class Runner:
                 self._stop(workers)
         stats["elapsed_s"] = time.monotonic() - started
         return stats
+
+    def _write(self, out, records: list[dict]) -> None:
+        """In input order; failed rows to --errors FILE when there is one (as OpenAI's Batch API)."""
+        if self.errors_out is None:
+            out.write_lines(records)
+            return
+        out.write_lines([r for r in records if not is_failed(r)])
+        self.errors_out.write_lines([r for r in records if is_failed(r)])
 
     def _wait_for_outcomes(self) -> list[Outcome]:
         """What finished: at least one, or none after a short wait (to redraw the progress)."""
@@ -228,6 +241,11 @@ class Runner:
         try:
             while (index := self._take()) is not None:
                 try:
+                    if self.items[index].refused is not None:  # its error row, without a request
+                        outcome = self._failure(index, self.items[index], None, 1)
+                        self._release()
+                        self.results.put(outcome)
+                        continue
                     if backend is None:
                         backend = self._open_backend()
                     outcome = self._run_item(backend, index, self.items[index])
@@ -283,20 +301,17 @@ class Runner:
                 return self._failure(index, item, exc, attempt)
             self._speed_up()
             self._answered_any = True
-            record = {"id": item.id, **reply_fields(sanitize(reply), done), "attempts": attempt}
-            if item.params.constraint is not None:
-                record["data"] = data
-            if reasoning:
-                record["reasoning"] = sanitize(reasoning)
-                record["reasoning_s"] = round(done.reasoning_s or 0.0, 4)
-            if notes:
-                record["notes"] = notes  # such as turns left out to fit the context
+            record = self.rows.answer(
+                item, sanitize(reply), done, attempt, data, sanitize(reasoning) if reasoning else "", notes
+            )
             return Outcome(index, record, ok=True, tokens=done.completion_tokens)
 
-    def _failure(self, index: int, item: Item, exc: BaseException, attempts: int) -> Outcome:
+    def _failure(self, index: int, item: Item, exc: BaseException | None, attempts: int) -> Outcome:
+        """The item's error row; `exc` None: the line itself was refused (`item.refused`)."""
         if self.options.fail_fast:
             self._cut(index)  # later items stop now; earlier ones in flight finish
-        return Outcome(index, {"id": item.id, "error": error_object(exc), "attempts": attempts})
+        record = self.rows.refused(item) if exc is None else self.rows.failure(item, exc, attempts)
+        return Outcome(index, record)
 
     def _slow_down(self, sent: float) -> None:
         with self._cond:

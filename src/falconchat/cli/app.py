@@ -166,8 +166,11 @@ def batch(
     input_format: str = typer.Option(
         "auto",
         "--input-format",
-        metavar="auto|jsonl|lines",
-        help="auto: JSON Lines when the first line starts with '{', else one prompt per line.",
+        metavar="auto|openai|jsonl|lines",
+        help="auto: an OpenAI batch file when its lines have custom_id/url/body, JSON Lines when the first line starts with '{', else one prompt per line.",
+    ),
+    errors: str | None = typer.Option(
+        None, "--errors", metavar="FILE", help="Write failed rows here instead of OUTPUT (as OpenAI's Batch API)."
     ),
     *,
     shared: dict[str, Any],
@@ -193,6 +196,7 @@ def batch(
         resume=resume,
         strict=strict,
         input_format=input_format,
+        errors=errors,
     )
     try:
         ctx.exit(run_batch(settings, options, env))
