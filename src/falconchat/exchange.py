@@ -44,7 +44,7 @@ def answer(
     `attached`: the sources in the message and the system message, named if they do not fit.
     """
     thoughts: list[str] = []
-    recorded, fitted = start(conversation, backend, message, params, notice, thoughts, setting)
+    recorded, fitted = start(conversation, backend, message, params, notice, thoughts, setting, attached)
     ended: Done | None = None
     try:
         ended = done = _run(recorded, fitted, writer, reasoning)
@@ -65,11 +65,13 @@ def start(
     notice: Callable[[str], None],
     thoughts: list[str] | None = None,
     setting: str = "--max-new-tokens",
+    attached: Sequence[Block] = (),
 ) -> tuple[TokenStream, FittedPrompt]:
     """The reply to `message` as events, recorded into `conversation` as they pass (closing the
     stream cuts the reply), reasoning apart (its text also into `thoughts`); and the prompt it
     was fitted into. `answer` draws the events; the library (api.py) hands them to its caller.
-    A prompt that cannot fit raises InputError here, before anything is sent (naming `setting`)."""
+    A prompt that cannot fit raises InputError here, before anything is sent (naming `setting`,
+    and the largest of the `attached` sources)."""
     counter = _message_counter(backend)
     fitted = _fit(
         lambda budget: conversation.prompt_for(message, backend.count_tokens, budget, counter),
