@@ -39,3 +39,17 @@ def one_error_line(stderr: bytes) -> str:
     assert len(lines) == 1, text
     assert lines[0].startswith("falconchat: error: "), text
     return lines[0]
+
+
+# The words of the line shown while the first token is awaited (`⠋ waiting for the model 0s ·
+# Ctrl-C stops · smollm2 (bundled, local)`), which are not the reply's.
+WAITING_WORDS = {"waiting", "for", "the", "model", "Ctrl", "stops", "smollm2", "bundled", "local"}
+
+
+def expect_reply_start(child) -> None:
+    """Wait until the reply has started: a word, not letters inside an escape code, nor a word
+    of the waiting line (call it once the prompt has closed)."""
+    while True:
+        child.expect(r"[A-Za-z0-9]{3,}")
+        if child.after not in WAITING_WORDS:
+            return

@@ -31,7 +31,17 @@ class TmuxTerminal:
     """`falconchat ARGS` in a tmux window of `width`×`height`; the pane stays after the
     process ends, so its last screen and exit status can be read."""
 
-    def __init__(self, home: Path, *args: str, env: dict[str, str] | None = None, width: int = 100, height: int = 30):
+    def __init__(
+        self,
+        home: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        width: int = 100,
+        height: int = 30,
+        stdout: Path | None = None,
+    ):
+        """`stdout`: a file that takes the program's standard output (as `| tee FILE` would),
+        its input and standard error staying on the terminal."""
         home.mkdir(parents=True, exist_ok=True)
         self.home = home
         self.name = f"fc-{uuid.uuid4().hex[:12]}"
@@ -54,6 +64,7 @@ class TmuxTerminal:
             # ignore, so falconchat still gets the default SIGINT) to write the exit status.
             + "trap true INT\n"
             + " ".join(shlex.quote(a) for a in [*FALCONCHAT, *args])
+            + (f" > {shlex.quote(str(stdout))}" if stdout is not None else "")
             + f"\necho $? > {shlex.quote(str(self.status_file))}\n"
         )
         config = home / f"{self.name}.conf"

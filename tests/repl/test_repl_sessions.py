@@ -11,7 +11,7 @@ import signal
 import pytest
 from repl_helpers import ENTER, TAB, files_under, isolated_env, mode, sessions_dir
 
-from processes import falconchat, one_error_line
+from processes import expect_reply_start, falconchat, one_error_line
 
 pytestmark = pytest.mark.process  # starts the real falconchat, a terminal or a server
 
@@ -109,7 +109,7 @@ def test_sighup_during_a_reply_keeps_what_was_shown(chats, tmp_path):
     chat = chats("--max-new-tokens", "400", "chat", "--session", "mid")
     chat.type("Count from one to one hundred in words, one per line.", ENTER)
     chat.child.expect_exact("\x1b[?2004l")  # the prompt has closed
-    chat.child.expect(r"[A-Za-z]{3}")  # and the reply has started
+    expect_reply_start(chat.child)  # and the reply has started
     chat.child.kill(signal.SIGHUP)
     status, _ = chat.wait_exit()
     assert status == 128 + signal.SIGHUP

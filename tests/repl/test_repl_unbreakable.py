@@ -72,7 +72,7 @@ def test_an_endpoint_that_never_answers_leaves_typing_ctrl_c_and_ctrl_d_working(
     term.say("hello")  # waits for the endpoint …
     time.sleep(1)  # (a key pressed as Enter is handled would go to the prompt, not be Ctrl-C)
     term.keys("C-c")  # … until Ctrl-C
-    term.wait_for("nothing was sent", timeout=10)
+    term.wait_for("nothing was kept", timeout=10)
     term.type("x")
     term.wait_for(lambda s: ">>> x" in s, timeout=15)
     term.keys("C-u", "C-d")

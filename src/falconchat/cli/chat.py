@@ -47,11 +47,27 @@ def chat_session(
     resume: bool = False,
     no_history: bool = False,
 ) -> int:
+    from falconchat.repl.input import typing_hidden  # noqa: PLC0415 (per-command dispatch)
+
+    # From now until the chat ends, keys typed while it is busy (probing an endpoint, loading
+    # a model, streaming a reply) are not echoed above the banner or into a reply: they wait,
+    # Ctrl-D included, for the prompt. What the terminal echoed before this is erased.
+    with typing_hidden(env.stdin, erase_echo=env.stderr):
+        return _chat_session(env, flags, session=session, resume=resume, no_history=no_history)
+
+
+def _chat_session(
+    env: Environment,
+    flags: dict[str, Any],
+    *,
+    session: str | None,
+    resume: bool,
+    no_history: bool,
+) -> int:
     from falconchat import sessions  # noqa: PLC0415 (per-command dispatch)
     from falconchat.backends import open_backend  # noqa: PLC0415 (per-command dispatch)
     from falconchat.config import user_data_dir  # noqa: PLC0415 (per-command dispatch)
     from falconchat.config_values import SAMPLING_KEYS  # noqa: PLC0415 (per-command dispatch)
-    from falconchat.repl.input import typing_hidden  # noqa: PLC0415 (per-command dispatch)
     from falconchat.repl.loop import Repl  # noqa: PLC0415 (per-command dispatch)
     from falconchat.repl.session_commands import reopened  # noqa: PLC0415 (per-command dispatch)
     from falconchat.repl.state import ReplOptions  # noqa: PLC0415 (per-command dispatch)
@@ -92,18 +108,14 @@ def chat_session(
             params = kept.params.with_changes(**given, constraint=settings.sampling.constraint)
             if flags.get("system") is not None:
                 conversation.system = settings.system
-    # Keys typed while the endpoint is probed or the model loads are not echoed above the
-    # banner: they wait, unseen, for the prompt (as they do while a reply streams).
-    with typing_hidden(env.stdin):
-        settings = replace(settings, model=chat_model(settings.model))  # `--endpoint URL` alone: its API, now
-
-        using(log, settings.model)
-        backend = open_backend(settings.model)
-        try:
-            backend.warm_up()  # a missing or broken model file fails now, not at the first message
-        except BaseException:
-            backend.close()
-            raise
+    settings = replace(settings, model=chat_model(settings.model))  # `--endpoint URL` alone: its API, now
+    using(log, settings.model)
+    backend = open_backend(settings.model)
+    try:
+        backend.warm_up()  # a missing or broken model file fails now, not at the first message
+    except BaseException:
+        backend.close()
+        raise
     try:
         options = ReplOptions(
             plain=settings.plain,

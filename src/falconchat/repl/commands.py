@@ -303,7 +303,11 @@ class Commands:
             fh.write(arg)
             path = fh.name
         try:
-            if subprocess.call([*shlex.split(env.editor), path], env=dict(env.environ)) != 0:
+            from falconchat.repl.input import typing_shown  # noqa: PLC0415 (it loads prompt_toolkit)
+
+            with typing_shown(env.stdin):  # the chat holds keys between prompts; the editor reads lines
+                status = subprocess.call([*shlex.split(env.editor), path], env=dict(env.environ))
+            if status != 0:
                 self.repl.notice("the editor failed; nothing sent")
                 return
             with open(path, encoding="utf-8", errors="replace") as fh:

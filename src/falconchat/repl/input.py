@@ -124,33 +124,90 @@ class SlashCompleter(Completer):
 
 
 @contextmanager
-def typing_hidden(stdin: IO[str] | None) -> Iterator[None]:
-    """While a reply streams, keys typed are not echoed into the middle of it: the terminal's
-    ECHO is off until the reply ends (what was typed stays queued for the next prompt)."""
+def typing_hidden(stdin: IO[str] | None, *, erase_echo: IO[str] | None = None) -> Iterator[None]:
+    """Keys typed while the chat is busy (starting, probing, streaming a reply, running a
+    command) wait unseen for the next prompt: the terminal neither echoes them nor edits
+    them as a line (ICANON off), so every key reaches the prompt as typed — a Ctrl-D too,
+    which the line discipline would otherwise turn into an end-of-line that the prompt
+    reads as a NUL — and a terminal's answer to a query (a cursor position after Ctrl-L)
+    is never echoed as `^[[1;1R`. Ctrl-C still interrupts (ISIG stays on).
+
+    `erase_echo` (the terminal's stream): keys typed before this began were echoed by the
+    terminal (the chat was still starting); that echo is erased from the line it is on."""
+
+    def hold(termios, attrs: list) -> None:
+        attrs[3] &= ~(termios.ECHO | termios.ICANON)  # lflag
+        attrs[6][termios.VMIN], attrs[6][termios.VTIME] = 1, 0  # (VMIN shares VEOF's slot on some systems)
+
+    with _terminal_mode(stdin, hold) as (fd, before):
+        if fd is not None and erase_echo is not None and before and _echoed_input(fd, before):
+            _erase_line(erase_echo)
+        yield
+
+
+@contextmanager
+def typing_shown(stdin: IO[str] | None) -> Iterator[None]:
+    """The terminal as a program run from the chat ($EDITOR) expects it, inside `typing_hidden`."""
+
+    def cook(termios, attrs: list) -> None:
+        attrs[3] |= termios.ECHO | termios.ICANON
+        attrs[6][termios.VEOF] = 4  # Ctrl-D (its slot is VMIN's on some systems)
+
+    with _terminal_mode(stdin, cook):
+        yield
+
+
+@contextmanager
+def _terminal_mode(stdin: IO[str] | None, change: Callable) -> Iterator[tuple[int | None, list | None]]:
+    """The terminal's modes changed by `change(termios, attrs)` for the block, then restored;
+    nothing on a pipe or a system without termios. Yields the descriptor and the modes before."""
     try:
         import termios  # noqa: PLC0415 (POSIX only)
     except ImportError:  # not a POSIX system
-        yield
+        yield None, None
         return
     try:
         if stdin is None:
             raise ValueError("no standard input")
         fd = stdin.fileno()
         saved = termios.tcgetattr(fd)
-    except (AttributeError, ValueError, OSError, termios.error):  # not a terminal (a pipe): nothing is echoed
-        yield
+    except (AttributeError, ValueError, OSError, termios.error):  # not a terminal (a pipe)
+        yield None, None
         return
-    quiet = list(saved)
-    quiet[3] &= ~termios.ECHO  # lflag
+    changed = [*saved[:6], list(saved[6])]
+    change(termios, changed)
     try:
-        termios.tcsetattr(fd, termios.TCSANOW, quiet)
+        termios.tcsetattr(fd, termios.TCSANOW, changed)
     except termios.error:
-        yield
+        yield None, None
         return
     try:
-        yield
+        yield fd, saved
     finally:
         try:
             termios.tcsetattr(fd, termios.TCSANOW, saved)
         except termios.error:
             pass  # the terminal is gone
+
+
+def _echoed_input(fd: int, before: list) -> bool:
+    """Keys typed and not yet read, which the terminal echoed (its modes `before` did)."""
+    import fcntl  # noqa: PLC0415 (POSIX only)
+    import struct  # noqa: PLC0415 (POSIX only)
+    import termios  # noqa: PLC0415 (POSIX only)
+
+    if not before[3] & termios.ECHO:
+        return False
+    try:
+        return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0] > 0
+    except OSError:
+        return False
+
+
+def _erase_line(out: IO[str]) -> None:
+    try:
+        if out.isatty():
+            out.write("\r\x1b[2K")
+            out.flush()
+    except (AttributeError, ValueError, OSError):
+        pass

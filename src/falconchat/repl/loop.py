@@ -7,7 +7,8 @@ import os
 import signal
 import threading
 from collections.abc import Callable
-from typing import IO
+from contextlib import nullcontext
+from typing import IO, TextIO, cast
 
 from falconchat import __version__, sessions
 from falconchat.backends.base import Backend
@@ -21,6 +22,7 @@ from falconchat.render import make_console, reply_writer
 from falconchat.repl.commands import MAX_TOKENS_SETTING, Commands, shown_format
 from falconchat.repl.gauge import Gauge
 from falconchat.repl.state import ReplOptions, ReplState
+from falconchat.repl.waiting import FirstOutput, WaitingLine, waiting_line
 from falconchat.structured import check_reply
 from falconchat.text import sanitize
 from falconchat.types import SamplingParams
@@ -28,6 +30,7 @@ from falconchat.types import SamplingParams
 PROMPT = ">>> "
 START_WAIT_S = 1.0  # how long the first measurement may delay the prompt, to report a dead endpoint
 HANGUP_GRACE_S = 5.0  # after SIGHUP/SIGTERM, the longest the chat takes to leave by itself
+NOTHING_KEPT = "(stopped waiting for the model; nothing was kept — Up brings the text back)"
 
 
 class Hangup(BaseException):
@@ -73,14 +76,26 @@ class Repl:
         self.gauge = Gauge(self._context_length, self._context_used, self._redraw)
         self._app = None  # prompt-toolkit's application, while a prompt is open
         self._at_prompt = False
+        self._watch: FirstOutput | None = None  # while a reply is awaited: its waiting line
 
     # ---- output ----------------------------------------------------------------------
 
     def notice(self, text: str) -> None:
-        self.err.print(sanitize(text), style="dim")
+        with self._waiting_hidden():
+            self.err.print(sanitize(text), style="dim")
 
     def error(self, text: str) -> None:
-        self.err.print("error: " + sanitize(text), style="red")
+        with self._waiting_hidden():
+            self.err.print("error: " + sanitize(text), style="red")
+
+    def _waiting_hidden(self):
+        return nullcontext() if self._watch is None else self._watch.hidden()
+
+    def _waiting_line(self) -> WaitingLine | None:
+        """`waiting for the model 3s · Ctrl-C stops · MODEL` on the terminal (none in a pipe, or --plain)."""
+        # Not with --plain: a screen reader would read every redraw.
+        draws = self.env.draws_on(self.env.stderr) and not self.state.options.plain
+        return waiting_line(self.env.stderr, self.state.backend.describe(), draws=draws)
 
     def header(self) -> str:
         p = self.state.params
@@ -156,9 +171,9 @@ class Repl:
             if not text.strip():
                 continue
             try:
-                self.gauge.wait()  # the backend is not shared between threads
+                self._wait_for_gauge()  # the backend is not shared between threads
             except KeyboardInterrupt:
-                self.notice("(stopped waiting for the model; nothing was sent — Up brings the text back)")
+                self.notice(NOTHING_KEPT)
                 continue
             command = self.commands.command_in(text)
             if command is not None:
@@ -166,6 +181,20 @@ class Repl:
                     return 0
             else:
                 self.reply(text)
+
+    def _wait_for_gauge(self) -> None:
+        """A measurement still under way (an endpoint that is slow to answer) delays the message:
+        the waiting line says so while it lasts."""
+        if self.gauge.wait(0):
+            return
+        self._watch = FirstOutput(self._waiting_line())
+        try:
+            if self._watch.waiting is not None:
+                self._watch.waiting.start()
+            self.gauge.wait()
+        finally:
+            self._watch.ended()
+            self._watch = None
 
     def _report_unreachable(self) -> None:
         """A backend that fails its first measurement (an endpoint that can't be reached)
@@ -188,9 +217,12 @@ class Repl:
 
         # The Environment's streams. prompt-toolkit itself still reads TERM, NO_COLOR and (Ctrl-X
         # Ctrl-E) EDITOR from the process, which main() made the Environment from.
+        # With only stdout piped (`falconchat | tee chat.log`), the prompt and its toolbar are
+        # drawn on the terminal (stderr), as shells draw theirs; only the replies go down the pipe.
+        screen = self.env.stderr if not _isatty(self.out) and _isatty(self.env.stderr) else self.env.stdout
         return PromptSession(
             input=create_input(self.env.stdin),
-            output=create_output(self.env.stdout),
+            output=create_output(cast(TextIO, screen)),
             history=make_history(self.state.options.data_dir),
             multiline=True,
             key_bindings=key_bindings(),
@@ -226,18 +258,24 @@ class Repl:
 
     def reply(self, text: str) -> None:
         self._stream(
-            lambda writer: answer(
+            lambda writer, watch: answer(
                 self.state.conversation,
                 self.state.backend,
                 text,
                 self.state.params,
                 writer,
                 self.notice,
-                KeptReasoning(
-                    reasoning_writer(
-                        self.out, self.out, self.env, show=self.state.options.show_reasoning, kept="/reasoning shows it"
-                    ),
-                    self._keep_reasoning,
+                watch.reasoning(
+                    KeptReasoning(
+                        reasoning_writer(
+                            self.out,
+                            self.out,
+                            self.env,
+                            show=self.state.options.show_reasoning,
+                            kept="/reasoning shows it",
+                        ),
+                        self._keep_reasoning,
+                    )
                 ),
                 log=self.state.options.log,
                 setting=MAX_TOKENS_SETTING,
@@ -251,7 +289,7 @@ class Repl:
 
     def continue_reply(self) -> None:
         self._stream(
-            lambda writer: continue_answer(
+            lambda writer, _watch: continue_answer(
                 self.state.conversation,
                 self.state.backend,
                 self.state.params,
@@ -263,15 +301,30 @@ class Repl:
         )
 
     def _stream(self, run: Callable, *, fresh: bool = False) -> None:
+        """Run one exchange: `run(writer, watch)` streams into `writer`; until it draws
+        anything, the waiting line says the chat waits and that Ctrl-C stops it."""
         from falconchat.repl.input import typing_hidden  # noqa: PLC0415 (it loads prompt_toolkit)
 
         writer = reply_writer(self.out, self.env, plain=self.state.options.plain)
         turns = len(self.state.conversation.turns)
+        watch = self._watch = FirstOutput(self._waiting_line())
         try:
             with typing_hidden(self.env.stdin):
-                done = run(writer)
+                try:
+                    if watch.waiting is not None:
+                        watch.waiting.start()
+                    done = run(watch.reply(writer), watch)
+                finally:
+                    watch.ended()
+                    self._watch = None
         except KeyboardInterrupt:
-            self.notice("(reply stopped; what was shown is kept — /continue goes on)")
+            if watch.shown:
+                self.notice("(reply stopped; what was shown is kept — /continue goes on)")
+            elif fresh:
+                self._forget_empty_turn(turns)
+                self.notice(NOTHING_KEPT)
+            else:
+                self.notice("(stopped waiting for the model; the reply is as it was — /continue tries again)")
             return
         except FalconchatError as exc:
             self.error(exc.message)
@@ -295,6 +348,12 @@ class Repl:
             self.notice(f"(stopped at max_new_tokens = {limit}; {then})")
         if self.state.options.verbose:
             self.notice(stats_line(done))
+
+    def _forget_empty_turn(self, turns: int) -> None:
+        """Ctrl-C before any text came: the message is not kept as an exchange with no reply."""
+        conversation = self.state.conversation
+        if len(conversation.turns) > turns and not conversation.turns[-1].assistant:
+            conversation.undo()
 
     def _measure_context(self) -> None:
         """Measure, in the background, what the toolbar shows (see gauge.py)."""
@@ -364,3 +423,10 @@ def _exit_later(repl: Repl, signum: int) -> None:
     timer = threading.Timer(HANGUP_GRACE_S, leave)
     timer.daemon = True
     timer.start()
+
+
+def _isatty(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
