@@ -120,3 +120,50 @@ def test_continuing_with_nothing_logged_is_one_error_line(tmp_path, tgi_endpoint
     _ask(tmp_path, tgi_endpoint, "hello")
     code, _, err = _ask(tmp_path, tgi_endpoint, "--cid", "ZZZZ", "hello")
     assert code == ExitCode.USAGE and "no logged conversation 'ZZZZ'" in err
+
+
+def _logs(tmp_path, *args, stdin=None):
+    env = environment(tmp_path, stdin)
+    code = run(["logs", *args], env)
+    return code, env.stdout.text(), env.stderr.text()
+
+
+def test_logs_show_search_reply_and_code_block_sanitised(tmp_path, tgi_endpoint):
+    tgi_endpoint.stream([" See:\n```python\nprint('a')\n```\nand\n```sh\necho \x1b[2Jhi\n```\n"], "eos_token")
+    tgi_endpoint.echo()
+    _ask(tmp_path, tgi_endpoint, "code please")
+    _ask(tmp_path, tgi_endpoint, "evil \x1b]0;title\x07 text")
+    code, out, _ = _logs(tmp_path)
+    assert code == 0 and "\x1b" not in out and "\x07" not in out
+    assert out.index("code please") < out.index("evil")  # newest last
+    assert _logs(tmp_path, "-n", "1", "--json")[1].count('"prompt"') == 1
+    records = json.loads(_logs(tmp_path, "--json", "-n", "0")[1])
+    assert [r["turn"] for r in records] == [1, 1] and {r["command"] for r in records} == {"ask"}
+    assert _logs(tmp_path, "-q", "please", "-x")[1] == "echo hi\n"  # the last block, controls removed
+    assert _logs(tmp_path, "-q", 'code "please', "-r")[1].startswith("See:")  # a stray quote: plain words
+    code, out, err = _logs(tmp_path, "-q", "nothing-like-this")
+    assert (code, out) == (0, "") and "no exchange matches" in err
+
+
+def test_logs_rm_asks_then_leaves_no_trace(tmp_path, tgi_endpoint):
+    tgi_endpoint.echo()
+    _ask(tmp_path, tgi_endpoint, "keep me")
+    _ask(tmp_path, tgi_endpoint, "the zanzibarian secret")
+    cid = json.loads(_logs(tmp_path, "--json", "-n", "1")[1])[0]["conversation_id"]
+    code, _, err = _logs(tmp_path, "rm", "--cid", cid, stdin=b"")  # a script, without -y
+    assert code == ExitCode.USAGE and "add -y" in err
+    code, _, err = _logs(tmp_path, "rm", "--cid", cid[:24], stdin=None)  # a terminal: asked, and no answer
+    assert code == 1 and "nothing deleted" in err
+    assert b"zanzibarian" in b"".join(p.read_bytes() for p in _log(tmp_path).parent.iterdir() if p.is_file())
+    assert _logs(tmp_path, "rm", "--cid", cid, "-y")[0] == 0
+    assert b"zanzibarian" not in b"".join(p.read_bytes() for p in _log(tmp_path).parent.iterdir() if p.is_file())
+    assert [r["prompt"] for r in json.loads(_logs(tmp_path, "--json")[1])] == ["keep me"]
+
+
+def test_logs_status_says_what_is_wrong_with_a_corrupt_log(tmp_path):
+    _log(tmp_path).parent.mkdir(parents=True)
+    _log(tmp_path).write_bytes(b"garbage " * 1000)
+    code, out, err = _logs(tmp_path, "status")
+    assert code == ExitCode.ERROR and f"database: {_log(tmp_path)}" in out and "logging: on" in out
+    assert err.startswith("falconchat: error: ") and "mv " in err and err.count("\n") == 1
+    assert _log(tmp_path).read_bytes() == b"garbage " * 1000

@@ -139,7 +139,7 @@ class Chat:
 
 
 def parse_history(shown: str, model: str | tuple[str, ...] = MODEL) -> list[tuple[str, str]]:
-    """/history's output as [(user, reply)]: a line starting "You: " opens a message,
+    """/history's output as [(user, reply)]: a line starting "N. You: " opens a message,
     one starting "MODEL: " (or "MODEL (cut): …") opens its reply; lines go with the
     entry above them. Each reply is labelled with the model that wrote it: after /model,
     pass every name the conversation has used."""
@@ -150,8 +150,9 @@ def parse_history(shown: str, model: str | tuple[str, ...] = MODEL) -> list[tupl
     lines = shown.split("\n")
     # The first line is the echo of "/history" itself.
     for line in lines[1:] if lines and "/history" in lines[0] else lines:
-        if line.startswith("You: "):
-            turns.append([line[len("You: ") :], ""])
+        opening = re.match(r"^\d+\. You: ", line)
+        if opening:
+            turns.append([line[opening.end() :], ""])
             current = 0
         elif turns and reply_start.match(line) and current == 0:
             turns[-1][1] = reply_start.sub("", line, count=1)

@@ -251,9 +251,11 @@ class Commands:
         console = self.repl.err
         if conversation.system:
             console.print(Text("System: ", style="bold") + Text(sanitize(conversation.system)))
-        for turn in conversation.turns:
+        for number, turn in enumerate(conversation.turns, 1):  # the numbers /fork N takes
             note = {"length": " (length limit)", "cut": " (cut)", "error": " (incomplete)"}.get(turn.status, "")
-            console.print(Text("You: ", style="bold cyan") + Text(sanitize(turn.user)))
+            console.print(
+                Text(f"{number}. ", style="dim") + Text("You: ", style="bold cyan") + Text(sanitize(turn.user))
+            )
             console.print(
                 Text(sanitize(f"{turn.model or self.state.backend.name}{note}: "), style="bold green")
                 + Text(sanitize(turn.assistant))
@@ -320,6 +322,20 @@ class Commands:
         else:
             self.repl.notice("empty message; nothing sent")
 
+    def fork(self, arg: str) -> None:
+        """A new conversation from this one's first N exchanges (all by default); this one stays
+        in the log as it was."""
+        turns = self.state.conversation.turns
+        if arg and not (arg.isdigit() and int(arg) <= len(turns)):
+            self.repl.notice(f"usage: /fork [N], N from 0 to {len(turns)} (/history numbers the exchanges)")
+            return
+        keep = int(arg) if arg else len(turns)
+        del turns[keep:]
+        log = self.state.options.log
+        cid = log.fork(self.state.conversation) if log is not None else None
+        where = f" (conversation {cid}; falconchat --cid {cid} goes back to it)" if cid else ""
+        self.repl.notice(f"forked: a new conversation with the first {keep} exchanges{where}")
+
     def clear(self, arg: str) -> None:
         self.state.conversation.clear()
         self.repl.notice("conversation cleared")
@@ -349,7 +365,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("/retry", "", "replace the last reply with a new one", Commands.retry),
     Command("/continue", "", "go on with a reply that was cut or hit the length limit", Commands.continue_),
     Command("/undo", "", "drop the last exchange", Commands.undo),
-    Command("/history", "", "show the conversation", Commands.history),
+    Command("/history", "", "show the conversation, its exchanges numbered", Commands.history),
+    Command("/fork", "[N]", "go on in a new conversation from the first N exchanges (default: all)", Commands.fork),
     Command("/reasoning", "", "show the last reply's reasoning whole", Commands.reasoning),
     Command("/copy", "", "copy the last reply (or print it plain to select)", Commands.copy),
     Command("/edit", "[TEXT]", "write the message in $EDITOR, then send it", Commands.edit),
