@@ -84,3 +84,33 @@ def test_a_process_killed_mid_reply_leaves_the_log_whole(tgi_endpoint, tmp_path)
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert [r[0] for r in db.execute("SELECT prompt FROM exchanges")] == ["before"]  # absent, never half
         assert db.execute("SELECT count(*) FROM exchanges_fts WHERE exchanges_fts MATCH 'before'").fetchone()[0] == 1
+
+
+def test_batch_logs_only_with_log_and_loses_nothing_beside_other_writers(tgi_endpoint, tmp_path):
+    tgi_endpoint.echo(latency=0.02, jitter=0.02)
+    env = isolated_env(tmp_path)
+    prompts = "".join(f"item {n}\n" for n in range(24)).encode()
+    quiet = falconchat("batch", "--endpoint", tgi_endpoint.url, "-j", "8", cwd=tmp_path, env=env, input=prompts)
+    assert quiet.returncode == 0 and not _log(tmp_path).exists()  # its output is its record
+    asks = [
+        subprocess.Popen(
+            [*FALCONCHAT, "ask", "--endpoint", tgi_endpoint.url, f"beside {n}"],
+            cwd=tmp_path,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for n in range(2)
+    ]
+    logged = falconchat(
+        "batch", "--log", "--endpoint", tgi_endpoint.url, "-j", "8", cwd=tmp_path, env=env, input=prompts
+    )
+    assert logged.returncode == 0 and b"warning" not in logged.stderr, logged.stderr
+    for process in asks:
+        assert process.wait(timeout=120) == 0 and process.stderr.read() == b""
+    with sqlite3.connect(_log(tmp_path)) as db:
+        rows = db.execute("SELECT command, prompt, reply FROM exchanges").fetchall()
+    batch = sorted((prompt, reply) for command, prompt, reply in rows if command == "batch")
+    assert batch == sorted((f"item {n}", f"echo: item {n}") for n in range(24))
+    assert sorted(prompt for command, prompt, _ in rows if command == "ask") == ["beside 0", "beside 1"]

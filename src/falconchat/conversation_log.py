@@ -42,6 +42,10 @@ class ConversationLog:
     def on(self) -> bool:
         return self.store is not None
 
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+
     def exchange(
         self, conversation: Conversation, message: str, done: Done | None, reasoning: str | None, params: SamplingParams
     ) -> None:

@@ -219,13 +219,13 @@ class LogStore:
                 (cid, name, now(), parent, parent_turn if parent else None),
             )
             for exchange in exchanges:
-                _insert(db, cid, exchange)
+                insert_exchange(db, cid, exchange)
         return cid
 
     def add(self, cid: str, exchange: Exchange) -> int:
         """Append one exchange to a conversation; its id."""
         with self.writing() as db:
-            return _insert(db, cid, exchange)
+            return insert_exchange(db, cid, exchange)
 
     def extend_last(self, cid: str, exchange: Exchange) -> None:
         """/continue: the conversation's last exchange gets the longer reply and how it ended now."""
@@ -245,7 +245,7 @@ class LogStore:
             db.execute("UPDATE conversations SET name = ? WHERE id = ?", (name, cid))
 
 
-def _insert(db: sqlite3.Connection, cid: str, e: Exchange) -> int:
+def insert_exchange(db: sqlite3.Connection, cid: str, e: Exchange) -> int:
     turn = db.execute(  # a fork's own exchanges are numbered after those it shares with its parent
         "SELECT coalesce((SELECT max(turn) FROM exchanges WHERE conversation_id = ?), "
         "(SELECT parent_turn FROM conversations WHERE id = ?), 0) + 1",

@@ -46,6 +46,10 @@ FULL_RUN_ROWS = [
             "1 thread",
         )
     ),
+    "ask total, logged",
+    "log one exchange (in process)",
+    "logs -q search, a generated log (100k exchanges; --quick 10k) (in process)",
+    "falconchat logs -q, a generated log (100k exchanges; --quick 10k)",
 ]
 
 

@@ -17,6 +17,7 @@ import queue
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,7 @@ from falconchat.types import Done
 
 if TYPE_CHECKING:
     from falconchat.backends.base import Backend
+    from falconchat.conversation_log import ConversationLog
 
 BACKOFF_S = 1.0  # the first retry waits about this long; each next one twice as long
 MAX_BACKOFF_S = 30.0
@@ -61,6 +63,8 @@ class BatchOptions:
     strict: bool = False
     input_format: str = "auto"
     errors: str | None = None  # failed rows go here instead of OUTPUT
+    # `batch --log`: a new logged conversation for each item (one per thread: called in the worker)
+    log: Callable[[], ConversationLog] | None = None
 
 
 @dataclass
@@ -356,15 +360,21 @@ class Runner:
         notes: list[str] = []
         thoughts = Collector()
         sink = _sink(lambda: self._cancelled(index), self._streamed)
-        done = answer(
-            Conversation(system=item.system, turns=list(item.history)),
-            backend,
-            item.message,
-            item.params,
-            sink,
-            notice=notes.append,
-            reasoning=thoughts,
-        )
+        log = self.options.log() if self.options.log is not None else None
+        try:
+            done = answer(
+                Conversation(system=item.system, turns=list(item.history)),
+                backend,
+                item.message,
+                item.params,
+                sink,
+                notice=notes.append,
+                reasoning=thoughts,
+                log=log,
+            )
+        finally:
+            if log is not None:
+                log.close()
         return sink.text, done, notes, thoughts.text
 
 

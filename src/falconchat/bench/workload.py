@@ -23,6 +23,7 @@ GROUPS = {
     "batching": "batch -j 8 against -j 1",
     "serving": "serve: 8 clients at once against one, grammars, the batching engine alone",
     "under_load": "decoding beside busy loops, every thread policy",
+    "log": "the conversation log: ask logged against --no-log, one write, logs -q over 100k exchanges",
 }
 ROW_GROUPS = tuple(GROUPS)
 
@@ -48,6 +49,7 @@ class Workload:
     load_tokens: int  # under load: each policy's reply
     load_reps: int
     cap_s: float  # a decode rate is read over at most this long (a stalled policy takes minutes)
+    log_exchanges: int  # the generated log that `logs -q` searches
 
     @classmethod
     def of(cls, quick: bool) -> Workload:
@@ -68,6 +70,7 @@ class Workload:
                 load_tokens=24,
                 load_reps=1,
                 cap_s=1.0,
+                log_exchanges=10_000,
             )
         return cls(
             warm_up=True,
@@ -85,4 +88,5 @@ class Workload:
             load_tokens=200,
             load_reps=3,
             cap_s=8.0,
+            log_exchanges=100_000,
         )

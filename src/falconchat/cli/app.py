@@ -178,6 +178,7 @@ def batch(
     """Answer many prompts concurrently; results in input order, resumable (see docs/scale.md)."""
     from falconchat.batch.command import run_batch  # noqa: PLC0415 (per-command dispatch)
     from falconchat.batch.runner import BatchOptions  # noqa: PLC0415 (per-command dispatch)
+    from falconchat.cli.log import batch_log  # noqa: PLC0415 (per-command dispatch)
 
     env = invocation(ctx).env
     flags = merged_flags(ctx, shared)
@@ -197,6 +198,7 @@ def batch(
         strict=strict,
         input_format=input_format,
         errors=errors,
+        log=batch_log(env, settings, flags),
     )
     try:
         ctx.exit(run_batch(settings, options, env))

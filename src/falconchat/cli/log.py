@@ -138,3 +138,30 @@ def logged_name(env: Environment, settings, name: str) -> bool:
         return log_query.conversation_named(store.connect(create=False), name) is not None
     except (sqlite3.Error, OSError, LogError):
         return False  # the session file, as before; writing will warn
+
+
+def batch_log(env: Environment, settings, flags: dict[str, Any]):
+    """`batch --log`: a maker of one logged conversation per item (each worker thread opens its
+    own connection); None without --log. Its failures warn once for the whole batch."""
+    import threading  # noqa: PLC0415 (per-command dispatch)
+
+    from falconchat.conversation_log import ConversationLog  # noqa: PLC0415 (per-command dispatch)
+
+    if flags.get("log") is not True:
+        return None
+    store_path = log_store(env).path
+    warned = threading.Event()
+
+    def warn(line: str) -> None:
+        if not warned.is_set():
+            warned.set()
+            print(line, file=env.stderr, flush=True)
+
+    def make() -> ConversationLog:
+        from falconchat.log_store import LogStore  # noqa: PLC0415 (per-command dispatch)
+
+        log = ConversationLog(LogStore(store_path), warn, command="batch")
+        using(log, settings.model)
+        return log
+
+    return make
