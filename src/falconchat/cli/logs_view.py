@@ -36,9 +36,9 @@ def heading(exchange: dict[str, Any]) -> str:
 
 def show_exchanges(out: IO[str], env: Environment, exchanges: list[dict[str, Any]], *, plain: bool) -> None:
     terminal = not plain and env.draws_on(out)
-    console = make_console(out, env, soft_wrap=True)
+    console = make_console(out, env, soft_wrap=True) if terminal else None  # no Rich to import in a pipe
     for n, exchange in enumerate(exchanges):
-        if terminal:
+        if console is not None:
             from rich.text import Text  # noqa: PLC0415 (heavy: rich)
 
             console.rule(Text(heading(exchange), style="dim"), style="dim")

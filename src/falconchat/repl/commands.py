@@ -140,8 +140,10 @@ class Commands:
         # What the chat can change (and a --schema); serve's OpenAI-only knobs stay at their defaults.
         values = "\n".join(f"  {name} = {_shown(getattr(p, name))}" for name in SETTABLE)
         values += "\n  " + _shown_constraint(p.constraint)
-        session = state.options.session or "(none: in memory only)"
+        session = state.options.session or "(none)"
         history = "on" if state.options.data_dir else "off"
+        log = state.options.log
+        logged = "off" if log is None or not log.on else f"on, conversation {log.cid or '(new)'}"
         self.repl.err.print(
             Text(
                 sanitize(
