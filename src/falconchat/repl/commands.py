@@ -149,7 +149,8 @@ class Commands:
                 sanitize(
                     f"model: {state.backend.describe()}\nformat: {shown_format(state.backend)}\n"
                     f"system: {state.conversation.system or '(none)'}\n{values}\n"
-                    f"session: {session} · input history: {history} · stats: {'on' if state.options.verbose else 'off'}"
+                    f"session: {session} · log: {logged} · input history: {history} · "
+                    f"stats: {'on' if state.options.verbose else 'off'}"
                 )
             )  # Text: a system message or schema with [brackets] is not Rich markup
         )
