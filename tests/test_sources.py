@@ -129,3 +129,18 @@ def test_a_folder_over_the_size_limit_or_with_nothing_readable_is_refused(tmp_pa
     (tmp_path / "bin" / "a.out").write_bytes(b"\0\0")
     with pytest.raises(InputError, match=r"bin: no readable text files \(1 binary \(a.out\)\)"):
         read_sources(["bin"], env_in(tmp_path))
+
+
+def test_a_saved_session_keeps_which_sources_a_turn_had(tmp_path):
+    """/history after /load names the sources as before, instead of showing their text."""
+    from falconchat import sessions
+    from falconchat.conversation import Conversation
+    from falconchat.types import SamplingParams, Turn
+
+    blocks = read_sources(["notes.txt"], env_in(tmp_path)) if (tmp_path / "notes.txt").write_text("n\n") else None
+    message = with_blocks("what?", blocks.blocks)
+    turn = Turn(message, "this.", attached=("notes.txt (9 tokens)",), words_at=len(message) - len("what?"))
+    path = tmp_path / "s.json"
+    sessions.save(path, sessions.Session(Conversation(turns=[turn]), "m", SamplingParams()))
+    [loaded] = sessions.load(path).conversation.turns
+    assert loaded == turn and loaded.words == "what?"

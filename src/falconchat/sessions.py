@@ -122,8 +122,22 @@ def _from_document(doc) -> Session:
             and isinstance(turn.get("model", ""), str)
         ):
             raise ValueError("a turn is malformed")
-        loaded.append(Turn(turn["user"], turn["assistant"], turn["status"], turn.get("model")))
+        loaded.append(Turn(turn["user"], turn["assistant"], turn["status"], turn.get("model"), **_attached(turn)))
     return Session(Conversation(system=system, turns=loaded), model, _params(doc.get("params", {})))
+
+
+def _attached(turn: dict) -> dict:
+    """The names of a turn's attached sources and where its words start, when they are sound
+    (else none: /history then shows the whole message)."""
+    names, words_at = turn.get("attached"), turn.get("words_at")
+    if (
+        isinstance(names, list)
+        and all(isinstance(name, str) for name in names)
+        and type(words_at) is int
+        and 0 < words_at <= len(turn["user"])
+    ):
+        return {"attached": tuple(names), "words_at": words_at}
+    return {}
 
 
 def _check_text(value) -> None:

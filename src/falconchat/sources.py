@@ -59,6 +59,20 @@ def with_blocks(words: str, blocks: Sequence[Block]) -> str:
     return "\n\n".join([*(block.delimited() for block in blocks), *([words] if words.strip() else [])])
 
 
+def system_with_blocks(system: str, blocks: Sequence[Block]) -> str:
+    """The system message, then the --sf blocks."""
+    return "\n\n".join([*([system] if system.strip() else []), *(block.delimited() for block in blocks)])
+
+
+def text_of(data: bytes, name: str, notes: list[str]) -> str:
+    """Bytes read from a source (a file, a command's output) as sanitised text; invalid
+    UTF-8 is replaced, and a note in `notes` says so."""
+    loaded = Loaded()
+    text = _decoded(data, name, loaded)
+    notes.extend(loaded.notes)
+    return text
+
+
 def read_sources(
     specs: Iterable[str], env: Environment, limit: int = DEFAULT_MAX_FILE_SIZE, url_timeout: float | None = None
 ) -> Loaded:

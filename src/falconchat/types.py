@@ -77,6 +77,15 @@ class Turn:
     assistant: str = ""
     status: Literal["complete", "length", "cut", "error"] = "complete"
     model: str | None = None  # the model that wrote the reply (None: a session saved before this was kept)
+    # Sources attached in the chat (/file, /run, -f): "name (N tokens)" each; their blocks open
+    # `user`, whose own words start at `words_at`. /history shows the names, not the blocks.
+    attached: tuple[str, ...] | None = None
+    words_at: int | None = None
+
+    @property
+    def words(self) -> str:
+        """What the user typed, without the attached sources' blocks."""
+        return self.user[self.words_at :] if self.words_at else self.user
 
 
 ConstraintKind = Literal["json_schema", "json", "regex", "gbnf"]

@@ -6,12 +6,13 @@ import traceback
 from dataclasses import replace
 from typing import Any
 
-from falconchat.cli.attach import prompt_with_sources, with_system_blocks
+from falconchat.cli.attach import prompt_with_sources
 from falconchat.cli.log import open_log
 from falconchat.cli.options import load, resolved, structured
 from falconchat.cli.output import error_line, print_json, silence_stdout
 from falconchat.environment import Environment
 from falconchat.errors import ExitCode, FalconchatError
+from falconchat.sources import system_with_blocks
 
 
 def ask_once(
@@ -163,5 +164,5 @@ def continued(env: Environment, settings, flags: dict[str, Any], command: str, s
         env, settings, flags, command=command, continue_last=bool(flags.get("continue_last")), cid=flags.get("cid")
     )
     if system_blocks:
-        log[1].system = with_system_blocks(log[1].system, system_blocks)
+        log[1].system = system_with_blocks(log[1].system, system_blocks)
     return log

@@ -37,8 +37,3 @@ def prompt_with_sources(env: Environment, settings, flags: dict[str, Any], promp
         env, prompt, settings.max_input_bytes, stdin_taken=STDIN in files + system_files, optional=bool(loaded.blocks)
     )
     return Prompt(with_blocks(words, loaded.blocks), tuple(loaded.blocks), tuple(system.blocks))
-
-
-def with_system_blocks(system: str, blocks: tuple[Block, ...]) -> str:
-    """The system message, then the --sf blocks."""
-    return "\n\n".join([*([system] if system.strip() else []), *(block.delimited() for block in blocks)])

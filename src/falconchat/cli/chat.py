@@ -10,6 +10,8 @@ from falconchat.cli.options import load, structured
 from falconchat.cli.output import silence_stdout
 from falconchat.environment import Environment
 from falconchat.errors import ExitCode, Timeout, Unreachable, UsageError
+from falconchat.sources import STDIN, read_sources, system_with_blocks
+from falconchat.web_source import URL_TIMEOUT_S
 
 PROBE_WAIT_S = 5.0  # how long the chat waits, at start or /model, for an endpoint to say which API it speaks
 
@@ -37,6 +39,19 @@ def open_for_chat(spec, log=None):
     if log is not None:
         using(log, spec)
     return backend
+
+
+def chat_sources(env: Environment, settings, flags: dict[str, Any]):
+    """`chat -f SOURCE` (attached to the first message) and `--sf SOURCE` (the system message)."""
+    files, system_files = list(flags.get("file") or ()), list(flags.get("system_file") or ())
+    if STDIN in files + system_files:
+        raise UsageError("the chat reads its messages from standard input: -f - is for falconchat ask")
+    timeout = min(settings.model.timeout, URL_TIMEOUT_S)
+    system = read_sources(system_files, env, settings.max_file_size, timeout)
+    loaded = read_sources(files, env, settings.max_file_size, timeout)
+    for note in (*system.notes, *loaded.notes):
+        env.stderr.write(f"falconchat: {note}\n")
+    return tuple(loaded.blocks), tuple(system.blocks)
 
 
 def chat_session(
@@ -108,6 +123,9 @@ def _chat_session(
             params = kept.params.with_changes(**given, constraint=settings.sampling.constraint)
             if flags.get("system") is not None:
                 conversation.system = settings.system
+    attached, system_blocks = chat_sources(env, settings, flags)
+    if system_blocks:
+        conversation.system = system_with_blocks(conversation.system, system_blocks)
     settings = replace(settings, model=chat_model(settings.model))  # `--endpoint URL` alone: its API, now
     using(log, settings.model)
     backend = open_backend(settings.model)
@@ -128,6 +146,9 @@ def _chat_session(
             roles=settings.roles,
             open_backend=lambda spec: open_for_chat(spec, log),
             log=log,
+            max_file_size=settings.max_file_size,
+            url_timeout=min(settings.model.timeout, URL_TIMEOUT_S),
+            attached=attached,
             # Say what came back: the model it was recorded with and where the conversation left off.
             opening=reopened("resumed", session, kept, backend.name) if session and kept else [],
             show_history=continuing and not by_name and bool(conversation.turns),

@@ -16,7 +16,7 @@ from falconchat.backends.base import Backend
 from falconchat.backends.registry import FORMAT_SHOWN
 from falconchat.config_values import parse
 from falconchat.errors import FalconchatError
-from falconchat.repl import session_commands
+from falconchat.repl import attach_commands, session_commands
 from falconchat.repl.state import Chat, ReplState
 from falconchat.text import sanitize
 from falconchat.types import Constraint
@@ -224,9 +224,12 @@ class Commands:
             self.repl.notice(f"(seed {params.seed} would give the same reply: seed is now {self.state.params.seed})")
         old = conversation.undo()
         assert old is not None  # there was a turn to undo
-        self.repl.reply(old.user)
-        if conversation.last is None or conversation.last.user != old.user:  # it never started: keep the old reply
+        self.repl.reply(old.user, attach=False)  # its sources are in it already; those attached since wait
+        last = conversation.last
+        if last is None or last.user != old.user:  # it never started: keep the old reply
             conversation.turns.append(old)
+        else:
+            last.attached, last.words_at = old.attached, old.words_at
 
     def continue_(self, arg: str) -> None:
         last = self.state.conversation.last
@@ -257,8 +260,10 @@ class Commands:
         for number, turn in enumerate(conversation.turns, 1):  # the numbers /fork N takes
             note = {"length": " (length limit)", "cut": " (cut)", "error": " (incomplete)"}.get(turn.status, "")
             console.print(
-                Text(f"{number}. ", style="dim") + Text("You: ", style="bold cyan") + Text(sanitize(turn.user))
+                Text(f"{number}. ", style="dim") + Text("You: ", style="bold cyan") + Text(sanitize(turn.words))
             )
+            if turn.attached:  # the sources' names and sizes, not their text
+                console.print(Text(sanitize("  attached: " + ", ".join(turn.attached)), style="dim"))
             console.print(
                 Text(sanitize(f"{turn.model or self.state.backend.name}{note}: "), style="bold green")
                 + Text(sanitize(turn.assistant))
@@ -395,6 +400,26 @@ COMMANDS: tuple[Command, ...] = (
         "write the conversation as Markdown",
         lambda c, a: session_commands.export(c.state, c.repl, a),
         paths=True,
+    ),
+    Command(
+        "/file",
+        "SOURCE…",
+        "attach files, folders, globs or URLs to your next message",
+        lambda c, a: attach_commands.attach_file(c.state, c.repl, a),
+        paths=True,
+    ),
+    Command(
+        "/files",
+        "",
+        "list what is attached, with each one's size in tokens",
+        lambda c, a: attach_commands.list_files(c.state, c.repl, a),
+    ),
+    Command("/drop", "", "drop what is attached", lambda c, a: attach_commands.drop(c.state, c.repl, a)),
+    Command(
+        "/run",
+        "COMMAND",
+        "run a shell command and attach its output (stdout, stderr, exit status) to your next message",
+        lambda c, a: attach_commands.run_command(c.state, c.repl, a),
     ),
     Command(
         "/stats", "on|off", "token counts and speed after each reply", Commands.stats, choices=lambda c: ("on", "off")

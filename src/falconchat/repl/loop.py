@@ -23,6 +23,7 @@ from falconchat.repl.commands import MAX_TOKENS_SETTING, Commands, shown_format
 from falconchat.repl.gauge import Gauge
 from falconchat.repl.state import ReplOptions, ReplState
 from falconchat.repl.waiting import FirstOutput, WaitingLine, waiting_line
+from falconchat.sources import with_blocks
 from falconchat.structured import check_reply
 from falconchat.text import sanitize
 from falconchat.types import SamplingParams
@@ -50,7 +51,7 @@ class PipedMessages:
     def __init__(self, lines: IO[str]):
         self._lines = lines
 
-    def prompt(self, _message: str) -> str:
+    def prompt(self, _message: str, default: str = "") -> str:
         line = self._lines.readline()
         if not line:
             raise EOFError
@@ -77,6 +78,8 @@ class Repl:
         self._app = None  # prompt-toolkit's application, while a prompt is open
         self._at_prompt = False
         self._watch: FirstOutput | None = None  # while a reply is awaited: its waiting line
+        self._draft = ""  # a message to open the next prompt with (one whose sources did not fit)
+        self.state.attached.extend(options.attached)  # `chat -f SOURCE`
 
     # ---- output ----------------------------------------------------------------------
 
@@ -160,7 +163,8 @@ class Repl:
                 self._measure_context()
             try:
                 self._at_prompt = True
-                raw = session.prompt(PROMPT)
+                draft, self._draft = self._draft, ""
+                raw = session.prompt(PROMPT, default=draft)
             except KeyboardInterrupt:
                 continue  # Ctrl-C at the prompt clears the line
             except EOFError:
@@ -256,12 +260,19 @@ class Repl:
 
     # ---- replies ---------------------------------------------------------------------
 
-    def reply(self, text: str) -> None:
+    def reply(self, text: str, *, attach: bool = True) -> None:
+        """Answer `text`; with `attach`, the sources attached (/file, /run) go first, as blocks,
+        and are dropped once the exchange is kept. If it is not (the sources do not fit, the
+        endpoint fails), they stay attached and the message comes back at the prompt."""
+        blocks = tuple(self.state.attached) if attach else ()
+        message = with_blocks(text, blocks)
+        conversation = self.state.conversation
+        before = conversation.last
         self._stream(
             lambda writer, watch: answer(
-                self.state.conversation,
+                conversation,
                 self.state.backend,
-                text,
+                message,
                 self.state.params,
                 writer,
                 self.notice,
@@ -279,9 +290,20 @@ class Repl:
                 ),
                 log=self.state.options.log,
                 setting=MAX_TOKENS_SETTING,
+                attached=blocks,
             ),
             fresh=True,
         )
+        if not blocks:
+            return
+        last = conversation.last
+        if last is not None and last is not before and last.user == message:
+            last.attached = tuple(f"{b.name} ({self.state.backend.count_tokens(b.delimited())} tokens)" for b in blocks)
+            last.words_at = len(message) - len(text)
+            del self.state.attached[: len(blocks)]
+        else:
+            self.notice("(the attached sources are kept: /files lists them, /drop clears them)")
+            self._draft = text  # the message comes back at the prompt, to shorten or send again
 
     def _keep_reasoning(self, text: str | None) -> None:
         """The reply's reasoning, for /reasoning: None as a reply starts, then its pieces."""

@@ -11,10 +11,13 @@ from typing import IO, Protocol
 
 from falconchat.backends.base import Backend
 from falconchat.config import ModelSpec, Role
+from falconchat.config_values import DEFAULT_MAX_FILE_SIZE
 from falconchat.conversation import Conversation
 from falconchat.conversation_log import ConversationLog
 from falconchat.environment import Environment
+from falconchat.sources import Block
 from falconchat.types import SamplingParams
+from falconchat.web_source import URL_TIMEOUT_S
 
 
 @dataclass
@@ -30,6 +33,9 @@ class ReplOptions:
     open_backend: Callable[[ModelSpec], Backend] | None = None
     opening: list[str] = field(default_factory=list)  # said after the banner (a resumed session's summary)
     log: ConversationLog | None = None  # the conversation log (None: nothing logged)
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE  # each /file source, and /run's output
+    url_timeout: float = URL_TIMEOUT_S  # a /file URL's whole fetch
+    attached: tuple[Block, ...] = ()  # `chat -f SOURCE`: they go with the first message
     show_history: bool = False  # at the start: the conversation continued (-c, --cid), as /history shows it
 
 
@@ -43,6 +49,7 @@ class ReplState:
     own_files: set[Path] = field(default_factory=set)  # files this chat read or wrote: replaced without asking
     pending_replace: tuple[str, Path, int] | None = None  # a refused /save or /export, confirmed by repeating it
     last_reasoning: str = ""  # the last reply's reasoning, for /reasoning
+    attached: list[Block] = field(default_factory=list)  # /file, /run: they go with the next message
 
 
 class Chat(Protocol):
@@ -58,6 +65,6 @@ class Chat(Protocol):
 
     def error(self, text: str) -> None: ...
 
-    def reply(self, text: str) -> None: ...
+    def reply(self, text: str, *, attach: bool = True) -> None: ...
 
     def continue_reply(self) -> None: ...
