@@ -186,3 +186,62 @@ def test_a_log_locked_past_the_busy_timeout_is_one_warning(store, monkeypatch):
     finally:
         holder.execute("ROLLBACK")
         holder.close()
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 512 KiB file system (tmpfs), for a disk that fills up: needs root's mount."""
+    import subprocess
+
+    where = tmp_path / "small"
+    where.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", where]).returncode:
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", where], check=False)
+
+
+def test_a_full_disk_is_one_warning_and_the_chat_goes_on(full_disk):
+    store = LogStore(full_disk / "falconchat" / "log.db")
+    store.add(store.new_conversation(), Exchange("hi", "hello", "stop"))
+    store.close()
+    filler = full_disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:  # everything left, taken
+        while os.write(fd, b"x" * 4096):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    warnings: list[str] = []
+    log, conversation = ConversationLog(LogStore(store.path), warnings.append), Conversation()
+    for n in range(3):
+        _say(conversation, log, f"message {n}", "a long reply " * 2000)
+    assert len(warnings) == 1 and "full" in warnings[0], warnings
+    assert len(conversation.turns) == 3
+    filler.unlink()  # space again: the log was never damaged
+    with sqlite3.connect(store.path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_an_older_file_is_migrated_step_by_step_keeping_its_rows(store, monkeypatch):
+    """The migration path docs/log.md describes, run: a version-1 file meets a falconchat whose
+    schema is version 2 (one more MIGRATIONS entry) and is brought forward, rows kept."""
+    import falconchat.log_store as log_store
+
+    cid = store.new_conversation(name="old")
+    store.add(cid, Exchange("kept across versions", "yes", "stop"))
+    store.close()
+    monkeypatch.setattr(
+        log_store, "MIGRATIONS", [*log_store.MIGRATIONS, "ALTER TABLE exchanges ADD COLUMN rating INTEGER;"]
+    )
+    monkeypatch.setattr(log_store, "SCHEMA_VERSION", 2)
+    migrated = LogStore(store.path)
+    db = migrated.connect()
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert db.execute("SELECT prompt, rating FROM exchanges").fetchall()[0][:] == ("kept across versions", None)
+    assert [t.user for t in log_query.turns(db, log_query.resolve(db, "old"))] == ["kept across versions"]
+    migrated.close()
