@@ -329,6 +329,8 @@ def choose_model(src: Sources, models: dict[str, ModelSpec], defaults: dict[str,
         name = parse("model", name, name_origin)
         if url and name not in models:
             return _probed_endpoint(url, defaults, remote_model=name)  # -m names one of the server's models
+        if name not in models and name.lower().startswith("hf:") and not path:  # a Hub model, found in its cache
+            return ModelSpec(name=name, backend="local", model_path=name, **_local_defaults(defaults))
         if name not in models:
             raise ConfigError(f"unknown model {name!r} (from {name_origin}); known: {', '.join(sorted(models))}")
         spec = models[name]

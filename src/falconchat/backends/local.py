@@ -13,6 +13,8 @@ from pathlib import Path
 from falconchat.backends.base import DecodeThreads, FormatDecidedOnLoad
 from falconchat.backends.gguf import bundled_model_path, is_gguf
 from falconchat.backends.grammar import compile_constraint
+from falconchat.backends.hub import cached_model
+from falconchat.backends.hub_names import is_hub_name
 from falconchat.backends.llama_batch import BatchEngine, prompt_logprobs
 from falconchat.backends.llama_sampling import common_prefix, log_softmax_at, make_sampler, sample_token
 from falconchat.backends.llama_setup import silence_llama_logs, weights_not_repacked
@@ -44,11 +46,14 @@ class LocalBackend(FormatDecidedOnLoad):
         self._format = spec.format  # "auto" becomes "native" or "falcon" when the model loads
 
     def describe(self) -> str:
-        where = "bundled" if self.spec.model_path is None else Path(self.spec.model_path).name
+        path = self.spec.model_path
+        where = "bundled" if path is None else path if is_hub_name(path) else Path(path).name
         return f"{self.name} ({where}, local)"
 
     @property
     def model_path(self) -> Path:
+        if is_hub_name(self.spec.model_path):  # hf:OWNER/REPO…: the Hub's cache, never the network
+            return cached_model(self.spec.model_path)  # type: ignore[arg-type]
         return Path(self.spec.model_path).expanduser() if self.spec.model_path else bundled_model_path()
 
     def warm_up(self) -> None:

@@ -280,7 +280,16 @@ def serve(
     return serve_model(invocation(ctx).env, options)
 
 
-@app.command("models")
+models_app = typer.Typer(
+    name="models",
+    help="List the configured models: backend, where they point, and whether they answer; or a server's models.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+    rich_markup_mode=None,
+)
+
+
+@models_app.callback()
 def models(
     ctx: typer.Context,
     endpoint: str | None = typer.Option(
@@ -293,6 +302,8 @@ def models(
     """List the configured models: backend, where they point, and whether they answer; or a server's models."""
     from falconchat.cli.models import print_models, print_served  # noqa: PLC0415 (per-command dispatch)
 
+    if ctx.invoked_subcommand is not None:  # `models pull …`: the subcommand does the work
+        return 0
     run = invocation(ctx)
     own = {"env_file": env_file, "config": config, "endpoint": endpoint, "timeout": timeout}
     flags = {name: value or run.shared.get(name) for name, value in own.items()}  # also given before `models`
@@ -302,7 +313,26 @@ def models(
         print_served(settings.model, env)
     else:
         print_models(settings, env)
+    ctx.exit(0)
     return 0
+
+
+@models_app.command("pull")
+def models_pull(
+    ctx: typer.Context,
+    name: str = typer.Argument(
+        ...,
+        metavar="NAME",
+        help="hf:OWNER/REPO, hf:OWNER/REPO:QUANT or hf:OWNER/REPO/FILE.gguf, each with an optional @REVISION.",
+    ),
+) -> int:
+    """Download a GGUF model from the Hugging Face Hub into the Hub's cache (resumable, checked against the Hub's sha256)."""
+    from falconchat.cli.pull import pull_command  # noqa: PLC0415 (per-command dispatch)
+
+    return pull_command(invocation(ctx).env, name)
+
+
+app.add_typer(models_app, name="models")
 
 
 @app.command("bench")

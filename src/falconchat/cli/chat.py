@@ -81,6 +81,7 @@ def _chat_session(
 ) -> int:
     from falconchat import sessions  # noqa: PLC0415 (per-command dispatch)
     from falconchat.backends import open_backend  # noqa: PLC0415 (per-command dispatch)
+    from falconchat.cli.pull import ask_to_pull  # noqa: PLC0415 (per-command dispatch)
     from falconchat.config import user_data_dir  # noqa: PLC0415 (per-command dispatch)
     from falconchat.config_values import SAMPLING_KEYS  # noqa: PLC0415 (per-command dispatch)
     from falconchat.repl.loop import Repl  # noqa: PLC0415 (per-command dispatch)
@@ -88,6 +89,7 @@ def _chat_session(
     from falconchat.repl.state import ReplOptions  # noqa: PLC0415 (per-command dispatch)
 
     settings = structured(load(flags, env), flags, env)
+    ask_to_pull(env, settings.model.model_path)  # hf:… not yet pulled: `Download …, N MB? [Y/n]`
     data_dir = user_data_dir(env.environ)
     sessions_dir = data_dir / "sessions"
     if resume and not session:  # `--resume --session NAME` resumes NAME

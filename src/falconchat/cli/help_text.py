@@ -23,6 +23,7 @@ EXAMPLES: dict[str, list[str]] = {
         'falconchat ask "Write a haiku about the sea"',
         'git diff | falconchat ask -t 0 "Review this diff" > review.md',
         'falconchat ask --json --max-tokens 24 "What is the capital of France?"',
+        'falconchat ask -m hf:bartowski/Llama-3.2-1B-Instruct-GGUF --pull "Hi"  # a Hub model, pulled once',
         "falconchat ask --schema 'name, age int, tags list' \"Invent a character.\"",
     ],
     "falconchat batch": [
@@ -38,6 +39,12 @@ EXAMPLES: dict[str, list[str]] = {
     "falconchat models": [
         "falconchat models",
         "falconchat models --endpoint http://localhost:8000",
+        "falconchat models pull hf:bartowski/Llama-3.2-1B-Instruct-GGUF",
+    ],
+    "falconchat models pull": [
+        "falconchat models pull hf:bartowski/Llama-3.2-1B-Instruct-GGUF          # Q4_K_M",
+        "falconchat models pull hf:bartowski/Llama-3.2-1B-Instruct-GGUF:q8_0",
+        "falconchat models pull hf:owner/repo/model.Q5_K_M.gguf@v1.0             # one file, pinned",
     ],
     "falconchat bench": [
         "falconchat bench --quick",

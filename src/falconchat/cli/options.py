@@ -27,7 +27,7 @@ SHARED_OPTIONS: list[tuple[str, Any, Any]] = [
             "--model",
             "-m",
             metavar="NAME",
-            help="Model name: smollm2 (bundled) or a [models.NAME] from the config.",
+            help="Model name: smollm2 (bundled), a [models.NAME] from the config, or hf:OWNER/REPO[:QUANT] from the Hub.",
         ),
     ),
     (
@@ -43,7 +43,9 @@ SHARED_OPTIONS: list[tuple[str, Any, Any]] = [
     (
         "model_path",
         Optional[str],
-        typer.Option(None, "--model-path", metavar="FILE", help="A GGUF model file to run locally."),
+        typer.Option(
+            None, "--model-path", metavar="FILE", help="A GGUF model file to run locally (or hf:OWNER/REPO…)."
+        ),
     ),
     ("system", Optional[str], typer.Option(None, "--system", "-s", metavar="TEXT", help="System message.")),
     (
@@ -85,6 +87,11 @@ SHARED_OPTIONS: list[tuple[str, Any, Any]] = [
         typer.Option(None, "--stop", metavar="TEXT", help="Extra stop sequence (repeatable)."),
     ),
     ("plain", bool, typer.Option(False, "--plain", help="Plain text instead of rendered Markdown.")),
+    (
+        "pull",
+        bool,
+        typer.Option(False, "--pull", help="Download an hf:OWNER/REPO model first if it is not in the Hub's cache."),
+    ),
     (
         "schema",
         Optional[str],
@@ -257,6 +264,10 @@ def load(flags: dict[str, Any], env: Environment):
     env.debug = env.debug or bool(settings.debug)  # decided here, once: flag, environment, .env, TOML
     for line in settings.warnings:
         print(line, file=env.stderr)
+    if flags.get("pull"):  # never without it: a script does not download gigabytes by surprise
+        from falconchat.cli.pull import ensure_pulled  # noqa: PLC0415 (per-command dispatch)
+
+        ensure_pulled(env, settings.model.model_path)
     return settings
 
 
