@@ -92,6 +92,7 @@ class TgiEndpoint:
         self.requests: list[Request] = []
         self.gets: list[Request] = []  # GET /info and the like, apart from the generate requests
         self.disconnected = threading.Event()  # set when a write to a client fails: it went away
+        self.model_id = "scripted/tgi"  # what GET /info names
         self._scripts: list[Script] = []
         self._lock = threading.Lock()
         self._release = threading.Event()
@@ -310,7 +311,8 @@ def _handler_for(endpoint: TgiEndpoint) -> type[BaseHTTPRequestHandler]:
             headers = {name.lower(): value for name, value in self.headers.items()}
             endpoint.gets.append(Request(self.command, self.path, headers, None, time.monotonic()))
             if self.path == "/info":
-                Reply(self, endpoint).status(200, b'{"model_id":"scripted/tgi"}', "application/json")
+                info = json.dumps({"model_id": endpoint.model_id}).encode()
+                Reply(self, endpoint).status(200, info, "application/json")
             else:
                 Reply(self, endpoint).status(404, b'{"error":"not found"}', "application/json")
 

@@ -3,11 +3,14 @@ items (runner.py) and write the summary; returns the exit code."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from falconchat.backends.registry import BACKENDS
 from falconchat.batch.input import Parsed, parse_lines
 from falconchat.batch.openai_input import MAX_REQUESTS, detect, parse_openai
-from falconchat.batch.output import OutputFile, StdoutOutput
-from falconchat.batch.progress import Notes, summary_line
+from falconchat.batch.output import OutputFile, StdoutOutput, write_stats
+from falconchat.batch.progress import Notes, replica_lines, summary_line
+from falconchat.batch.replicas import POLICIES, Pool, probe_replicas
 from falconchat.batch.rows import OpenAIRows, OwnRows
 from falconchat.batch.runner import BatchOptions, Runner
 from falconchat.environment import Environment
@@ -21,25 +24,17 @@ MAX_REPORTED = 20  # bad lines listed before "… and N more"
 def run_batch(settings, options: BatchOptions, env: Environment) -> int:
     """Read, check, run and write; returns the exit code (0 all answered, 1 some failed, 130 Ctrl-C)."""
 
-    if options.input_format not in FORMATS:
-        raise UsageError(f"--input-format must be auto, openai, jsonl or lines, not {options.input_format!r}")
-    if options.resume and not options.output:
-        raise UsageError("--resume needs -o OUTPUT: the file it continues")
-    if options.errors and options.errors == options.output:
-        raise UsageError("--errors FILE must be another file than -o OUTPUT")
+    check_options(options)
     notes = Notes(env, verbose=settings.verbose)
-    lines = read_input(options.input_path, env)
-    fmt = detect(lines, options.input_format)
-    if fmt == "openai":
-        parsed = parse_openai(lines, settings.system, settings.sampling, settings.max_input_bytes)
-    else:
-        parsed = parse_lines(lines, fmt, settings.system, settings.sampling, settings.max_input_bytes)
-    report_input(parsed, notes, settings.model.name)
-    refused = [item for item in parsed.items if item.refused is not None]
-    if options.strict and (parsed.bad or refused):
-        raise InputError(f"{len(parsed.bad) + len(refused)} bad input line(s); nothing was run (--strict)")
-    if fmt == "openai" and len(parsed.items) > MAX_REQUESTS:
-        notes.write(f"{len(parsed.items)} requests: more than OpenAI's Batch API takes in one file ({MAX_REQUESTS})")
+    fmt, parsed = read_items(settings, options, env, notes)
+    pool = None
+    if options.endpoints:  # several replicas: each probed once; the model is theirs
+        pool = Pool(probe_replicas(settings.model, list(options.endpoints), notes), options.policy)
+        settings = replace(settings, model=pool.replicas[0].spec)
+    model = settings.model.remote_model or settings.model.name
+    for name, number in parsed.models.items():  # the command's model answers every request
+        if name != model:
+            notes.write(f"ignoring model {name!r} (first on line {number}): every request goes to {model}")
     retry_failed = fmt == "openai"  # OpenAI's rows resume on custom_id: failed ones run again
     out = (
         OutputFile(options.output, resume=options.resume, cwd=env.cwd, retry_failed=retry_failed)
@@ -54,10 +49,11 @@ def run_batch(settings, options: BatchOptions, env: Environment) -> int:
             notes.write(f"discarded a partial last line ({out.discarded_bytes} bytes) of {options.output}")
         done = out.done_keys | (errors_out.done_keys if errors_out else set())
         todo = [item for item in parsed.items if item.key not in done]
-        rows = OpenAIRows(settings.model.remote_model or settings.model.name) if fmt == "openai" else OwnRows()
-        runner = Runner(
-            settings.model, todo, concurrency_for(settings.model, options.concurrency, notes), options, notes, rows
-        )
+        concurrency = concurrency_for(settings.model, options.concurrency, notes)
+        if pool is not None and options.concurrency is None:
+            concurrency = DEFAULT_CONCURRENCY * len(pool.replicas)  # -j: in all, over every replica
+        rows = OpenAIRows(model) if fmt == "openai" else OwnRows()
+        runner = Runner(settings.model, todo, concurrency, options, notes, rows, pool)
         runner.errors_out = errors_out
         stats = runner.run(out)
     finally:
@@ -65,10 +61,44 @@ def run_batch(settings, options: BatchOptions, env: Environment) -> int:
         if errors_out is not None:
             errors_out.close()
     stats.update(bad=len(parsed.bad), skipped=len(parsed.items) - len(todo), output=options.output)
+    if pool is not None:  # each replica's share, then the summary: still the last line
+        stats["replicas"] = [replica.stats() for replica in pool.replicas]
+        for line in replica_lines(stats["replicas"]):
+            notes.write(line, prefix="falconchat batch: ")
     notes.write(summary_line(stats), prefix="falconchat batch: ")
+    if options.stats:
+        write_stats(env.cwd / options.stats, stats)
     if stats["interrupted"]:
         return ExitCode.INTERRUPTED
     return 0 if stats["failed"] == 0 and not parsed.bad else 1
+
+
+def check_options(options: BatchOptions) -> None:
+    if options.input_format not in FORMATS:
+        raise UsageError(f"--input-format must be auto, openai, jsonl or lines, not {options.input_format!r}")
+    if options.resume and not options.output:
+        raise UsageError("--resume needs -o OUTPUT: the file it continues")
+    if options.errors and options.errors == options.output:
+        raise UsageError("--errors FILE must be another file than -o OUTPUT")
+    if options.policy not in POLICIES:
+        raise UsageError(f"--policy must be least-busy or round-robin, not {options.policy!r}")
+
+
+def read_items(settings, options: BatchOptions, env: Environment, notes) -> tuple[str, Parsed]:
+    """The input's format and items, its bad lines reported; --strict refuses any."""
+    lines = read_input(options.input_path, env)
+    fmt = detect(lines, options.input_format)
+    if fmt == "openai":
+        parsed = parse_openai(lines, settings.system, settings.sampling, settings.max_input_bytes)
+    else:
+        parsed = parse_lines(lines, fmt, settings.system, settings.sampling, settings.max_input_bytes)
+    report_input(parsed, notes)
+    refused = [item for item in parsed.items if item.refused is not None]
+    if options.strict and (parsed.bad or refused):
+        raise InputError(f"{len(parsed.bad) + len(refused)} bad input line(s); nothing was run (--strict)")
+    if fmt == "openai" and len(parsed.items) > MAX_REQUESTS:
+        notes.write(f"{len(parsed.items)} requests: more than OpenAI's Batch API takes in one file ({MAX_REQUESTS})")
+    return fmt, parsed
 
 
 def read_input(path: str | None, env: Environment) -> list[str]:
@@ -88,16 +118,13 @@ def read_input(path: str | None, env: Environment) -> list[str]:
     return [line.removesuffix("\r") for line in data.decode("utf-8", errors="replace").split("\n")]
 
 
-def report_input(parsed: Parsed, notes, model: str) -> None:
+def report_input(parsed: Parsed, notes) -> None:
     for number, why in parsed.bad[:MAX_REPORTED]:
         notes.write(f"line {number}: {why}")
     if len(parsed.bad) > MAX_REPORTED:
         notes.write(f"… and {len(parsed.bad) - MAX_REPORTED} more bad lines")
     for name, number in list(parsed.ignored_fields.items())[:5]:
         notes.write(f"ignoring the field {name!r} (first on line {number})")
-    for name, number in parsed.models.items():  # the command's model answers every request
-        if name != model:
-            notes.write(f"ignoring model {name!r} (first on line {number}): every request goes to {model}")
 
 
 def concurrency_for(spec, asked: int | None, notes) -> int:

@@ -141,3 +141,14 @@ def encode(record: dict) -> bytes:
         return (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")  # readable UTF-8
     except UnicodeEncodeError:  # a lone surrogate (an id from "\\ud800"): escaped, still one valid line
         return (json.dumps(record) + "\n").encode("ascii")
+
+
+def write_stats(path: Path, stats: dict) -> None:
+    """--stats FILE: the summary as JSON, written whole (a temporary file renamed over it)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text(json.dumps(stats, indent=2, default=str) + "\n", encoding="utf-8")
+        os.replace(temporary, path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise FalconchatError(f"cannot write {path}: {exc.strerror}") from None

@@ -191,3 +191,13 @@ def summary_line(stats: dict) -> str:
         again = "; run the same command with --resume to continue" if stats["output"] else ""
         line = f"interrupted after {done} of {stats['items']} items · {line}{again}"
     return line
+
+
+def replica_lines(replicas: list[dict]) -> list[str]:
+    """One line per replica: its share of the requests, tokens, errors and time cooled down."""
+    total = sum(r["requests"] for r in replicas) or 1
+    return [
+        f"{r['endpoint']}: {r['requests']} requests ({100 * r['requests'] / total:.0f}%), {r['tokens']} tokens, "
+        f"{r['errors']} errors, cooled down {r['cooled_down_s']:.1f}s"
+        for r in replicas
+    ]

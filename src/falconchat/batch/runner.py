@@ -25,18 +25,21 @@ from falconchat.backends import open_backend
 from falconchat.backends.registry import BACKENDS
 from falconchat.batch.input import Item
 from falconchat.batch.progress import Progress
+from falconchat.batch.replicas import Pool, Replica
 from falconchat.batch.rows import OwnRows, is_failed
 from falconchat.conversation import Conversation
 from falconchat.errors import (
     AuthRejected,
     ConfigError,
+    EndpointError,
     FalconchatError,
     Overloaded,
+    Rejected,
     Timeout,
     Unreachable,
 )
 from falconchat.exchange import answer
-from falconchat.records import Collector
+from falconchat.records import Collector, error_object
 from falconchat.structured import check_reply
 from falconchat.text import sanitize
 from falconchat.types import Done
@@ -65,6 +68,9 @@ class BatchOptions:
     errors: str | None = None  # failed rows go here instead of OUTPUT
     # `batch --log`: a new logged conversation for each item (one per thread: called in the worker)
     log: Callable[[], ConversationLog] | None = None
+    endpoints: tuple[str, ...] = ()  # several replicas of one model (`--endpoint` repeated)
+    policy: str = "least-busy"
+    stats: str | None = None  # --stats FILE: the summary as JSON
 
 
 @dataclass
@@ -87,8 +93,9 @@ def backoff(attempt: int) -> float:
 
 
 class Runner:
-    def __init__(self, spec, items: list[Item], concurrency: int, options: BatchOptions, notes, rows=None):
+    def __init__(self, spec, items: list[Item], concurrency: int, options: BatchOptions, notes, rows=None, pool=None):
         self.spec = spec
+        self.pool: Pool | None = pool  # several replicas (`--endpoint` repeated); None: one endpoint or model
         self.rows = rows or OwnRows()  # the shape of each row: ours, or OpenAI's
         self.items = items
         self.concurrency = max(1, min(concurrency, len(items)))
@@ -241,18 +248,21 @@ class Runner:
             backend.close()
 
     def _work(self) -> None:
-        backend = None
+        backends: dict[int, Any] = {}  # this worker's client for each replica (0: the one endpoint or model)
+
+        def backend_for(replica: Replica | None):
+            key = id(replica) if replica is not None else 0
+            if key not in backends:
+                backends[key] = open_backend(replica.spec) if replica is not None else self._open_backend()
+            return backends[key]
+
         try:
             while (index := self._take()) is not None:
                 try:
                     if self.items[index].refused is not None:  # its error row, without a request
                         outcome = self._failure(index, self.items[index], None, 1)
-                        self._release()
-                        self.results.put(outcome)
-                        continue
-                    if backend is None:
-                        backend = self._open_backend()
-                    outcome = self._run_item(backend, index, self.items[index])
+                    else:
+                        outcome = self._run_item(backend_for, index, self.items[index])
                 except FATAL as exc:  # such as a backend that cannot be opened
                     self._cut(-1)
                     outcome = Outcome(index, None, fatal=exc)
@@ -261,15 +271,29 @@ class Runner:
                 self._release()
                 self.results.put(outcome)
         finally:
-            if backend is not None:
-                self._close_backend(backend)
+            for key, backend in backends.items():
+                if key == 0:
+                    self._close_backend(backend)
+                else:
+                    backend.close()
 
-    def _run_item(self, backend, index: int, item: Item) -> Outcome:
-        attempt = 1
+    def _run_item(self, backend_for, index: int, item: Item) -> Outcome:
+        attempt, moves = 1, 0
         while True:
             sent = time.monotonic()
+            replica = self.pool.pick() if self.pool is not None else None
             try:
-                reply, done, notes, reasoning = self._answer(backend, index, item)
+                try:
+                    reply, done, notes, reasoning = self._answer(backend_for(replica), index, item)
+                except BaseException as exc:
+                    if replica is not None and self._moved(replica, exc, item):
+                        attempt, moves = attempt + 1, moves + 1  # another replica, at once: not a retry
+                        if self._cancelled(index):
+                            return Outcome(index, None)
+                        continue
+                    raise
+                if replica is not None and self.pool is not None:
+                    self.pool.succeeded(replica, done.completion_tokens)
                 # Structured output fails closed: a reply that does not validate is this item's error.
                 data = check_reply(reply, item.params.constraint, cut=done.finish_reason == "length")
             except Cancelled:
@@ -280,7 +304,8 @@ class Runner:
             except RETRYABLE as exc:
                 if isinstance(exc, Overloaded):
                     self._slow_down(sent)
-                if attempt > self.options.retries and isinstance(exc, Unreachable) and not self._answered_any:
+                retries = attempt - 1 - moves  # moves to another replica are not retries
+                if retries >= self.options.retries and isinstance(exc, Unreachable) and not self._answered_any:
                     # Never reached in this run (a wrong URL, a cluster down): every item would spend
                     # its retries the same way. Stop; --resume continues once it is up.
                     self._cut(-1)
@@ -291,11 +316,11 @@ class Runner:
                             f"{exc.message}; the batch stopped before any answer (--resume continues it)"
                         ),
                     )
-                if attempt > self.options.retries:
+                if retries >= self.options.retries:
                     return self._failure(index, item, exc, attempt)
-                delay = backoff(attempt)
+                delay = backoff(retries + 1)
                 self.notes.verbose(
-                    f"line {item.line}: {exc.message}; retry {attempt} of {self.options.retries} in {delay:.1f}s"
+                    f"line {item.line}: {exc.message}; retry {retries + 1} of {self.options.retries} in {delay:.1f}s"
                 )
                 if self._pause(index, delay):
                     return Outcome(index, None)
@@ -309,6 +334,27 @@ class Runner:
                 item, sanitize(reply), done, attempt, data, sanitize(reasoning) if reasoning else "", notes
             )
             return Outcome(index, record, ok=True, tokens=done.completion_tokens)
+
+    def _moved(self, replica: Replica, exc: BaseException, item: Item) -> bool:
+        """Account a failed request to its replica; True when the item goes to another one now:
+        the replica's own fault (refused, 5xx, 429, timeout), and another is healthy."""
+        assert self.pool is not None
+        if isinstance(exc, Cancelled):
+            self.pool.released(replica)
+            return False
+        its_own = isinstance(exc, RETRYABLE) or (
+            isinstance(exc, EndpointError) and not isinstance(exc, (Rejected, AuthRejected))
+        )
+        if self.pool.failed(replica, exc, its_own=its_own):
+            self.notes.write(
+                f"{replica.url} failed ({error_object(exc)['message']}): left out for {replica.cool_s:.0f}s"
+            )
+        if its_own and self.pool.others_usable(replica):
+            self.notes.verbose(
+                f"line {item.line}: {error_object(exc)['message']}; moved from {replica.url} to another replica"
+            )
+            return True
+        return False
 
     def _failure(self, index: int, item: Item, exc: BaseException | None, attempts: int) -> Outcome:
         """The item's error row; `exc` None: the line itself was refused (`item.refused`)."""

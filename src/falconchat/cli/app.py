@@ -130,7 +130,7 @@ def ask(
 
 
 @app.command("batch")
-@with_shared_options(hidden=("plain",))
+@with_shared_options(hidden=("plain",), replicas=True)
 def batch(
     ctx: typer.Context,
     input_path: str | None = typer.Argument(
@@ -172,6 +172,15 @@ def batch(
     errors: str | None = typer.Option(
         None, "--errors", metavar="FILE", help="Write failed rows here instead of OUTPUT (as OpenAI's Batch API)."
     ),
+    policy: str = typer.Option(
+        "least-busy",
+        "--policy",
+        metavar="least-busy|round-robin",
+        help="With several --endpoint replicas: each request to the one with the fewest in flight, or each in turn.",
+    ),
+    stats_path: str | None = typer.Option(
+        None, "--stats", metavar="FILE", help="Write the summary as JSON here (per replica: requests, tokens, errors)."
+    ),
     *,
     shared: dict[str, Any],
 ) -> None:
@@ -187,7 +196,10 @@ def batch(
             "--plain: batch writes JSON Lines records, never Markdown, so there is nothing to make plain "
             "(the replies' text alone: jq -r .reply)"
         )
-    settings = resolved(structured(load(flags, env), flags, env))
+    endpoints = tuple(flags.get("endpoints") or ())
+    settings = structured(load(flags, env), flags, env)
+    if len(endpoints) < 2:  # replicas are probed by batch itself, each once
+        settings = resolved(settings)
     options = BatchOptions(
         input_path=input_path,
         output=output,
@@ -199,6 +211,9 @@ def batch(
         input_format=input_format,
         errors=errors,
         log=batch_log(env, settings, flags),
+        endpoints=endpoints if len(endpoints) > 1 else (),
+        policy=policy,
+        stats=stats_path,
     )
     try:
         ctx.exit(run_batch(settings, options, env))

@@ -32,12 +32,12 @@ SHARED_OPTIONS: list[tuple[str, Any, Any]] = [
     ),
     (
         "endpoint",
-        Optional[str],
+        Optional[list[str]],
         typer.Option(
             None,
             "--endpoint",
             metavar="URL",
-            help="A server's base URL: text-generation-inference or OpenAI-compatible (vLLM, Ollama, llama.cpp's server…); which one is asked of it.",
+            help="A server's base URL: text-generation-inference or OpenAI-compatible (vLLM, Ollama, llama.cpp's server…); which one is asked of it. batch: repeat it for replicas of one model.",
         ),
     ),
     (
@@ -214,11 +214,13 @@ def invocation(ctx: typer.Context) -> Invocation:
     return ctx.find_root().obj
 
 
-def with_shared_options(func=None, *, hidden: tuple[str, ...] = ()):
+def with_shared_options(func=None, *, hidden: tuple[str, ...] = (), replicas: bool = False):
     """Give a command the shared flags; it receives them as one dict, `shared`. Those in
-    `hidden` are left out of its --help (it refuses them: they mean nothing there)."""
+    `hidden` are left out of its --help (it refuses them: they mean nothing there).
+    `--endpoint` comes as one URL (`endpoint`) and, for a command that takes `replicas`
+    (batch), every one given (`endpoints`); other commands refuse more than one."""
     if func is None:
-        return functools.partial(with_shared_options, hidden=hidden)
+        return functools.partial(with_shared_options, hidden=hidden, replicas=replicas)
     own = [p for p in inspect.signature(func).parameters.values() if p.name != "shared"]
     extra = [
         inspect.Parameter(
@@ -233,6 +235,12 @@ def with_shared_options(func=None, *, hidden: tuple[str, ...] = ()):
     @functools.wraps(func)
     def command(*args, **kwargs):
         shared = {name: kwargs.pop(name) for name in SHARED_NAMES}
+        urls = list(shared["endpoint"] or ())
+        if len(urls) > 1 and not replicas:
+            raise UsageError(
+                f"--endpoint is given {len(urls)} times: only batch spreads requests over replicas; this command takes one"
+            )
+        shared["endpoint"], shared["endpoints"] = (urls[0] if urls else None), urls
         return func(*args, shared=shared, **kwargs)
 
     command.__signature__ = inspect.Signature(own + extra)  # type: ignore[attr-defined]  # what Typer reads

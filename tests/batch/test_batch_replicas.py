@@ -1,0 +1,224 @@
+"""`falconchat batch --endpoint A --endpoint B …`: several replicas of one model, as real
+processes against scripted TGI endpoints over real HTTP (how requests were spread, a replica
+dying mid-run, replicas that disagree, bad flags); and the pool's rules with a fake clock."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+from test_batch import jsonl, results, run, summary
+
+from falconchat.batch.replicas import COOL_S, Pool, Replica
+from falconchat.errors import Overloaded, Unreachable, UsageError
+from processes import isolated_env
+from tgi_endpoint import TgiEndpoint, refused_url
+
+
+@pytest.fixture
+def env(tmp_path):
+    return isolated_env(tmp_path)
+
+
+@pytest.fixture
+def replicas():
+    endpoints = [TgiEndpoint().__enter__() for _ in range(3)]
+    yield endpoints
+    for endpoint in endpoints:
+        endpoint.close()
+
+
+def posts(endpoint: TgiEndpoint) -> int:
+    return sum(1 for r in endpoint.requests if r.method == "POST")
+
+
+def endpoint_args(endpoints) -> list[str]:
+    return [arg for endpoint in endpoints for arg in ("--endpoint", endpoint.url)]
+
+
+@pytest.mark.process
+def test_round_robin_gives_each_replica_its_turn_and_stats_count_them(replicas, tmp_path, env):
+    for endpoint in replicas:
+        endpoint.echo(latency=0.01)
+    args = ("-", "-o", "out.jsonl", "--policy", "round-robin", "--stats", "stats.json", "-j", "6")
+    result = run(*args, *endpoint_args(replicas), cwd=tmp_path, env=env, input=jsonl(60))
+    assert result.returncode == 0, result.stderr
+    records = results((tmp_path / "out.jsonl").read_bytes())
+    assert [r["id"] for r in records] == [f"q{i:03}" for i in range(60)]
+    assert all(r["reply"] == f"echo: question {i}" for i, r in enumerate(records))
+    assert [posts(e) for e in replicas] == [20, 20, 20]
+    assert all(e.gets and e.gets[0].path == "/info" for e in replicas)  # each probed
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert [r["requests"] for r in stats["replicas"]] == [20, 20, 20]
+    assert [r["endpoint"] for r in stats["replicas"]] == [e.url for e in replicas]
+    assert sum(r["tokens"] for r in stats["replicas"]) == stats["tokens"] > 0
+    stderr = result.stderr.decode()
+    assert all(f"{e.url}: 20 requests (33%)" in stderr for e in replicas), stderr
+
+
+@pytest.mark.process
+def test_least_busy_sends_a_slow_replica_fewer_requests_than_its_turn(replicas, tmp_path, env):
+    slow, fast = replicas[0], replicas[1:]
+    slow.echo(latency=1.0)  # one request here lasts as long as dozens on the others
+    for endpoint in fast:
+        endpoint.echo(latency=0.01)
+    result = run("-", "-o", "out.jsonl", "-j", "3", *endpoint_args(replicas), cwd=tmp_path, env=env, input=jsonl(60))
+    assert result.returncode == 0, result.stderr
+    assert [r["id"] for r in results((tmp_path / "out.jsonl").read_bytes())] == [f"q{i:03}" for i in range(60)]
+    assert sum(posts(e) for e in replicas) == 60
+    assert posts(slow) < 20 and all(posts(e) > 20 for e in fast)  # round-robin would give each 20
+
+
+@pytest.mark.process
+def test_a_replica_that_dies_mid_run_loses_nothing_and_writes_nothing_twice(replicas, tmp_path, env):
+    dying = replicas[1]
+    for endpoint in replicas:
+        endpoint.echo(latency=0.02)
+    # From its 6th request on, the dying replica accepts and never answers; once the others have
+    # answered 20, it goes away: those held requests are dropped and connections are refused.
+    dying.echo(latency=0.02, fault=lambda message, attempt: "hang" if posts(dying) > 5 else None)
+
+    def kill() -> None:
+        while posts(replicas[0]) + posts(replicas[2]) < 20:
+            time.sleep(0.01)
+        dying.close()
+
+    killer = threading.Thread(target=kill, daemon=True)
+    killer.start()
+    args = ("-", "-o", "out.jsonl", "--stats", "stats.json", "-j", "9", "--timeout", "60")
+    result = run(*args, *endpoint_args(replicas), cwd=tmp_path, env=env, input=jsonl(90))
+    killer.join(5)
+    assert result.returncode == 0, result.stderr
+    records = results((tmp_path / "out.jsonl").read_bytes())
+    assert [r["id"] for r in records] == [f"q{i:03}" for i in range(90)]  # each once, in order
+    assert all(r["reply"] == f"echo: question {i}" for i, r in enumerate(records))  # every one answered
+    assert posts(dying) > 5  # it held requests when it died
+    moved = [r for r in records if r["attempts"] > 1]
+    assert moved  # those were answered elsewhere
+    stats = json.loads((tmp_path / "stats.json").read_text())["replicas"]
+    assert stats[1]["errors"] >= 1 and stats[1]["cooled_down_s"] > 0
+    assert f"{dying.url} failed" in result.stderr.decode()
+    assert summary(result.stderr) == (90, 90, 0)
+
+
+@pytest.mark.process
+def test_replicas_that_disagree_on_the_model_are_refused_in_one_line(replicas, tmp_path, env):
+    replicas[2].model_id = "other/model"
+    result = run("-", *endpoint_args(replicas), cwd=tmp_path, env=env, input=jsonl(3))
+    assert result.returncode == 2 and result.stdout == b""
+    lines = result.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("falconchat: error: the replicas disagree on the model: ")
+    assert "'other/model'" in lines[0] and replicas[2].url in lines[0] and replicas[0].url in lines[0]
+    assert not any(posts(e) for e in replicas)
+
+
+@pytest.mark.process
+def test_an_unreachable_replica_at_start_is_left_out_with_a_note(replicas, tmp_path, env):
+    for endpoint in replicas[:2]:
+        endpoint.echo()
+    down = refused_url()
+    urls = ["--endpoint", replicas[0].url, "--endpoint", down, "--endpoint", replicas[1].url]
+    result = run("-", "--policy", "round-robin", *urls, cwd=tmp_path, env=env, input=jsonl(10))
+    assert result.returncode == 0, result.stderr
+    assert len(results(result.stdout)) == 10
+    assert f"cannot reach {down}: going on with the other 2 replica(s)" in result.stderr.decode()
+    assert [posts(e) for e in replicas[:2]] == [5, 5]
+
+
+@pytest.mark.process
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (("--policy", "least_busy"), "--policy must be least-busy or round-robin, not 'least_busy'"),
+        (("--endpoint", "http://127.0.0.1:9", "--endpoint", "http://127.0.0.1:9/"), "is given twice"),
+    ],
+)
+def test_bad_replica_flags_are_one_line_and_exit_2(tmp_path, env, args, says):
+    result = run("-", *args, cwd=tmp_path, env=env, input=jsonl(2))
+    assert result.returncode == 2 and result.stdout == b""
+    lines = result.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and says in lines[0], lines
+
+
+@pytest.mark.process
+def test_ask_refuses_several_endpoints_in_one_line(tmp_path, env):
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "falconchat", "ask", "--endpoint", "http://a", "--endpoint", "http://b", "hi"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "only batch spreads requests over replicas" in result.stderr.decode()
+
+
+# ---- the pool's rules, with a fake clock ---------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def pool(n: int, policy: str = "least-busy") -> tuple[Pool, Clock]:
+    clock = Clock()
+    return Pool([Replica(spec=None, url=f"r{i}") for i in range(n)], policy, clock), clock
+
+
+def test_least_busy_picks_the_replica_with_fewest_in_flight():
+    p, _ = pool(3)
+    picks = [p.pick().url for _ in range(6)]
+    assert sorted(picks) == ["r0", "r0", "r1", "r1", "r2", "r2"]
+    p.succeeded(p.replicas[1], 5)
+    assert p.pick().url == "r1"
+
+
+def test_a_refused_connection_cools_a_replica_down_then_lets_one_request_probe_it():
+    p, clock = pool(2)
+    r0 = p.pick()
+    assert r0.url == "r0"
+    assert p.failed(r0, Unreachable("refused"), its_own=True) is True
+    assert {p.pick().url for _ in range(4)} == {"r1"}  # left out
+    clock.now += COOL_S + 0.1
+    probe = p.pick()
+    assert probe.url == "r0"  # back, one request at a time
+    assert all(p.pick().url == "r1" for _ in range(3))
+    p.succeeded(probe, 1)
+    assert not probe.probing and probe.url in {p.pick().url for _ in range(10)}
+
+
+def test_overload_cools_down_after_three_in_a_row_and_cooling_doubles_while_it_keeps_failing():
+    p, clock = pool(2, "round-robin")
+    r0 = p.replicas[0]
+    for expected in (False, False, True):
+        r0.in_flight += 1
+        assert p.failed(r0, Overloaded("429"), its_own=True) is expected
+    assert r0.cool_s == COOL_S
+    clock.now += COOL_S + 0.1
+    r0.in_flight += 1
+    assert p.failed(r0, Overloaded("429"), its_own=True) is True  # the probe failed
+    assert r0.cool_s == 2 * COOL_S and r0.cooled_total_s == 3 * COOL_S
+
+
+def test_a_request_s_own_fault_does_not_cool_its_replica():
+    p, _ = pool(1)
+    r0 = p.replicas[0]
+    for _ in range(5):
+        r0.in_flight += 1
+        assert p.failed(r0, Unreachable("x"), its_own=False) is False
+    assert r0.errors == 5 and r0.cooled_until == 0
+
+
+def test_a_policy_typo_is_a_usage_error():
+    with pytest.raises(UsageError, match="least-busy or round-robin"):
+        Pool([], "fastest")
