@@ -156,3 +156,33 @@ def test_gated_missing_and_wrong_names_are_one_line_each(tmp_path, gguf):
             result = falconchat("models", "pull", name, cwd=tmp_path, env=env)
             assert result.returncode == code, (name, result.stderr.decode())
             assert message in one_error_line(result.stderr), name
+
+
+def test_models_lists_shows_and_removes_a_pulled_model(tmp_path, gguf):
+    with ScriptedHub(repos(gguf)) as hub:
+        env = hub_env(tmp_path, hub.url)
+        assert falconchat("models", "pull", f"hf:{REPO}", cwd=tmp_path, env=env).returncode == 0
+        hub.requests.clear()
+
+        listed = falconchat("models", cwd=tmp_path, env=env)
+        assert listed.returncode == 0, listed.stderr.decode()
+        row = next(line for line in listed.stdout.decode().splitlines() if line.startswith(f"hf:{REPO}/"))
+        assert row.split() == [f"hf:{REPO}/{FILE}", "llama", "Q4_1", f"{len(gguf) / 1e6:,.0f}", "MB", "8192", "yes"]
+
+        info = falconchat("models", "info", f"hf:{REPO}:Q4_1", cwd=tmp_path, env=env)
+        shown = info.stdout.decode()
+        assert info.returncode == 0, info.stderr.decode()
+        assert "architecture:  llama" in shown and "context:       8192" in shown and "<|im_start|>" in shown
+
+        kept = falconchat("models", "rm", f"hf:{REPO}", cwd=tmp_path, env=env)  # a pipe: no question, no -y
+        assert kept.returncode == 2 and "-y" in one_error_line(kept.stderr)
+        assert snapshot(tmp_path).is_file()
+
+        removed = falconchat("models", "rm", "-y", f"hf:{REPO}", cwd=tmp_path, env=env)
+        assert removed.returncode == 0, removed.stderr.decode()
+        assert f"freed {len(gguf) / 1e6:,.0f} MB" in removed.stderr.decode()
+        assert not snapshot(tmp_path).parents[2].exists()  # the repository's folder, blobs and all
+        assert hub.requests == []  # listing, info and rm never ask the Hub
+
+        gone = ask(tmp_path, env, "-m", f"hf:{REPO}")
+        assert gone.returncode == 2 and "models pull" in one_error_line(gone.stderr)

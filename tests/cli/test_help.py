@@ -12,7 +12,14 @@ from falconchat.cli.app import run
 from in_process import environment
 
 COMMANDS = [["--help"], ["chat", "--help"], ["ask", "--help"], ["batch", "--help"], ["serve", "--help"]]
-COMMANDS += [["models", "--help"], ["models", "pull", "--help"], ["bench", "--help"], ["logs", "--help"]]
+COMMANDS += [
+    ["models", "--help"],
+    ["models", "pull", "--help"],
+    ["models", "rm", "--help"],
+    ["models", "info", "--help"],
+    ["bench", "--help"],
+    ["logs", "--help"],
+]
 
 
 @pytest.mark.parametrize("argv", COMMANDS, ids=lambda argv: " ".join(argv[:-1]) or "falconchat")

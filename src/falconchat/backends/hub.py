@@ -116,7 +116,9 @@ def cached_model(text: str) -> Path:
     name = parse_hub_name(text)
     found = find_cached(name)
     if found is None:
-        raise NotPulled(f"{name} is not downloaded: run `falconchat models pull {name}` (or add --pull)")
+        raise NotPulled(
+            f"{name} is not downloaded: run `falconchat models pull {name}` (ask, batch and chat take --pull)"
+        )
     return found
 
 

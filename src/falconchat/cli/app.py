@@ -347,6 +347,31 @@ def models_pull(
     return pull_command(invocation(ctx).env, name)
 
 
+@models_app.command("rm")
+def models_rm(
+    ctx: typer.Context,
+    name: str = typer.Argument(
+        ..., metavar="NAME", help="A pulled model: hf:OWNER/REPO[:QUANT] or hf:OWNER/REPO/FILE.gguf."
+    ),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask (needed when not on a terminal)."),
+) -> int:
+    """Delete a pulled model from the Hugging Face cache, and say how much it freed."""
+    from falconchat.cli.hub_models import rm_command  # noqa: PLC0415 (per-command dispatch)
+
+    return rm_command(invocation(ctx).env, name, yes)
+
+
+@models_app.command("info")
+def models_info(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., metavar="NAME", help="A pulled hf: model, a GGUF file, or smollm2."),
+) -> int:
+    """What a GGUF says about itself: architecture, parameters, context, its chat template's first lines."""
+    from falconchat.cli.hub_models import info_command  # noqa: PLC0415 (per-command dispatch)
+
+    return info_command(invocation(ctx).env, name)
+
+
 app.add_typer(models_app, name="models")
 
 

@@ -41,6 +41,15 @@ EXAMPLES: dict[str, list[str]] = {
         "falconchat models --endpoint http://localhost:8000",
         "falconchat models pull hf:bartowski/Llama-3.2-1B-Instruct-GGUF",
     ],
+    "falconchat models rm": [
+        "falconchat models rm hf:bartowski/Llama-3.2-1B-Instruct-GGUF",
+        "falconchat models rm -y hf:owner/repo/model.Q8_0.gguf      # in a script",
+    ],
+    "falconchat models info": [
+        "falconchat models info hf:bartowski/Llama-3.2-1B-Instruct-GGUF",
+        "falconchat models info ~/models/tinyllama.Q4_K_M.gguf",
+        "falconchat models info smollm2",
+    ],
     "falconchat models pull": [
         "falconchat models pull hf:bartowski/Llama-3.2-1B-Instruct-GGUF          # Q4_K_M",
         "falconchat models pull hf:bartowski/Llama-3.2-1B-Instruct-GGUF:q8_0",

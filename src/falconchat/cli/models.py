@@ -7,6 +7,7 @@ from dataclasses import replace
 
 from falconchat.backends import open_backend
 from falconchat.backends.probe import resolve, served_models
+from falconchat.cli.hub_models import print_cached
 from falconchat.environment import Environment
 from falconchat.errors import FalconchatError
 from falconchat.render import make_console
@@ -30,6 +31,7 @@ def print_models(settings, env: Environment) -> None:
         mark = "*" if spec.name == settings.model.name else ""
         table.add_row(mark, sanitize(spec.name), backend, form, sanitize(_shown(where)), sanitize(status))
     _print(table, env)
+    print_cached(env, _print)  # the GGUFs pulled from the Hub (by falconchat or any Hugging Face tool)
 
 
 def check_model(spec) -> tuple[str, str, str]:
