@@ -128,6 +128,7 @@ def test_a_conversation_that_parts_from_the_log_is_logged_as_a_fork(store):
     # /fork 1 from the fork, then deleting its parent: the new fork keeps what it shared
     conversation.turns[:] = conversation.turns[:1]
     fork = log.fork(conversation)
+    assert log_query.latest_conversation(store.connect()) == fork  # -c after /fork and leaving: the fork
     _say(conversation, log, "q2 other", "a2c")
     assert log.cid == fork
     log_query.delete(store, cid=original)

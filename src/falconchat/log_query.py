@@ -30,7 +30,12 @@ class Filter:
 
 
 def latest_conversation(db: sqlite3.Connection) -> str | None:
-    row = db.execute("SELECT conversation_id FROM exchanges ORDER BY created_at DESC, id DESC LIMIT 1").fetchone()
+    """The conversation written to last: its newest exchange, or its creation (a fork not yet
+    answered in, after /fork and leaving)."""
+    row = db.execute(
+        "SELECT c.id FROM conversations c LEFT JOIN exchanges e ON e.conversation_id = c.id "
+        "GROUP BY c.id ORDER BY max(coalesce(max(e.created_at), ''), c.created_at) DESC, c.rowid DESC LIMIT 1"
+    ).fetchone()
     return row[0] if row else None
 
 
@@ -182,7 +187,7 @@ def conversations(db: sqlite3.Connection, limit: int = 0) -> list[dict[str, Any]
         "max(e.created_at) AS last_at, "
         "(SELECT model FROM exchanges WHERE conversation_id = c.id ORDER BY turn DESC LIMIT 1) AS model "
         "FROM conversations c LEFT JOIN exchanges e ON e.conversation_id = c.id "
-        "GROUP BY c.id ORDER BY coalesce(max(e.created_at), c.created_at) DESC, c.id DESC"
+        "GROUP BY c.id ORDER BY coalesce(max(e.created_at), c.created_at) DESC, c.rowid DESC"
         + (f" LIMIT {int(limit)}" if limit else "")
     ).fetchall()
     return [dict(row) for row in reversed(rows)]

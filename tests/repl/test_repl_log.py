@@ -35,7 +35,8 @@ def test_chat_c_continues_the_last_conversation_and_fork_goes_on_in_a_new_one(te
     assert tgi_endpoint.requests[-1].body["inputs"].count("User: ") == 3  # the earlier turns went too
     term.wait_prompt()
     term.say("/fork 1")
-    term.wait_for("forked: a new conversation with the first 1 exchanges")
+    term.wait_for("opens that one again)", whole=True)
+    said = term.scrollback(joined=True)  # the notice, its wrapped lines joined
     term.say("another second")
     term.wait_for("echo: another second")
     sent = tgi_endpoint.requests[-1].body["inputs"]
@@ -49,6 +50,7 @@ def test_chat_c_continues_the_last_conversation_and_fork_goes_on_in_a_new_one(te
         assert len(conversations) == 2
         original, fork = conversations
         assert (fork["parent_id"], fork["parent_turn"]) == (original["id"], 1)
+        assert f"forked: conversation {fork['id']} goes on from the first 1 exchange of {original['id']}" in said
         prompts = [
             r[0]
             for r in db.execute(

@@ -340,9 +340,16 @@ class Commands:
         keep = int(arg) if arg else len(turns)
         del turns[keep:]
         log = self.state.options.log
+        original = log.cid if log is not None else None
         cid = log.fork(self.state.conversation) if log is not None else None
-        where = f" (conversation {cid}; falconchat --cid {cid} goes back to it)" if cid else ""
-        self.repl.notice(f"forked: a new conversation with the first {keep} exchanges{where}")
+        shared = f"the first {keep} exchange{'' if keep == 1 else 's'}"
+        if cid and original:
+            self.repl.notice(
+                f"forked: conversation {cid} goes on from {shared} of {original} "
+                f"(falconchat --cid {original} opens that one again)"
+            )
+        else:
+            self.repl.notice(f"forked: a new conversation goes on from {shared}")
 
     def clear(self, arg: str) -> None:
         self.state.conversation.clear()
