@@ -4,7 +4,12 @@ dying mid-run, replicas that disagree, bad flags); and the pool's rules with a f
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -222,3 +227,67 @@ def test_a_request_s_own_fault_does_not_cool_its_replica():
 def test_a_policy_typo_is_a_usage_error():
     with pytest.raises(UsageError, match="least-busy or round-robin"):
         Pool([], "fastest")
+
+
+# ---- real servers: two `falconchat serve` processes as replicas -----------------------------
+
+
+@contextlib.contextmanager
+def serve_process(directory, env):
+    """`falconchat serve --port 0` (the bundled model, one thread: the machine is shared)."""
+    directory.mkdir()
+    log = directory / "serve.log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "falconchat", "serve", "--port", "0", "--parallel", "4"],
+            cwd=directory,
+            env={**env, "FALCONCHAT_THREADS": "1"},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+        )
+    try:
+        deadline = time.monotonic() + 90
+        while not (match := re.search(r"on (http://127\.0\.0\.1:\d+) \(Ctrl-C to stop\)", log.read_text())):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        yield match.group(1), log
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.process
+def test_an_openai_batch_file_over_two_real_falconchat_serve_replicas(tmp_path, env):
+    from test_batch_openai import VALIDATOR, chat, request
+    from test_batch_openai import jsonl as openai_jsonl
+    from test_batch_openai import rows as openai_rows
+
+    lines = [chat(f"c{i}", f"Say the number {i}.", max_tokens=4, temperature=0) for i in range(10)]
+    lines += [
+        request(f"p{i}", {"prompt": f"Count to {i}", "max_tokens": 4, "temperature": 0}, "/v1/completions")
+        for i in range(2)
+    ]
+    (tmp_path / "job.jsonl").write_bytes(openai_jsonl(*lines))
+    with serve_process(tmp_path / "a", env) as (url_a, log_a), serve_process(tmp_path / "b", env) as (url_b, log_b):
+        result = run(
+            "job.jsonl", "-o", "out.jsonl", "--policy", "round-robin", "-j", "4",
+            "--endpoint", url_a, "--endpoint", url_b,
+            cwd=tmp_path, env=env, quick=False, timeout=600,
+        )  # fmt: skip
+        served = [len(re.findall(r"^POST /\S* 200 ", log.read_text(), re.M)) for log in (log_a, log_b)]
+    assert result.returncode == 0, result.stderr
+    found = openai_rows((tmp_path / "out.jsonl").read_bytes())
+    assert [r["custom_id"] for r in found] == [f"c{i}" for i in range(10)] + ["p0", "p1"]
+    assert all(r["response"]["status_code"] == 200 and not list(VALIDATOR.iter_errors(r)) for r in found)
+    assert all(r["response"]["body"]["usage"]["completion_tokens"] <= 4 for r in found)
+    assert summary(result.stderr) == (12, 12, 0)
+    assert (
+        f"{url_a}: 6 requests (50%)" in result.stderr.decode()
+        and f"{url_b}: 6 requests (50%)" in result.stderr.decode()
+    )
+    assert served == [6, 6], (log_a.read_text()[-2000:], served)
