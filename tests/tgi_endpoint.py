@@ -14,6 +14,7 @@ queued answers every request after it. Every request is recorded.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -218,6 +219,7 @@ class TgiEndpoint:
         jitter: float = 0.0,
         fault: Callable[[str, int], Any] | None = None,
         seed: int = 0,
+        slots: int | None = None,
     ) -> TgiEndpoint:
         """Answer every request with "echo: " + its last user message, after `latency` ±
         `jitter` seconds (seeded), so a test can tell which prompt a reply belongs to.
@@ -226,7 +228,8 @@ class TgiEndpoint:
         may inject a failure instead: an HTTP status (429 and 503 as TGI's
         "overloaded", 422 as "validation", others as plain errors) or "hang"
         (accept and send nothing: the client times out). `echo_attempts` counts
-        requests per message."""
+        requests per message. `slots`: at most that many answered at once, the rest wait their
+        turn (a continuous-batching server's shape: a fixed number of sequences, each at a fixed rate)."""
         import random
 
         rng = random.Random(seed)
@@ -236,6 +239,7 @@ class TgiEndpoint:
         attempts: dict[str, int] = {}
         self.echo_attempts = attempts
         error_types = {429: "overloaded", 503: "overloaded", 422: "validation"}
+        gate = threading.BoundedSemaphore(slots) if slots else contextlib.nullcontext()
 
         def run(reply: Reply) -> None:
             body = getattr(reply._handler, "parsed_body", None)
@@ -253,7 +257,8 @@ class TgiEndpoint:
                 )
                 reply.status(injected, json.dumps(payload).encode(), "application/json")
                 return
-            time.sleep(delay)
+            with gate:
+                time.sleep(delay)
             words = message.split()
             tokens = [" echo:", *(" " + w for w in words)]
             reply.start_stream()
