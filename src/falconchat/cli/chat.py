@@ -89,7 +89,7 @@ def _chat_session(
     from falconchat.repl.state import ReplOptions  # noqa: PLC0415 (per-command dispatch)
 
     settings = structured(load(flags, env), flags, env)
-    ask_to_pull(env, settings.model.model_path)  # hf:… not yet pulled: `Download …, N MB? [Y/n]`
+    ask_to_pull(env, settings.model.model_path, lambda q: _answer(env, q))  # hf:… not pulled: `Download …? [Y/n]`
     data_dir = user_data_dir(env.environ)
     sessions_dir = data_dir / "sessions"
     if resume and not session:  # `--resume --session NAME` resumes NAME
@@ -162,3 +162,13 @@ def _chat_session(
             return ExitCode.BROKEN_PIPE
     finally:
         backend.close()
+
+
+def _answer(env: Environment, question: str) -> str:
+    """A question before the chat starts, its answer typed and echoed as a line is."""
+    from falconchat.repl.input import typing_shown  # noqa: PLC0415 (it loads prompt_toolkit)
+
+    with typing_shown(env.stdin):
+        env.stderr.write(question)
+        env.stderr.flush()
+        return env.stdin.readline() if env.stdin is not None else ""

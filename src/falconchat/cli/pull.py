@@ -4,6 +4,7 @@ bar on a terminal (size, speed, time left) and plain lines in a pipe."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from falconchat.backends.hub import Plan, find_cached, plan, pull
 from falconchat.backends.hub_names import HubName, is_hub_name, parse_hub_name
@@ -40,18 +41,17 @@ def ensure_pulled(env: Environment, model_path: str | None) -> None:
             fetch(env, name)
 
 
-def ask_to_pull(env: Environment, model_path: str | None) -> None:
-    """The chat on a terminal: a Hub model not yet pulled is offered once (`[Y/n]`)."""
+def ask_to_pull(env: Environment, model_path: str | None, answer: Callable[[str], str]) -> None:
+    """The chat on a terminal: a Hub model not yet pulled is offered once (`[Y/n]`); `answer`
+    asks the question and reads the reply (with the terminal echoing it)."""
     if not is_hub_name(model_path) or env.stdin is None or not env.stdin.isatty():
         return
     name = parse_hub_name(model_path)  # type: ignore[arg-type]
     if find_cached(name) is not None:
         return
     chosen = plan(name)
-    env.stderr.write(f"Download {sanitize(name.repo)}/{sanitize(chosen.file)}, {_mb(chosen.size)}? [Y/n] ")
-    env.stderr.flush()
-    answer = env.stdin.readline().strip().lower()
-    if answer not in ("", "y", "yes"):
+    reply = answer(f"Download {sanitize(name.repo)}/{sanitize(chosen.file)}, {_mb(chosen.size)}? [Y/n] ")
+    if reply.strip().lower() not in ("", "y", "yes"):
         return  # opening the model then says which command pulls it
     _say(env, f"{chosen.file} ({chosen.why})")
     pull(chosen, _progress_for(env, chosen))
