@@ -167,3 +167,15 @@ def test_logs_status_says_what_is_wrong_with_a_corrupt_log(tmp_path):
     assert code == ExitCode.ERROR and f"database: {_log(tmp_path)}" in out and "logging: on" in out
     assert err.startswith("falconchat: error: ") and "mv " in err and err.count("\n") == 1
     assert _log(tmp_path).read_bytes() == b"garbage " * 1000
+
+
+def test_ask_json_names_the_conversation_to_go_on_with(tmp_path, tgi_endpoint):
+    tgi_endpoint.echo()
+    env = environment(tmp_path, FALCONCHAT_ENDPOINT=tgi_endpoint.url)
+    assert run(["ask", "--json", "first"], env) == 0
+    cid = json.loads(env.stdout.text())["conversation_id"]
+    assert cid == _rows(tmp_path)[0][0]
+    code, out, _ = _ask(tmp_path, tgi_endpoint, "--cid", cid, "--json", "second")
+    assert code == 0 and json.loads(out)["conversation_id"] == cid
+    assert "User: first" in tgi_endpoint.requests[-1].body["inputs"]
+    assert json.loads(_ask(tmp_path, tgi_endpoint, "--no-log", "--json", "third")[1])["conversation_id"] is None

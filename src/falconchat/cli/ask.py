@@ -67,7 +67,7 @@ def ask_json(env: Environment, flags: dict[str, Any], prompt: str | None) -> int
     from falconchat.structured import check_reply  # noqa: PLC0415 (per-command dispatch)
     from falconchat.text import sanitize  # noqa: PLC0415 (per-command dispatch)
 
-    collector, thoughts, settings, done, data = Collector(), Collector(), None, None, None
+    collector, thoughts, settings, done, data, log = Collector(), Collector(), None, None, None, None
     error: BaseException | None = None
     try:
         settings = structured(load(flags, env), flags, env)
@@ -98,6 +98,8 @@ def ask_json(env: Environment, flags: dict[str, Any], prompt: str | None) -> int
         data=data,
         reasoning=sanitize(thoughts.text) if thoughts.parts else None,
     )
+    # the logged conversation, for `ask --cid ID` to go on with (null: not logged)
+    record["conversation_id"] = log[0].cid if log is not None and log[0].on else None
     try:
         env.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
         env.stdout.flush()
