@@ -95,7 +95,7 @@ def test_max_file_size_bounds_each_source(tgi_endpoint, tmp_path):
     done = run("--endpoint", tgi_endpoint.url, "--max-file-size", "2K", "-f", "notes.txt", "x", cwd=tmp_path)
     assert done.returncode == 2
     assert one_error_line(done.stderr) == (
-        "falconchat: error: cannot read notes.txt: it is 2.9 KB, over --max-file-size 2 KB"
+        "falconchat: error: cannot read notes.txt: it is 2.93 KB, over --max-file-size 2 KB"
     )
     done = falconchat("ask", "--no-log", "-f", "notes.txt", "x", cwd=tmp_path,
                       env=isolated_env(tmp_path, FALCONCHAT_MAX_FILE_SIZE="lots"))  # fmt: skip

@@ -98,7 +98,7 @@ def test_invalid_utf8_is_replaced_and_said_and_escapes_are_removed(tmp_path):
         (lambda p: os.mkfifo(p), "a FIFO, not a regular file"),
         (lambda p: os.symlink("/dev/zero", p), "a character device, not a regular file"),
         (lambda p: os.symlink(p, p), "a symlink loop"),
-        (lambda p: p.write_text("x" * 5000), "it is 4.9 KB, over --max-file-size 1000 bytes"),
+        (lambda p: p.write_text("x" * 5000), "it is 4.88 KB, over --max-file-size 1000 bytes"),
     ],
     ids=["missing", "binary", "fifo", "dev-zero", "symlink-loop", "too-large"],
 )

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from falconchat.backends.base import Backend
 from falconchat.conversation import Conversation
 from falconchat.errors import InputError
+from falconchat.images import IMAGE_TOKENS, has_images, tokens_of, without_images
 from falconchat.prompt import CountMessages, FittedPrompt, PromptTooLong
 from falconchat.sources import Block
 from falconchat.thinking import separate_reasoning
@@ -72,9 +73,10 @@ def start(
     was fitted into. `answer` draws the events; the library (api.py) hands them to its caller.
     A prompt that cannot fit raises InputError here, before anything is sent (naming `setting`,
     and the largest of the `attached` sources)."""
+    _check_sight(conversation, backend, message)
     counter = _message_counter(backend)
     fitted = _fit(
-        lambda budget: conversation.prompt_for(message, backend.count_tokens, budget, counter),
+        lambda budget: conversation.prompt_for(message, _text_counter(backend), budget, counter),
         backend,
         params,
         notice,
@@ -106,7 +108,7 @@ def continue_answer(
         raise InputError('/continue needs a prompt falconchat writes (format "falcon" or "native"); /retry works')
     counter = _message_counter(backend)
     fitted = _fit(
-        lambda budget: conversation.prompt_to_continue(backend.count_tokens, budget, counter),
+        lambda budget: conversation.prompt_to_continue(_text_counter(backend), budget, counter),
         backend,
         params,
         notice,
@@ -135,8 +137,34 @@ def _noting_reasoning(events: TokenStream, into: list[str]) -> TokenStream:
 
 
 def _message_counter(backend: Backend) -> CountMessages | None:
-    """Chat messages are measured as the backend sends them (the model's template adds its markers)."""
-    return backend.count_message_tokens if backend.takes_messages else None
+    """Chat messages are measured as the backend sends them (the model's template adds its
+    markers); an image as images.IMAGE_TOKENS, not as its base64."""
+    if not backend.takes_messages:
+        return None
+
+    def count(messages: Sequence[dict]) -> int:
+        stripped = [{**m, "content": without_images(m["content"])[0]} for m in messages]
+        images = sum(without_images(m["content"])[1] for m in messages)
+        return backend.count_message_tokens(stripped) + images * IMAGE_TOKENS
+
+    return count
+
+
+def _text_counter(backend: Backend) -> Callable[[str], int]:
+    return lambda text: tokens_of(backend.count_tokens, text)
+
+
+def _check_sight(conversation: Conversation, backend: Backend, message: str) -> None:
+    """A backend that cannot see refuses a message with an image (or a conversation that has
+    one, after /model) in one line, before anything is sent."""
+    if backend.sees_images:
+        return
+    if has_images(message) or any(has_images(turn.user) for turn in conversation.turns):
+        where = "the message has" if has_images(message) else "the conversation has"
+        raise InputError(
+            f"{backend.describe()} cannot see images, and {where} one; use a vision model's endpoint "
+            "(--endpoint: TGI, or OpenAI-compatible with format chat)"
+        )
 
 
 def _fit(
@@ -173,7 +201,8 @@ def _over_budget(
     exc: PromptTooLong, attached: Sequence[Block], backend: Backend, context: int, params: SamplingParams
 ) -> str:
     """One line: by how much the attached sources miss, and the largest of them (never cut)."""
-    sizes = sorted(((backend.count_tokens(block.delimited()), block.name) for block in attached), reverse=True)
+    count = _text_counter(backend)
+    sizes = sorted(((count(block.delimited()), block.name) for block in attached), reverse=True)
     largest = ", ".join(f"{name} {tokens} tokens" for tokens, name in sizes[:3])
     return (
         f"the attached sources do not fit: the prompt needs {exc.needed} tokens, {exc.needed - exc.budget} more "

@@ -36,11 +36,16 @@ class Block:
     command), its text, and the bytes read."""
 
     name: str
-    text: str
+    text: str  # an image's: its data URL
     size: int
+    image: bool = False  # -a/--attach, /image: a Markdown image with a data URL (images.py)
 
     def delimited(self) -> str:
-        """The block as the model reads it: fenced by lines that name it."""
+        """The block as the model reads it: fenced by lines that name it; an image as a
+        Markdown image (TGI's syntax; the openai backend makes it an image_url part)."""
+        if self.image:
+            alt = " ".join(self.name.replace("[", "(").replace("]", ")").split())
+            return f"![{alt}]({self.text})"
         body = self.text if self.text.endswith("\n") or not self.text else self.text + "\n"
         return f"----- BEGIN {self.name} -----\n{body}----- END {self.name} -----"
 
@@ -271,8 +276,18 @@ _KINDS = (
 
 
 def _read_file(name: str, path: Path, limit: int, loaded: Loaded, in_folder: bool = False) -> tuple[str, int]:
-    """A regular file's text. Opened without blocking (a FIFO swapped in after the stat
-    cannot hang us), checked on the open descriptor, read up to `limit` + 1 bytes."""
+    """A regular text file's text (see `read_bytes`); a binary one is refused (skipped in a folder)."""
+    data = read_bytes(name, path, limit, in_folder)
+    if b"\0" in data[:BINARY_SNIFF]:
+        if in_folder:
+            raise _Unfit("binary")
+        raise InputError(f"cannot read {name}: it is a binary file (images go with -a/--attach)")
+    return _decoded(data, name, loaded), len(data)
+
+
+def read_bytes(name: str, path: Path, limit: int, in_folder: bool = False) -> bytes:
+    """A regular file's bytes, up to `limit`. Opened without blocking (a FIFO swapped in after
+    a stat cannot hang us), checked on the open descriptor, read up to `limit` + 1 bytes."""
 
     def refuse(why: str, short: str) -> Exception:
         return _Unfit(short) if in_folder else InputError(f"cannot read {name}: {why}")
@@ -300,9 +315,7 @@ def _read_file(name: str, path: Path, limit: int, loaded: Loaded, in_folder: boo
         if in_folder:
             raise _TooLarge
         raise InputError(f"cannot read {name}: it is over --max-file-size {human_size(limit)}")
-    if b"\0" in data[:BINARY_SNIFF]:
-        raise refuse("it is a binary file (images go with -a/--attach)", "binary")
-    return _decoded(data, name, loaded), len(data)
+    return data
 
 
 def _decoded(data: bytes, name: str, loaded: Loaded) -> str:

@@ -73,8 +73,9 @@ def server_message(text: str, secret: str | None = None) -> str:
 
 
 def human_size(size: int) -> str:
-    """A size in bytes as people read it: 512 bytes, 4.9 KB, 2 MB (powers of 1024)."""
+    """A size in bytes as people read it: 512 bytes, 4.88 KB, 2 MB (powers of 1024)."""
     for unit, scale in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
-        if size >= scale:
-            return f"{size / scale:.1f} {unit}".replace(".0 ", " ")
+        if size >= scale:  # exact sizes whole; others with enough digits to tell them from a limit
+            value = size / scale
+            return f"{size // scale} {unit}" if size % scale == 0 else f"{value:.{1 if value >= 10 else 2}f} {unit}"
     return f"{size} bytes"

@@ -64,3 +64,25 @@ def test_sources_that_do_not_fit_keep_the_message_and_the_attachments(terminals,
     terminal.say("hello")
     terminal.wait_for(lambda s: "Short." in s and terminal.at_prompt(s))
     assert tgi_endpoint.requests[0].body["inputs"] == "User: hello\nAssistant:"
+
+
+def test_image_attaches_a_picture_for_a_model_that_sees(terminals, tgi_endpoint, tmp_path):
+    import base64
+
+    from test_images import png
+
+    tgi_endpoint.stream([" Red."], "eos_token")
+    (tmp_path / "red.png").write_bytes(png())
+    terminal = terminals("chat", "--no-history", "--no-log", "--endpoint", tgi_endpoint.url)
+    terminal.wait_prompt()
+    terminal.say("/image notes.txt")
+    terminal.wait_for("error: cannot read notes.txt: no such file or folder")
+    terminal.say("/image red.png")
+    terminal.wait_for(lambda s: "attached red.png (765 tokens)" in s and terminal.at_prompt(s))
+    terminal.say("what colour?")
+    terminal.wait_for(lambda s: "Red." in s and terminal.at_prompt(s))
+    url = "data:image/png;base64," + base64.b64encode(png()).decode()
+    assert tgi_endpoint.requests[0].body["inputs"] == f"User: ![red.png]({url})\n\nwhat colour?\nAssistant:"
+    terminal.say("/history")
+    screen = terminal.wait_for(lambda s: "attached: red.png (765 tokens)" in s and terminal.at_prompt(s))
+    assert "base64" not in screen

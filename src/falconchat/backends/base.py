@@ -27,6 +27,12 @@ class Backend(Protocol):
         server or the model's own template; False: as one Falcon-style text prompt (`stream`)."""
         ...
 
+    @property
+    def sees_images(self) -> bool:
+        """Images in a message (images.py: Markdown images with data URLs) reach a model that
+        can see them: TGI's prompt syntax, OpenAI's image_url parts. False: refused before sending."""
+        ...
+
     def describe(self) -> str:
         """A short, safe description for headers and errors: "smollm2 (bundled, local)"."""
         ...
@@ -135,6 +141,7 @@ class FormatDecidedOnLoad:
     "native" (the model carries a chat template) or "falcon" when `load()` reads the model."""
 
     _format: str  # set by the backend: the spec's format, then what load() decided
+    sees_images = False  # a text-only model file here (no vision projector is loaded)
 
     def load(self) -> object:
         raise NotImplementedError

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from falconchat.config import ModelSpec
 from falconchat.errors import AuthRejected, ConfigError, EndpointError, Overloaded, Rejected, Timeout, Unreachable
+from falconchat.images import content_parts
 from falconchat.prompt import clean_reply, messages_text, stop_sequences
 from falconchat.text import safe_url, server_message
 from falconchat.types import Constraint, Done, ReasoningDelta, SamplingParams, TextDelta, TokenStream
@@ -33,6 +34,7 @@ class OpenAIBackend:
         self.shown_url = safe_url(spec.endpoint or "")
         self.prompt_format = spec.format  # "chat" or "falcon" (the probe has decided an "auto")
         self.takes_messages = spec.format == "chat"
+        self.sees_images = self.takes_messages  # image_url parts go in chat messages, not a text prompt
         self._client: openai.OpenAI | None = None
 
     def describe(self) -> str:
@@ -58,7 +60,8 @@ class OpenAIBackend:
     def stream_messages(self, messages: Sequence[dict], params: SamplingParams) -> TokenStream:
         stops = list(params.stop)
         request = _merged(self._sampling(params), self._structure(params.constraint, chat=True), self._thinking())
-        chunks = self._create("chat", messages=list(messages), stop=stops[:4] or None, **request)
+        sent = [{**m, "content": content_parts(m["content"])} if m["role"] == "user" else m for m in messages]
+        chunks = self._create("chat", messages=sent, stop=stops[:4] or None, **request)
         return clean_reply(self._events(chunks, _chat_delta), stops, drop_leading_space=False)
 
     def check(self) -> str:

@@ -31,6 +31,7 @@ class ScriptedBackend:
         self.script = spec.script if spec.script is not None else Script()
         self.prompt_format = spec.format  # "chat": messages are recorded; "falcon": the text prompt
         self.takes_messages = spec.format == "chat"
+        self.sees_images = False  # scripted replies: nothing looks at an image
 
     def describe(self) -> str:
         return f"{self.name} (scripted)"

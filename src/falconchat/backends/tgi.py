@@ -47,6 +47,7 @@ class TgiBackend:
         self.name = spec.name
         self.takes_messages = False  # TGI's generate API: one Falcon-style text prompt
         self.prompt_format = "falcon"
+        self.sees_images = True  # Markdown images in the prompt: what TGI's vision models read
         self.url = spec.endpoint or ""  # config refuses a tgi model without one
         self.shown_url = safe_url(spec.endpoint or "")
         self._session: requests.Session | None = None

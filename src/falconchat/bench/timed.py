@@ -31,6 +31,10 @@ class Timed:
         return self.model.takes_messages
 
     @property
+    def sees_images(self) -> bool:
+        return self.model.sees_images
+
+    @property
     def context_length(self) -> int:
         return self.model.context_length
 

@@ -9,6 +9,7 @@ from typing import Any
 from falconchat.cli.stdin import read_prompt
 from falconchat.environment import Environment
 from falconchat.errors import UsageError
+from falconchat.images import read_images
 from falconchat.sources import STDIN, Block, read_sources, with_blocks
 from falconchat.web_source import URL_TIMEOUT_S
 
@@ -31,6 +32,7 @@ def prompt_with_sources(env: Environment, settings, flags: dict[str, Any], promp
     timeout = min(settings.model.timeout, URL_TIMEOUT_S)  # --timeout bounds a URL's fetch too
     system = read_sources(system_files, env, settings.max_file_size, timeout)
     loaded = read_sources(files, env, settings.max_file_size, timeout)
+    loaded.blocks.extend(read_images(list(flags.get("attach") or ()), env, settings.max_file_size))
     for note in (*system.notes, *loaded.notes):
         env.stderr.write(f"falconchat: {note}\n")
     words = read_prompt(

@@ -10,6 +10,7 @@ from falconchat.cli.options import load, structured
 from falconchat.cli.output import silence_stdout
 from falconchat.environment import Environment
 from falconchat.errors import ExitCode, Timeout, Unreachable, UsageError
+from falconchat.images import read_images
 from falconchat.sources import STDIN, read_sources, system_with_blocks
 from falconchat.web_source import URL_TIMEOUT_S
 
@@ -49,6 +50,7 @@ def chat_sources(env: Environment, settings, flags: dict[str, Any]):
     timeout = min(settings.model.timeout, URL_TIMEOUT_S)
     system = read_sources(system_files, env, settings.max_file_size, timeout)
     loaded = read_sources(files, env, settings.max_file_size, timeout)
+    loaded.blocks.extend(read_images(list(flags.get("attach") or ()), env, settings.max_file_size))
     for note in (*system.notes, *loaded.notes):
         env.stderr.write(f"falconchat: {note}\n")
     return tuple(loaded.blocks), tuple(system.blocks)

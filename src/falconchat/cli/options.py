@@ -162,6 +162,17 @@ SHARED_OPTIONS: list[tuple[str, Any, Any]] = [
         ),
     ),
     (
+        "attach",
+        Optional[list[str]],
+        typer.Option(
+            None,
+            "--attach",
+            "-a",
+            metavar="IMAGE",
+            help="An image (PNG, JPEG, WebP, GIF) for a model that can see (repeatable).",
+        ),
+    ),
+    (
         "system_file",
         Optional[list[str]],
         typer.Option(

@@ -8,13 +8,14 @@ import shlex
 import subprocess
 
 from falconchat.errors import InputError
+from falconchat.images import read_images, tokens_of
 from falconchat.repl.state import Chat, ReplState
 from falconchat.sources import STDIN, Block, read_sources, text_of
 from falconchat.text import human_size
 
 
 def tokens(state: ReplState, block: Block) -> int:
-    return state.backend.count_tokens(block.delimited())
+    return tokens_of(state.backend.count_tokens, block.delimited())
 
 
 def described(state: ReplState, block: Block) -> str:
@@ -37,6 +38,19 @@ def attach_file(state: ReplState, repl: Chat, arg: str) -> None:
     for note in loaded.notes:
         repl.notice(note)
     _attached(state, repl, loaded.blocks)
+
+
+def attach_image(state: ReplState, repl: Chat, arg: str) -> None:
+    try:
+        specs = shlex.split(arg)
+    except ValueError as exc:
+        raise InputError(f"/image: {exc}") from None
+    if not specs:
+        repl.notice("usage: /image PATH… (PNG, JPEG, WebP or GIF), for a model that can see")
+        return
+    if not state.backend.sees_images:  # said now, not after the message is written
+        raise InputError(f"{state.backend.describe()} cannot see images; nothing attached")
+    _attached(state, repl, read_images(specs, repl.env, state.options.max_file_size))
 
 
 def run_command(state: ReplState, repl: Chat, arg: str) -> None:

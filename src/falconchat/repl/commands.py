@@ -416,6 +416,13 @@ COMMANDS: tuple[Command, ...] = (
         paths=True,
     ),
     Command(
+        "/image",
+        "PATH…",
+        "attach images (PNG, JPEG, WebP, GIF) to your next message, for a model that can see",
+        lambda c, a: attach_commands.attach_image(c.state, c.repl, a),
+        paths=True,
+    ),
+    Command(
         "/files",
         "",
         "list what is attached, with each one's size in tokens",

@@ -19,6 +19,7 @@ from falconchat.exchange import answer, continue_answer, stats_line
 from falconchat.prompt import PromptTooLong
 from falconchat.reasoning_view import KeptReasoning, reasoning_writer
 from falconchat.render import make_console, reply_writer
+from falconchat.repl.attach_commands import described
 from falconchat.repl.commands import MAX_TOKENS_SETTING, Commands, shown_format
 from falconchat.repl.gauge import Gauge
 from falconchat.repl.state import ReplOptions, ReplState
@@ -298,7 +299,7 @@ class Repl:
             return
         last = conversation.last
         if last is not None and last is not before and last.user == message:
-            last.attached = tuple(f"{b.name} ({self.state.backend.count_tokens(b.delimited())} tokens)" for b in blocks)
+            last.attached = tuple(described(self.state, block) for block in blocks)
             last.words_at = len(message) - len(text)
             del self.state.attached[: len(blocks)]
         else:
