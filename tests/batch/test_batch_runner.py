@@ -43,6 +43,7 @@ class FakeBackend:
     name = "fake"
     context_length = 2048
     takes_messages = False
+    sees_images = False
 
     def __init__(self, endpoint: FakeEndpoint):
         self.endpoint = endpoint
