@@ -8,6 +8,11 @@ Here the width of each line drawn is kept, and the erase counts the rows those l
 at the terminal's width now. (A terminal that crops on resize instead, as xterm does, gets
 more rows erased than it shows: narrowing it mid-reply can wipe rows above the live lines
 from the screen; the reply itself is printed whole at its end either way.)
+
+A reflow can also push rows above the top of the screen (tmux keeps the cursor's row and
+moves what no longer fits into the scrollback), where no erase reaches: redrawn, those lines
+would show twice. So after a narrowing the renderer keeps the lines it had drawn as they are
+(`keep_top`) and goes on below them at the new width.
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ class LiveRegion:
         self._console = console
         self._drawn: list[int] = []  # the cells of each line on screen, top to bottom
         self._cursor_hidden = False
+        self._drawn_at = 0  # the terminal's width when the lines were drawn
+        self._rendered_at = 0  # the width they were rendered at
+        self._whole = True  # every line rendered was drawn (none left out above the screen)
 
     def draw(self, renderable: RenderableType) -> None:
         """Replace the lines on screen by `renderable`, each cut to the width (they are
@@ -54,6 +62,29 @@ class LiveRegion:
             joined = [segment for i, line in enumerate(kept) for segment in ([Segment.line()] if i else []) + line]
             console.print(Segments(joined), end="", crop=False)
             self._drawn = [Segment.get_line_length(line) for line in kept]
+            self._drawn_at, self._rendered_at = width, console.options.max_width
+            self._whole = len(kept) == len(lines)
+
+    def narrowed(self) -> bool:
+        """The terminal is narrower than when the lines were drawn: it has reflowed them onto
+        more rows, some maybe out of an erase's reach."""
+        return bool(self._drawn) and self._terminal_size()[0] < self._drawn_at
+
+    def keep_top(self, renderable: RenderableType) -> bool:
+        """Leave the first drawn lines — those `renderable` renders to, at the width they were
+        drawn at — on the screen as they are: no longer erased or redrawn. False (nothing
+        kept) when they are not exactly what was drawn."""
+        from rich.segment import Segment  # noqa: PLC0415 (heavy: rich)
+
+        if not self._whole:
+            return False
+        console = self._console
+        lines = console.render_lines(renderable, console.options.update_width(self._rendered_at), pad=False)
+        cells = [Segment.get_line_length(line) for line in lines]
+        if not cells or len(cells) > len(self._drawn) or cells != self._drawn[: len(cells)]:
+            return False
+        self._drawn = self._drawn[len(cells) :]
+        return True
 
     def erase(self) -> None:
         """Remove the lines drawn; the cursor goes where the first of them started."""

@@ -7,6 +7,7 @@ markup: it reaches Rich only inside `Text` and `Markdown` objects.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from typing import IO, TYPE_CHECKING
@@ -54,7 +55,20 @@ def make_console(out: IO[str], env: Environment, *, soft_wrap: bool = False) -> 
     """
     from rich.console import Console  # noqa: PLC0415 (heavy: rich)
 
-    return Console(file=out, markup=False, emoji=False, highlight=False, soft_wrap=soft_wrap, _environ=env.environ)
+    environ = env.environ
+    if _terminal_width(out):
+        # On a terminal its own size wins: a COLUMNS exported when the window had another
+        # width would keep every reply at that width after the window is resized.
+        environ = {name: value for name, value in environ.items() if name not in ("COLUMNS", "LINES")}
+    return Console(file=out, markup=False, emoji=False, highlight=False, soft_wrap=soft_wrap, _environ=environ)
+
+
+def _terminal_width(out: IO[str]) -> int:
+    """The width of the terminal `out` writes to; 0 when it is not one."""
+    try:
+        return os.get_terminal_size(out.fileno()).columns
+    except (AttributeError, ValueError, OSError):
+        return 0
 
 
 def markdown(text: str):
@@ -87,6 +101,7 @@ class MarkdownRenderer:
         self._gap = False  # a blank line goes before the live block (it follows a finished one)
         self._live: LiveRegion | None = None
         self._last_draw = 0.0
+        self._drawn = ""  # the source the live lines show (the start of _pending)
 
     def __enter__(self) -> MarkdownRenderer:
         self._live = LiveRegion(self._console)
@@ -101,6 +116,7 @@ class MarkdownRenderer:
         text = self._clean.feed(text)
         if not text:
             return
+        self._keep_lines_the_terminal_reflowed()
         self._pending += text
         if "\n" in text:
             self._commit_finished_blocks()
@@ -113,6 +129,7 @@ class MarkdownRenderer:
         live, self._live = self._live, None
         if live is None:
             return
+        self._keep_lines_the_terminal_reflowed()
         with self._console:
             live.close()
             if self._pending.strip():
@@ -132,21 +149,37 @@ class MarkdownRenderer:
     def _draw(self, now: float) -> None:
         self._last_draw = now
         self.live.draw(self._view(self._pending))
+        self._drawn = self._pending
 
-    def _commit(self, source: str, *, continued: bool = False) -> None:
-        """Print a finished block (or, `continued`, the head of one too tall for the screen)."""
+    def _commit(self, source: str, rest: str, *, continued: bool = False) -> None:
+        """Print a finished block (or, `continued`, the head of one too tall for the screen);
+        `rest` is the live block from now on, drawn below it."""
         with self._console:  # one write: the live lines erased, the block, the live lines again
             if source.strip():
                 self.live.erase()
                 self._console.print(self._view(source), crop=False)
                 self._gap = not continued
+            self._pending = rest
             self._draw(time.monotonic())
+
+    def _keep_lines_the_terminal_reflowed(self) -> None:
+        """The window was narrowed: the terminal has re-wrapped the live lines, perhaps pushing
+        some above the screen, out of an erase's reach. The whole lines of source they show
+        stay as the terminal has them (no line twice); the rest goes on at the new width.
+        Not for code (its live lines are cut to the width: they must be printed whole)."""
+        if self._live is None or not self.live.narrowed() or not self._pending.startswith(self._drawn):
+            return
+        cut = self._drawn.rfind("\n") + 1
+        head = self._drawn[:cut]
+        if not head.strip() or any(_FENCE.match(line) for line in head.split("\n")):
+            return
+        if self.live.keep_top(self._view(head)):
+            self._pending, self._drawn, self._gap = self._pending[cut:], "", False
 
     def _commit_finished_blocks(self) -> None:
         split, fence, fence_open_at = _last_block_end(self._pending)
         if split:
-            self._commit(self._pending[:split])
-            self._pending = self._pending[split:]
+            self._commit(self._pending[:split], self._pending[split:])
             split, fence, fence_open_at = _last_block_end(self._pending)
         if self._rows(self._pending) > max(self._console.height - 4, 4):
             self._commit_tall_block(fence, fence_open_at)
@@ -157,15 +190,13 @@ class MarkdownRenderer:
             return
         head, tail = self._pending[:cut], self._pending[cut:]
         if fence is None:
-            self._commit(head, continued=True)
-            self._pending = tail
+            self._commit(head, tail, continued=True)
             return
         opener_end = self._pending.index("\n", fence_open_at) + 1
         if cut <= opener_end:  # nothing but the opening line yet
             return
         opener = self._pending[fence_open_at:opener_end]
-        self._commit(head + fence + "\n", continued=True)
-        self._pending = opener + tail
+        self._commit(head + fence + "\n", opener + tail, continued=True)
 
     def _rows(self, text: str) -> int:
         width = max(self._console.width, 20)

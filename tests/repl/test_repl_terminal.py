@@ -5,6 +5,7 @@ text, the prompt when replies go down a pipe, the waiting line, Ctrl-L during a 
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 
 import pytest
@@ -180,5 +181,51 @@ def test_ctrl_l_typed_during_a_reply_leaves_no_raw_escape_at_the_next_prompt(ter
     term.wait_prompt()
     shown = term.scrollback(joined=True)
     assert "^[" not in shown and "1;1R" not in shown, shown
+    term.keys("C-d")
+    assert term.wait_exit() == 0
+
+
+# ---- 13: the window narrowed, then widened, mid-reply ----------------------------------------
+
+
+def test_narrowing_the_window_mid_reply_shows_no_line_twice_and_widening_uses_the_new_width(terminals, tgi_endpoint):
+    """tmux, narrowed, re-wraps the live lines onto more rows and pushes those that no longer
+    fit above the screen, where no erase reaches: redrawn, they showed twice. And a COLUMNS
+    the shell exported at the start kept every later line at that width."""
+    words = [f" word{i:03d}" + ("\n" if i % 12 == 11 else "") for i in range(240)]  # lines of 96 columns
+    narrowed, widened = threading.Event(), threading.Event()
+
+    def reply(reply) -> None:
+        reply.start_stream()
+        for i, text in enumerate(words):
+            if i == 80:
+                narrowed.wait(20)  # the window is narrowed mid-reply, with 6 lines of it drawn
+            if i == 160:
+                widened.wait(20)
+            last = i == len(words) - 1
+            details = {"finish_reason": "eos_token", "generated_tokens": len(words), "seed": None}
+            reply.token(text, generated_text="".join(words) if last else None, details=details if last else None)
+            time.sleep(0.02)
+        reply.end_stream()
+
+    tgi_endpoint.script(reply)
+    term = terminals("--endpoint", tgi_endpoint.url, env={"COLUMNS": "100", "LINES": "30"})
+    term.wait_for(toolbar_drawn)
+    term.say("many lines")
+    term.wait_for("word079")  # 6 lines of 96 columns drawn, the 7th started
+    term.resize(30, 30)
+    narrowed.set()
+    term.wait_for(lambda s: "word159" in term.scrollback(joined=True))  # (rows wrapped at 30, joined)
+    term.resize(140, 30)
+    widened.set()
+    term.wait_for(lambda s: "word239" in term.scrollback(joined=True), timeout=30)
+    term.wait_prompt()
+    shown = term.scrollback(joined=True)
+    for i in range(240):
+        assert shown.count(f"word{i:03d}") == 1, (i, shown)
+    # Each line at the window's width then (rows the terminal wrapped are joined back by -J).
+    narrow = next(line for line in shown.splitlines() if "word130" in line)
+    wide = next(line for line in shown.splitlines() if "word228" in line)
+    assert len(narrow) <= 30 < len(wide), (narrow, wide)
     term.keys("C-d")
     assert term.wait_exit() == 0
