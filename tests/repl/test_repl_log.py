@@ -4,6 +4,7 @@ new one, Ctrl-C logs what arrived as cancelled; against a scripted endpoint over
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 
@@ -62,8 +63,6 @@ def test_chat_c_continues_the_last_conversation_and_fork_goes_on_in_a_new_one(te
         assert [tuple(r) for r in forked] == [("another second", 2)]  # it shares turn 1, not a copy
     # falconchat logs --cid shows the fork whole: the shared turn, then its own
     shown = falconchat("logs", "--cid", fork["id"], "--json", cwd=tmp_path, env=env)
-    import json
-
     assert [e["prompt"] for e in json.loads(shown.stdout)] == ["first question", "another second"]
 
 
@@ -104,3 +103,44 @@ def test_the_piped_chat_is_logged(tgi_endpoint, tmp_path):
         ("two", "echo: two", "chat", 2),
         ("three", "echo: three", "chat", 2),
     ]
+
+
+def _piped_chat(home, url, *args, script: bytes):
+    return subprocess.run(
+        [*FALCONCHAT, "chat", "--endpoint", url, *args],
+        input=script,
+        env=isolated_env(home),
+        cwd=home,
+        capture_output=True,
+        timeout=60,
+    )
+
+
+def test_a_named_session_is_a_logged_conversation_and_an_old_session_file_joins_the_log(tgi_endpoint, tmp_path):
+    tgi_endpoint.echo()
+    # a session file from before the log: its turns are the context, and join the log
+    sessions = tmp_path / "data" / "falconchat" / "sessions"
+    sessions.mkdir(parents=True)
+    old = {
+        "format": "falconchat-session",
+        "version": 1,
+        "saved_at": "2026-01-01T00:00:00Z",
+        "model": "old-model",
+        "system": "",
+        "params": {},
+        "turns": [{"user": "my name is Zed", "assistant": "Hello Zed", "status": "complete"}],
+    }
+    (sessions / "notes.json").write_text(json.dumps(old))
+    assert _piped_chat(tmp_path, tgi_endpoint.url, "--session", "notes", script=b"what is my name?\n").returncode == 0
+    assert "User: my name is Zed" in tgi_endpoint.requests[-1].body["inputs"]
+    (sessions / "notes.json").unlink()  # the log holds the conversation by its name now
+    assert _piped_chat(tmp_path, tgi_endpoint.url, "--session", "notes", script=b"and again?\n").returncode == 0
+    sent = tgi_endpoint.requests[-1].body["inputs"]
+    assert "User: my name is Zed" in sent and "User: what is my name?" in sent
+    with _db(tmp_path) as db:
+        (cid,) = db.execute("SELECT id FROM conversations WHERE name = 'notes'").fetchone()
+        prompts = [
+            r[0] for r in db.execute("SELECT prompt FROM exchanges WHERE conversation_id = ? ORDER BY turn", (cid,))
+        ]
+    assert prompts == ["my name is Zed", "what is my name?", "and again?"]
+    assert (sessions / "notes.json").exists()  # and the file is written again: /load and /save go on working
