@@ -29,6 +29,7 @@ class ServeOptions:
     parallel: int | None
     max_input_tokens: int | None
     max_total_tokens: int | None
+    client_timeout: float
     debug: bool
     env_file: str | None
     config: str | None
@@ -62,6 +63,7 @@ def serve_model(env: Environment, options: ServeOptions) -> int:
             max_concurrent_requests=concurrent,
             max_input_tokens=options.max_input_tokens,
             max_total_tokens=options.max_total_tokens,
+            client_timeout=options.client_timeout,
             debug=env.debug,  # settled by `load`: --debug, FALCONCHAT_DEBUG, .env, the config file
             log=env.stderr,
         )

@@ -1,9 +1,10 @@
 """`serve`'s engine: jobs taken in FIFO order by as many worker threads as the
 backend decodes sequences together (one for the single-sequence path).
 
-A request holds a place from the moment it comes in (`admit`, before its body is read: a
-refusal costs nothing else) until its handler is done with it (`finish`); at most
-`max_concurrent` places, as TGI's `--max-concurrent-requests`. Handlers submit Jobs; a worker
+A request that comes in while every place is taken is refused before its body is read (`full`:
+a refusal costs nothing else); one whose body has been read and checked holds a place (`admit`)
+until its handler is done with it (`finish`); at most `max_concurrent` places, as TGI's
+`--max-concurrent-requests`. A body still coming in holds none (a slow sender blocks nobody). Handlers submit Jobs; a worker
 streams each job's events back to the handler's event loop. A job whose client left frees its
 place at once and is skipped, or is stopped within a token (or between batches of a long prompt).
 """
@@ -54,7 +55,7 @@ class Engine:
         self.max_concurrent = max_concurrent  # places: running and waiting requests together
         self.log = log
         self._jobs: queue.Queue[Job | None] = queue.Queue()  # FIFO: first come, first served
-        self._held = 0  # places: requests being read, waiting or running
+        self._held = 0  # places: requests about to be queued, waiting or running
         self._waiting = 0  # jobs queued, not yet running
         self._running: set[Job] = set()
         self._lock = threading.Lock()
@@ -83,6 +84,11 @@ class Engine:
         """(running, waiting) jobs now."""
         with self._lock:
             return len(self._running), self._waiting
+
+    def full(self) -> bool:
+        """Every place is taken (a request coming in now is refused before its body is read)."""
+        with self._lock:
+            return self._held >= self.max_concurrent
 
     def admit(self) -> None:
         """Hold a place for a request that has just come in, or raise Overloaded: all are taken."""

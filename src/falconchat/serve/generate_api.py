@@ -51,7 +51,7 @@ class GenerateAPI:
         from aiohttp import web  # noqa: PLC0415 (heavy: aiohttp)
 
         try:
-            payload = parse_json(await request.read()) if request.can_read_body else None
+            payload = parse_json(await self.relay.read_body(request)) if request.can_read_body else None
             if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), str) or not payload["inputs"]:
                 raise RequestInvalid("`inputs` must be a non-empty string")
         except RequestInvalid as exc:
@@ -64,7 +64,7 @@ class GenerateAPI:
     async def _serve(self, request, stream: bool | None):
         payload = None
         try:
-            payload = parse_json(await request.read())
+            payload = parse_json(await self.relay.read_body(request))
             req = parse_request(payload, self.relay.limits, stream=stream)
             req, prompt, input_tokens = await asyncio.get_running_loop().run_in_executor(None, self._prepare, req)
         except RequestInvalid as exc:
@@ -132,7 +132,7 @@ class GenerateAPI:
             nonlocal index
             event = {"index": index, "token": token, "top_tokens": top, "generated_text": generated, "details": details}
             index += 1
-            await response.write(sse(event))
+            await self.relay.write(request, response, sse(event))
 
         try:
             while True:
@@ -140,7 +140,7 @@ class GenerateAPI:
                     event = await next_event(request, job)
                 except Exception as exc:
                     job.outcome = "error"
-                    await response.write(sse({"error": failure_message(exc), "error_type": "generation"}))
+                    await self.relay.write(request, response, sse({"error": failure_message(exc), "error_type": "generation"}))
                     return response
                 if event is None:
                     return response

@@ -64,7 +64,7 @@ class OpenAIAPI:
     async def _serve(self, request, *, chat: bool):
         relay = self.relay
         try:
-            payload = parse_json(await request.read())
+            payload = parse_json(await self.relay.read_body(request))
             req = parse_chat(payload, relay.limits) if chat else parse_completion(payload, relay.limits)
             prompt, input_tokens = await asyncio.get_running_loop().run_in_executor(None, self._prepare, req)
         except RequestInvalid as exc:
@@ -176,7 +176,7 @@ class OpenAIAPI:
             chunk = reply.envelope(kind, [choice])
             if req.include_usage:
                 chunk["usage"] = None
-            await response.write(sse(chunk, spaced=True))
+            await self.relay.write(request, response, sse(chunk, spaced=True))
 
         try:
             while True:
@@ -184,7 +184,7 @@ class OpenAIAPI:
                     event = await next_event(request, job)
                 except Exception as exc:
                     job.outcome = "error"
-                    await response.write(sse(error_body(request.path, failure_message(exc), "generation"), spaced=True))
+                    await self.relay.write(request, response, sse(error_body(request.path, failure_message(exc), "generation"), spaced=True))
                     return response
                 if event is None:
                     return response
@@ -197,8 +197,8 @@ class OpenAIAPI:
                 self.relay.metrics.finished(job, event)
                 await send(reply.finish(event), _finish(event))
                 if req.include_usage:
-                    await response.write(sse({**reply.envelope(kind, []), "usage": _usage(event)}, spaced=True))
-                await response.write(b"data: [DONE]\n\n")
+                    await self.relay.write(request, response, sse({**reply.envelope(kind, []), "usage": _usage(event)}, spaced=True))
+                await self.relay.write(request, response, b"data: [DONE]\n\n")
                 return response
         except (ConnectionResetError, ConnectionError):
             return response

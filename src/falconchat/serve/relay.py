@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 DISCONNECT_POLL_S = 0.1
 RETRY_AFTER_S = 1  # what a refused client is told to wait before it asks again
+CLIENT_TIMEOUT_S = 30.0  # `--client-timeout`: a body must arrive, and each write be taken, within this
 OPENAI_PREFIX = "/v1/"
 
 # TGI's `error_type` -> the OpenAI API's (`type`, `code`), for the `/v1/*` routes.
@@ -53,6 +54,15 @@ def sse(payload: dict, *, spaced: bool = False) -> bytes:
     return (b"data: " if spaced else b"data:") + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n"
 
 
+class BodyTimedOut(Exception):
+    """A request's body did not arrive within the client timeout (a slow-loris sender): a 408."""
+
+
+class ClientStalled(ConnectionResetError):
+    """A client took nothing of its reply for the client timeout (a stream never read): it is
+    treated as gone, as a client that closed its connection."""
+
+
 def failure_message(exc: Exception) -> str:
     """What a client is told when a generation fails (never a traceback)."""
     if isinstance(exc, ServerStopping):
@@ -78,25 +88,61 @@ async def next_event(request, job: Job) -> Any:
 class Relay:
     """The model behind both APIs, and the jobs whose handlers are waiting on it."""
 
-    def __init__(self, backend: InProcessModel, *, model_id: str, limits: Limits, engine: Engine, metrics: Metrics):
+    def __init__(
+        self,
+        backend: InProcessModel,
+        *,
+        model_id: str,
+        limits: Limits,
+        engine: Engine,
+        metrics: Metrics,
+        client_timeout: float = CLIENT_TIMEOUT_S,
+    ):
         self.backend = backend
+        self.client_timeout = client_timeout
         self.model_id = model_id
         self.limits = limits
         self.engine = engine
         self.metrics = metrics
         self.active: set[Job] = set()
 
+    def refusal(self, request):
+        """The 429 (with Retry-After) for a generation request that comes in while every place is
+        taken, before its body is read or checked: a refusal costs the model nothing; else None.
+        No place is held while the body comes in (a slow sender must not hold one): `run` takes it."""
+        return self._overloaded(request) if self.engine.full() else None
+
     def admit(self, request):
-        """Hold a place for a generation request before its body is read or checked, so that a
-        refusal costs the model nothing; the 429 (with Retry-After) if none is free, else None."""
+        """Hold a place for a request whose body has been read and checked; the 429 if none is free."""
         try:
             self.engine.admit()
         except Overloaded:
-            response = error_response(request, 429, "Model is overloaded", "overloaded")
-            response.headers["Retry-After"] = str(RETRY_AFTER_S)
-            return response
+            return self._overloaded(request)
         request["place"] = True
         return None
+
+    @staticmethod
+    def _overloaded(request):
+        response = error_response(request, 429, "Model is overloaded", "overloaded")
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return response
+
+    async def read_body(self, request) -> bytes:
+        """The request's body, which must arrive whole within the client timeout (BodyTimedOut)."""
+        try:
+            return await asyncio.wait_for(request.read(), self.client_timeout)
+        except TimeoutError:
+            raise BodyTimedOut(f"the body did not arrive within {self.client_timeout:g} s") from None
+
+    async def write(self, request, response, data: bytes) -> None:
+        """Send part of a streamed reply; a client that takes none of it for the client timeout is
+        dropped (ClientStalled): its connection is closed and its generation stops within a token."""
+        try:
+            await asyncio.wait_for(response.write(data), self.client_timeout)
+        except TimeoutError:
+            if request.transport is not None:
+                request.transport.abort()
+            raise ClientStalled(f"the client read nothing for {self.client_timeout:g} s") from None
 
     def let_go(self, request) -> None:
         """The place of a request that ended without becoming a job (refused by validation, or gone)."""

@@ -1,22 +1,27 @@
 """`falconchat serve`: a text-generation-inference endpoint for a local model.
 
 This module assembles the app and runs it: auth, error bodies for aiohttp's own refusals and
-one log line per request, and a place for each generation request before its body is read
-(429 when `--max-concurrent-requests` are taken) — the middleware — then each API's routes:
+one log line per request, a 429 for a generation request that comes in while
+`--max-concurrent-requests` are taken and a 413 for one that says its body is too large (both
+before the body is read), a 408 for a body that does not arrive within `--client-timeout` —
+the middleware — then each API's routes:
 generate_api.py (TGI's generate API), openai_api.py (the Messages API, `/v1/*`), status_api.py
 (`/info`, `/health`, `/metrics`). The engine (engine.py) decodes up to `--max-batch-size`
 requests together and queues the rest in FIFO order; the handlers validate before anything
 reaches it and relay its token stream (relay.py). A client that goes away frees its place at
-once: it is dropped from the queue, or its generation is closed within a token.
+once: it is dropped from the queue, or its generation is closed within a token; so does one that
+reads nothing of its stream for `--client-timeout` (its connection is closed).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import ipaddress
 import logging
 import signal
+import socket
 import time
 from typing import IO, TYPE_CHECKING
 
@@ -25,7 +30,7 @@ from falconchat.serve.engine import Engine
 from falconchat.serve.generate_api import GenerateAPI
 from falconchat.serve.metrics import Metrics
 from falconchat.serve.openai_api import OpenAIAPI
-from falconchat.serve.relay import Relay, error_response
+from falconchat.serve.relay import CLIENT_TIMEOUT_S, BodyTimedOut, Relay, error_response
 from falconchat.serve.status_api import StatusAPI
 from falconchat.serve.validation import Limits
 
@@ -33,6 +38,7 @@ if TYPE_CHECKING:
     from falconchat.backends.base import InProcessModel
 
 MAX_BODY_BYTES = 2_000_000
+SEND_BUFFER_BYTES = 64 * 1024  # per generation reply (Linux doubles it): see _bound_send_buffer
 GENERATION_PATHS = ("/", "/generate", "/generate_stream", "/v1/chat/completions", "/v1/completions")
 
 
@@ -48,6 +54,7 @@ class TgiServer:
         log: IO[str],  # the command's stderr: one line per request, notes, tracebacks with debug
         max_input_tokens: int | None = None,
         max_total_tokens: int | None = None,
+        client_timeout: float = CLIENT_TIMEOUT_S,
     ):
         self.api_key = api_key
         self.debug = debug
@@ -60,6 +67,7 @@ class TgiServer:
             limits=limits_for(backend.context_length, max_input_tokens, max_total_tokens),
             engine=self.engine,
             metrics=self.metrics,
+            client_timeout=client_timeout,
         )
 
     def app(self):
@@ -87,12 +95,19 @@ class TgiServer:
             if self.api_key and request.method == "POST" and not self._authorized(request):
                 message = "Unauthorized: a valid `Authorization: Bearer` key is required"
                 response = error_response(request, 401, message, "authentication")
-            elif generation and (refused := self.relay.admit(request)) is not None:
+            elif generation and (request.content_length or 0) > MAX_BODY_BYTES:
+                response = self._too_large(request)  # said by its length: refused before it is read
+            elif generation and (refused := self.relay.refusal(request)) is not None:
                 response = refused  # overloaded: answered before the body is read
             else:
+                if generation:
+                    _bound_send_buffer(request)
                 response = await handler(request)
         except web.HTTPRequestEntityTooLarge:
-            response = error_response(request, 413, f"the body is larger than {MAX_BODY_BYTES} bytes", "validation")
+            response = self._too_large(request)
+        except BodyTimedOut as exc:
+            response = error_response(request, 408, str(exc), "validation")
+            response.force_close()  # the rest of the body is not waited for
         except web.HTTPNotFound:
             response = web.Response(status=404)  # as TGI (axum): an unknown route is a bare 404
         except web.HTTPException as exc:
@@ -102,6 +117,11 @@ class TgiServer:
         self._log(request, response.status, time.monotonic() - started)
         if request.path in GENERATION_PATHS and request.method == "POST":
             self.metrics.request(response.status, "generation" if request["outcome"] == "error" else None)
+        return response
+
+    def _too_large(self, request):
+        response = error_response(request, 413, f"the body is larger than {MAX_BODY_BYTES} bytes", "validation")
+        response.force_close()  # the body is not read
         return response
 
     def _authorized(self, request) -> bool:
@@ -120,6 +140,17 @@ class TgiServer:
             self.log.flush()
         except (OSError, ValueError):
             pass
+
+
+def _bound_send_buffer(request) -> None:
+    """A reply's kernel send buffer is kept small (the kernel grows it to megabytes otherwise), so
+    that a client that reads nothing of its stream is noticed within a few hundred tokens — its
+    writes wait, and after `--client-timeout` it is dropped — instead of the whole generation
+    decoding into the buffer. A token stream needs little: a few kB a second."""
+    sock = request.transport.get_extra_info("socket") if request.transport is not None else None
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
 
 
 def limits_for(context_length: int, max_input_tokens: int | None, max_total_tokens: int | None) -> Limits:

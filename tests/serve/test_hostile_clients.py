@@ -1,0 +1,153 @@
+"""Issue 28, "bad input under load": oversized bodies, deep JSON, slow-loris senders and streams
+that are never read are refused or timed out without holding a place or a decoding slot, and a
+well-behaved request is answered meanwhile. Against a real `serve` with a single place (one
+request decoding, none waiting), so that anything the hostile client held would turn the
+well-behaved request away with a 429."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import socket
+import threading
+import time
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+from serve_process import CANCELLED, parse_request_line, running
+
+pytestmark = pytest.mark.process  # starts the real falconchat, a terminal or a server
+
+CLIENT_TIMEOUT_S = 3  # the server's --client-timeout in these tests
+COUNTING = "".join(f"{n}, " for n in range(1, 21)).rstrip()
+
+
+def well_behaved() -> dict:
+    return {"inputs": COUNTING, "parameters": {"max_new_tokens": 3}}
+
+
+@pytest.fixture(scope="module")
+def one_place(tmp_path_factory):
+    args = ("--max-waiting", "0", "--parallel", "1", "--client-timeout", str(CLIENT_TIMEOUT_S))
+    with running(tmp_path_factory.mktemp("serve"), *args) as process:
+        yield process
+
+
+def gauges(server) -> tuple[int, int]:
+    """(decoding, waiting) as /metrics says now."""
+    text = requests.get(server.url + "/metrics", timeout=10).text
+    running_now = int(re.search(r"^tgi_batch_current_size (\d+)$", text, re.M).group(1))
+    waiting = int(re.search(r"^tgi_queue_size (\d+)$", text, re.M).group(1))
+    return running_now, waiting
+
+
+@contextlib.contextmanager
+def raw_connection(server, *, receive_buffer: int | None = None):
+    address = urlsplit(server.url)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if receive_buffer:  # set before connecting: the window the server sees stays small
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.connect((address.hostname, address.port))
+    try:
+        yield sock
+    finally:
+        sock.close()
+
+
+def head(path: str, length: int, content_type: str = "application/json") -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {length}\r\n\r\n"
+    ).encode()
+
+
+def status_of(sock: socket.socket, timeout: float) -> int:
+    """The status code of the response the server sends on `sock`."""
+    sock.settimeout(timeout)
+    received = b""
+    while b"\r\n" not in received:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise AssertionError(f"the server closed the connection without a response: {received!r}")
+        received += chunk
+    return int(received.split(b" ", 2)[1])
+
+
+def test_a_body_said_to_be_too_large_is_refused_at_once_without_being_read(one_place):
+    with raw_connection(one_place) as sock:
+        sock.sendall(head("/generate", 3_000_000))  # and never a byte of it
+        assert status_of(sock, timeout=10) == 413
+    # It held nothing, and neither does one that sends its oversized body.
+    response = requests.post(one_place.url + "/generate", data=b"[" * 2_100_000, timeout=30)
+    assert response.status_code == 413 and response.json()["error_type"] == "validation"
+    assert requests.post(one_place.url + "/generate", json=well_behaved(), timeout=60).status_code == 200
+
+
+def test_a_slow_loris_body_holds_no_place_and_is_timed_out(one_place):
+    body = json.dumps(well_behaved()).encode()
+    stop = threading.Event()
+    with raw_connection(one_place) as sock:
+        sock.sendall(head("/generate", len(body)))
+
+        def trickle() -> None:  # a byte at a time, never the last one
+            for byte in body[:-1]:
+                if stop.wait(0.2):
+                    return
+                try:
+                    sock.send(bytes([byte]))
+                except OSError:
+                    return
+
+        sender = threading.Thread(target=trickle, daemon=True)
+        sender.start()
+        try:
+            time.sleep(0.5)  # it is sending
+            assert gauges(one_place) == (0, 0)
+            mark = one_place.mark()
+            answered = requests.post(one_place.url + "/generate", json=well_behaved(), timeout=60)
+            assert answered.status_code == 200, answered.text  # the single place was free
+            assert parse_request_line(one_place.request_line("/generate", since=mark).string)[2] == 200
+            mark = one_place.mark()
+            assert status_of(sock, timeout=CLIENT_TIMEOUT_S + 10) == 408  # timed out, answered
+        finally:
+            stop.set()
+            sender.join(timeout=5)
+    assert parse_request_line(one_place.request_line("/generate", since=mark).string)[2] == 408
+
+
+def test_deeply_nested_json_is_refused_and_the_server_answers_on(one_place):
+    for path in ("/generate", "/v1/chat/completions"):
+        nested = b'{"inputs": ' + b"[" * 200_000 + b"]" * 200_000 + b"}"
+        response = requests.post(one_place.url + path, data=nested, timeout=30)
+        assert response.status_code == 422, (path, response.text)
+        assert "nested too deeply" in response.text
+    assert gauges(one_place) == (0, 0)
+    assert requests.post(one_place.url + "/generate", json=well_behaved(), timeout=60).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        # Events made large (top tokens, details), so that the socket's buffers fill early.
+        (
+            "/generate_stream",
+            {"inputs": COUNTING, "parameters": {"max_new_tokens": 1900, "top_n_tokens": 5, "details": True}},
+        ),
+        ("/v1/completions", {"model": "m", "prompt": COUNTING, "max_tokens": 1900, "stream": True}),
+    ],
+)
+def test_a_stream_that_is_never_read_is_dropped_after_the_client_timeout(one_place, path, body):
+    """Its decoding slot is held only until its writes have waited --client-timeout: then its
+    connection is closed and its generation stopped, and the place serves the next request."""
+    data = json.dumps(body).encode()
+    with raw_connection(one_place, receive_buffer=4096) as sock:
+        mark = one_place.mark()
+        sock.sendall(head(path, len(data)) + data)  # then reads nothing
+        cancelled = one_place.wait_for(CANCELLED, since=mark, timeout=120, what="the unread stream to be dropped")
+        assert int(cancelled.group(1)) < 1900  # stopped, not run to its end
+        line = one_place.request_line(path, since=mark).string
+        assert parse_request_line(line)[4] == "cancelled", line
+        assert gauges(one_place) == (0, 0)
+        assert requests.post(one_place.url + "/generate", json=well_behaved(), timeout=60).status_code == 200
