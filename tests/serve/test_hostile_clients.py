@@ -58,8 +58,7 @@ def raw_connection(server, *, receive_buffer: int | None = None):
 
 def head(path: str, length: int, content_type: str = "application/json") -> bytes:
     return (
-        f"POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: {content_type}\r\n"
-        f"Content-Length: {length}\r\n\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\n\r\n"
     ).encode()
 
 

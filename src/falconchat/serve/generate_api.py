@@ -140,7 +140,9 @@ class GenerateAPI:
                     event = await next_event(request, job)
                 except Exception as exc:
                     job.outcome = "error"
-                    await self.relay.write(request, response, sse({"error": failure_message(exc), "error_type": "generation"}))
+                    await self.relay.write(
+                        request, response, sse({"error": failure_message(exc), "error_type": "generation"})
+                    )
                     return response
                 if event is None:
                     return response

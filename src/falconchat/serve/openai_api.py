@@ -184,7 +184,11 @@ class OpenAIAPI:
                     event = await next_event(request, job)
                 except Exception as exc:
                     job.outcome = "error"
-                    await self.relay.write(request, response, sse(error_body(request.path, failure_message(exc), "generation"), spaced=True))
+                    await self.relay.write(
+                        request,
+                        response,
+                        sse(error_body(request.path, failure_message(exc), "generation"), spaced=True),
+                    )
                     return response
                 if event is None:
                     return response
@@ -197,7 +201,9 @@ class OpenAIAPI:
                 self.relay.metrics.finished(job, event)
                 await send(reply.finish(event), _finish(event))
                 if req.include_usage:
-                    await self.relay.write(request, response, sse({**reply.envelope(kind, []), "usage": _usage(event)}, spaced=True))
+                    await self.relay.write(
+                        request, response, sse({**reply.envelope(kind, []), "usage": _usage(event)}, spaced=True)
+                    )
                 await self.relay.write(request, response, b"data: [DONE]\n\n")
                 return response
         except (ConnectionResetError, ConnectionError):
