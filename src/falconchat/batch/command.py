@@ -92,6 +92,7 @@ def read_items(settings, options: BatchOptions, env: Environment, notes) -> tupl
         parsed = parse_openai(lines, settings.system, settings.sampling, settings.max_input_bytes)
     else:
         parsed = parse_lines(lines, fmt, settings.system, settings.sampling, settings.max_input_bytes)
+    with_sources(parsed, settings, options, env, notes)
     report_input(parsed, notes)
     refused = [item for item in parsed.items if item.refused is not None]
     if options.strict and (parsed.bad or refused):
@@ -99,6 +100,51 @@ def read_items(settings, options: BatchOptions, env: Environment, notes) -> tupl
     if fmt == "openai" and len(parsed.items) > MAX_REQUESTS:
         notes.write(f"{len(parsed.items)} requests: more than OpenAI's Batch API takes in one file ({MAX_REQUESTS})")
     return fmt, parsed
+
+
+def with_sources(parsed: Parsed, settings, options: BatchOptions, env: Environment, notes) -> None:
+    """The sources of -f/--sf/-a (every line) and of each line's `files`, read before anything
+    runs and put before its message (or in its system message); a line whose sources cannot
+    be read is a bad line, one that names it."""
+    from falconchat.images import read_images  # noqa: PLC0415 (only with sources)
+    from falconchat.sources import STDIN, read_sources, system_with_blocks, with_blocks  # noqa: PLC0415
+    from falconchat.web_source import URL_TIMEOUT_S  # noqa: PLC0415 (only with sources)
+
+    limit, timeout = settings.max_file_size, min(settings.model.timeout, URL_TIMEOUT_S)
+    if STDIN in options.files + options.system_files:
+        raise UsageError("batch: -f - is not a source here (standard input can be batch's INPUT)")
+    given = options.files + options.system_files + options.images
+    if not given and not any(item.files for item in parsed.items):
+        return
+    shared = read_sources(options.files, env, limit, timeout)
+    shared.blocks.extend(read_images(options.images, env, limit))
+    system = read_sources(options.system_files, env, limit, timeout)
+    for note in (*shared.notes, *system.notes):
+        notes.write(note)
+    read: dict[str, list] = {}  # a source named by many lines is read once
+    kept = []
+    for item in parsed.items:
+        blocks = list(shared.blocks)
+        try:
+            for spec in item.files:
+                if spec not in read:
+                    loaded = read_sources([spec], env, limit, timeout)
+                    for note in loaded.notes:
+                        notes.write(f"line {item.line}: {note}")
+                    read[spec] = loaded.blocks
+                blocks.extend(read[spec])
+        except InputError as exc:
+            parsed.bad.append((item.line, exc.message))
+            continue
+        kept.append(
+            replace(
+                item,
+                message=with_blocks(item.message, blocks),
+                system=system_with_blocks(item.system, system.blocks),
+            )
+        )
+    parsed.items[:] = kept
+    parsed.bad.sort()
 
 
 def read_input(path: str | None, env: Environment) -> list[str]:

@@ -4,8 +4,9 @@ A JSON line is an object: `id` (string or integer; the line number when left
 out), `prompt` or `messages` ([{role, content}], system/user/assistant, ending
 with user), optional `system` and sampling values (`temperature`,
 `max_new_tokens` or `max_tokens`, `top_p`, `top_k`, `repetition_penalty`,
-`seed`, `stop`), and `schema` (a JSON Schema object, or the short form "name, age int":
-the reply must validate against it). Other fields are ignored (datasets carry their own), with one
+`seed`, `stop`), `schema` (a JSON Schema object, or the short form "name, age int":
+the reply must validate against it), and `files` (sources, as -f takes them, put before
+the prompt: command.py reads them). Other fields are ignored (datasets carry their own), with one
 warning per field name.
 """
 
@@ -21,7 +22,7 @@ from falconchat.errors import ConfigError, UsageError
 from falconchat.structured import checked_schema, short_schema
 from falconchat.types import Constraint, SamplingParams, Turn
 
-KNOWN_FIELDS = {"id", "prompt", "messages", "system", "max_tokens", "schema", *SAMPLING_KEYS}
+KNOWN_FIELDS = {"id", "prompt", "messages", "system", "max_tokens", "schema", "files", *SAMPLING_KEYS}
 ROLES = ("system", "user", "assistant")
 
 
@@ -35,6 +36,7 @@ class Item:
     params: SamplingParams
     api: str = ""  # an OpenAI batch line's endpoint: "chat" or "completions"; "" for falconchat's own
     refused: str | None = None  # why an OpenAI batch line cannot run: its error row, without a request
+    files: tuple[str, ...] = ()  # sources for the message (files, folders, globs, URLs), read before running
 
     @property
     def key(self) -> str:
@@ -129,7 +131,18 @@ def _json_item(
         history=history,
         message=message,
         params=_sampling(obj, params, number),
+        files=_files(obj.get("files")),
     )
+
+
+def _files(raw: Any) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(name, str) and name.strip() for name in raw):
+        raise BadLine("files must be a list of sources (paths, globs, URLs)")
+    if "-" in raw:
+        raise BadLine("files: '-' (standard input) is not a source in batch")
+    return tuple(raw)
 
 
 def _conversation(messages: Any) -> tuple[tuple[Turn, ...], str, str | None]:

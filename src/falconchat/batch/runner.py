@@ -71,6 +71,10 @@ class BatchOptions:
     endpoints: tuple[str, ...] = ()  # several replicas of one model (`--endpoint` repeated)
     policy: str = "least-busy"
     stats: str | None = None  # --stats FILE: the summary as JSON
+    # -f/--sf/-a: sources for every line (before each line's own `files`), read before anything runs
+    files: tuple[str, ...] = ()
+    system_files: tuple[str, ...] = ()
+    images: tuple[str, ...] = ()
 
 
 @dataclass

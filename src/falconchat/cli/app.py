@@ -214,6 +214,9 @@ def batch(
         endpoints=endpoints if len(endpoints) > 1 else (),
         policy=policy,
         stats=stats_path,
+        files=tuple(flags.get("file") or ()),
+        system_files=tuple(flags.get("system_file") or ()),
+        images=tuple(flags.get("attach") or ()),
     )
     try:
         ctx.exit(run_batch(settings, options, env))
