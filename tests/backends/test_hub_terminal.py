@@ -83,3 +83,29 @@ def test_ctrl_c_during_a_pull_keeps_the_part_and_the_next_pull_resumes(tmp_path)
             term.close()
         assert model.is_file()
         assert [h.get("Range") for _, path, h in hub.requests if path.startswith("/cdn/")] == [f"bytes={kept}-"]
+
+
+def test_slash_model_switches_to_a_pulled_hub_model_and_back(tmp_path):
+    from processes import falconchat, isolated_env
+
+    with serve(Script()) as hub:
+        env = {"HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf")}
+        pulled = falconchat("models", "pull", f"hf:{REPO}", cwd=tmp_path, env=isolated_env(tmp_path, **env))
+        assert pulled.returncode == 0, pulled.stderr.decode()
+        hub.requests.clear()
+        term = TmuxTerminal(tmp_path, env=env)
+        try:
+            term.wait_prompt()
+            term.say("/model hf:test-org/not-pulled-GGUF")
+            term.wait_for("is not downloaded: run `falconchat models pull")  # the line wraps at 100 columns
+            term.say(f"/model hf:{REPO}:q4_1")
+            term.wait_for(f"now talking to hf:{REPO}:q4_1")
+            term.say("Say hi.")
+            term.wait_for(lambda s: s.count(">>>") >= 4)  # the reply is done: a fresh prompt
+            term.say("/model smollm2")
+            term.wait_for("now talking to smollm2")
+            term.keys("C-d")
+            assert term.wait_exit() == 0
+        finally:
+            term.close()
+        assert hub.requests == []  # switching to a pulled model asks the Hub nothing

@@ -9,11 +9,13 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from falconchat import sessions
 from falconchat.backends.base import Backend
+from falconchat.backends.hub_names import is_hub_name, parse_hub_name
 from falconchat.backends.registry import FORMAT_SHOWN
+from falconchat.config import BUNDLED_MODEL, ModelSpec
 from falconchat.config_values import parse
 from falconchat.errors import FalconchatError
 from falconchat.repl import attach_commands, session_commands
@@ -160,13 +162,14 @@ class Commands:
         if not arg:
             self.repl.notice(f"model: {self.state.backend.describe()}; known: {', '.join(sorted(options.models))}")
             return
-        if arg not in options.models or options.open_backend is None:
-            self.repl.notice(f"unknown model {arg!r}; known: {', '.join(sorted(options.models))}")
+        spec = options.models.get(arg) or hub_model(arg, options.models)
+        if spec is None or options.open_backend is None:
+            self.repl.notice(f"unknown model {arg!r}; known: {', '.join(sorted(options.models))}, or hf:OWNER/REPO")
             return
         from falconchat.repl.input import typing_hidden  # noqa: PLC0415 (it loads prompt_toolkit)
 
         with typing_hidden(self.repl.env.stdin):  # keys typed while an endpoint is probed wait for the prompt
-            backend = options.open_backend(options.models[arg])
+            backend = options.open_backend(spec)
             try:
                 backend.warm_up()  # fail here, keeping the current model, rather than at the next message
             except FalconchatError:
@@ -468,3 +471,12 @@ def _shown_constraint(constraint: Constraint | None) -> str:
 def shown_format(backend: Backend) -> str:
     """The prompt format in use, as the banner, /show and /model say it: "native (the model's chat template)"."""
     return FORMAT_SHOWN.get(backend.prompt_format, backend.prompt_format)
+
+
+def hub_model(arg: str, models) -> ModelSpec | None:
+    """`/model hf:OWNER/REPO…`: a local model from the Hub's cache, with the bundled model's settings
+    (context, threads, format); one not pulled yet fails to open, naming the pull command."""
+    if not is_hub_name(arg) or BUNDLED_MODEL not in models:
+        return None
+    parse_hub_name(arg)  # a malformed name is an error now
+    return replace(models[BUNDLED_MODEL], name=arg, model_path=arg)
