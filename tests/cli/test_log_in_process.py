@@ -179,3 +179,33 @@ def test_ask_json_names_the_conversation_to_go_on_with(tmp_path, tgi_endpoint):
     assert code == 0 and json.loads(out)["conversation_id"] == cid
     assert "User: first" in tgi_endpoint.requests[-1].body["inputs"]
     assert json.loads(_ask(tmp_path, tgi_endpoint, "--no-log", "--json", "third")[1])["conversation_id"] is None
+
+
+def test_logs_filters_by_time_model_and_conversation_and_rm_before(tmp_path):
+    from falconchat.log_store import Exchange, LogStore
+
+    store = LogStore(_log(tmp_path))
+    old = store.new_conversation(
+        exchanges=[Exchange("old one", "r", "stop", model="a", created_at="2020-01-01T00:00:00.000+00:00")]
+    )
+    recent = store.new_conversation(
+        exchanges=[Exchange("recent a", "r", "stop", model="a"), Exchange("recent b", "r", "stop", model="b")]
+    )
+    store.close()
+
+    def prompts(*args):
+        code, out, err = _logs(tmp_path, "--json", *args)
+        assert code == 0, err
+        return [e["prompt"] for e in json.loads(out)]
+
+    assert prompts("-n", "0") == ["old one", "recent a", "recent b"]
+    assert prompts("--since", "2h") == ["recent a", "recent b"]
+    assert prompts("--since", "2021-06-01") == ["recent a", "recent b"]
+    assert prompts("-m", "a", "-n", "0") == ["old one", "recent a"]
+    assert prompts("--cid", old) == ["old one"] and prompts("-c") == ["recent a", "recent b"]
+    code, _, err = _logs(tmp_path, "--since", "last tuesday")
+    assert code == ExitCode.USAGE and "--since 'last tuesday'" in err
+    assert _logs(tmp_path, "rm", "--before", "30d", "-y")[0] == 0
+    assert prompts("-n", "0") == ["recent a", "recent b"]
+    conversations = json.loads(_logs(tmp_path, "list-conversations", "--json")[1])
+    assert [c["id"] for c in conversations] == [recent]  # the emptied one went too
