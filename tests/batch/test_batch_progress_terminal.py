@@ -26,3 +26,24 @@ def test_the_bar_counts_tokens_of_an_item_still_decoding(tmp_path, tgi_endpoint)
         assert "ETA -:--:--" in screen  # nothing finished yet: no estimate
     finally:
         term.close()
+
+
+def test_with_replicas_the_bar_shows_each_one_s_share_and_errors(tmp_path):
+    from tgi_endpoint import TgiEndpoint
+
+    with TgiEndpoint() as first, TgiEndpoint() as second:
+        first.forever(interval=0.05)
+        second.forever(interval=0.05)
+        (tmp_path / "in.txt").write_text("one\ntwo\nthree\nfour\n")
+        args = ("batch", "in.txt", "--endpoint", first.url, "--endpoint", second.url, "-j", "2")
+        term = TmuxTerminal(tmp_path, *args, width=120)
+        try:
+            rows = [
+                re.compile(
+                    rf"{re.escape(url.removeprefix('http://'))} .*0/4 50% of requests · 0 errors · 1 in flight · 0 tokens/s"
+                )
+                for url in (first.url, second.url)
+            ]
+            term.wait_for(lambda s: all(row.search(s) for row in rows) and "0/4 0 failed · 2 in flight" in s)
+        finally:
+            term.close()

@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from falconchat.environment import Environment
 from falconchat.render import make_console
@@ -58,6 +59,7 @@ class Progress:
         self.notes = notes
         self._bar: RichProgress | None = None
         self._task: TaskID | None = None
+        self._replica_tasks: list = []
         self.eta = Eta(total)
 
     def __enter__(self) -> Progress:
@@ -70,34 +72,41 @@ class Progress:
         from rich.progress import Progress as RichProgress  # noqa: PLC0415 (heavy: rich)
 
         bar = self._bar = RichProgress(
-            TextColumn("batch"),
+            TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn(
-                "{task.fields[failed]} failed · {task.fields[in_flight]} in flight · {task.fields[rate]} tokens/s"
-                " · ETA {task.fields[eta]}"
-            ),
+            TextColumn("{task.fields[detail]}"),
             console=make_console(self.notes.stream, self.notes.env),
             transient=True,  # the summary line replaces it
         )
-        self._task = bar.add_task("batch", total=self.total, failed=0, in_flight=0, rate="0", eta=NO_ESTIMATE)
+        self._task = bar.add_task("batch", total=self.total, detail=self._detail(0, 0, "0", NO_ESTIMATE))
+        # Several replicas: a row each, its bar the share of the items it answered.
+        pool = getattr(self.runner, "pool", None)
+        self._replica_tasks = [
+            (replica, bar.add_task(urlsplit(replica.url).netloc or replica.url, total=self.total, detail=""))
+            for replica in (pool.replicas if pool is not None else ())
+        ]
         bar.start()
         self.notes.console = bar.console
+
+    @staticmethod
+    def _detail(failed: int, in_flight: int, rate: str, eta: str) -> str:
+        return f"{failed} failed · {in_flight} in flight · {rate} tokens/s · ETA {eta}"
 
     def update(self, stats: dict, elapsed: float) -> None:
         if self._bar is None or self._task is None:
             return
         done = stats["answered"] + stats["failed"]
-        self._bar.update(
-            self._task,
-            completed=done,
-            failed=stats["failed"],
-            in_flight=self.runner.in_flight,
-            rate=f"{tokens_per_s(self.runner.streamed_tokens, elapsed):.0f}",
-            eta=self.eta.text(
-                done, stats["answered"], stats["tokens"], self.runner.streamed_tokens, self.runner.in_flight
-            ),
+        eta = self.eta.text(
+            done, stats["answered"], stats["tokens"], self.runner.streamed_tokens, self.runner.in_flight
         )
+        rate = f"{tokens_per_s(self.runner.streamed_tokens, elapsed):.0f}"
+        self._bar.update(
+            self._task, completed=done, detail=self._detail(stats["failed"], self.runner.in_flight, rate, eta)
+        )
+        requests = sum(replica.requests for replica, _ in self._replica_tasks) or 1
+        for replica, task in self._replica_tasks:
+            self._bar.update(task, completed=replica.answered, detail=replica_detail(replica, requests, elapsed))
 
     def __exit__(self, *exc) -> None:
         if self._bar is not None:
@@ -201,3 +210,12 @@ def replica_lines(replicas: list[dict]) -> list[str]:
         f"{r['errors']} errors, cooled down {r['cooled_down_s']:.1f}s"
         for r in replicas
     ]
+
+
+def replica_detail(replica, requests: int, elapsed: float) -> str:
+    """A replica's row: its share of the requests, errors, in flight, tokens/s, and cooling down."""
+    cooling = " · cooling down" if time.monotonic() < replica.cooled_until else ""
+    return (
+        f"{100 * replica.requests / requests:.0f}% of requests · {replica.errors} errors · "
+        f"{replica.in_flight} in flight · {tokens_per_s(replica.tokens, elapsed):.0f} tokens/s{cooling}"
+    )
