@@ -50,6 +50,7 @@ FULL_RUN_ROWS = [
     "log one exchange (in process)",
     "logs -q search, a generated log (100k exchanges; --quick 10k) (in process)",
     "falconchat logs -q, a generated log (100k exchanges; --quick 10k)",
+    "ask -f 200 KB tree: first byte",
 ]
 
 
@@ -74,3 +75,13 @@ def test_bench_says_each_step_on_stderr_also_in_a_pipe(tmp_path):
     assert lines[-1].startswith("falconchat bench:") and lines[-1].endswith("done"), lines
     assert "\r" not in result.stderr.decode() and "\x1b" not in result.stderr.decode()  # one line per step
     assert [row["what"] for row in json.loads(result.stdout)] == ["falconchat --help", "falconchat --version"]
+
+
+def test_the_sources_row_measures_ask_f_against_the_same_text_piped(tmp_path):
+    result = falconchat(
+        "bench", "--quick", "--only", "sources", "--json", cwd=tmp_path, env=isolated_env(tmp_path), timeout=300
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    [row] = json.loads(result.stdout)
+    assert row["what"] == "ask -f 200 KB tree: first byte" and row["baseline"] == "the same text piped"
+    assert row["value"] > 0 and row["baseline_value"] > 0 and row["target"] == "≤ 1.1×"

@@ -23,7 +23,7 @@ from pathlib import Path
 from falconchat.backends import open_in_process
 from falconchat.backends.base import InProcessModel
 from falconchat.bench import batching as bench_batching
-from falconchat.bench import log_rows, peers, probes, under_load
+from falconchat.bench import log_rows, peers, probes, source_rows, under_load
 from falconchat.bench.peers import open_engine
 from falconchat.bench.stats import Row, median, p95
 from falconchat.bench.timed import Timed
@@ -324,6 +324,9 @@ class Bench:
 
     def log(self) -> list[Row]:
         return log_rows.rows(self)
+
+    def sources(self) -> list[Row]:
+        return source_rows.rows(self)
 
     def _backend(self, sequences: int = 1) -> InProcessModel:
         """The bundled model in this process, decoding `sequences` together (loaded once a run)."""

@@ -24,6 +24,7 @@ GROUPS = {
     "serving": "serve: 8 clients at once against one, grammars, the batching engine alone",
     "under_load": "decoding beside busy loops, every thread policy",
     "log": "the conversation log: ask logged against --no-log, one write, logs -q over 100k exchanges",
+    "sources": "ask -f a 200 KB source tree against the same text piped, first byte",
 }
 ROW_GROUPS = tuple(GROUPS)
 
