@@ -41,6 +41,7 @@ class Script:
     cut_transfers: int = 0  # the first N CDN transfers close after `cut_at` bytes
     cut_at: int = 0
     chunk_delay_s: float = 0.0  # between 64 KiB chunks: a slow transfer
+    corrupt: bool = False  # the CDN sends bytes other than the sha256 the Hub announced (same size)
 
 
 class ScriptedHub:
@@ -180,6 +181,8 @@ class _Handler(BaseHTTPRequestHandler):
             status = 206
             headers["Content-Range"] = f"bytes {start}-{len(content) - 1}/{len(content)}"
         body = content[start:]
+        if self.hub.script.corrupt:
+            body = bytes([body[0] ^ 0xFF]) + body[1:]
         with self.hub.lock:
             cutting = not head and self.hub.script.cut_transfers > 0
             self.hub.script.cut_transfers -= 1 if cutting else 0

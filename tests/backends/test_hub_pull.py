@@ -52,6 +52,15 @@ def error_after_choice(stderr: bytes) -> str:
     return lines[1]
 
 
+def error_at_end(stderr: bytes) -> str:
+    """Progress lines, then the one error line."""
+    text = stderr.decode()
+    lines = text.strip().splitlines()
+    assert "Traceback" not in text and [line for line in lines if "error" in line] == lines[-1:], lines
+    assert lines[-1].startswith("falconchat: error: ")
+    return lines[-1]
+
+
 def ask(tmp_path, env, *flags: str):
     return falconchat("ask", *flags, "--max-new-tokens", "8", "--temperature", "0", "Say hi.", cwd=tmp_path, env=env)
 
@@ -186,3 +195,20 @@ def test_models_lists_shows_and_removes_a_pulled_model(tmp_path, gguf):
 
         gone = ask(tmp_path, env, "-m", f"hf:{REPO}")
         assert gone.returncode == 2 and "models pull" in one_error_line(gone.stderr)
+
+
+def test_bytes_that_do_not_match_the_hub_s_sha256_or_are_not_gguf_are_removed(tmp_path, gguf):
+    with ScriptedHub(repos(gguf), Script(corrupt=True)) as hub:
+        env = hub_env(tmp_path, hub.url)
+        bad = falconchat("models", "pull", f"hf:{REPO}", cwd=tmp_path, env=env)
+        assert bad.returncode == 1
+        assert "did not match the sha256 the Hub gave" in error_at_end(bad.stderr)
+        blobs = snapshot(tmp_path).parents[2] / "blobs"
+        assert not snapshot(tmp_path).exists() and not [p for p in blobs.iterdir() if p.is_file()]
+    not_gguf = {REPO: Repo(files={"fake.Q4_K_M.gguf": b"<html>not a model</html>" * 100}, lfs={"fake.Q4_K_M.gguf"})}
+    with ScriptedHub(not_gguf) as hub:
+        env = hub_env(tmp_path, hub.url)
+        html = falconchat("models", "pull", f"hf:{REPO}", cwd=tmp_path, env=env)
+        assert html.returncode == 2
+        assert f"{REPO}/fake.Q4_K_M.gguf is not a GGUF file; removed it" in error_at_end(html.stderr)
+        assert not (snapshot(tmp_path).parent / "fake.Q4_K_M.gguf").exists()

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from falconchat.backends.gguf import is_gguf
 from falconchat.backends.hub_names import HubName, choose, is_hub_name, parse_hub_name, split_parts
 from falconchat.errors import AuthRejected, ConfigError, EndpointError, Overloaded, Unreachable
 
@@ -165,6 +166,9 @@ def pull(plan: Plan, progress: Progress | None = None) -> Path:
                 _retrying(functools.partial(hf_hub_download, name.repo, file.name, revision=name.revision or "main"))
             )
         _verify(path, file)
+        if first is None and not is_gguf(path):  # a split model's later parts have no header of their own
+            _remove(path)
+            raise ConfigError(f"{name.repo}/{file.name} is not a GGUF file; removed it from the cache")
         first = first or path
     assert first is not None  # a plan has at least one file
     return first
@@ -195,10 +199,14 @@ def _verify(path: Path, file: HubFile) -> None:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     if digest.hexdigest() != file.sha256:
-        blob = path.resolve()
-        path.unlink(missing_ok=True)  # the snapshot's link, then the blob: nothing corrupt stays
-        blob.unlink(missing_ok=True)
+        _remove(path)
         raise EndpointError(f"{file.name} did not match the sha256 the Hub gave; removed it: pull again")
+
+
+def _remove(path: Path) -> None:
+    blob = path.resolve()
+    path.unlink(missing_ok=True)  # the snapshot's link, then the blob: nothing corrupt stays
+    blob.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
