@@ -58,6 +58,7 @@ class ModelSpec:
     format: str = "falcon"
     device: str | None = None  # transformers: "auto" (a GPU when there is one), "cpu", "cuda" or "cuda:N"
     server: str | None = None  # endpoints: the software the probe found ("vllm", "llama-cpp-python", "tgi")
+    replicas: tuple[str, ...] = ()  # `endpoints = [...]`: several URLs of one model (batch uses them all)
     thinking: bool | None = None  # format = "native": the template's enable_thinking (None: its default)
     reasoning_effort: str | None = None  # format = "native": gpt-oss's "low" | "medium" | "high"
     # scripted: its replies and the prompts it was sent (a mutable part, shared with the test that wrote it)
@@ -97,6 +98,7 @@ MODEL_FIELDS = {
     "endpoint",
     "url",
     "base_url",  # the name OpenAI's clients give it
+    "endpoints",  # replicas of one model: batch spreads its requests over them
     "model_path",
     "context_length",
     "threads",
@@ -220,10 +222,19 @@ def _entry_urls(where: str, entry: Any) -> list[str]:
     unknown = set(entry) - MODEL_FIELDS
     if unknown:
         raise ConfigError(f"{where}: unknown field {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(MODEL_FIELDS))}")
-    urls = [key for key in ("endpoint", "url", "base_url") if key in entry]
+    urls = [key for key in ("endpoint", "url", "base_url", "endpoints") if key in entry]
     if len(urls) > 1:
         raise ConfigError(f"{where}: {' and '.join(urls)} name the same thing; keep one")
     return urls
+
+
+def _replicas(urls: Any, where: str) -> tuple[str, ...]:
+    """`endpoints = ["http://gpu1:8000", …]`: each URL checked as `endpoint` is."""
+    if not isinstance(urls, list) or not urls or not all(isinstance(url, str) for url in urls):
+        raise ConfigError(
+            f'{where}: endpoints must be a list of URLs, such as ["http://gpu1:8000", "http://gpu2:8000"]'
+        )
+    return tuple(parse("endpoint", url, f"{where} endpoints") for url in urls)
 
 
 def _model_from_toml(name: str, entry: Any, src: Sources, defaults: dict[str, Any]) -> ModelSpec:
@@ -261,7 +272,13 @@ def _model_from_toml(name: str, entry: Any, src: Sources, defaults: dict[str, An
             thinking=_first(field_value("thinking"), defaults["thinking"]),
             reasoning_effort=field_value("reasoning_effort") or defaults["reasoning_effort"],
         )
-    url = field_value("endpoint") or field_value("url", "endpoint") or field_value("base_url", "endpoint")
+    replicas = _replicas(entry.get("endpoints"), where) if "endpoints" in entry else ()
+    url = (
+        field_value("endpoint")
+        or field_value("url", "endpoint")
+        or field_value("base_url", "endpoint")
+        or (replicas[0] if replicas else None)
+    )
     if not url:
         raise ConfigError(f'{where}: a {backend} model needs endpoint = "https://…"')
     key_var = entry.get("api_key_env")
@@ -283,6 +300,7 @@ def _model_from_toml(name: str, entry: Any, src: Sources, defaults: dict[str, An
         timeout=field_value("timeout") or defaults["timeout"],
         remote_model=remote,
         headers=tuple(sorted(headers.items())),
+        replicas=replicas if len(replicas) > 1 else (),
         format=form,
         thinking=_first(field_value("thinking"), defaults["thinking"]),
         reasoning_effort=field_value("reasoning_effort") or defaults["reasoning_effort"],

@@ -291,3 +291,33 @@ def test_an_openai_batch_file_over_two_real_falconchat_serve_replicas(tmp_path, 
         and f"{url_b}: 6 requests (50%)" in result.stderr.decode()
     )
     assert served == [6, 6], (log_a.read_text()[-2000:], served)
+
+
+@pytest.mark.process
+def test_a_config_entry_with_endpoints_spreads_batch_over_them(replicas, tmp_path, env):
+    for endpoint in replicas[:2]:
+        endpoint.echo()
+    (tmp_path / "models.toml").write_text(
+        f'[models.fleet]\nendpoints = ["{replicas[0].url}", "{replicas[1].url}"]\n', encoding="utf-8"
+    )
+    args = ("-", "--config", "models.toml", "-m", "fleet", "--policy", "round-robin")
+    result = run(*args, cwd=tmp_path, env=env, input=jsonl(10))
+    assert result.returncode == 0, result.stderr
+    assert [r["reply"] for r in results(result.stdout)] == [f"echo: question {i}" for i in range(10)]
+    assert [posts(e) for e in replicas[:2]] == [5, 5]
+
+
+@pytest.mark.process
+@pytest.mark.parametrize(
+    "entry, says",
+    [
+        ('endpoints = "http://a"', "endpoints must be a list of URLs"),
+        ('endpoints = ["http://a"]\nendpoint = "http://b"', "endpoint and endpoints name the same thing"),
+    ],
+)
+def test_a_bad_endpoints_entry_is_one_line_and_exit_2(tmp_path, env, entry, says):
+    (tmp_path / "models.toml").write_text(f"[models.fleet]\n{entry}\n", encoding="utf-8")
+    result = run("-", "--config", "models.toml", "-m", "fleet", cwd=tmp_path, env=env, input=jsonl(2))
+    assert result.returncode == 2 and result.stdout == b""
+    lines = result.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and says in lines[0], lines

@@ -198,6 +198,8 @@ def batch(
         )
     endpoints = tuple(flags.get("endpoints") or ())
     settings = structured(load(flags, env), flags, env)
+    if len(endpoints) < 2:  # a [models.NAME] with endpoints = [...]
+        endpoints = settings.model.replicas
     if len(endpoints) < 2:  # replicas are probed by batch itself, each once
         settings = resolved(settings)
     options = BatchOptions(
