@@ -8,6 +8,7 @@ import copy
 import functools
 import inspect
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Optional
 
 import typer
@@ -87,6 +88,11 @@ SHARED_OPTIONS: list[tuple[str, Any, Any]] = [
         typer.Option(None, "--stop", metavar="TEXT", help="Extra stop sequence (repeatable)."),
     ),
     ("plain", bool, typer.Option(False, "--plain", help="Plain text instead of rendered Markdown.")),
+    (
+        "force",
+        bool,
+        typer.Option(False, "--force", help="Load a local model even if it is larger than the free memory."),
+    ),
     (
         "pull",
         bool,
@@ -287,7 +293,22 @@ def load(flags: dict[str, Any], env: Environment):
         from falconchat.cli.pull import ensure_pulled  # noqa: PLC0415 (per-command dispatch)
 
         ensure_pulled(env, settings.model.model_path)
+    if settings.model.backend == "local" and not flags.get("force"):
+        fits_memory(settings.model.model_path)
     return settings
+
+
+def fits_memory(model_path: str | None) -> None:
+    """A local GGUF larger than the free memory is one line (exit 2) before it loads; --force loads it."""
+    from falconchat.backends.gguf import check_fits_memory, memory_available  # noqa: PLC0415 (per-command dispatch)
+    from falconchat.backends.hub import find_cached  # noqa: PLC0415 (per-command dispatch)
+    from falconchat.backends.hub_names import is_hub_name, parse_hub_name  # noqa: PLC0415 (per-command dispatch)
+
+    if model_path is None:
+        return  # the bundled model: 100 MB
+    path = find_cached(parse_hub_name(model_path)) if is_hub_name(model_path) else Path(model_path).expanduser()
+    if path is not None and path.is_file():  # a missing file is the backend's error, said as it opens
+        check_fits_memory(path, memory_available())
 
 
 def structured(settings, flags: dict[str, Any], env: Environment):
