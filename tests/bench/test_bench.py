@@ -32,6 +32,7 @@ FULL_RUN_ROWS = [
     "serve, 8 clients at once: time to first token (~30-token prompt)",
     "serve, 8 clients: the 4 free ones' tokens/s beside 4 held to a JSON schema",
     "one request alone through the batching engine (decode tokens/s)",
+    "serve, 32 clients retrying 429s at once (tokens/s served)",
     f"decode tokens/s, {LOADED} busy loop(s) on {CPUS} CPUs (default threads)",
     f"decode tokens/s, {LOADED} busy loop(s) (default threads) vs 1 thread",
     f"REPL reply decode tokens/s, {LOADED} busy loop(s) (terminal answering CPR: toolbar drawn)",

@@ -75,7 +75,7 @@ def serve_rows(bench) -> list[Row]:
     """8 streaming clients at once on `falconchat serve` vs one client; their time to first token."""
     tokens = bench.work.serve_tokens
     bench.say("starting falconchat serve")
-    with _Served(bench) as url:
+    with Served(bench) as url:
 
         def run(clients: int) -> tuple[float, list[float]]:
             started = time.perf_counter()
@@ -215,11 +215,12 @@ def _with_grammars(url: str, tokens: int, *, constrained: bool) -> float:
     return free / (end - start)
 
 
-class _Served:
-    """`falconchat serve --port 0 --parallel 8` for the duration of a block; yields its URL."""
+class Served:
+    """`falconchat serve --port 0 ARGS` (by default 8 decoded together) for the duration of a
+    block; yields its URL."""
 
-    def __init__(self, bench):
-        self.command = [*bench.falconchat, "serve", "--port", "0", "--parallel", "8", "--max-waiting", "64"]
+    def __init__(self, bench, args: tuple[str, ...] = ("--parallel", "8", "--max-waiting", "64")):
+        self.command = [*bench.falconchat, "serve", "--port", "0", *args]
         self.env = bench.env
 
     def __enter__(self) -> str:

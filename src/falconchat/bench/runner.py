@@ -23,7 +23,7 @@ from pathlib import Path
 from falconchat.backends import open_in_process
 from falconchat.backends.base import InProcessModel
 from falconchat.bench import batching as bench_batching
-from falconchat.bench import log_rows, peers, probes, source_rows, under_load
+from falconchat.bench import log_rows, overload, peers, probes, source_rows, under_load
 from falconchat.bench.peers import open_engine
 from falconchat.bench.stats import Row, median, p95
 from falconchat.bench.timed import Timed
@@ -318,6 +318,9 @@ class Bench:
 
     def serving(self) -> list[Row]:
         return bench_batching.serve_rows(self)
+
+    def overload(self) -> list[Row]:
+        return overload.rows(self)
 
     def under_load(self) -> list[Row]:
         return under_load.rows(self)

@@ -22,6 +22,7 @@ GROUPS = {
     "memory": "peak memory of a chat, against llm chat",
     "batching": "batch -j 8 against -j 1",
     "serving": "serve: 8 clients at once against one, grammars, the batching engine alone",
+    "overload": "serve: 32 clients retrying 429s at once against 8 that back off",
     "under_load": "decoding beside busy loops, every thread policy",
     "log": "the conversation log: ask logged against --no-log, one write, logs -q over 100k exchanges",
     "sources": "ask -f a 200 KB source tree against the same text piped, first byte",
@@ -46,6 +47,7 @@ class Workload:
     batch_prompts: int  # `batch` rows: prompts, and tokens per reply
     batch_tokens: int
     serve_tokens: int  # `serve` rows: tokens per client
+    overload_s: float  # `serve` under overload: how long each set of clients asks
     engine_tokens: int  # one request alone through the batching engine and the single path
     load_tokens: int  # under load: each policy's reply
     load_reps: int
@@ -67,6 +69,7 @@ class Workload:
                 batch_prompts=8,
                 batch_tokens=8,
                 serve_tokens=12,
+                overload_s=3.0,
                 engine_tokens=40,
                 load_tokens=24,
                 load_reps=1,
@@ -85,6 +88,7 @@ class Workload:
             batch_prompts=32,
             batch_tokens=96,
             serve_tokens=64,
+            overload_s=20.0,
             engine_tokens=400,
             load_tokens=200,
             load_reps=3,
