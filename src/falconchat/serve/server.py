@@ -97,7 +97,7 @@ class TgiServer:
                 response = error_response(request, 401, message, "authentication")
             elif generation and (request.content_length or 0) > MAX_BODY_BYTES:
                 response = self._too_large(request)  # said by its length: refused before it is read
-            elif generation and (refused := self.relay.refusal(request)) is not None:
+            elif generation and (refused := await self.relay.refusal(request)) is not None:
                 response = refused  # overloaded: answered before the body is read
             else:
                 if generation:
