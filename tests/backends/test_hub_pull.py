@@ -150,6 +150,13 @@ def test_gated_missing_and_wrong_names_are_one_line_each(tmp_path, gguf):
         allowed = falconchat("models", "pull", f"hf:{GATED}", cwd=tmp_path, env={**env, "HF_TOKEN": SECRET})
         assert allowed.returncode == 0, allowed.stderr.decode()
         assert SECRET not in allowed.stderr.decode() + allowed.stdout.decode()
+        project = tmp_path / "project"  # HF_API_KEY in a .env file, the classic tutorial's name
+        project.mkdir()
+        (project / ".env").write_text(f"HF_API_KEY={SECRET}\n")
+        no_token = {k: v for k, v in env.items() if k != "HF_TOKEN"} | {"HF_HOME": str(tmp_path / "hf2")}
+        from_dotenv = falconchat("models", "pull", f"hf:{GATED}", cwd=project, env=no_token)
+        assert from_dotenv.returncode == 0, from_dotenv.stderr.decode()
+        assert SECRET not in from_dotenv.stderr.decode() + from_dotenv.stdout.decode()
         cdn = [h for method, path, h in hub.requests if path.startswith("/cdn/")]
         assert cdn and all("Authorization" not in h for h in cdn)  # the token stays with the Hub, not its CDN
 

@@ -15,7 +15,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from falconchat.backends.gguf import is_gguf
@@ -59,6 +59,7 @@ class Plan:
     name: HubName
     files: tuple[HubFile, ...]
     why: str
+    token: str | None = field(default=None, repr=False)
 
     @property
     def size(self) -> int:
@@ -123,12 +124,13 @@ def cached_model(text: str) -> Path:
     return found
 
 
-def plan(name: HubName) -> Plan:
-    """Ask the Hub for the repository's files and choose the one to pull."""
+def plan(name: HubName, token: str | None = None) -> Plan:
+    """Ask the Hub for the repository's files and choose the one to pull. `token`: None, the
+    Hub client's own (HF_TOKEN, or the login `hf auth login` stored)."""
     from huggingface_hub import HfApi  # noqa: PLC0415 (heavy: huggingface_hub)
 
     with hub_errors(name):
-        info = _retrying(lambda: HfApi().model_info(name.repo, revision=name.revision, files_metadata=True))
+        info = _retrying(lambda: HfApi(token=token).model_info(name.repo, revision=name.revision, files_metadata=True))
     siblings = {s.rfilename: s for s in info.siblings or []}
     chosen, why = choose(name, list(siblings))
     parts = split_parts(chosen, list(siblings))
@@ -146,7 +148,7 @@ def plan(name: HubName) -> Plan:
                 sha256=(lfs.sha256 if lfs and _SHA256.match(lfs.sha256 or "") else None),
             )
         )
-    return Plan(name=name, files=tuple(files), why=why)
+    return Plan(name=name, files=tuple(files), why=why, token=token)
 
 
 def pull(plan: Plan, progress: Progress | None = None) -> Path:
@@ -163,7 +165,11 @@ def pull(plan: Plan, progress: Progress | None = None) -> Path:
     for file in plan.files:
         with hub_errors(name), _watching(name.repo, file, progress):
             path = Path(
-                _retrying(functools.partial(hf_hub_download, name.repo, file.name, revision=name.revision or "main"))
+                _retrying(
+                    functools.partial(
+                        hf_hub_download, name.repo, file.name, revision=name.revision or "main", token=plan.token
+                    )
+                )
             )
         _verify(path, file)
         if first is None and not is_gguf(path):  # a split model's later parts have no header of their own

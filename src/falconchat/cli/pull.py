@@ -8,6 +8,8 @@ from collections.abc import Callable
 
 from falconchat.backends.hub import Plan, find_cached, plan, pull
 from falconchat.backends.hub_names import HubName, is_hub_name, parse_hub_name
+from falconchat.config import user_config_dir
+from falconchat.config_env import read_dotenv
 from falconchat.environment import Environment
 from falconchat.errors import ExitCode, UsageError
 from falconchat.text import sanitize
@@ -23,7 +25,7 @@ def pull_command(env: Environment, text: str) -> int:
 
 def fetch(env: Environment, name: HubName) -> None:
     """Choose, say what was chosen, download with progress; a whole cached file is not fetched again."""
-    chosen = plan(name)
+    chosen = plan(name, hub_token(env))
     _say(env, f"{name}: {chosen.file} ({chosen.why}), {_mb(chosen.size)}")
     try:
         path = pull(chosen, _progress_for(env, chosen))
@@ -49,12 +51,21 @@ def ask_to_pull(env: Environment, model_path: str | None, answer: Callable[[str]
     name = parse_hub_name(model_path)  # type: ignore[arg-type]
     if find_cached(name) is not None:
         return
-    chosen = plan(name)
+    chosen = plan(name, hub_token(env))
     reply = answer(f"Download {sanitize(name.repo)}/{sanitize(chosen.file)}, {_mb(chosen.size)}? [Y/n] ")
     if reply.strip().lower() not in ("", "y", "yes"):
         return  # opening the model then says which command pulls it
     _say(env, f"{chosen.file} ({chosen.why})")
     pull(chosen, _progress_for(env, chosen))
+
+
+def hub_token(env: Environment) -> str | None:
+    """HF_TOKEN (or the Hub's stored login) as the Hub client reads them; else HF_API_KEY, the
+    name the classic tutorial gives it, from the environment or a .env file. Never shown."""
+    if env.environ.get("HF_TOKEN"):
+        return None
+    dotenv = read_dotenv(env.environ.get("FALCONCHAT_ENV_FILE"), env.cwd, user_config_dir(env.environ))
+    return env.environ.get("HF_API_KEY") or dotenv.values.get("HF_API_KEY") or None
 
 
 def _progress_for(env: Environment, chosen: Plan):
