@@ -239,10 +239,10 @@ def test_an_older_file_is_migrated_step_by_step_keeping_its_rows(store, monkeypa
     monkeypatch.setattr(
         log_store, "MIGRATIONS", [*log_store.MIGRATIONS, "ALTER TABLE exchanges ADD COLUMN rating INTEGER;"]
     )
-    monkeypatch.setattr(log_store, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(log_store, "SCHEMA_VERSION", log_store.SCHEMA_VERSION + 1)
     migrated = LogStore(store.path)
     db = migrated.connect()
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == log_store.SCHEMA_VERSION
     assert db.execute("SELECT prompt, rating FROM exchanges").fetchall()[0][:] == ("kept across versions", None)
     assert [t.user for t in log_query.turns(db, log_query.resolve(db, "old"))] == ["kept across versions"]
     migrated.close()

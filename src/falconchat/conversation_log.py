@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 from falconchat.conversation import Conversation
 from falconchat.errors import FalconchatError
 from falconchat.log_store import FINISH_OF_STATUS, Exchange, LogStore
+from falconchat.sources import Block, words_after
 from falconchat.structured import check_reply
 from falconchat.types import Done, SamplingParams, Turn
 
@@ -47,16 +48,27 @@ class ConversationLog:
             self.store.close()
 
     def exchange(
-        self, conversation: Conversation, message: str, done: Done | None, reasoning: str | None, params: SamplingParams
+        self,
+        conversation: Conversation,
+        message: str,
+        done: Done | None,
+        reasoning: str | None,
+        params: SamplingParams,
+        sources: Sequence[Block] = (),
     ) -> None:
-        """Log the exchange `conversation` just recorded (nothing, if it kept none)."""
+        """Log the exchange `conversation` just recorded (nothing, if it kept none); `sources`:
+        the blocks that open `message`, each stored once (log_store's fragments)."""
         turn = conversation.last
         if self.store is None or turn is None or turn.user != message or any(t is turn for t in self._logged):
             return  # logging off, or the request failed before any text: the chat kept nothing either
         try:
             self._sync(conversation.turns[:-1], conversation.system)
             assert self.cid is not None
-            self.store.add(self.cid, self._exchange(turn, conversation.system, done, reasoning, params))
+            exchange = self._exchange(turn, conversation.system, done, reasoning, params)
+            words = words_after(turn.user, sources)
+            if words is not None:
+                exchange = replace(exchange, prompt=words, sources=tuple(sources))
+            self.store.add(self.cid, exchange)
             self._logged.append(turn)
         except Exception as exc:  # never costs the reply
             self._failed(exc)

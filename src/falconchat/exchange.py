@@ -51,7 +51,8 @@ def answer(
         ended = done = _run(recorded, fitted, writer, reasoning)
     finally:  # a reply cut by Ctrl-C or an error is logged with what arrived
         if log is not None:
-            log.exchange(conversation, message, ended, "".join(thoughts), params)
+            sent = [block for block in attached if block.delimited() in message]  # not the system's
+            log.exchange(conversation, message, ended, "".join(thoughts), params, sent)
     last = conversation.last
     if done.finish_reason != "cancelled" and last is not None and not last.assistant.strip():
         notice("(the model ended without writing any text)")  # an empty reply is never silent

@@ -14,6 +14,8 @@ from typing import Any
 
 from falconchat.errors import InputError
 from falconchat.log_store import EXCHANGE_COLUMNS, STATUS_OF_FINISH, LogStore
+from falconchat.sources import Block, with_blocks
+from falconchat.text import human_size
 from falconchat.types import Turn
 
 
@@ -91,12 +93,33 @@ def chain(db: sqlite3.Connection, cid: str) -> list[sqlite3.Row]:
 
 
 def turns(db: sqlite3.Connection, cid: str) -> list[Turn]:
-    """The conversation as the chat keeps it: an exchange that failed before any text is left out."""
-    return [
-        Turn(row["prompt"], row["reply"], STATUS_OF_FINISH[row["finish_reason"]], row["model"])  # type: ignore[arg-type]
-        for row in chain(db, cid)
-        if row["reply"] or row["finish_reason"] != "error"
-    ]
+    """The conversation as the chat keeps it: an exchange that failed before any text is left out;
+    one sent with sources gets their blocks back before its words, from the fragments they share."""
+    kept = []
+    for row in chain(db, cid):
+        if not row["reply"] and row["finish_reason"] == "error":
+            continue
+        status = STATUS_OF_FINISH[row["finish_reason"]]
+        blocks = sources_of(db, row["id"])
+        if not blocks:
+            kept.append(Turn(row["prompt"], row["reply"], status, row["model"]))  # type: ignore[arg-type]
+            continue
+        message = with_blocks(row["prompt"], blocks)
+        names = tuple(f"{block.name} ({human_size(block.size)})" for block in blocks)
+        turn = Turn(message, row["reply"], status, row["model"], attached=names)  # type: ignore[arg-type]
+        turn.words_at = len(message) - len(row["prompt"]) if row["prompt"].strip() else len(message)
+        kept.append(turn)
+    return kept
+
+
+def sources_of(db: sqlite3.Connection, exchange_id: int) -> list[Block]:
+    """The sources an exchange was sent with, in their order, their text from `fragments`."""
+    rows = db.execute(
+        "SELECT s.name, s.size, s.image, f.content FROM exchange_sources s JOIN fragments f ON f.hash = s.hash "
+        "WHERE s.exchange_id = ? ORDER BY s.position",
+        (exchange_id,),
+    ).fetchall()
+    return [Block(row["name"], row["content"], row["size"], image=bool(row["image"])) for row in rows]
 
 
 def last_system(db: sqlite3.Connection, cid: str) -> str:
@@ -116,7 +139,7 @@ def exchanges(db: sqlite3.Connection, which: Filter) -> list[dict[str, Any]]:
     where, values = [], []
     if which.cid and not which.query:  # the whole conversation, with what it shares with its parent
         rows = [row for row in chain(db, which.cid) if _keeps(row, which)]
-        return [_record(row) for row in (rows[-which.limit :] if which.limit > 0 else rows)]
+        return with_sources(db, [_record(row) for row in (rows[-which.limit :] if which.limit > 0 else rows)])
     if which.cid:
         where.append("e.conversation_id = ?")
         values.append(which.cid)
@@ -136,7 +159,7 @@ def exchanges(db: sqlite3.Connection, which: Filter) -> list[dict[str, Any]]:
             f"{clause} ORDER BY e.created_at DESC, e.id DESC{limit}",
             values,
         ).fetchall()
-    return [_record(row) for row in reversed(rows)]
+    return with_sources(db, [_record(row) for row in reversed(rows)])
 
 
 def _keeps(row: sqlite3.Row, which: Filter) -> bool:
@@ -178,6 +201,17 @@ def _record(row: sqlite3.Row) -> dict[str, Any]:
             pass
     record["schema_valid"] = None if record["schema_valid"] is None else bool(record["schema_valid"])
     return record
+
+
+def with_sources(db: sqlite3.Connection, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each record's `sources`: [{name, hash, size}] of what was sent before its prompt (its text
+    is stored once, in `fragments`, under that hash)."""
+    for record in records:
+        rows = db.execute(
+            "SELECT name, hash, size FROM exchange_sources WHERE exchange_id = ? ORDER BY position", (record["id"],)
+        ).fetchall()
+        record["sources"] = [dict(row) for row in rows]
+    return records
 
 
 def conversations(db: sqlite3.Connection, limit: int = 0) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ the caller decides what it means (conversation_log.py makes it one warning; `log
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -22,7 +23,7 @@ from typing import Any
 
 from falconchat.errors import LogError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 FILE_NAME = "log.db"
 OFF_MARK = "logs-off"  # `falconchat logs off` leaves this file beside the database
 BUSY_TIMEOUT_S = 2.0  # a writer waits this long for another; past it the exchange is not logged
@@ -75,8 +76,27 @@ CREATE TRIGGER exchanges_fts_update AFTER UPDATE OF prompt, reply ON exchanges B
 END;
 """
 
+# Version 2 (issue 26): the sources of -f, /file, /run, -a, each content stored once by its
+# sha256 however often it is sent; an exchange's prompt then holds the user's words alone.
+_V2 = """
+CREATE TABLE fragments (
+    hash TEXT PRIMARY KEY,
+    content TEXT NOT NULL
+);
+CREATE TABLE exchange_sources (
+    exchange_id INTEGER NOT NULL REFERENCES exchanges(id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    hash TEXT NOT NULL REFERENCES fragments(hash),
+    size INTEGER NOT NULL,
+    image INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (exchange_id, position)
+);
+CREATE INDEX exchange_sources_by_hash ON exchange_sources (hash);
+"""
+
 # MIGRATIONS[n] moves a file at user_version n to n + 1 (0: a new, empty file).
-MIGRATIONS: list[str] = [_V1]
+MIGRATIONS: list[str] = [_V1, _V2]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 # How a logged exchange comes back into a conversation (types.Turn.status), and back.
@@ -114,6 +134,9 @@ class Exchange:
     schema: str | None = None  # --schema / --json-mode: the constraint, as JSON
     schema_valid: bool | None = None
     created_at: str = ""  # ISO 8601, UTC; "" means now
+    # The sources before `prompt` in the message sent (sources.Block: name, text, size, image),
+    # each text stored once in `fragments`; the prompt is then the user's words alone.
+    sources: tuple[Any, ...] = ()
 
 
 def default_path(environ: Mapping[str, str]) -> Path:
@@ -274,7 +297,15 @@ def insert_exchange(db: sqlite3.Connection, cid: str, e: Exchange) -> int:
     )
     marks = ", ".join("?" * len(values))
     cursor = db.execute(f"INSERT INTO exchanges ({EXCHANGE_COLUMNS}) VALUES ({marks})", values)
-    return int(cursor.lastrowid or 0)
+    exchange_id = int(cursor.lastrowid or 0)
+    for position, source in enumerate(e.sources):
+        digest = hashlib.sha256(source.text.encode("utf-8", "surrogatepass")).hexdigest()
+        db.execute("INSERT OR IGNORE INTO fragments (hash, content) VALUES (?, ?)", (digest, source.text))
+        db.execute(
+            "INSERT INTO exchange_sources (exchange_id, position, name, hash, size, image) VALUES (?, ?, ?, ?, ?, ?)",
+            (exchange_id, position, source.name, digest, source.size, int(source.image)),
+        )
+    return exchange_id
 
 
 def _private_file(path: Path) -> None:

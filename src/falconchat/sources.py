@@ -64,6 +64,17 @@ def with_blocks(words: str, blocks: Sequence[Block]) -> str:
     return "\n\n".join([*(block.delimited() for block in blocks), *([words] if words.strip() else [])])
 
 
+def words_after(message: str, blocks: Sequence[Block]) -> str | None:
+    """The user's words in a message that `with_blocks` made of `blocks` and them; None if it
+    was not made so."""
+    prefix = "\n\n".join(block.delimited() for block in blocks)
+    if not blocks:
+        return None
+    if message == prefix:
+        return ""
+    return message[len(prefix) + 2 :] if message.startswith(prefix + "\n\n") else None
+
+
 def system_with_blocks(system: str, blocks: Sequence[Block]) -> str:
     """The system message, then the --sf blocks."""
     return "\n\n".join([*([system] if system.strip() else []), *(block.delimited() for block in blocks)])
