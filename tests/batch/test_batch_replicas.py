@@ -321,3 +321,38 @@ def test_a_bad_endpoints_entry_is_one_line_and_exit_2(tmp_path, env, entry, says
     assert result.returncode == 2 and result.stdout == b""
     lines = result.stderr.decode().strip().splitlines()
     assert len(lines) == 1 and says in lines[0], lines
+
+
+@pytest.mark.process
+def test_ask_on_an_entry_with_endpoints_moves_to_the_next_replica_when_one_is_down(replicas, tmp_path, env):
+    replicas[1].echo()
+    replicas[2].error(503, "overloaded", "overloaded")
+    down = refused_url()
+    (tmp_path / "models.toml").write_text(
+        f'[models.fleet]\nendpoints = ["{down}", "{replicas[2].url}", "{replicas[1].url}"]\n', encoding="utf-8"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", "import falconchat.backends.tgi as t; t.BACKOFF_S = 0.001; from falconchat.cli.app import main; main()",
+         "ask", "--config", "models.toml", "-m", "fleet", "hello there"],
+        cwd=tmp_path, env=env, capture_output=True, stdin=subprocess.DEVNULL, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().strip() == "echo: hello there"
+    assert posts(replicas[2]) >= 1 and posts(replicas[1]) == 1  # the 503 replica was tried, then the next
+
+
+@pytest.mark.process
+def test_a_chat_on_an_entry_with_endpoints_stays_on_one_replica(replicas, tmp_path, env):
+    for endpoint in replicas[:2]:
+        endpoint.echo()
+    (tmp_path / "models.toml").write_text(
+        f'[models.fleet]\nendpoints = ["{replicas[0].url}", "{replicas[1].url}"]\n', encoding="utf-8"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "falconchat", "--config", "models.toml", "-m", "fleet"],
+        cwd=tmp_path, env=env, capture_output=True, input=b"first\nsecond\nthird\n/exit\n", timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.decode()
+    assert all(f"echo: {word}" in out for word in ("first", "second", "third")), out
+    assert [posts(e) for e in replicas[:2]] == [3, 0]  # the whole conversation on the first

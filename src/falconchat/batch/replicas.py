@@ -137,7 +137,7 @@ def probe_replicas(spec, urls: list[str], notes) -> list[Replica]:
     unreachable: list[tuple[str, FalconchatError]] = []
     for url in urls:
         try:
-            replicas.append(Replica(resolve(replace(spec, endpoint=url)), safe_url(url)))
+            replicas.append(Replica(resolve(replace(spec, endpoint=url, replicas=())), safe_url(url)))
         except Unreachable as exc:
             unreachable.append((safe_url(url), exc))
     if not replicas:

@@ -332,4 +332,6 @@ def resolved(settings):
 
     from falconchat.backends.probe import resolve  # noqa: PLC0415 (per-command dispatch)
 
+    if settings.model.replicas:  # each replica is probed when the failover backend opens it
+        return settings
     return replace(settings, model=resolve(settings.model))
