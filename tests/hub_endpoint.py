@@ -37,7 +37,8 @@ class Repo:
 
 @dataclass
 class Script:
-    api_failures: int = 0  # the first N API calls answer 500
+    api_failures: int = 0  # the first N API calls answer `api_status` (500: the Hub failing; 429: rate-limited)
+    api_status: int = 500
     cut_transfers: int = 0  # the first N CDN transfers close after `cut_at` bytes
     cut_at: int = 0
     chunk_delay_s: float = 0.0  # between 64 KiB chunks: a slow transfer
@@ -102,7 +103,9 @@ class _Handler(BaseHTTPRequestHandler):
             failing = self.hub.script.api_failures > 0
             self.hub.script.api_failures -= 1 if failing else 0
         if failing:
-            return self._send(500, b'{"error":"Internal Error"}', {"Content-Type": "application/json"})
+            status = self.hub.script.api_status
+            headers = {"Content-Type": "application/json"} | ({"Retry-After": "1"} if status == 429 else {})
+            return self._send(status, b'{"error":"Internal Error"}', headers)
         repo_id, _, revision = rest.partition("/revision/")
         repo = self.hub.repos.get(repo_id)
         if repo is None:

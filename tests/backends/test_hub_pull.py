@@ -136,6 +136,12 @@ def test_500s_are_retried_then_succeed_or_end_in_one_line(tmp_path, gguf):
         failed = falconchat("models", "pull", f"hf:{REPO}:Q8_0", cwd=tmp_path, env=env)
         assert failed.returncode == 1
         assert "the Hub answered 500" in one_error_line(failed.stderr)
+    with ScriptedHub(repos(gguf), Script(api_failures=99, api_status=429)) as hub:
+        env = hub_env(tmp_path, hub.url)
+        limited = falconchat("models", "pull", f"hf:{REPO}", cwd=tmp_path, env=env)
+        assert limited.returncode == 6
+        assert "rate-limiting requests (429) after 3 tries" in one_error_line(limited.stderr)
+        assert len(hub.requests) == 3
 
 
 def test_gated_missing_and_wrong_names_are_one_line_each(tmp_path, gguf):
