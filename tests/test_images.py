@@ -108,3 +108,24 @@ def test_a_model_that_cannot_see_refuses_before_sending(tmp_path):
     assert done.returncode == 2
     line = one_error_line(done.stderr)
     assert "cannot see images, and the message has one" in line
+
+
+@pytest.mark.parametrize(
+    ("head", "kind"),
+    [
+        (b"\xff\xd8\xff\xe0\x00\x10JFIF", "image/jpeg"),
+        (b"GIF89a\x01\x00\x01\x00", "image/gif"),
+        (b"GIF87a\x01\x00\x01\x00", "image/gif"),
+        (b"RIFF\x24\x00\x00\x00WEBPVP8 ", "image/webp"),
+        (b"RIFF\x24\x00\x00\x00WAVEfmt ", None),
+        (b"%PDF-1.7", None),
+    ],
+)
+def test_the_four_image_types_are_known_by_their_bytes(tmp_path, head, kind):
+    from falconchat.images import image_type
+
+    assert image_type(head) == kind
+    (tmp_path / "x.img").write_bytes(head)
+    if kind:
+        [block] = read_images(["x.img"], env_in(tmp_path), 1000)
+        assert block.text.startswith(f"data:{kind};base64,")

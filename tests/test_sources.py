@@ -144,3 +144,15 @@ def test_a_saved_session_keeps_which_sources_a_turn_had(tmp_path):
     sessions.save(path, sessions.Session(Conversation(turns=[turn]), "m", SamplingParams()))
     [loaded] = sessions.load(path).conversation.turns
     assert loaded == turn and loaded.words == "what?"
+
+
+def test_a_large_binary_in_a_folder_is_skipped_not_counted_against_the_limit(tmp_path):
+    """A repository with a 2 MB PNG in it: `-f .` reads its text and skips the picture."""
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "repo" / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n\0" + b"\xff" * 2_000_000)
+    (tmp_path / "repo" / "app.py").write_text("x = 1\n")
+    loaded = read_sources(["repo"], env_in(tmp_path), limit=1000)
+    assert names(loaded) == ["repo/app.py"]
+    assert loaded.notes == ["repo: 1 file read; skipped 1 binary (logo.png)"]
+    with pytest.raises(InputError, match=r"^cannot read repo/logo\.png: it is a binary file"):
+        read_sources(["repo/logo.png"], env_in(tmp_path), limit=1000)

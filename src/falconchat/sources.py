@@ -288,17 +288,15 @@ _KINDS = (
 
 def _read_file(name: str, path: Path, limit: int, loaded: Loaded, in_folder: bool = False) -> tuple[str, int]:
     """A regular text file's text (see `read_bytes`); a binary one is refused (skipped in a folder)."""
-    data = read_bytes(name, path, limit, in_folder)
-    if b"\0" in data[:BINARY_SNIFF]:
-        if in_folder:
-            raise _Unfit("binary")
-        raise InputError(f"cannot read {name}: it is a binary file (images go with -a/--attach)")
+    data = read_bytes(name, path, limit, in_folder, text=True)
     return _decoded(data, name, loaded), len(data)
 
 
-def read_bytes(name: str, path: Path, limit: int, in_folder: bool = False) -> bytes:
+def read_bytes(name: str, path: Path, limit: int, in_folder: bool = False, text: bool = False) -> bytes:
     """A regular file's bytes, up to `limit`. Opened without blocking (a FIFO swapped in after
-    a stat cannot hang us), checked on the open descriptor, read up to `limit` + 1 bytes."""
+    a stat cannot hang us), checked on the open descriptor, read up to `limit` + 1 bytes.
+    `text`: a binary file (a NUL in its first bytes) is refused, whatever its size, before the
+    rest is read (a folder's 50 MB video is skipped as binary, not counted against the limit)."""
 
     def refuse(why: str, short: str) -> Exception:
         return _Unfit(short) if in_folder else InputError(f"cannot read {name}: {why}")
@@ -312,6 +310,12 @@ def read_bytes(name: str, path: Path, limit: int, in_folder: bool = False) -> by
         if not stat.S_ISREG(info.st_mode):
             kind = next((what for test, what in _KINDS if test(info.st_mode)), "not a regular file")
             raise refuse(f"it is {kind}, not a regular file", "not regular files")
+        try:
+            head = fh.read(BINARY_SNIFF) if text else b""
+        except OSError as exc:
+            raise refuse(_reason(exc), "unreadable") from None
+        if b"\0" in head:
+            raise refuse("it is a binary file (images go with -a/--attach)", "binary")
         if info.st_size > limit:
             if in_folder:
                 raise _TooLarge
@@ -319,7 +323,7 @@ def read_bytes(name: str, path: Path, limit: int, in_folder: bool = False) -> by
                 f"cannot read {name}: it is {human_size(info.st_size)}, over --max-file-size {human_size(limit)}"
             )
         try:
-            data = fh.read(limit + 1)
+            data = head + fh.read(limit + 1 - len(head))
         except OSError as exc:
             raise refuse(_reason(exc), "unreadable") from None
     if len(data) > limit:  # it grew while we read
