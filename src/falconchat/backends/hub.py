@@ -267,6 +267,7 @@ def hub_errors(name: HubName) -> Iterator[None]:
         EntryNotFoundError,
         GatedRepoError,
         HfHubHTTPError,
+        LocalEntryNotFoundError,
         OfflineModeIsEnabled,
         RepositoryNotFoundError,
         RevisionNotFoundError,
@@ -285,6 +286,8 @@ def hub_errors(name: HubName) -> Iterator[None]:
         raise ConfigError(f"no repository {name.repo} on the Hub (a private one needs HF_TOKEN)") from None
     except RevisionNotFoundError:
         raise ConfigError(f"{name.repo} has no revision {name.revision!r}") from None
+    except LocalEntryNotFoundError:  # the Hub went away between the file list and the file
+        raise Unreachable(f"lost the connection to the Hub at {constants.ENDPOINT}: pull again") from None
     except EntryNotFoundError:
         raise ConfigError(f"{name.repo} has no such file at {name.revision or 'main'}") from None
     except OfflineModeIsEnabled:
@@ -298,7 +301,7 @@ def hub_errors(name: HubName) -> Iterator[None]:
         raise EndpointError(f"the Hub answered {status} for {name} after {RETRIES} tries") from None
     except requests.RequestException:  # refused, timed out, or cut half way (ChunkedEncodingError)
         raise Unreachable(
-            f"lost the connection to the Hub at {constants.ENDPOINT}: pull again to resume what was downloaded"
+            f"the Hub at {constants.ENDPOINT} could not be reached or cut the connection: pull again to resume"
         ) from None
     except OSError as exc:  # the cache: read-only, full; a transfer that came up short
         reason = exc.strerror or "the transfer came up short (pull again to resume)"
