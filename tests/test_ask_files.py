@@ -101,3 +101,20 @@ def test_max_file_size_bounds_each_source(tgi_endpoint, tmp_path):
                       env=isolated_env(tmp_path, FALCONCHAT_MAX_FILE_SIZE="lots"))  # fmt: skip
     assert done.returncode == 2
     assert "max-file-size 'lots'" in one_error_line(done.stderr)
+
+
+def test_ask_json_with_sources_and_a_budget_failure_as_a_record(tgi_endpoint, tmp_path):
+    import json
+
+    tgi_endpoint.stream([" Fine."], "eos_token")
+    (tmp_path / "a.txt").write_text("alpha\n")
+    (tmp_path / "big.log").write_text("line of a log\n" * 2200)
+    done = run("--endpoint", tgi_endpoint.url, "--json", "-f", "a.txt", "ok?", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr.decode()
+    assert json.loads(done.stdout)["reply"] == "Fine."
+    assert tgi_endpoint.requests[0].body["inputs"].startswith("User: ----- BEGIN a.txt -----\nalpha\n")
+    done = run("--endpoint", tgi_endpoint.url, "--json", "-f", "big.log", "ok?", cwd=tmp_path)
+    assert done.returncode == 2
+    record = json.loads(done.stdout)
+    assert record["error"]["kind"] == "input" and "largest: big.log" in record["error"]["message"]
+    assert len(tgi_endpoint.requests) == 1  # the second was never sent

@@ -156,3 +156,10 @@ def test_a_large_binary_in_a_folder_is_skipped_not_counted_against_the_limit(tmp
     assert loaded.notes == ["repo: 1 file read; skipped 1 binary (logo.png)"]
     with pytest.raises(InputError, match=r"^cannot read repo/logo\.png: it is a binary file"):
         read_sources(["repo/logo.png"], env_in(tmp_path), limit=1000)
+
+
+def test_history_shows_a_system_messages_sources_by_name():
+    from falconchat.sources import named_only, system_with_blocks
+
+    system = system_with_blocks("Be brief.", [Block("rules.md", "rule one\nrule two\n", 18)])
+    assert named_only(system) == "Be brief.\n\n[source: rules.md]"

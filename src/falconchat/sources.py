@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import glob
 import os
+import re
 import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -62,6 +63,15 @@ class Loaded:
 def with_blocks(words: str, blocks: Sequence[Block]) -> str:
     """The blocks, then the user's words: what the model receives as one message."""
     return "\n\n".join([*(block.delimited() for block in blocks), *([words] if words.strip() else [])])
+
+
+_BLOCK = re.compile(r"----- BEGIN (?P<name>[^\n]+?) -----\n.*?----- END (?P=name) -----", re.S)
+
+
+def named_only(text: str) -> str:
+    """Text with each source block replaced by its name, `[source: notes.md]`: how a message or
+    system message that holds sources is shown (`/history`), without dumping their text."""
+    return _BLOCK.sub(lambda match: f"[source: {match.group('name')}]", text)
 
 
 def words_after(message: str, blocks: Sequence[Block]) -> str | None:

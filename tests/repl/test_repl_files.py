@@ -86,3 +86,18 @@ def test_image_attaches_a_picture_for_a_model_that_sees(terminals, tgi_endpoint,
     terminal.say("/history")
     screen = terminal.wait_for(lambda s: "attached: red.png (765 tokens)" in s and terminal.at_prompt(s))
     assert "base64" not in screen
+
+
+def test_chat_sf_puts_a_source_in_the_system_message_shown_by_name(terminals, tgi_endpoint, tmp_path):
+    tgi_endpoint.stream([" Brief."], "eos_token")
+    (tmp_path / "rules.md").write_text("rule: answer in one word\n")
+    terminal = terminals("chat", "--no-history", "--no-log", "--endpoint", tgi_endpoint.url, "--sf", "rules.md")
+    terminal.wait_prompt()
+    terminal.say("hi")
+    terminal.wait_for(lambda s: "Brief." in s and terminal.at_prompt(s))
+    assert tgi_endpoint.requests[0].body["inputs"] == (
+        "System:----- BEGIN rules.md -----\nrule: answer in one word\n----- END rules.md -----\nUser: hi\nAssistant:"
+    )
+    terminal.say("/history")
+    screen = terminal.wait_for(lambda s: "System: [source: rules.md]" in s and terminal.at_prompt(s))
+    assert "answer in one word" not in screen

@@ -20,6 +20,7 @@ from falconchat.config_values import parse
 from falconchat.errors import FalconchatError
 from falconchat.repl import attach_commands, session_commands
 from falconchat.repl.state import Chat, ReplState
+from falconchat.sources import named_only
 from falconchat.text import sanitize
 from falconchat.types import Constraint
 
@@ -150,7 +151,7 @@ class Commands:
             Text(
                 sanitize(
                     f"model: {state.backend.describe()}\nformat: {shown_format(state.backend)}\n"
-                    f"system: {state.conversation.system or '(none)'}\n{values}\n"
+                    f"system: {named_only(state.conversation.system) or '(none)'}\n{values}\n"
                     f"session: {session} · log: {logged} · input history: {history} · "
                     f"stats: {'on' if state.options.verbose else 'off'}"
                 )
@@ -259,7 +260,7 @@ class Commands:
         conversation = self.state.conversation
         console = self.repl.err
         if conversation.system:
-            console.print(Text("System: ", style="bold") + Text(sanitize(conversation.system)))
+            console.print(Text("System: ", style="bold") + Text(sanitize(named_only(conversation.system))))
         for number, turn in enumerate(conversation.turns, 1):  # the numbers /fork N takes
             note = {"length": " (length limit)", "cut": " (cut)", "error": " (incomplete)"}.get(turn.status, "")
             console.print(
