@@ -130,7 +130,7 @@ def ask(
 
 
 @app.command("batch")
-@with_shared_options(hidden=("plain",), replicas=True)
+@with_shared_options(hidden=("plain",))
 def batch(
     ctx: typer.Context,
     input_path: str | None = typer.Argument(

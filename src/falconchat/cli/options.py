@@ -38,7 +38,7 @@ SHARED_OPTIONS: list[tuple[str, Any, Any]] = [
             None,
             "--endpoint",
             metavar="URL",
-            help="A server's base URL: text-generation-inference or OpenAI-compatible (vLLM, Ollama, llama.cpp's server…); which one is asked of it. batch: repeat it for replicas of one model.",
+            help="A server's base URL: text-generation-inference or OpenAI-compatible (vLLM, Ollama, llama.cpp's server…); which one is asked of it. Repeat it for replicas of one model (batch spreads requests over them; ask and the chat fail over).",
         ),
     ),
     (
@@ -231,13 +231,13 @@ def invocation(ctx: typer.Context) -> Invocation:
     return ctx.find_root().obj
 
 
-def with_shared_options(func=None, *, hidden: tuple[str, ...] = (), replicas: bool = False):
+def with_shared_options(func=None, *, hidden: tuple[str, ...] = ()):
     """Give a command the shared flags; it receives them as one dict, `shared`. Those in
     `hidden` are left out of its --help (it refuses them: they mean nothing there).
-    `--endpoint` comes as one URL (`endpoint`) and, for a command that takes `replicas`
-    (batch), every one given (`endpoints`); other commands refuse more than one."""
+    `--endpoint` comes as one URL (`endpoint`) and every one given (`endpoints`): replicas of
+    one model (batch spreads its requests over them; ask and the chat fail over)."""
     if func is None:
-        return functools.partial(with_shared_options, hidden=hidden, replicas=replicas)
+        return functools.partial(with_shared_options, hidden=hidden)
     own = [p for p in inspect.signature(func).parameters.values() if p.name != "shared"]
     extra = [
         inspect.Parameter(
@@ -253,10 +253,8 @@ def with_shared_options(func=None, *, hidden: tuple[str, ...] = (), replicas: bo
     def command(*args, **kwargs):
         shared = {name: kwargs.pop(name) for name in SHARED_NAMES}
         urls = list(shared["endpoint"] or ())
-        if len(urls) > 1 and not replicas:
-            raise UsageError(
-                f"--endpoint is given {len(urls)} times: only batch spreads requests over replicas; this command takes one"
-            )
+        if len(set(url.rstrip("/") for url in urls)) < len(urls):
+            raise UsageError("--endpoint: the same URL is given twice")
         shared["endpoint"], shared["endpoints"] = (urls[0] if urls else None), urls
         return func(*args, shared=shared, **kwargs)
 
@@ -287,6 +285,9 @@ def load(flags: dict[str, Any], env: Environment):
 
     settings = load_settings(flags, environ=env.environ, cwd=env.cwd)
     env.debug = env.debug or bool(settings.debug)  # decided here, once: flag, environment, .env, TOML
+    urls = flags.get("endpoints") or []
+    if len(urls) > 1 and settings.model.endpoint == urls[0]:  # `--endpoint` repeated: replicas of one model
+        settings = replace(settings, model=replace(settings.model, replicas=tuple(urls)))
     for line in settings.warnings:
         print(line, file=env.stderr)
     if flags.get("pull"):  # never without it: a script does not download gigabytes by surprise
