@@ -225,3 +225,33 @@ def test_bytes_that_do_not_match_the_hub_s_sha256_or_are_not_gguf_are_removed(tm
         assert html.returncode == 2
         assert f"{REPO}/fake.Q4_K_M.gguf is not a GGUF file; removed it" in error_at_end(html.stderr)
         assert not (snapshot(tmp_path).parent / "fake.Q4_K_M.gguf").exists()
+
+
+def test_a_split_gguf_is_pulled_part_by_part_and_listed_as_one_model(tmp_path, gguf):
+    # Two parts cut from the bundled file: enough to see every part fetched, checked and listed
+    # once (llama.cpp joins real split files when it loads the first part).
+    half = len(gguf) // 2
+    parts = {"Q8_0/big-Q8_0-00001-of-00002.gguf": gguf[:half], "Q8_0/big-Q8_0-00002-of-00002.gguf": gguf[half:]}
+    split = {"test-org/split-GGUF": Repo(files={**parts, "big-Q2_K.gguf": gguf}, lfs={*parts, "big-Q2_K.gguf"})}
+    with ScriptedHub(split) as hub:
+        env = hub_env(tmp_path, hub.url)
+        pulled = falconchat("models", "pull", "hf:test-org/split-GGUF:q8_0", cwd=tmp_path, env=env)
+        assert pulled.returncode == 0, pulled.stderr.decode()
+        fetched = [path for method, path, _ in hub.requests if method == "HEAD"]
+        assert [p.rsplit("/", 1)[-1] for p in fetched] == [
+            "big-Q8_0-00001-of-00002.gguf",
+            "big-Q8_0-00002-of-00002.gguf",
+        ]
+        listed = falconchat("models", cwd=tmp_path, env=env).stdout.decode()
+        rows = [line.split() for line in listed.splitlines() if line.startswith("hf:test-org/split-GGUF")]
+        assert rows == [
+            [
+                "hf:test-org/split-GGUF/Q8_0/big-Q8_0-00001-of-00002.gguf",
+                "llama",
+                "Q8_0",
+                f"{len(gguf) / 1e6:,.0f}",
+                "MB",
+                "8192",
+                "yes",
+            ]
+        ]
