@@ -97,10 +97,17 @@ def wait_for_prompt(child) -> str:
     return plain(shown)
 
 
+# The line drawn while the first token is awaited (`⠋ waiting for the model 1s · Ctrl-C stops ·
+# endpoint …`): it starts with a spinner's braille character and is redrawn after a carriage
+# return, so up to the next one it is not the reply.
+WAITING_LINE = re.compile(r"[\u2800-\u28ff][^\r\n]*")
+
+
 def wait_for_reply_text(child) -> str:
-    """Read until some text (not just terminal control sequences) has been shown; return it."""
+    """Read until some of the reply (not terminal control sequences, nor the waiting line) has
+    been shown; return it."""
     shown = ""
-    while not re.search(r"[0-9A-Za-z]", plain(INCOMPLETE_ESCAPE.sub("", shown))):
+    while not re.search(r"[0-9A-Za-z]", WAITING_LINE.sub("", plain(INCOMPLETE_ESCAPE.sub("", shown)))):
         shown += child.read_nonblocking(4096, timeout=child.timeout)
     return plain(shown)
 
