@@ -19,7 +19,7 @@ def open_backend(spec: ModelSpec, sequences: int = 1) -> Backend:
     """`sequences` > 1: a backend whose registry row decodes several prompts together takes
     that many (callers may then share it between threads); others take one client per thread."""
     if spec.replicas:  # `endpoints = [...]`: one replica at a time, the next when it fails
-        return cast("Backend", FailoverBackend(spec, open_backend))
+        return FailoverBackend(spec, open_backend)
     kind = BACKENDS[spec.backend]
     if kind.resolves:  # "auto": the probe names the backend to open (probe.py needs nothing of this module)
         return open_backend(_factory(kind)(spec), sequences)

@@ -9,11 +9,12 @@ requests over the replicas itself: batch/replicas.py.)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
 
+from falconchat.backends.base import Backend
 from falconchat.errors import AuthRejected, EndpointError, Rejected, Unreachable
-from falconchat.types import TokenStream
+from falconchat.types import SamplingParams, TokenStream
 
 
 def movable(exc: BaseException) -> bool:
@@ -28,7 +29,7 @@ class FailoverBackend:
         self._opener = opener  # open_backend, for one replica's spec
         self.urls = list(spec.replicas)
         self.current = -1
-        self._backend: Any = None
+        self._backend: Backend | None = None
         self._next()
 
     def _next(self) -> None:
@@ -36,31 +37,67 @@ class FailoverBackend:
         last: EndpointError | None = None
         for _ in self.urls:
             self.current = (self.current + 1) % len(self.urls)
-            if self._backend is not None:
-                self._backend.close()
-                self._backend = None
             try:
-                self._backend = self._opener(replace(self.spec, endpoint=self.urls[self.current], replicas=()))
-                return
+                backend = self._opener(replace(self.spec, endpoint=self.urls[self.current], replicas=()))
             except Unreachable as exc:
                 last = exc
+                continue
+            # The one it leaves is closed only now: with every replica down, the chat keeps a
+            # backend to try again with its next message.
+            if self._backend is not None:
+                self._backend.close()
+            self._backend = backend
+            return
         assert last is not None
         raise last
 
-    def __getattr__(self, name: str) -> Any:  # the rest of the Backend protocol: the current replica's
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self._backend, name)
+    @property
+    def _live(self) -> Backend:
+        assert self._backend is not None  # _next() opened one or raised
+        return self._backend
 
-    def stream(self, prompt: str, params) -> TokenStream:
+    # The rest of the Backend protocol is the current replica's (declared, not forwarded by
+    # name: backends.base.Backend is everything a caller may use).
+    @property
+    def prompt_format(self) -> str:
+        return self._live.prompt_format
+
+    @property
+    def takes_messages(self) -> bool:
+        return self._live.takes_messages
+
+    @property
+    def sees_images(self) -> bool:
+        return self._live.sees_images
+
+    def describe(self) -> str:
+        return self._live.describe()
+
+    @property
+    def context_length(self) -> int:
+        return self._live.context_length
+
+    def count_tokens(self, text: str) -> int:
+        return self._live.count_tokens(text)
+
+    def count_message_tokens(self, messages: Sequence[dict]) -> int:
+        return self._live.count_message_tokens(messages)
+
+    def check(self) -> str:
+        return self._live.check()
+
+    def warm_up(self) -> None:
+        self._live.warm_up()
+
+    def stream(self, prompt: str, params: SamplingParams) -> TokenStream:
         return self._failover(lambda backend: backend.stream(prompt, params))
 
-    def stream_messages(self, messages, params) -> TokenStream:
+    def stream_messages(self, messages: Sequence[dict], params: SamplingParams) -> TokenStream:
         return self._failover(lambda backend: backend.stream_messages(messages, params))
 
     def _failover(self, start) -> TokenStream:
         for tries in range(1, len(self.urls) + 1):
-            events = start(self._backend)
+            events = start(self._live)
             try:
                 first = next(events)
             except StopIteration:
@@ -80,4 +117,4 @@ class FailoverBackend:
 
     def close(self) -> None:
         if self._backend is not None:
-            self._backend.close()
+            self._live.close()

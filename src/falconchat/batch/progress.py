@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 from falconchat.environment import Environment
@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress as RichProgress
     from rich.progress import TaskID
+
+    from falconchat.batch.replicas import Pool
 
 
 class Notes:
@@ -49,11 +51,24 @@ class Notes:
             self.write(text)
 
 
+class RunnerCounts(Protocol):
+    """What the bar reads of the running batch (batch/runner.py's Runner)."""
+
+    @property
+    def streamed_tokens(self) -> int: ...
+
+    @property
+    def in_flight(self) -> int: ...
+
+    @property
+    def pool(self) -> Pool | None: ...
+
+
 class Progress:
     """Done / failed / in flight, tokens/s and ETA, redrawn in place; nothing at all unless
     stderr is a terminal (a log file or pipe gets only the notes and the summary)."""
 
-    def __init__(self, runner, total: int, notes: Notes):
+    def __init__(self, runner: RunnerCounts, total: int, notes: Notes):
         self.runner = runner
         self.total = total
         self.notes = notes
@@ -81,7 +96,7 @@ class Progress:
         )
         self._task = bar.add_task("batch", total=self.total, detail=self._detail(0, 0, "0", NO_ESTIMATE))
         # Several replicas: a row each, its bar the share of the items it answered.
-        pool = getattr(self.runner, "pool", None)
+        pool = self.runner.pool
         self._replica_tasks = [
             (replica, bar.add_task(urlsplit(replica.url).netloc or replica.url, total=self.total, detail=""))
             for replica in (pool.replicas if pool is not None else ())
