@@ -52,6 +52,9 @@ FULL_RUN_ROWS = [
     "logs -q search, a generated log (100k exchanges; --quick 10k) (in process)",
     "falconchat logs -q, a generated log (100k exchanges; --quick 10k)",
     "ask -f 200 KB tree: first byte",
+    "batch over 4 replicas, -j 4 each (items/s; simulated: 4 slots × 100 tok/s)",
+    "batch over 4 replicas, one killed half way (items/s; every item answered once)",
+    "batch CPU per item, an OpenAI file over 4 replicas (10,000 lines; --quick 1,000)",
 ]
 
 
@@ -86,3 +89,20 @@ def test_the_sources_row_measures_ask_f_against_the_same_text_piped(tmp_path):
     [row] = json.loads(result.stdout)
     assert row["what"] == "ask -f 200 KB tree: first byte" and row["baseline"] == "the same text piped"
     assert row["value"] > 0 and row["baseline_value"] > 0 and row["target"] == "≤ 1.1×"
+
+
+def test_the_scale_rows_run_batch_over_simulated_replicas_with_their_baselines(tmp_path):
+    """Issue 27: 4 replicas against 1, one of 4 killed half way (every item answered once, or the
+    row fails), and falconchat's CPU per item of an OpenAI file against the replicas'."""
+    result = falconchat(
+        "bench", "--quick", "--only", "scale", "--json", cwd=tmp_path, env=isolated_env(tmp_path), timeout=300
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    rows = json.loads(result.stdout)
+    assert [(row["baseline"], row["target"]) for row in rows] == [
+        ("1 replica, -j 4", "≥ 3.6 × 1 replica"),
+        ("4 healthy replicas", "≥ 0.7 × 4 healthy"),
+        ("the replicas' CPU per request", "≤ 1 ms"),
+    ]
+    for row in rows:
+        assert math.isfinite(row["value"]) and row["value"] > 0 and row["baseline_value"] > 0, row

@@ -13,7 +13,8 @@ from collections.abc import Generator, Sequence
 from contextlib import closing, contextmanager
 from typing import TYPE_CHECKING
 
-from falconchat.config_models import ModelSpec
+from falconchat.backends import openai_sdk
+from falconchat.config import ModelSpec
 from falconchat.errors import AuthRejected, ConfigError, EndpointError, Overloaded, Rejected, Timeout, Unreachable
 from falconchat.images import content_parts
 from falconchat.prompt import clean_reply, messages_text, stop_sequences
@@ -76,7 +77,7 @@ class OpenAIBackend:
 
     def close(self) -> None:
         if self._client is not None:
-            self._client.close()
+            openai_sdk.release(self._client_key(), self._client)
             self._client = None
 
     # ---- the SDK -----------------------------------------------------------------------
@@ -89,14 +90,21 @@ class OpenAIBackend:
                 raise ConfigError(
                     "the openai backend needs the openai package: pip install 'falconchat[openai]'"
                 ) from None
-            self._client = openai.OpenAI(
-                base_url=self.spec.endpoint,
-                api_key=self.spec.api_key or "none",  # local servers take any key; the SDK insists on one
-                default_headers=dict(self.spec.headers),
-                timeout=self.spec.timeout,
-                max_retries=RETRIES,
+            self._client = openai_sdk.acquire(
+                self._client_key(),
+                lambda: openai.OpenAI(
+                    base_url=self.spec.endpoint,
+                    api_key=self.spec.api_key or "none",  # local servers take any key; the SDK insists on one
+                    default_headers=dict(self.spec.headers),
+                    timeout=self.spec.timeout,
+                    max_retries=RETRIES,
+                ),
             )
         return self._client
+
+    def _client_key(self) -> tuple:
+        """What makes two backends' clients the same (shared: backends/openai_sdk.py)."""
+        return (self.spec.endpoint, self.spec.api_key, self.spec.headers, self.spec.timeout)
 
     def _sampling(self, params: SamplingParams) -> dict:
         # top_k and repetition_penalty are not in OpenAI's API; servers differ on their names.
@@ -152,10 +160,18 @@ class OpenAIBackend:
         return {"response_format": {"type": "json_schema", "json_schema": {"name": "reply", "schema": value}}}
 
     def _create(self, api: str, **request) -> Generator:
-        """Start the request lazily, when the stream is first read, like every backend."""
+        """Start the request lazily, when the stream is first read, like every backend. The SDK's
+        generic POST with its stream read as plain JSON (backends/openai_sdk.py): the same request
+        body as `chat.completions.create` sends, without a typed object per token."""
+        import openai  # noqa: PLC0415 (heavy: openai)
+
+        body = {key: value for key, value in request.items() if key != "extra_body"}
+        body.update(request.get("extra_body", {}))
+        path = "/chat/completions" if api == "chat" else "/completions"
         with self._errors():
-            endpoint = self.client().chat.completions if api == "chat" else self.client().completions
-            response = endpoint.create(**request)
+            response = self.client().post(
+                path, cast_to=object, body=body, stream=True, stream_cls=openai_sdk.plain_stream(openai)
+            )
         yield from self._read(response)
 
     def _read(self, response) -> Generator:
@@ -168,9 +184,10 @@ class OpenAIBackend:
         count = 0
         with closing(chunks):
             for chunk in chunks:
-                if not chunk.choices:
+                choices = chunk.get("choices") if isinstance(chunk, dict) else None
+                if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
                     continue
-                choice = chunk.choices[0]
+                choice = choices[0]
                 text, reasoning = text_of(choice)
                 if reasoning:
                     if first_token_s is None:
@@ -182,13 +199,15 @@ class OpenAIBackend:
                         first_token_s = time.monotonic() - started
                     count += 1
                     yield TextDelta(text)
-                if choice.finish_reason:
-                    yield Done(
-                        "length" if choice.finish_reason == "length" else "stop",
+                if choice.get("finish_reason"):
+                    done = Done(
+                        "length" if choice["finish_reason"] == "length" else "stop",
                         completion_tokens=count,
                         first_token_s=first_token_s,
                         total_s=time.monotonic() - started,
                     )
+                    _read_to_the_end(chunks)
+                    yield done
                     return
         raise EndpointError(f"{self.shown_url} ended the stream before the reply was complete ({count} pieces arrived)")
 
@@ -237,16 +256,30 @@ def _merged(*parts: dict) -> dict:
     return request
 
 
-def _completion_text(choice) -> tuple[str, str]:
-    return choice.text or "", ""
+def _read_to_the_end(chunks: Generator) -> None:
+    """What follows the finishing chunk (a usage chunk, then `data: [DONE]`, which servers send
+    at once), read so that the HTTP response ends whole and its keep-alive connection goes back
+    to the pool: closed mid-body, the connection is dropped and the next request opens another.
+    A failure here costs the reply nothing (only the connection)."""
+    try:
+        for _ in chunks:
+            pass
+    except EndpointError:
+        pass
 
 
-def _chat_delta(choice) -> tuple[str, str]:
+def _completion_text(choice: dict) -> tuple[str, str]:
+    return _text(choice.get("text")), ""
+
+
+def _chat_delta(choice: dict) -> tuple[str, str]:
     """(reply text, reasoning): servers send reasoning as `reasoning_content` (DeepSeek, llama.cpp,
-    older vLLM) or `reasoning` (newer vLLM, Ollama); the SDK keeps such fields in `model_extra`."""
-    delta = choice.delta
-    if delta is None:
+    older vLLM) or `reasoning` (newer vLLM, Ollama)."""
+    delta = choice.get("delta")
+    if not isinstance(delta, dict):
         return "", ""
-    extra = delta.model_extra or {}
-    reasoning = extra.get("reasoning_content") or extra.get("reasoning") or ""
-    return delta.content or "", reasoning if isinstance(reasoning, str) else ""
+    return _text(delta.get("content")), _text(delta.get("reasoning_content") or delta.get("reasoning"))
+
+
+def _text(value) -> str:
+    return value if isinstance(value, str) else ""

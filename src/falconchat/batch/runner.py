@@ -428,16 +428,22 @@ class Runner:
         return sink.text, done, notes, thoughts.text
 
 
-def _sink(cancelled, streamed):
+class _Sink(Collector):
     """A reply writer that keeps the text and counts each piece (a token, as the stream
     delivers them) for the live tokens/s; for a cancelled item it raises out of the stream,
     which closes it (the model stops within a token)."""
 
-    class Sink(Collector):
-        def write(self, text: str) -> None:
-            if cancelled():
-                raise Cancelled()
-            streamed()
-            super().write(text)
+    def __init__(self, cancelled, streamed) -> None:
+        super().__init__()
+        self.cancelled = cancelled
+        self.streamed = streamed
 
-    return Sink()
+    def write(self, text: str) -> None:
+        if self.cancelled():
+            raise Cancelled()
+        self.streamed()
+        super().write(text)
+
+
+def _sink(cancelled, streamed) -> _Sink:
+    return _Sink(cancelled, streamed)

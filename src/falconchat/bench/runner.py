@@ -23,7 +23,7 @@ from pathlib import Path
 from falconchat.backends import open_in_process
 from falconchat.backends.base import InProcessModel
 from falconchat.bench import batching as bench_batching
-from falconchat.bench import log_rows, overload, peers, probes, source_rows, under_load
+from falconchat.bench import log_rows, overload, peers, probes, scale_rows, source_rows, under_load
 from falconchat.bench.peers import open_engine
 from falconchat.bench.stats import Row, median, p95
 from falconchat.bench.timed import Timed
@@ -330,6 +330,9 @@ class Bench:
 
     def sources(self) -> list[Row]:
         return source_rows.rows(self)
+
+    def scale(self) -> list[Row]:
+        return scale_rows.rows(self)
 
     def _backend(self, sequences: int = 1) -> InProcessModel:
         """The bundled model in this process, decoding `sequences` together (loaded once a run)."""

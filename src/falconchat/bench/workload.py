@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from falconchat.config_models import ModelSpec
+from falconchat.config import ModelSpec
 
 # The model every in-process row decodes with: the bundled one, in the Falcon-style text prompt.
 BUNDLED = ModelSpec(name="smollm2", backend="local")
@@ -26,6 +26,7 @@ GROUPS = {
     "under_load": "decoding beside busy loops, every thread policy",
     "log": "the conversation log: ask logged against --no-log, one write, logs -q over 100k exchanges",
     "sources": "ask -f a 200 KB source tree against the same text piped, first byte",
+    "scale": "batch over simulated replicas: 4 against 1, one of 4 killed half way, CPU per item",
 }
 ROW_GROUPS = tuple(GROUPS)
 
@@ -53,6 +54,9 @@ class Workload:
     load_reps: int
     cap_s: float  # a decode rate is read over at most this long (a stalled policy takes minutes)
     log_exchanges: int  # the generated log that `logs -q` searches
+    scale_items: int  # batch over simulated replicas: the items of the 4-against-1 and killed rows
+    cpu_items: int  # the OpenAI file whose CPU per item is measured (issue 27: 10,000 lines)
+    scale_reps: int  # repetitions of the scale rows (each runs batch 4 times: fewer than `reps`)
 
     @classmethod
     def of(cls, quick: bool) -> Workload:
@@ -75,6 +79,9 @@ class Workload:
                 load_reps=1,
                 cap_s=1.0,
                 log_exchanges=10_000,
+                scale_items=48,
+                cpu_items=1_000,
+                scale_reps=1,
             )
         return cls(
             warm_up=True,
@@ -94,4 +101,7 @@ class Workload:
             load_reps=3,
             cap_s=8.0,
             log_exchanges=100_000,
+            scale_items=480,
+            cpu_items=10_000,
+            scale_reps=3,
         )
