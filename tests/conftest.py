@@ -34,7 +34,7 @@ def bundled_model():
     prompt), loaded once for the whole test session. Tests that need other settings (several
     sequences, a format, a context length, a thread policy of their own) build their own."""
     from falconchat.backends.local import LocalBackend
-    from falconchat.config import ModelSpec
+    from falconchat.config_models import ModelSpec
 
     backend = LocalBackend(ModelSpec(name="smollm2", backend="local"))
     yield backend

@@ -22,7 +22,7 @@ LAYERS = [
     ["types", "environment"],
     ["errors"],
     ["text", "backends.registry", "structured"],
-    ["config_values", "config_env", "config"],
+    ["config_values", "config_env", "config_models", "config"],
     ["prompt", "thinking"],
     [
         "conversation",

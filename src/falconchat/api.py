@@ -19,7 +19,8 @@ from typing import Any, Literal, TypedDict, Unpack
 
 from falconchat.backends import open_backend
 from falconchat.backends.base import Backend
-from falconchat.config import ModelSpec, load_settings
+from falconchat.config import load_settings
+from falconchat.config_models import ModelSpec
 from falconchat.config_values import parse
 from falconchat.conversation import Conversation as Recorded
 from falconchat.errors import UsageError

@@ -9,7 +9,7 @@ import pytest
 
 from falconchat.backends.probe import resolve
 from falconchat.cli.app import run
-from falconchat.config import ModelSpec
+from falconchat.config_models import ModelSpec
 from falconchat.errors import ConfigError, ExitCode, Unreachable, UsageError
 from in_process import environment
 from openai_endpoint import OpenAIEndpoint

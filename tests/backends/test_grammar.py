@@ -18,7 +18,7 @@ import pytest
 
 from falconchat.backends.grammar import compile_constraint
 from falconchat.backends.local import LocalBackend
-from falconchat.config import ModelSpec
+from falconchat.config_models import ModelSpec
 from falconchat.errors import InputError
 from falconchat.types import Constraint, SamplingParams, TextDelta
 from near_tie import TOP_N, Step, near_tie_difference

@@ -16,7 +16,7 @@ import pytest
 
 from falconchat.backends import llama_batch
 from falconchat.backends.local import LocalBackend
-from falconchat.config import ModelSpec
+from falconchat.config_models import ModelSpec
 from falconchat.errors import FalconchatError
 from falconchat.types import SamplingParams, TextDelta
 from near_tie import TOP_N, Step, near_tie_difference

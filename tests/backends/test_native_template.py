@@ -6,7 +6,7 @@ import pytest
 
 from falconchat.backends.local import LocalBackend
 from falconchat.backends.templates import render_chat_template
-from falconchat.config import ModelSpec
+from falconchat.config_models import ModelSpec
 from falconchat.conversation import Conversation
 from falconchat.errors import ConfigError, InputError
 from falconchat.types import SamplingParams, TextDelta

@@ -14,7 +14,7 @@ import pytest
 import peers
 from falconchat.backends.gguf import bundled_model_path
 from falconchat.backends.openai import OpenAIBackend
-from falconchat.config import ModelSpec
+from falconchat.config_models import ModelSpec
 from falconchat.conversation import Conversation
 from falconchat.errors import AuthRejected, EndpointError, Unreachable
 from falconchat.types import Done, SamplingParams, TextDelta

@@ -10,7 +10,8 @@ import pytest
 
 from falconchat.backends.gguf import bundled_model_path
 from falconchat.backends.local import LocalBackend
-from falconchat.config import ModelSpec, load_settings
+from falconchat.config import load_settings
+from falconchat.config_models import ModelSpec
 from falconchat.conversation import Conversation
 from falconchat.exchange import answer, continue_answer
 from falconchat.records import Collector

@@ -13,7 +13,7 @@ from falconchat.backends import conformance, open_in_process
 from falconchat.backends.registry import BACKENDS, BackendKind
 from falconchat.batch import command
 from falconchat.cli.app import run
-from falconchat.config import ModelSpec
+from falconchat.config_models import ModelSpec
 from falconchat.errors import ExitCode, UsageError
 from in_process import environment
 

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from falconchat.backends.local import LocalBackend
-from falconchat.config import ModelSpec
+from falconchat.config_models import ModelSpec
 from falconchat.types import SamplingParams, TextDelta
 
 pytestmark = pytest.mark.slow  # loads the bundled model and generates

@@ -10,7 +10,7 @@ import pytest
 
 import falconchat.backends.tgi as tgi
 from falconchat.backends.tgi import TgiBackend
-from falconchat.config import ModelSpec
+from falconchat.config_models import ModelSpec
 from falconchat.errors import (
     AuthRejected,
     EndpointError,

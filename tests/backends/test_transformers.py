@@ -15,7 +15,7 @@ import pytest
 
 from falconchat.backends.gguf import bundled_model_path
 from falconchat.backends.transformers import THREAD_NAME, TransformersBackend
-from falconchat.config import ModelSpec
+from falconchat.config_models import ModelSpec
 from falconchat.errors import ConfigError
 from falconchat.types import Done, SamplingParams, TextDelta
 from processes import falconchat, isolated_env, one_error_line

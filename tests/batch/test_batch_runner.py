@@ -16,7 +16,7 @@ from falconchat.batch import runner as batch
 from falconchat.batch.input import parse_lines
 from falconchat.batch.progress import Notes
 from falconchat.batch.runner import BatchOptions, Runner
-from falconchat.config import ModelSpec
+from falconchat.config_models import ModelSpec
 from falconchat.environment import Environment
 from falconchat.errors import Overloaded, Rejected
 from falconchat.types import Done, SamplingParams, TextDelta

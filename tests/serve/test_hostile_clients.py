@@ -1,8 +1,8 @@
-"""Issue 28, "bad input under load": oversized bodies, deep JSON, slow-loris senders and streams
-that are never read are refused or timed out without holding a place or a decoding slot, and a
-well-behaved request is answered meanwhile. Against a real `serve` with a single place (one
-request decoding, none waiting), so that anything the hostile client held would turn the
-well-behaved request away with a 429."""
+"""Issue 28, "bad input under load": oversized bodies, deep JSON, slow-loris senders (of a body
+or of headers) and streams that are never read are refused or timed out without holding a place
+or a decoding slot, and a well-behaved request is answered meanwhile. Against a real `serve`
+with a single place (one request decoding, none waiting), so that anything the hostile client
+held would turn the well-behaved request away with a 429."""
 
 from __future__ import annotations
 
@@ -162,3 +162,50 @@ def test_a_stream_that_is_never_read_is_dropped_after_the_client_timeout(one_pla
         # /metrics may still count it for a moment.
         assert settled(one_place) == (0, 0)
         assert requests.post(one_place.url + "/generate", json=well_behaved(), timeout=60).status_code == 200
+
+
+def closed_by_server(sock: socket.socket, timeout: float) -> bool:
+    """Whether the server closes `sock` (end of stream or a reset) within `timeout` seconds."""
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(4096):
+            pass  # nothing is expected: no request arrived whole
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("trickle", [True, False], ids=["head-a-byte-at-a-time", "nothing-after-connecting"])
+def test_a_request_head_that_does_not_arrive_is_dropped_after_the_client_timeout(one_place, trickle):
+    """A slow-loris sender of headers (not the body) and a connection that sends nothing hold no
+    place, and are closed once --client-timeout has passed without a whole request head."""
+    padding = "x" * 4000  # a header line long enough to trickle for minutes
+    partial = f"POST /generate HTTP/1.1\r\nHost: localhost\r\nX-Padding: {padding}".encode()
+    stop = threading.Event()
+    with raw_connection(one_place) as sock:
+
+        def trickle_head() -> None:  # a byte every 0.2 s, never the blank line that ends the head
+            for byte in partial:
+                if stop.wait(0.2):
+                    return
+                try:
+                    sock.send(bytes([byte]))
+                except OSError:
+                    return
+
+        sender = threading.Thread(target=trickle_head, daemon=True)
+        if trickle:
+            sender.start()
+        try:
+            time.sleep(0.5)
+            assert gauges(one_place) == (0, 0)
+            answered = requests.post(one_place.url + "/generate", json=well_behaved(), timeout=60)
+            assert answered.status_code == 200, answered.text  # the single place was free
+            assert closed_by_server(sock, timeout=CLIENT_TIMEOUT_S + 10), "the connection is still held"
+        finally:
+            stop.set()
+            if trickle:
+                sender.join(timeout=5)
+    assert requests.post(one_place.url + "/generate", json=well_behaved(), timeout=60).status_code == 200

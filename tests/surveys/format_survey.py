@@ -23,7 +23,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from falconchat.backends.local import LocalBackend
-from falconchat.config import ModelSpec
+from falconchat.config_models import ModelSpec
 from falconchat.conversation import Conversation
 from falconchat.exchange import answer
 from falconchat.records import Collector

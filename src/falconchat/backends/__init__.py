@@ -12,7 +12,7 @@ from falconchat.errors import UsageError
 
 if TYPE_CHECKING:
     from falconchat.backends.base import Backend, InProcessModel
-    from falconchat.config import ModelSpec
+    from falconchat.config_models import ModelSpec
 
 
 def open_backend(spec: ModelSpec, sequences: int = 1) -> Backend:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Protocol
 from falconchat.types import SamplingParams, TokenStream
 
 if TYPE_CHECKING:
-    from falconchat.config import ModelSpec
+    from falconchat.config_models import ModelSpec
 
 
 class Backend(Protocol):

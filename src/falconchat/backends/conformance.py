@@ -14,7 +14,7 @@ from falconchat.backends.probe import resolve
 from falconchat.backends.scripted import ScriptedBackend
 from falconchat.backends.tgi import TgiBackend
 from falconchat.backends.transformers import TransformersBackend
-from falconchat.config import ModelSpec
+from falconchat.config_models import ModelSpec
 
 # Every row but those that say `resolves`: built from a ModelSpec, a Backend.
 FACTORIES: dict[str, Callable[[ModelSpec], Backend]] = {

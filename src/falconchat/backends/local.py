@@ -20,7 +20,7 @@ from falconchat.backends.llama_sampling import common_prefix, log_softmax_at, ma
 from falconchat.backends.llama_setup import silence_llama_logs, weights_not_repacked
 from falconchat.backends.templates import ends_open, render_chat_template
 from falconchat.backends.threads import ThreadPolicy
-from falconchat.config import ModelSpec
+from falconchat.config_models import ModelSpec
 from falconchat.errors import ConfigError, FalconchatError, InputError
 from falconchat.prompt import clean_reply, stop_sequences
 from falconchat.types import Done, FinishReason, SamplingParams, TextDelta, TokenStream

@@ -14,7 +14,7 @@ from contextlib import closing, contextmanager
 from typing import TYPE_CHECKING
 
 from falconchat.backends import openai_sdk
-from falconchat.config import ModelSpec
+from falconchat.config_models import ModelSpec
 from falconchat.errors import AuthRejected, ConfigError, EndpointError, Overloaded, Rejected, Timeout, Unreachable
 from falconchat.images import content_parts
 from falconchat.prompt import clean_reply, messages_text, stop_sequences

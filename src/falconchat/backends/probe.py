@@ -14,7 +14,7 @@ from contextlib import closing
 from dataclasses import dataclass, replace
 
 from falconchat.backends.tgi import TgiBackend, _by_status
-from falconchat.config import ModelSpec
+from falconchat.config_models import ModelSpec
 from falconchat.errors import ConfigError, UsageError
 from falconchat.text import safe_url, sanitize
 

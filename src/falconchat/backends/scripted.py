@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from falconchat.config import ModelSpec
+from falconchat.config_models import ModelSpec
 from falconchat.errors import UsageError
 from falconchat.prompt import messages_text
 from falconchat.types import Done, FinishReason, SamplingParams, Script, SentPrompt, TextDelta, TokenStream

@@ -20,7 +20,7 @@ from typing import Any
 from falconchat.backends.base import FormatDecidedOnLoad
 from falconchat.backends.gguf import bundled_model_path, is_gguf
 from falconchat.backends.templates import ends_open, render_chat_template
-from falconchat.config import ModelSpec
+from falconchat.config_models import ModelSpec
 from falconchat.errors import ConfigError, FalconchatError, InputError
 from falconchat.prompt import clean_reply, stop_sequences
 from falconchat.types import Done, SamplingParams, TextDelta, TokenStream

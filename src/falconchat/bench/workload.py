@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from falconchat.config import ModelSpec
+from falconchat.config_models import ModelSpec
 
 # The model every in-process row decodes with: the bundled one, in the Falcon-style text prompt.
 BUNDLED = ModelSpec(name="smollm2", backend="local")

@@ -280,7 +280,7 @@ def serve(
         "--client-timeout",
         min=0.1,
         metavar="SECONDS",
-        help="A request's body must arrive, and a stream's client take each part, within this (else 408 / dropped).",
+        help="A request's headers and body must arrive, and a stream's client take each part, within this (else dropped / 408).",
     ),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
     env_file: str | None = typer.Option(None, "--env-file", metavar="PATH", help="Read this .env file."),

@@ -15,7 +15,8 @@ from falconchat import sessions
 from falconchat.backends.base import Backend
 from falconchat.backends.hub_names import is_hub_name, parse_hub_name
 from falconchat.backends.registry import FORMAT_SHOWN
-from falconchat.config import BUNDLED_MODEL, ModelSpec
+from falconchat.config import BUNDLED_MODEL
+from falconchat.config_models import ModelSpec
 from falconchat.config_values import parse
 from falconchat.errors import FalconchatError
 from falconchat.repl import attach_commands, session_commands

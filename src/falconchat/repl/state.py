@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from falconchat.backends.base import Backend
-from falconchat.config import ModelSpec, Role
+from falconchat.config import Role
+from falconchat.config_models import ModelSpec
 from falconchat.config_values import DEFAULT_MAX_FILE_SIZE
 from falconchat.conversation import Conversation
 from falconchat.conversation_log import ConversationLog

@@ -4,7 +4,8 @@ This module assembles the app and runs it: auth, error bodies for aiohttp's own 
 one log line per request, a 429 for a generation request that comes in while
 `--max-concurrent-requests` are taken and a 413 for one that says its body is too large (both
 before the body is read), a 408 for a body that does not arrive within `--client-timeout` —
-the middleware — then each API's routes:
+the middleware — then each API's routes (a connection whose request head has not arrived within
+`--client-timeout` is closed: `_serve`):
 generate_api.py (TGI's generate API), openai_api.py (the Messages API, `/v1/*`), status_api.py
 (`/info`, `/health`, `/metrics`). The engine (engine.py) decodes up to `--max-batch-size`
 requests together and queues the rest in FIFO order; the handlers validate before anything
@@ -201,7 +202,18 @@ async def _serve(server: TgiServer, host: str, port: int, ready) -> int:
     from aiohttp import web  # noqa: PLC0415 (heavy: aiohttp)
 
     _one_line_protocol_errors(server)
-    runner = web.AppRunner(server.app(), access_log=None, handle_signals=False, shutdown_timeout=2.0)
+    # A request's head must arrive whole within --client-timeout of the connection opening or of
+    # the previous reply (aiohttp's keep-alive timer: it closes a connection still waiting for a
+    # whole head, and more bytes do not put it off), so a sender that trickles its headers, or
+    # sends nothing, is dropped then, as nginx's client_header_timeout does; an idle kept-alive
+    # connection goes after as long. aiohttp's default is an hour.
+    runner = web.AppRunner(
+        server.app(),
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=2.0,
+        keepalive_timeout=server.relay.client_timeout,
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:
