@@ -40,6 +40,9 @@ class Done:
     total_s: float = 0.0
     stop_sequence: str | None = None  # which stop sequence ended it, if one did
     reasoning_s: float | None = None  # from the first reasoning to the first reply text; None: no reasoning
+    # An endpoint's logprobs when they were asked for and it gave them, a token each in OpenAI's
+    # chat shape ({token, logprob, bytes, top_logprobs}); None: none given.
+    logprobs: tuple[dict, ...] | None = None
 
 
 Event = Union[TextDelta, ReasoningDelta, Done]
@@ -116,6 +119,7 @@ class SamplingParams:
     seed: int | None = None
     stop: tuple[str, ...] = field(default_factory=tuple)  # in addition to the format's own
     constraint: Constraint | None = None  # structured output; None: free text
+    logprobs: int | None = None  # an endpoint asked for each token's logprob and this many alternatives
 
     def with_changes(self, **changes: Any) -> SamplingParams:
         return replace(self, **changes)

@@ -55,12 +55,16 @@ class OpenAIBackend:
     def stream(self, prompt: str, params: SamplingParams) -> TokenStream:
         stops = stop_sequences(params.stop)
         request = {**self._sampling(params), **self._structure(params.constraint, chat=False)}
+        if params.logprobs is not None:
+            request["logprobs"] = params.logprobs
         chunks = self._create("completions", prompt=prompt, stop=stops[:4], **request)
         return clean_reply(self._events(chunks, _completion_text), stops, after=prompt)
 
     def stream_messages(self, messages: Sequence[dict], params: SamplingParams) -> TokenStream:
         stops = list(params.stop)
         request = _merged(self._sampling(params), self._structure(params.constraint, chat=True), self._thinking())
+        if params.logprobs is not None:
+            request.update(logprobs=True, top_logprobs=params.logprobs)
         sent = [{**m, "content": content_parts(m["content"])} if m["role"] == "user" else m for m in messages]
         chunks = self._create("chat", messages=sent, stop=stops[:4] or None, **request)
         return clean_reply(self._events(chunks, _chat_delta), stops, drop_leading_space=False)
@@ -182,12 +186,15 @@ class OpenAIBackend:
         started = time.monotonic()
         first_token_s = None
         count = 0
+        logprobs: list[dict] = []
         with closing(chunks):
             for chunk in chunks:
                 choices = chunk.get("choices") if isinstance(chunk, dict) else None
                 if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
                     continue
                 choice = choices[0]
+                if choice.get("logprobs"):
+                    logprobs.extend(_token_logprobs(choice["logprobs"]))
                 text, reasoning = text_of(choice)
                 if reasoning:
                     if first_token_s is None:
@@ -205,6 +212,7 @@ class OpenAIBackend:
                         completion_tokens=count,
                         first_token_s=first_token_s,
                         total_s=time.monotonic() - started,
+                        logprobs=tuple(logprobs) if logprobs else None,
                     )
                     _read_to_the_end(chunks)
                     yield done
@@ -266,6 +274,33 @@ def _read_to_the_end(chunks: Generator) -> None:
             pass
     except EndpointError:
         pass
+
+
+def _token_logprobs(value) -> list[dict]:
+    """A chunk's logprobs as entries of the chat API's shape ({token, logprob, bytes,
+    top_logprobs}), from either API's: the chat API's `content` list, or the completions API's
+    parallel lists (`tokens`, `token_logprobs`, `top_logprobs` as {token: logprob})."""
+    if not isinstance(value, dict):
+        return []
+    if isinstance(value.get("content"), list):
+        return [entry for entry in value["content"] if isinstance(entry, dict) and "token" in entry]
+    tokens, chosen = value.get("tokens"), value.get("token_logprobs")
+    if not isinstance(tokens, list) or not isinstance(chosen, list):
+        return []
+    listed = value.get("top_logprobs")
+    tops: list = listed if isinstance(listed, list) else []
+    entries = []
+    for index, (token, logprob) in enumerate(zip(tokens, chosen)):
+        top = tops[index] if index < len(tops) and isinstance(tops[index], dict) else {}
+        entries.append(
+            {
+                "token": token,
+                "logprob": logprob,
+                "bytes": list(str(token).encode()),
+                "top_logprobs": [{"token": t, "logprob": p, "bytes": list(str(t).encode())} for t, p in top.items()],
+            }
+        )
+    return entries
 
 
 def _completion_text(choice: dict) -> tuple[str, str]:

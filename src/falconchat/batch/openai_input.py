@@ -144,8 +144,6 @@ def _request(item: Item, obj: dict, max_bytes: int, ignored: dict[str, int], mod
         raise BadLine("stream: true is not supported in a batch file (each row holds the whole reply)")
     if body.get("n", 1) not in (1, None):
         raise BadLine(f"n = {body.get('n')!r} is not supported: one choice per request (n must be 1)")
-    if body.get("logprobs") or body.get("top_logprobs"):
-        raise BadLine("logprobs are not supported by falconchat batch (drop logprobs / top_logprobs)")
     for name in UNSUPPORTED_FIELDS:
         if _asks_for(name, body.get(name)):
             raise BadLine(f"{name} is not supported by falconchat batch")
@@ -233,7 +231,30 @@ def _sampling(body: dict, params: SamplingParams) -> SamplingParams:
     constraint = _response_format(body.get("response_format"))
     if constraint is not None:
         changes["constraint"] = constraint
+    logprobs = _logprobs(body)
+    if logprobs is not None:
+        changes["logprobs"] = logprobs
     return params.with_changes(**changes) if changes else params
+
+
+def _logprobs(body: dict) -> int | None:
+    """How many alternatives each token's logprob comes with, as the API asks: the chat API's
+    `logprobs: true` and `top_logprobs` (0-20), the completions API's `logprobs` (0-5); None:
+    not asked. The replica gives them or not (falconchat does not invent them)."""
+    value, top = body.get("logprobs"), body.get("top_logprobs")
+    if value is None or value is False:
+        if top not in (None, 0):
+            raise BadLine("top_logprobs needs logprobs: true")
+        return None
+    if value is True:
+        if top is None:
+            return 0
+        if isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= 20:
+            raise BadLine("top_logprobs must be an integer from 0 to 20")
+        return top
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 5:
+        raise BadLine("logprobs must be true (chat) or an integer from 0 to 5 (completions)")
+    return value
 
 
 def _setting(name: str, value: Any, shown: str) -> Any:

@@ -75,7 +75,14 @@ class OpenAIRows:
                 "object": "text_completion",
                 "created": int(time.time()),
                 "model": self.model,
-                "choices": [{"index": 0, "text": reply, "logprobs": None, "finish_reason": done.finish_reason}],
+                "choices": [
+                    {
+                        "index": 0,
+                        "text": reply,
+                        "logprobs": _completion_logprobs(done.logprobs) if _asked(item, done) else None,
+                        "finish_reason": done.finish_reason,
+                    }
+                ],
                 "usage": usage,
             }
         else:
@@ -87,7 +94,14 @@ class OpenAIRows:
                 "object": "chat.completion",
                 "created": int(time.time()),
                 "model": self.model,
-                "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": done.finish_reason}],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": message,
+                        "logprobs": {"content": list(done.logprobs or ())} if _asked(item, done) else None,
+                        "finish_reason": done.finish_reason,
+                    }
+                ],
                 "usage": usage,
             }
         return self._row(item, 200, body, None)
@@ -108,6 +122,28 @@ class OpenAIRows:
             "response": {"status_code": status, "request_id": f"falconchat-batch-{_hex()}", "body": body},
             "error": error,
         }
+
+
+def _asked(item: Item, done: Done) -> bool:
+    """The request asked for logprobs and the replica gave them (else the row's are null)."""
+    return item.params.logprobs is not None and bool(done.logprobs)
+
+
+def _completion_logprobs(entries: tuple[dict, ...] | None) -> dict:
+    """The completions API's shape: parallel lists, each token's alternatives as {token: logprob}."""
+    tokens = [entry["token"] for entry in entries or ()]
+    offsets, at = [], 0
+    for token in tokens:
+        offsets.append(at)
+        at += len(token)
+    return {
+        "tokens": tokens,
+        "token_logprobs": [entry.get("logprob") for entry in entries or ()],
+        "top_logprobs": [
+            {t["token"]: t["logprob"] for t in entry.get("top_logprobs") or ()} for entry in entries or ()
+        ],
+        "text_offset": offsets,
+    }
 
 
 def is_failed(record: dict) -> bool:
