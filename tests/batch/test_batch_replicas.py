@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from test_batch import jsonl, results, run, summary
@@ -355,3 +356,43 @@ def test_a_chat_on_an_entry_with_endpoints_stays_on_one_replica(replicas, tmp_pa
     out = result.stdout.decode()
     assert all(f"echo: {word}" in out for word in ("first", "second", "third")), out
     assert [posts(e) for e in replicas[:2]] == [3, 0]  # the whole conversation on the first
+
+
+@pytest.mark.process
+def test_a_batch_over_falconchat_serve_and_llama_cpp_pythons_server_answers_each_item_once(tmp_path, env):
+    """Issue 27: replicas of the bundled model behind two different servers — `falconchat serve`
+    (probed as TGI's API) and llama-cpp-python's OpenAI-compatible server (started as
+    tests/peers.py starts it: no repacked weights, which SIGILL on AMX CPUs), both naming the
+    model `smollm2` — take one OpenAI batch file between them: every item answered once, in order,
+    and each server answered some."""
+    pytest.importorskip("llama_cpp.server")
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "backends"))
+    from test_batch_openai import chat, rows
+    from test_batch_openai import jsonl as openai_jsonl
+    from test_openai import KEY, free_port, start_server
+
+    (tmp_path / "job.jsonl").write_bytes(
+        openai_jsonl(*(chat(f"c{i}", f"Say the number {i}.", max_tokens=4, temperature=0) for i in range(8)))
+    )
+    port = free_port()
+    llama = start_server(port)  # --model_alias smollm2, as falconchat serve names it
+    try:
+        with serve_process(tmp_path / "serve", env) as (url, log):
+            result = run(
+                "job.jsonl", "-o", "out.jsonl", "--stats", "stats.json", "--policy", "round-robin", "-j", "2",
+                "--endpoint", url, "--endpoint", f"http://127.0.0.1:{port}",
+                cwd=tmp_path, env={**env, "FALCONCHAT_API_KEY": KEY}, quick=False, timeout=600,
+            )  # fmt: skip
+            served_by_serve = len(re.findall(r"^POST /\S* 200 ", log.read_text(), re.M))
+    finally:
+        llama.terminate()
+        llama.wait(timeout=10)
+    assert result.returncode == 0, result.stderr.decode()
+    found = rows((tmp_path / "out.jsonl").read_bytes())
+    assert [r["custom_id"] for r in found] == [f"c{i}" for i in range(8)]
+    assert all(r["response"]["status_code"] == 200 for r in found)
+    stats = json.loads((tmp_path / "stats.json").read_text())["replicas"]
+    answered = {r["endpoint"]: r["answered"] for r in stats}
+    # Each answered some (a request one refuses moves to the other: the share need not be even).
+    assert sum(answered.values()) == 8 and min(answered.values()) > 0, stats
+    assert served_by_serve == answered[url], (stats, served_by_serve)

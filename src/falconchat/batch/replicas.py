@@ -147,5 +147,8 @@ def probe_replicas(spec, urls: list[str], notes) -> list[Replica]:
     served = {r.url: r.spec.remote_model or r.spec.name for r in replicas}
     if len(set(served.values())) > 1:
         listed = ", ".join(f"{url} serves {model!r}" for url, model in served.items())
-        raise UsageError(f"the replicas disagree on the model: {listed}")
+        raise UsageError(
+            f"the replicas disagree on the model: {listed}; start them under one served name "
+            "(vLLM --served-model-name, llama-cpp-python --model_alias, TGI's model id)"
+        )
     return replicas
