@@ -2,33 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from falconchat import sessions
-from falconchat.backends.base import Backend
-from falconchat.backends.hub_names import is_hub_name, parse_hub_name
-from falconchat.backends.registry import FORMAT_SHOWN
-from falconchat.config import BUNDLED_MODEL
-from falconchat.config_models import ModelSpec
-from falconchat.config_values import parse
 from falconchat.errors import FalconchatError
-from falconchat.repl import attach_commands, session_commands
+from falconchat.repl import attach_commands, session_commands, settings_commands
+from falconchat.repl.settings_commands import SETTABLE
 from falconchat.repl.state import Chat, ReplState
 from falconchat.sources import named_only
 from falconchat.text import sanitize
-from falconchat.types import Constraint
 
-SETTABLE = ("temperature", "max_new_tokens", "top_p", "top_k", "repetition_penalty", "seed", "stop")
-ALIASES = {"temp": "temperature", "max_tokens": "max_new_tokens"}
-UNSET = ("none", "off", "random")  # `/set seed none`: no fixed seed
-MAX_TOKENS_SETTING = "max_new_tokens (/set max_new_tokens N)"  # how hints name it in the chat, not as a flag
 BARE_WORDS = {"exit": "/exit", "quit": "/exit"}  # typed without the slash, they still leave
 CLIPBOARD_TOOLS = (["pbcopy"], ["wl-copy"], ["xclip", "-selection", "clipboard"], ["xsel", "--clipboard", "--input"])
 
@@ -103,115 +92,13 @@ class Commands:
         directory = self.state.options.sessions_dir
         return sessions.session_names(directory) if directory else []
 
-    # ---- settings --------------------------------------------------------------------
+    # ---- help (the settings: settings_commands.py) -------------------------------------
 
     def help(self, arg: str) -> None:
         rows = [(f"{c.name} {c.usage}", c.help + "".join(f" (also {a})" for a in c.aliases)) for c in COMMANDS]
         width = max(len(left) for left, _ in rows)
         lines = [f"  {left.ljust(width)}  {text}" for left, text in rows]
         self.repl.err.print("Commands:\n" + "\n".join(lines) + "\n" + KEYS)
-
-    def system(self, arg: str) -> None:
-        if arg:
-            self.state.conversation.system = arg
-            self.repl.notice("system message set")
-        else:
-            self.repl.notice(f"system message: {self.state.conversation.system or '(none)'}")
-
-    def set(self, arg: str, origin: str = "/set") -> None:
-        name, _, value = arg.partition(" ")
-        name = name.replace("-", "_").lower()
-        name = ALIASES.get(name, name)
-        if name not in SETTABLE or not value.strip():
-            self.repl.notice("usage: /set PARAM VALUE, where PARAM is one of " + ", ".join(SETTABLE))
-            return
-        unset = name in ("seed", "stop") and value.strip().lower() in UNSET  # seed: a new draw each reply
-        typed = (() if name == "stop" else None) if unset else parse(name, value.strip(), origin)
-        self.state.params = self.state.params.with_changes(**{name: typed})
-        self.repl.notice(f"{name} = {_shown(typed)}")
-
-    def temp(self, arg: str) -> None:
-        if arg:
-            self.set("temperature " + arg, origin="/temp")
-            return
-        temperature = self.state.params.temperature
-        self.repl.notice(f"temperature = {temperature:g}" + (" (greedy)" if temperature == 0 else ""))
-
-    def show(self, arg: str) -> None:
-        from rich.text import Text  # noqa: PLC0415 (heavy: rich)
-
-        state, p = self.state, self.state.params
-        # What the chat can change (and a --schema); serve's OpenAI-only knobs stay at their defaults.
-        values = "\n".join(f"  {name} = {_shown(getattr(p, name))}" for name in SETTABLE)
-        values += "\n  " + _shown_constraint(p.constraint)
-        session = state.options.session or "(none)"
-        history = "on" if state.options.data_dir else "off"
-        log = state.options.log
-        logged = "off" if log is None or not log.on else f"on, conversation {log.cid or '(new)'}"
-        self.repl.err.print(
-            Text(
-                sanitize(
-                    f"model: {state.backend.describe()}\nformat: {shown_format(state.backend)}\n"
-                    f"system: {named_only(state.conversation.system) or '(none)'}\n{values}\n"
-                    f"session: {session} · log: {logged} · input history: {history} · "
-                    f"stats: {'on' if state.options.verbose else 'off'}"
-                )
-            )  # Text: a system message or schema with [brackets] is not Rich markup
-        )
-
-    def model(self, arg: str) -> None:
-        options = self.state.options
-        if not arg:
-            self.repl.notice(f"model: {self.state.backend.describe()}; known: {', '.join(sorted(options.models))}")
-            return
-        spec = options.models.get(arg) or hub_model(arg, options.models)
-        if spec is None or options.open_backend is None:
-            self.repl.notice(f"unknown model {arg!r}; known: {', '.join(sorted(options.models))}, or hf:OWNER/REPO")
-            return
-        from falconchat.repl.input import typing_hidden  # noqa: PLC0415 (it loads prompt_toolkit)
-
-        with typing_hidden(self.repl.env.stdin):  # keys typed while an endpoint is probed wait for the prompt
-            backend = options.open_backend(spec)
-            try:
-                backend.warm_up()  # fail here, keeping the current model, rather than at the next message
-            except FalconchatError:
-                backend.close()
-                raise
-        self.state.backend.close()
-        self.state.backend = backend
-        self.repl.notice(
-            f"now talking to {backend.describe()} (format {shown_format(backend)}); the conversation goes with it"
-        )
-
-    def role(self, arg: str) -> None:
-        roles = self.state.options.roles
-        if arg not in roles:
-            if arg:
-                self.repl.notice(f"unknown role {arg!r}" + ("; the roles:" if roles else ""))
-            self.roles("")
-            return
-        role = roles[arg]
-        if role.system is not None:
-            self.state.conversation.system = role.system
-        if role.sampling:
-            self.state.params = self.state.params.with_changes(**role.sampling)
-        self.repl.notice(f"role {arg}: system message and settings applied")
-
-    def roles(self, arg: str) -> None:
-        roles = self.state.options.roles
-        if not roles:
-            self.repl.notice('no roles: add [roles.NAME] with system = "…" to the config file')
-            return
-        for name, role in sorted(roles.items()):
-            self.repl.notice(f"{name}: {role.system or '(no system message)'}")
-
-    def stats(self, arg: str) -> None:
-        if arg and arg not in ("on", "off"):
-            self.repl.notice(f"usage: /stats on|off (stats stay {'on' if self.state.options.verbose else 'off'})")
-            return
-        if arg:
-            self.state.options.verbose = arg == "on"
-        self.repl.notice(f"stats {'on' if self.state.options.verbose else 'off'}")
 
     # ---- the conversation ------------------------------------------------------------
 
@@ -363,25 +250,48 @@ class Commands:
 
 COMMANDS: tuple[Command, ...] = (
     Command("/help", "", "this list", Commands.help),
-    Command("/system", "[TEXT]", "set the system message (no TEXT: show it)", Commands.system),
-    Command("/temp", "[VALUE]", "set the temperature (0 = greedy; no VALUE: show it)", Commands.temp),
-    Command("/set", "PARAM VALUE", "set " + ", ".join(SETTABLE), Commands.set, choices=lambda c: SETTABLE),
-    Command("/show", "", "the current model, its prompt format, settings and session", Commands.show),
+    Command(
+        "/system",
+        "[TEXT]",
+        "set the system message (no TEXT: show it)",
+        lambda c, a: settings_commands.system(c.state, c.repl, a),
+    ),
+    Command(
+        "/temp",
+        "[VALUE]",
+        "set the temperature (0 = greedy; no VALUE: show it)",
+        lambda c, a: settings_commands.temp(c.state, c.repl, a),
+    ),
+    Command(
+        "/set",
+        "PARAM VALUE",
+        "set " + ", ".join(SETTABLE),
+        lambda c, a: settings_commands.set_param(c.state, c.repl, a),
+        choices=lambda c: SETTABLE,
+    ),
+    Command(
+        "/show",
+        "",
+        "the current model, its prompt format, settings and session",
+        lambda c, a: settings_commands.show(c.state, c.repl, a),
+    ),
     Command(
         "/model",
         "NAME",
         "switch model; the conversation goes with it",
-        Commands.model,
+        lambda c, a: settings_commands.model(c.state, c.repl, a),
         choices=lambda c: sorted(c.state.options.models),
     ),
     Command(
         "/role",
         "NAME",
         "use a role's system message and settings",
-        Commands.role,
+        lambda c, a: settings_commands.role(c.state, c.repl, a),
         choices=lambda c: sorted(c.state.options.roles),
     ),
-    Command("/roles", "", "list the roles of the config file", Commands.roles),
+    Command(
+        "/roles", "", "list the roles of the config file", lambda c, a: settings_commands.roles(c.state, c.repl, a)
+    ),
     Command("/retry", "", "replace the last reply with a new one", Commands.retry),
     Command("/continue", "", "go on with a reply that was cut or hit the length limit", Commands.continue_),
     Command("/undo", "", "drop the last exchange", Commands.undo),
@@ -441,44 +351,12 @@ COMMANDS: tuple[Command, ...] = (
         lambda c, a: attach_commands.run_command(c.state, c.repl, a),
     ),
     Command(
-        "/stats", "on|off", "token counts and speed after each reply", Commands.stats, choices=lambda c: ("on", "off")
+        "/stats",
+        "on|off",
+        "token counts and speed after each reply",
+        lambda c, a: settings_commands.stats(c.state, c.repl, a),
+        choices=lambda c: ("on", "off"),
     ),
     Command("/clear", "", "forget the conversation", Commands.clear),
     Command("/exit", "", "leave (Ctrl-D, or exit or quit alone, too)", lambda c, a: False, aliases=("/bye",)),
 )
-
-
-def _shown(value: object) -> str:
-    """A setting as a user types it: `none` rather than `None`, text without quotes."""
-    if value is None:
-        return "none"
-    if isinstance(value, tuple | list):
-        return ", ".join(map(str, value)) or "none"
-    return str(value)
-
-
-def _shown_constraint(constraint: Constraint | None) -> str:
-    """--schema as the JSON Schema it is, --json-mode, a regex or a grammar: what a user reads and can copy."""
-    if constraint is None:
-        return "schema = none"
-    if constraint.kind == "json_schema":
-        return "schema = " + json.dumps(constraint.value, ensure_ascii=False)
-    if constraint.kind == "json":
-        return "schema = any JSON object (--json-mode)"
-    if constraint.kind == "regex":
-        return f"regex = {constraint.value}"
-    return f"grammar = {len(str(constraint.value).splitlines())} lines of GBNF"
-
-
-def shown_format(backend: Backend) -> str:
-    """The prompt format in use, as the banner, /show and /model say it: "native (the model's chat template)"."""
-    return FORMAT_SHOWN.get(backend.prompt_format, backend.prompt_format)
-
-
-def hub_model(arg: str, models) -> ModelSpec | None:
-    """`/model hf:OWNER/REPO…`: a local model from the Hub's cache, with the bundled model's settings
-    (context, threads, format); one not pulled yet fails to open, naming the pull command."""
-    if not is_hub_name(arg) or BUNDLED_MODEL not in models:
-        return None
-    parse_hub_name(arg)  # a malformed name is an error now
-    return replace(models[BUNDLED_MODEL], name=arg, model_path=arg)

@@ -20,8 +20,9 @@ from falconchat.prompt import PromptTooLong
 from falconchat.reasoning_view import KeptReasoning, reasoning_writer
 from falconchat.render import make_console, reply_writer
 from falconchat.repl.attach_commands import described
-from falconchat.repl.commands import MAX_TOKENS_SETTING, Commands, shown_format
+from falconchat.repl.commands import Commands
 from falconchat.repl.gauge import Gauge
+from falconchat.repl.settings_commands import MAX_TOKENS_SETTING, shown_format
 from falconchat.repl.state import ReplOptions, ReplState
 from falconchat.repl.waiting import FirstOutput, WaitingLine, waiting_line
 from falconchat.sources import with_blocks
