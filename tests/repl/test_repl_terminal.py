@@ -198,6 +198,8 @@ def test_narrowing_the_window_mid_reply_shows_no_line_twice_and_widening_uses_th
     def reply(reply) -> None:
         reply.start_stream()
         for i, text in enumerate(words):
+            if i in (79, 159):  # the view draws at a token, at most every 50 ms: the word before a wait is drawn
+                time.sleep(0.1)
             if i == 80:
                 narrowed.wait(20)  # the window is narrowed mid-reply, with 6 lines of it drawn
             if i == 160:
