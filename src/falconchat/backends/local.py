@@ -28,6 +28,7 @@ from falconchat.types import Done, FinishReason, SamplingParams, TextDelta, Toke
 DEFAULT_CONTEXT = 4096
 TOKENIZER_CONTEXT = 256  # the small context beside the batching engine
 DEFAULT_SEQUENCE_CONTEXT = 2048  # each of the batching engine's sequences (its KV cache is per sequence)
+CLOSE_WAIT_S = 10.0  # how long close() waits for a short call holding the model (tokenizing takes ms)
 
 
 class LocalBackend(FormatDecidedOnLoad):
@@ -41,6 +42,10 @@ class LocalBackend(FormatDecidedOnLoad):
         self._llm = None
         self._engine = None
         self._lock = threading.Lock()
+        # close() waits here until no thread holds the model (see `_held`).
+        self._released = threading.Condition(self._lock)
+        self._holders = 0
+        self._closed = False
         self.thread_policy: DecodeThreads = ThreadPolicy(fixed=spec.threads)  # starts measuring the others' load
         self._threads_now = 0  # what the single-sequence context decodes with now
         self._format = spec.format  # "auto" becomes "native" or "falcon" when the model loads
@@ -62,14 +67,34 @@ class LocalBackend(FormatDecidedOnLoad):
     def load(self):
         """Load the model once (thread-safe, so the REPL can warm it up in the background)."""
         with self._lock:
-            if self._llm is None:
-                llm = self._open()
-                if self.sequences > 1:
-                    self._engine = self._open_engine(llm)
-                if self.spec.format == "auto":  # a model that carries a chat template answers best in it
-                    self._format = "native" if llm.metadata.get("tokenizer.chat_template") else "falcon"
-                self._llm = llm
-            return self._llm
+            return self._load_locked()
+
+    def _load_locked(self):
+        if self._closed:  # a thread still measuring for the toolbar as the chat ends
+            raise ConfigError("the model is closed")
+        if self._llm is None:
+            llm = self._open()
+            if self.sequences > 1:
+                self._engine = self._open_engine(llm)
+            if self.spec.format == "auto":  # a model that carries a chat template answers best in it
+                self._format = "native" if llm.metadata.get("tokenizer.chat_template") else "falcon"
+            self._llm = llm
+        return self._llm
+
+    @contextmanager
+    def _held(self):
+        """The loaded model, held for a short call (tokenizing, a template): close() waits
+        until every holder lets go. The chat's toolbar counts tokens in a thread of its own;
+        a model freed under it crashed the process (SIGSEGV) as the chat ended."""
+        with self._lock:
+            llm = self._load_locked()
+            self._holders += 1
+        try:
+            yield llm
+        finally:
+            with self._lock:
+                self._holders -= 1
+                self._released.notify_all()
 
     def _open(self):
         self.check()
@@ -133,7 +158,8 @@ class LocalBackend(FormatDecidedOnLoad):
         return f"ok ({path.stat().st_size / 1e6:.0f} MB file)"
 
     def count_tokens(self, text: str) -> int:
-        return len(self.load().tokenize(text.encode("utf-8", "replace"), add_bos=False, special=True))
+        with self._held() as llm:
+            return len(llm.tokenize(text.encode("utf-8", "replace"), add_bos=False, special=True))
 
     def stream(self, prompt: str, params: SamplingParams) -> TokenStream:
         stops = stop_sequences(params.stop)
@@ -155,11 +181,12 @@ class LocalBackend(FormatDecidedOnLoad):
         """The model's template rendered for `messages`, ending with the assistant's header, or
         with `continue_last` inside the last (assistant) message."""
 
-        llm = self.load()
-        template = llm.metadata.get("tokenizer.chat_template")
+        with self._held() as llm:
+            template = llm.metadata.get("tokenizer.chat_template")
+            bos_token = llm.token_bos()
         if not template:
             raise ConfigError(f'{self.model_path.name} carries no chat template; use format = "falcon"')
-        bos = self.text([llm.token_bos()])
+        bos = self.text([bos_token])
         prompt = render_chat_template(
             template,
             messages,
@@ -325,44 +352,49 @@ class LocalBackend(FormatDecidedOnLoad):
 
     def tokens(self, text: str) -> list[int]:
         """The tokens `generate()` feeds the model for `text` (with the start token)."""
-        return self.load().tokenize(text.encode("utf-8", "replace"), add_bos=True, special=True)
+        with self._held() as llm:
+            return llm.tokenize(text.encode("utf-8", "replace"), add_bos=True, special=True)
 
     def text(self, tokens: list[int]) -> str:
-        return self.load().detokenize(tokens, special=True).decode("utf-8", "replace")
+        with self._held() as llm:
+            return llm.detokenize(tokens, special=True).decode("utf-8", "replace")
 
     def token_pieces(self, text: str) -> list[tuple[int, str, int, int]]:
         """(id, text, start, stop) per token, offsets in bytes of `text` in UTF-8, as TGI's
         /tokenize gives them (its tokenizer's offsets), and each token's text sliced from there."""
         data = text.encode("utf-8", "replace")
-        llm = self.load()
         pieces, start = [], 0
-        for token in llm.tokenize(data, add_bos=False, special=True):
-            stop = start + len(llm.detokenize([token], special=True))
-            pieces.append((token, data[start:stop].decode("utf-8", "replace"), start, stop))
-            start = stop
+        with self._held() as llm:
+            for token in llm.tokenize(data, add_bos=False, special=True):
+                stop = start + len(llm.detokenize([token], special=True))
+                pieces.append((token, data[start:stop].decode("utf-8", "replace"), start, stop))
+                start = stop
         return pieces
 
     def piece(self, token: int) -> str:
         """One token's text, as a top-token list shows it."""
-        return self.load().detokenize([token], special=True).decode("utf-8", "replace")
+        with self._held() as llm:
+            return llm.detokenize([token], special=True).decode("utf-8", "replace")
 
     def prompt_logprobs(self, prompt: str) -> list[tuple[int, str, float | None]]:
         """(id, text, logprob) for each token `generate()` feeds for `prompt` (start token
         included): the logprob of each given the ones before it, None for the first."""
 
         tokens = self.tokens(prompt)
-        with _engine_errors():
-            logprobs = prompt_logprobs(self.load(), tokens, self._threads)
+        with _engine_errors(), self._held() as llm:
+            logprobs = prompt_logprobs(llm, tokens, self._threads)
         return [(t, self.piece(t), lp) for t, lp in zip(tokens, logprobs)]
 
     def eos(self) -> tuple[int, str]:
         """The end-of-generation token's id and text (TGI shows it as a special token)."""
-        llm = self.load()
-        token = llm.token_eos()
-        return token, llm.detokenize([token], special=True).decode("utf-8", "replace")
+        with self._held() as llm:
+            token = llm.token_eos()
+            return token, llm.detokenize([token], special=True).decode("utf-8", "replace")
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
+            self._released.wait_for(lambda: self._holders == 0, timeout=CLOSE_WAIT_S)
             if self._engine is not None:
                 self._engine.close()  # first: it runs on the model
                 self._engine = None
