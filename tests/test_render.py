@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -515,3 +516,32 @@ def test_code_is_drawn_in_the_terminal_s_own_palette_readable_on_light_and_dark(
     with reply_writer(plain, seen(TERM="xterm-256color", NO_COLOR="1"), plain=False) as writer:
         writer.write(CODE)
     assert not colours(plain.getvalue()), repr(plain.getvalue())
+
+
+def test_words_written_between_draws_are_drawn_when_the_model_pauses():
+    # Draws are at most every REFRESH_S; a token inside that window was held until the
+    # next token came, so a model pausing (thinking, a slow endpoint) hid its last words.
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=80, height=24, color_system="truecolor")
+    renderer = MarkdownRenderer(console)
+    renderer.REFRESH_S = 0.5  # wide, so that a busy machine still writes both inside it
+    with renderer:
+        renderer.write("Alpha ")  # drawn at once: the first draw
+        renderer.write("Bravo")  # inside the window: held back
+        held = Terminal().feed(out.getvalue()).text()
+        time.sleep(1.5)  # no token comes
+        shown = Terminal().feed(out.getvalue()).text()
+    assert "Bravo" not in held
+    assert "Alpha Bravo" in shown, shown
+
+
+def test_no_draw_comes_after_the_reply_is_finished():
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=80, height=24, color_system="truecolor")
+    with MarkdownRenderer(console) as renderer:
+        renderer.write("Alpha ")
+        renderer.write("Bravo")  # a catch-up draw is due, then the reply ends first
+    finished = out.getvalue()
+    time.sleep(MarkdownRenderer.REFRESH_S * 4)
+    assert out.getvalue() == finished
+    assert Terminal().feed(finished).text().count("Alpha Bravo") == 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 from typing import IO, TYPE_CHECKING
 
@@ -85,7 +86,8 @@ class MarkdownRenderer:
 
     Finished blocks (ended by a blank line, or a closed code fence) are printed
     once into the scrollback; only the block being written stays live, redrawn
-    at most 20 times a second. A block taller than the screen is committed
+    at most 20 times a second — and once more when the model pauses, so the last
+    words are never held back waiting for the next token. A block taller than the screen is committed
     line by line (a code block is closed and reopened) so nothing is cropped or
     printed twice. What is printed is never cut to the width: a code line wider
     than the window reaches the terminal whole, for it to wrap (the live lines
@@ -102,6 +104,8 @@ class MarkdownRenderer:
         self._live: LiveRegion | None = None
         self._last_draw = 0.0
         self._drawn = ""  # the source the live lines show (the start of _pending)
+        self._drawing = threading.Lock()  # the reader's writes and the catch-up draw take turns
+        self._catch_up: threading.Timer | None = None
 
     def __enter__(self) -> MarkdownRenderer:
         self._live = LiveRegion(self._console)
@@ -116,17 +120,34 @@ class MarkdownRenderer:
         text = self._clean.feed(text)
         if not text:
             return
-        self._keep_lines_the_terminal_reflowed()
-        self._pending += text
-        if "\n" in text:
-            self._commit_finished_blocks()
-        now = time.monotonic()
-        if now - self._last_draw >= self.REFRESH_S:
-            self._draw(now)
+        with self._drawing:
+            self._keep_lines_the_terminal_reflowed()
+            self._pending += text
+            if "\n" in text:
+                self._commit_finished_blocks()
+            since = time.monotonic() - self._last_draw
+            if since >= self.REFRESH_S:
+                self._draw(time.monotonic())
+            elif self._catch_up is None:
+                self._catch_up = threading.Timer(self.REFRESH_S - since, self._draw_what_is_behind)
+                self._catch_up.daemon = True
+                self._catch_up.start()
+
+    def _draw_what_is_behind(self) -> None:
+        """The catch-up draw, in the timer's thread: the words written since the last draw,
+        in case no token comes soon to draw them (a model thinking, a slow endpoint)."""
+        with self._drawing:
+            self._catch_up = None
+            if self._live is not None and self._pending != self._drawn:
+                self._draw(time.monotonic())
 
     def __exit__(self, *exc) -> None:
         self._clean.flush()
-        live, self._live = self._live, None
+        with self._drawing:
+            if self._catch_up is not None:
+                self._catch_up.cancel()
+                self._catch_up = None
+            live, self._live = self._live, None
         if live is None:
             return
         self._keep_lines_the_terminal_reflowed()
