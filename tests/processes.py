@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 FALCONCHAT = [sys.executable, "-m", "falconchat"]
+# What lets root read any file and list any folder: dropped to test "permission denied" as root.
+ROOT_READS = "-dac_override,-dac_read_search"
 
 
 def isolated_env(home: Path, **extra: str) -> dict[str, str]:
@@ -20,9 +23,30 @@ def isolated_env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def falconchat(*args: str, cwd: Path, env: dict[str, str], input: bytes | None = None, timeout: float = 120):
+def without_root_reads(command: list[str]) -> list[str]:
+    """`command` as a process that file permissions apply to: as root (tests run as root here and
+    in CI) without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH (setpriv, util-linux), so a file with
+    mode 0 is unreadable to it; as any other user, `command` unchanged."""
+    if os.geteuid() != 0:
+        return command
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:  # never a skip: the permission tests would then test nothing
+        raise RuntimeError("tests run as root need setpriv (util-linux) to test file permissions")
+    return [setpriv, f"--inh-caps={ROOT_READS}", f"--bounding-set={ROOT_READS}", *command]
+
+
+def falconchat(
+    *args: str,
+    cwd: Path,
+    env: dict[str, str],
+    input: bytes | None = None,
+    timeout: float = 120,
+    unprivileged: bool = False,
+):
+    """Run falconchat to its end; `unprivileged`: see `without_root_reads`."""
+    command = [*FALCONCHAT, *args]
     return subprocess.run(
-        [*FALCONCHAT, *args],
+        without_root_reads(command) if unprivileged else command,
         cwd=cwd,
         env=env,
         input=input,

@@ -1,6 +1,7 @@
 """`ask -f/--file` and `--sf` in real processes against the scripted TGI endpoint: the exact
 prompt the endpoint received (blocks, order, names, the system placement), the budget check
-(one line naming the largest sources, nothing sent, exit 2) and refusals that never hang."""
+(one line naming the largest sources, nothing sent, exit 2) and refusals that never hang,
+permission denied included (run without root's power to read anything, so also as root)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,11 @@ from processes import FALCONCHAT, falconchat, isolated_env, one_error_line
 pytestmark = pytest.mark.process
 
 
-def run(*args: str, cwd, input: bytes | None = None, timeout: float = 60):
-    return falconchat("ask", "--no-log", *args, cwd=cwd, env=isolated_env(cwd), input=input, timeout=timeout)
+def run(*args: str, cwd, input: bytes | None = None, timeout: float = 60, unprivileged: bool = False):
+    return falconchat(
+        "ask", "--no-log", *args, cwd=cwd, env=isolated_env(cwd), input=input, timeout=timeout,
+        unprivileged=unprivileged,
+    )  # fmt: skip
 
 
 def test_a_git_diff_on_stdin_and_a_file_reach_the_model_as_named_blocks_in_order(tgi_endpoint, tmp_path):
@@ -88,6 +92,43 @@ def test_a_source_that_cannot_be_read_is_one_line_exit_2_and_never_hangs(tgi_end
     assert done.returncode == 2
     assert one_error_line(done.stderr).startswith(f"falconchat: error: cannot read {source}: ")
     assert tgi_endpoint.requests == []
+
+
+@pytest.mark.parametrize("source", ["secret.txt", "private"])
+def test_a_file_or_folder_it_may_not_read_is_one_line_exit_2(tgi_endpoint, tmp_path, source):
+    """Permission denied, named directly: an unreadable file, a folder it may not list. Run without
+    root's power to read anything (processes.without_root_reads), so this runs as root too."""
+    (tmp_path / "secret.txt").write_text("x")
+    (tmp_path / "private").mkdir()
+    (tmp_path / "private" / "notes.txt").write_text("x")
+    for path in (tmp_path / "secret.txt", tmp_path / "private"):
+        path.chmod(0)
+    done = run("--endpoint", tgi_endpoint.url, "-f", source, "what is this?", cwd=tmp_path, unprivileged=True)
+    assert done.returncode == 2
+    assert one_error_line(done.stderr) == f"falconchat: error: cannot read {source}: permission denied"
+    assert tgi_endpoint.requests == []
+
+
+def test_what_a_folder_holds_but_may_not_be_read_is_skipped_and_named(tgi_endpoint, tmp_path):
+    """Inside a named folder, an unreadable file and a subfolder it may not list are skipped, and
+    the note on stderr names them; the rest is sent."""
+    tgi_endpoint.stream([" Ok."], "eos_token")
+    pkg = tmp_path / "src" / "pkg"
+    (pkg / "private").mkdir(parents=True)
+    (pkg / "private" / "keys.txt").write_text("k")
+    (pkg / "app.py").write_text("a = 1\n")
+    (pkg / "secret.txt").write_text("s")
+    (pkg / "secret.txt").chmod(0)
+    (pkg / "private").chmod(0)
+    done = run("--endpoint", tgi_endpoint.url, "-f", "src", "ok?", cwd=tmp_path, unprivileged=True)
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stderr.decode() == (
+        "falconchat: src: 1 file read; skipped 2 unreadable (pkg/private/, pkg/secret.txt)\n"
+    )
+    [request] = tgi_endpoint.requests
+    assert request.body["inputs"] == (
+        "User: ----- BEGIN src/pkg/app.py -----\na = 1\n----- END src/pkg/app.py -----\n\nok?\nAssistant:"
+    )
 
 
 def test_max_file_size_bounds_each_source(tgi_endpoint, tmp_path):

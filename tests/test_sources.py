@@ -1,12 +1,15 @@
 """Reading -f/--file sources (sources.py), in process: files, folders (sorted, hidden entries,
 .gitignore and binary files skipped and said), globs, standard input, and every refusal as one
-InputError line that never blocks: /dev/zero, a FIFO, a binary file, a symlink loop, permission
-denied, a source over --max-file-size."""
+InputError line that never blocks: /dev/zero, a FIFO, a binary file, a symlink loop, a source
+over --max-file-size. Permission denied is tested in processes that file permissions apply to,
+also as root (tests/test_ask_files.py)."""
 
 from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -110,15 +113,6 @@ def test_a_source_that_cannot_be_used_is_one_line_and_never_blocks(tmp_path, mak
     assert "\n" not in raised.value.message
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
-def test_permission_denied_is_one_line(tmp_path):
-    secret = tmp_path / "secret.txt"
-    secret.write_text("x")
-    secret.chmod(0)
-    with pytest.raises(InputError, match=r"cannot read secret\.txt: permission denied"):
-        read_sources(["secret.txt"], env_in(tmp_path))
-
-
 def test_a_folder_over_the_size_limit_or_with_nothing_readable_is_refused(tmp_path):
     (tmp_path / "big").mkdir()
     for i in range(3):
@@ -163,3 +157,22 @@ def test_history_shows_a_system_messages_sources_by_name():
 
     system = system_with_blocks("Be brief.", [Block("rules.md", "rule one\nrule two\n", 18)])
     assert named_only(system) == "Be brief.\n\n[source: rules.md]"
+
+
+@pytest.mark.process
+def test_pathspec_is_imported_only_for_a_folder_with_a_gitignore(tmp_path):
+    """Nothing heavy for a file or a plain folder: pathspec comes in with the first .gitignore."""
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "a.txt").write_text("a")
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "repo" / ".gitignore").write_text("*.log\n")
+    (tmp_path / "repo" / "b.txt").write_text("b")
+    code = (
+        "import sys, io, pathlib; from falconchat.environment import Environment; "
+        "from falconchat.sources import read_sources; "
+        "env = Environment(None, io.StringIO(), io.StringIO(), {}, pathlib.Path(sys.argv[1])); "
+        "seen = lambda: print('pathspec' in sys.modules); seen(); "
+        "read_sources(['plain/a.txt', 'plain'], env); seen(); read_sources(['repo'], env); seen()"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "False", "True"]

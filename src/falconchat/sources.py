@@ -183,6 +183,10 @@ def _read_glob(pattern: str, env: Environment, limit: int, loaded: Loaded) -> No
 def _read_folder(spec: str, root: Path, limit: int, loaded: Loaded) -> None:
     """Its text files, recursively, in sorted order; hidden entries, what `.gitignore` files
     in it ignore and binary files skipped (and said); symlinked folders not followed."""
+    try:  # a folder named directly that cannot be listed is refused as a file would be
+        os.scandir(root).close()
+    except OSError as exc:
+        raise InputError(f"cannot read {spec}: {_reason(exc)}") from None
     budget, skipped, before = limit, _Skipped(), len(loaded.blocks)
     shown = spec.rstrip("/") or "/"
     for relative, path in _folder_entries(root, skipped):
@@ -212,12 +216,12 @@ class _Ignores:
         self.rules: list[tuple[str, object]] = []  # (the folder it is in, relative; its GitIgnoreSpec)
 
     def enter(self, here: str, folder: str, skipped: _Skipped) -> None:
-        import pathspec  # noqa: PLC0415 (only a folder needs it)
-
         self.rules[:] = [(b, r) for b, r in self.rules if not b or here == b or here.startswith(b + "/")]
         gitignore = Path(folder) / ".gitignore"
         if not gitignore.is_file():
             return
+        import pathspec  # noqa: PLC0415 (only a folder with a .gitignore needs it)
+
         try:
             lines = gitignore.read_text(encoding="utf-8", errors="replace").splitlines()
         except OSError:
@@ -239,8 +243,8 @@ class _Ignores:
 def _folder_entries(root: Path, skipped: _Skipped) -> Iterable[tuple[str, Path]]:
     ignores = _Ignores()
 
-    def walk_error(exc: OSError) -> None:
-        skipped.add("unreadable", Path(exc.filename or "?").name)
+    def walk_error(exc: OSError) -> None:  # a subfolder that cannot be listed: named as the others
+        skipped.add("unreadable", os.path.relpath(exc.filename or "?", root) + "/")
 
     def why_not(folder: str, name: str, relative: str, is_dir: bool) -> str | None:
         if name.startswith("."):
@@ -376,6 +380,7 @@ class _Skipped:
     def summary(self) -> str:
         parts = []
         for why, names in self.by_why.items():
+            names = sorted(names)  # a folder's entries are met parent's files first, then subfolders
             shown = ", ".join(names[:3]) + (", …" if len(names) > 3 else "")
             parts.append(f"{len(names)} {why} ({shown})")
         return "; ".join(parts)
