@@ -12,6 +12,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -57,15 +58,24 @@ def quiet_env(home: Path, environ: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def first_byte_s(command: list[str], env: dict[str, str], name: str | None = None) -> float:
+def first_byte_s(command: list[str], env: dict[str, str], name: str | None = None, stdin: bytes | None = None) -> float:
     """Seconds from starting the process to the first byte on its (piped) stdout; PeerFailed,
-    saying how it ended (and its last line on stderr), where it ends with nothing printed."""
+    saying how it ended (and its last line on stderr), where it ends with nothing printed.
+    `stdin`: written into a real pipe as the process reads it (as `cat file |` would), from the
+    start of the timing; without it, stdin is /dev/null."""
 
     name = name or Path(command[0]).name
     with tempfile.TemporaryFile() as errors:
         started = time.perf_counter()
-        proc = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors)
+        proc = subprocess.Popen(
+            command,
+            env=env,
+            stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+        )
         assert proc.stdout is not None
+        writer = None if stdin is None else _feed(proc, stdin)
         try:
             if proc.stdout.read(1):
                 return time.perf_counter() - started
@@ -73,10 +83,33 @@ def first_byte_s(command: list[str], env: dict[str, str], name: str | None = Non
         finally:
             proc.kill()
             proc.wait()
+            if writer is not None:
+                writer.join()
+            proc.stdout.close()
         errors.seek(0)
         last = [line for line in errors.read()[-2000:].decode("utf-8", "replace").splitlines() if line.strip()]
     said = exit_said(name, code) if code else f"{name} printed nothing"
     raise PeerFailed(f"{said}: {sanitize(last[-1])[:160]}" if last and code > 0 else said, crashed=code < 0)
+
+
+def _feed(proc: subprocess.Popen, data: bytes) -> threading.Thread:
+    """Write `data` to the process's stdin and close it, beside the reading (a pipe holds 64 KB)."""
+
+    def write() -> None:
+        assert proc.stdin is not None
+        try:
+            proc.stdin.write(data)
+        except BrokenPipeError:  # it ended (or was killed) before reading it all
+            pass
+        finally:
+            try:
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+
+    thread = threading.Thread(target=write, daemon=True)
+    thread.start()
+    return thread
 
 
 def wall_s(command: list[str], env: dict[str, str]) -> float:

@@ -15,9 +15,14 @@ class Row:
     baseline_value: float | None
     target: str
     p95: float | None = None
+    # A row measured in alternated pairs: the median of each pair's ratio (steadier on a shared
+    # machine than the ratio of the two medians, as each pair saw the same moment's load).
+    pair_ratio: float | None = None
 
     @property
     def ratio(self) -> float | None:
+        if self.pair_ratio is not None:
+            return self.pair_ratio
         return self.value / self.baseline_value if self.baseline_value else None
 
 

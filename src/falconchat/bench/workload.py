@@ -57,6 +57,7 @@ class Workload:
     scale_items: int  # batch over simulated replicas: the items of the 4-against-1 and killed rows
     cpu_items: int  # the OpenAI file whose CPU per item is measured (issue 27: 10,000 lines)
     scale_reps: int  # repetitions of the scale rows (each runs batch 4 times: fewer than `reps`)
+    source_pairs: int  # the sources row: ask -f and the piped text, alternated, this many times each
 
     @classmethod
     def of(cls, quick: bool) -> Workload:
@@ -82,6 +83,7 @@ class Workload:
                 scale_items=48,
                 cpu_items=1_000,
                 scale_reps=1,
+                source_pairs=1,
             )
         return cls(
             warm_up=True,
@@ -104,4 +106,5 @@ class Workload:
             scale_items=480,
             cpu_items=10_000,
             scale_reps=3,
+            source_pairs=15,
         )
