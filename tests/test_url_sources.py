@@ -28,6 +28,7 @@ PAGE_TEXT = (
 
 class Site(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
+        self.server.visits.append(self.path)  # type: ignore[attr-defined]
         if self.path == "/page":
             self.answer(200, PAGE, "text/html; charset=utf-8")
         elif self.path.startswith("/hop/"):
@@ -69,14 +70,20 @@ class Site(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def site():
+def site_server():
     server = ThreadingHTTPServer(("127.0.0.1", 0), Site)
     server.daemon_threads = True
+    server.visits = []  # type: ignore[attr-defined]  # every path asked for, in order
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
+    yield server
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def site(site_server):
+    return f"http://127.0.0.1:{site_server.server_address[1]}"
 
 
 def test_html_becomes_readable_text(site):
@@ -135,3 +142,22 @@ def test_ask_f_slow_url_ends_within_the_timeout_with_one_line(site, tgi_endpoint
     assert done.returncode == 2
     assert one_error_line(done.stderr) == f"falconchat: error: cannot fetch {site}/slow: no answer within 1 s"
     assert tgi_endpoint.requests == []
+
+
+@pytest.mark.process
+def test_a_url_the_model_writes_is_never_fetched(site, site_server, tgi_endpoint, tmp_path):
+    """Only a URL the user names is fetched: the model's reply names two (bare and as a Markdown
+    link), in `ask` (logged) and in a piped chat whose next message follows it; the site sees none."""
+    written = [" See", f" {site}/page", " and", f" [the notes]({site}/hop/1)."]
+    tgi_endpoint.stream(written, "eos_token")
+    done = falconchat("ask", "--endpoint", tgi_endpoint.url, "where are the notes?",
+                      cwd=tmp_path, env=isolated_env(tmp_path))  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+    assert f"{site}/page" in done.stdout.decode()
+    tgi_endpoint.stream(written, "eos_token").stream([" Done."], "eos_token")
+    done = falconchat("chat", "--endpoint", tgi_endpoint.url, input=b"where are the notes?\nopen that link\n",
+                      cwd=tmp_path, env=isolated_env(tmp_path))  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+    assert f"{site}/hop/1" in tgi_endpoint.requests[-1].body["inputs"]  # the link went back as text
+    assert len(tgi_endpoint.requests) == 3
+    assert site_server.visits == []
