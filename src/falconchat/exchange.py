@@ -137,6 +137,18 @@ def _noting_reasoning(events: TokenStream, into: list[str]) -> TokenStream:
             yield event
 
 
+def prompt_size(conversation: Conversation, backend: Backend, message: str, max_new_tokens: int) -> tuple[int, int]:
+    """Tokens the prompt for `message` would take as it is sent — the oldest turns left out to
+    leave `max_new_tokens` for the reply, as `start` fits it — and how many turns that leaves
+    out (the chat's toolbar). A prompt that cannot fit at all: what it needs, no turn left out."""
+    budget = max(backend.context_length - max_new_tokens, 0)
+    try:
+        fitted = conversation.prompt_for(message, _text_counter(backend), budget, _message_counter(backend))
+    except PromptTooLong as exc:
+        return exc.needed, 0
+    return fitted.prompt_tokens, fitted.dropped_turns
+
+
 def _message_counter(backend: Backend) -> CountMessages | None:
     """Chat messages are measured as the backend sends them (the model's template adds its
     markers); an image as images.IMAGE_TOKENS, not as its base64."""

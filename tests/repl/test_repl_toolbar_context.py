@@ -34,3 +34,23 @@ def test_the_toolbar_counts_what_is_sent_once_turns_are_left_out(terminals):
     assert int(length) == 256
     assert int(used) <= 256 - 8, shown  # the prompt as sent leaves max_new_tokens for the reply
     assert int(left_out) >= 1
+
+
+def test_the_toolbar_counts_what_is_attached_to_the_next_message(terminals, tmp_path):
+    """/file's source goes with the next message: the toolbar counts it before it is sent (it
+    showed the conversation alone), and /drop takes it off again."""
+    (tmp_path / "notes.md").write_text("The harbour opens at six. " * 60)
+    term = terminals("-t", "0", "--max-new-tokens", "8")
+
+    def used() -> int:
+        found = CONTEXT.search(term.bottom_line())
+        return int(found.group(1)) if found else -1
+
+    term.wait_for(lambda s: used() > 0)
+    bare = used()
+    term.say("/file notes.md")
+    term.wait_for(lambda s: used() > bare + 300)  # the file is ~360 tokens
+    attached = used()
+    term.say("/drop")
+    term.wait_for(lambda s: used() == bare)
+    assert attached - bare > 300

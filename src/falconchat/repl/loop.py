@@ -15,8 +15,7 @@ from falconchat.backends.base import Backend
 from falconchat.conversation import Conversation
 from falconchat.environment import Environment
 from falconchat.errors import FalconchatError
-from falconchat.exchange import answer, continue_answer, stats_line
-from falconchat.prompt import PromptTooLong
+from falconchat.exchange import answer, continue_answer, prompt_size, stats_line
 from falconchat.reasoning_view import KeptReasoning, reasoning_writer
 from falconchat.render import make_console, reply_writer
 from falconchat.repl.attach_commands import described
@@ -387,16 +386,10 @@ class Repl:
         return self.state.backend.context_length
 
     def _context_used(self) -> tuple[int, int]:
-        """Tokens the next prompt would take as it is sent — the oldest turns left out to leave
-        max_new_tokens for the reply, as each exchange does — and how many turns that leaves out."""
-        conversation, backend = self.state.conversation, self.state.backend
-        counter = backend.count_message_tokens if backend.takes_messages else None  # as the model's template writes it
-        budget = max(backend.context_length - self.state.params.max_new_tokens, 0)
-        try:
-            fitted = conversation.prompt_for("", backend.count_tokens, budget, counter)
-        except PromptTooLong as exc:  # not even the system message fits: the whole of it
-            return exc.needed, 0
-        return fitted.prompt_tokens, fitted.dropped_turns
+        """Tokens the next prompt would take as it is sent, with what is attached to it (/file,
+        /image, /run), and how many of the oldest turns it leaves out to fit."""
+        message = with_blocks("", tuple(self.state.attached))
+        return prompt_size(self.state.conversation, self.state.backend, message, self.state.params.max_new_tokens)
 
     def _redraw(self) -> None:
         if self._app is not None and self._app.is_running:
