@@ -120,7 +120,11 @@ class SlashCompleter(Completer):
         if command in self.path_commands and argument:
             from prompt_toolkit.document import Document  # noqa: PLC0415 (heavy: prompt_toolkit)
 
-            yield from self.paths.get_completions(Document(argument), complete_event)
+            for choice in self.paths.get_completions(Document(argument), complete_event):
+                path = argument[: len(argument) + choice.start_position] + choice.text
+                if os.path.isdir(os.path.expanduser(path)):  # a folder goes on, as a shell completes it
+                    choice = Completion(choice.text + "/", choice.start_position, display=choice.display)
+                yield choice
 
 
 @contextmanager
