@@ -120,11 +120,11 @@ class SlashCompleter(Completer):
         if command in self.path_commands and argument:
             from prompt_toolkit.document import Document  # noqa: PLC0415 (heavy: prompt_toolkit)
 
-            for choice in self.paths.get_completions(Document(argument), complete_event):
-                path = argument[: len(argument) + choice.start_position] + choice.text
+            for found in self.paths.get_completions(Document(argument), complete_event):
+                path = argument[: len(argument) + found.start_position] + found.text
                 if os.path.isdir(os.path.expanduser(path)):  # a folder goes on, as a shell completes it
-                    choice = Completion(choice.text + "/", choice.start_position, display=choice.display)
-                yield choice
+                    found = Completion(found.text + "/", found.start_position, display=found.display)
+                yield found
 
 
 @contextmanager
