@@ -64,9 +64,33 @@ def _sampler_chain(n_vocab: int, params: SamplingParams, seed: int):
     return sampler
 
 
+class Argmax:
+    """The sampler of a greedy sequence whose chain would change nothing but pick the largest
+    logit: the token is read off the logits row with numpy. The chain costs ~0.2 ms a token
+    (it copies the 49k-token vocabulary into a candidates array first): ~5% of a batched step."""
+
+    def __init__(self, n_vocab: int):
+        self.n_vocab = n_vocab
+
+
+def plain_greedy(params: SamplingParams, grammar: str | None) -> bool:
+    """Whether the chain for `params` only takes the largest logit: greedy, no grammar, and
+    penalties that change nothing (llama.cpp's penalties sampler then returns at once)."""
+    return (
+        grammar is None
+        and params.temperature == 0.0
+        and params.repetition_penalty == 1.0
+        and params.frequency_penalty == 0.0
+        and params.presence_penalty == 0.0
+    )
+
+
 def make_sampler(llm, params: SamplingParams, seed: int, grammar: str | None = None):
-    """The sampler for one sequence: the plain chain, or the chain held to `grammar` (GBNF;
-    an InputError if it does not parse). Either way, `sample_token` draws from it."""
+    """The sampler for one sequence: the plain chain, the chain held to `grammar` (GBNF;
+    an InputError if it does not parse), or, where the chain would only take the largest
+    logit, `Argmax`. Whichever it is, `sample_token` draws from it."""
+    if plain_greedy(params, grammar):
+        return Argmax(llm.n_vocab())
     chain = _sampler_chain(llm.n_vocab(), params, seed)
     if grammar is None:
         return chain
@@ -78,6 +102,18 @@ def sample_token(sampler, ctx, row: int) -> int:
     """Sample (and accept) the next token from the logits of batch row `row` (-1: the last)."""
     import llama_cpp  # noqa: PLC0415 (heavy: llama_cpp)
 
+    if isinstance(sampler, Argmax):
+        return argmax_token(ctx, row, sampler.n_vocab)
     if isinstance(sampler, GrammarSampler):
         return sampler.sample(ctx, row)
     return llama_cpp.llama_sampler_sample(sampler.sampler, ctx, row)
+
+
+def argmax_token(ctx, row: int, n_vocab: int) -> int:
+    """The greedy sampler's token for batch row `row`: the first of the largest logits
+    (llama.cpp's greedy keeps the first on a tie, as numpy's argmax does)."""
+    import llama_cpp  # noqa: PLC0415 (heavy: llama_cpp)
+    import numpy as np  # noqa: PLC0415 (heavy: numpy)
+
+    pointer = llama_cpp.llama_get_logits_ith(ctx, row)
+    return int(np.ctypeslib.as_array(pointer, shape=(n_vocab,)).argmax())
