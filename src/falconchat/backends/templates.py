@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import lru_cache
 
 from falconchat.errors import ConfigError, InputError
 
@@ -93,6 +94,13 @@ def _left_open(whole: str, header: str, reply: str) -> str:
 
 
 def _render(template: str, messages: list[dict], context: dict) -> str:
+    return _compiled(template).render(messages=messages, date_string=datetime.now().strftime("%d %b %Y"), **context)
+
+
+@lru_cache(maxsize=8)
+def _compiled(template: str):
+    """The template compiled once (~1.5 ms a compile: batch and serve render every request's
+    prompt, and count its tokens, with it). A template that does not compile is not cached."""
     from jinja2.exceptions import TemplateError  # noqa: PLC0415 (heavy: jinja2)
     from jinja2.sandbox import ImmutableSandboxedEnvironment  # noqa: PLC0415 (heavy: jinja2)
 
@@ -107,9 +115,7 @@ def _render(template: str, messages: list[dict], context: dict) -> str:
     )
     environment.globals["raise_exception"] = raise_exception
     environment.globals["strftime_now"] = strftime_now
-    return environment.from_string(template).render(
-        messages=messages, date_string=datetime.now().strftime("%d %b %Y"), **context
-    )
+    return environment.from_string(template)
 
 
 def _has_system(messages: list[dict]) -> bool:
