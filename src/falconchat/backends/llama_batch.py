@@ -101,6 +101,7 @@ class BatchEngine:
         self._waiting: collections.deque[Request] = collections.deque()
         self._wake = threading.Condition()
         self._closing = False
+        self._outbox: list[tuple[Request, object]] | None = None  # what a step hands its callers at its end
         self.prompt_tokens_read = 0  # prompt tokens decoded (a reused prefix is not read again)
         self._thread = threading.Thread(target=self._run, name="falconchat-batch-engine", daemon=True)
         self._thread.start()
@@ -248,7 +249,7 @@ class BatchEngine:
     def _finish(self, slot: Slot, last, *, keep: bool) -> None:
         """End the slot's request; its cells stay as a cache (keep) or are freed at once."""
         if slot.request is not None:
-            slot.request.out.put(last)
+            self._send(slot.request, last)
         slot.request = None
         slot.sampler = None
         slot.next_token = None
@@ -293,11 +294,25 @@ class BatchEngine:
             for slot in slots:
                 self._finish(slot, failure, keep=False)
             return
-        for slot, row in outputs:
-            try:
-                self._sample(slot, row)
-            except Exception as exc:  # one sequence failing leaves the others running
-                self._finish(slot, FalconchatError(f"the local model failed: {exc}"), keep=False)
+        # Tokens go to their callers once every row is sampled: a caller woken mid-way takes
+        # the GIL from this thread at its next call into llama.cpp, and the step waits.
+        self._outbox = []
+        try:
+            for slot, row in outputs:
+                try:
+                    self._sample(slot, row)
+                except Exception as exc:  # one sequence failing leaves the others running
+                    self._finish(slot, FalconchatError(f"the local model failed: {exc}"), keep=False)
+        finally:
+            outbox, self._outbox = self._outbox, None
+            for request, item in outbox:
+                request.out.put(item)
+
+    def _send(self, request: Request, item) -> None:
+        if self._outbox is not None:
+            self._outbox.append((request, item))
+        else:
+            request.out.put(item)
 
     def _sample(self, slot: Slot, row: int) -> None:
         llama_cpp = self._llama_cpp
@@ -305,7 +320,7 @@ class BatchEngine:
         assert request is not None  # only running slots are sampled
         token = sample_token(slot.sampler, self._ctx, row)
         logprob, top = self._logprob(row, token, request.top_n) if request.logprobs else (None, ())
-        request.out.put((token, logprob, top))
+        self._send(request, (token, logprob, top))
         slot.generated += 1
         if llama_cpp.llama_vocab_is_eog(self._vocab, token) or slot.generated >= request.max_new:
             self._finish(slot, _END, keep=True)
