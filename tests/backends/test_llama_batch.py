@@ -9,8 +9,10 @@ waiting requests; one sequence failing must leave the others running.
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
+import weakref
 
 import pytest
 
@@ -311,3 +313,39 @@ def test_the_engine_decodes_with_the_cores_other_programs_leave_free():
         assert llama_cpp.llama_n_threads(engine._ctx) == 2
     finally:
         backend.close()
+
+
+def test_each_sequence_frees_its_sampler_itself_not_through_the_garbage_collector(batched, monkeypatch):
+    """llama-cpp-python's LlamaSampler holds itself in a reference cycle until it is closed: left
+    to the cyclic garbage collector, it was freed in whatever thread a collection ran, at whatever
+    depth (in serve, once, while a request's JSON was parsed at the recursion limit: each __del__
+    failed with RecursionError). The engine closes a sequence's sampler when the sequence ends
+    or is dropped as cancelled, so with the collector off it is freed all the same."""
+    batched.load()
+    engine = batched._engine
+    samplers: list[weakref.ref] = []
+    real = llama_batch.make_sampler
+
+    def recording(*args, **kwargs):
+        sampler = real(*args, **kwargs)
+        samplers.append(weakref.ref(getattr(sampler, "chain", sampler)))  # a grammar's: its chain holds the cycle
+        return sampler
+
+    monkeypatch.setattr(llama_batch, "make_sampler", recording)
+    prompt = batched.tokens(LONG)
+    params = SamplingParams(temperature=0, max_new_tokens=4)
+    gc.collect()
+    gc.disable()
+    try:
+        assert len(list(engine.tokens(prompt, params, 4, seed=1))) == 4  # runs to its end
+        stream = engine.tokens(prompt, params, 400, seed=1)
+        next(stream), next(stream)
+        stream.close()  # cancelled while it runs
+        assert list(engine.tokens(prompt, params, 4, seed=1, grammar="root ::= [0-9]+"))  # constrained
+        deadline = time.monotonic() + 5  # a cancelled sequence is dropped at the engine's next step
+        while any(ref() is not None for ref in samplers) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(samplers) == 3
+        assert [ref() for ref in samplers] == [None, None, None], "a sampler waits for the garbage collector"
+    finally:
+        gc.enable()

@@ -16,7 +16,9 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from serve_process import CANCELLED, parse_request_line, running
+from serve_process import CANCELLED, REQUEST_LINE, parse_request_line, running
+
+from falconchat.serve.validation import MAX_JSON_DEPTH
 
 pytestmark = pytest.mark.process  # starts the real falconchat, a terminal or a server
 
@@ -126,14 +128,27 @@ def test_a_slow_loris_body_holds_no_place_and_is_timed_out(one_place):
     assert parse_request_line(one_place.request_line("/generate", since=mark).string)[2] == 408
 
 
-def test_deeply_nested_json_is_refused_and_the_server_answers_on(one_place):
-    for path in ("/generate", "/v1/chat/completions"):
-        nested = b'{"inputs": ' + b"[" * 200_000 + b"]" * 200_000 + b"}"
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 100_000])
+def test_deeply_nested_json_is_refused_in_each_apis_shape_and_the_server_answers_on(one_place, depth):
+    """Refused before it is parsed (Python's parser would recurse to its limit, where a garbage
+    collection freeing a sampler failed with RecursionError), with nothing in the log but the
+    request lines — after generations, so that there are samplers to free."""
+    for _ in range(3):
+        assert requests.post(one_place.url + "/generate", json=well_behaved(), timeout=60).status_code == 200
+    mark = one_place.mark()
+    nested = b'{"inputs": "hi", "parameters": {"stop": ' + b"[" * depth + b"]" * depth + b"}}"
+    for path in ("/generate", "/generate_stream", "/v1/chat/completions", "/v1/completions"):
         response = requests.post(one_place.url + path, data=nested, timeout=30)
         assert response.status_code == 422, (path, response.text)
-        assert "nested too deeply" in response.text
+        error = response.json()
+        assert error["error_type"] == "validation"
+        message = error["error"]["message"] if path.startswith("/v1/") else error["error"]
+        assert message == f"invalid JSON body: nested too deeply (more than {MAX_JSON_DEPTH} levels)"
     assert gauges(one_place) == (0, 0)
     assert requests.post(one_place.url + "/generate", json=well_behaved(), timeout=60).status_code == 200
+    one_place.request_line("/generate", since=mark + 4)
+    log = one_place.log.splitlines()[mark:]
+    assert all(REQUEST_LINE.match(line) for line in log), "\n".join(log)
 
 
 @pytest.mark.parametrize(

@@ -41,7 +41,7 @@ class Request:
     max_new: int
     logprobs: bool
     top_n: int  # how many of the most likely tokens to return beside each sampled one
-    sampler: object  # its own sampling chain (with its grammar, if constrained)
+    sampler: Any  # its own sampling chain (with its grammar, if constrained): a LlamaSampler or GrammarSampler
     out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     cancelled: threading.Event = field(default_factory=threading.Event)
 
@@ -132,6 +132,7 @@ class BatchEngine:
         request = Request(list(tokens), params, max_new, logprobs or top_n > 0, top_n, sampler)
         with self._wake:
             if self._closing:
+                _close_sampler(request)
                 raise FalconchatError("the local model is shutting down")
             self._waiting.append(request)
             self._wake.notify()
@@ -209,10 +210,12 @@ class BatchEngine:
     def _end_all(self, error: FalconchatError) -> None:
         for slot in self._slots:
             if slot.request is not None:
+                _close_sampler(slot.request)
                 slot.request.out.put(error)
                 slot.request = None
         with self._wake:
             for request in self._waiting:
+                _close_sampler(request)
                 request.out.put(error)
             self._waiting.clear()
 
@@ -220,6 +223,9 @@ class BatchEngine:
         for slot in self._slots:
             if slot.request is not None and slot.request.cancelled.is_set():
                 self._finish(slot, _END, keep=False)
+        for request in self._waiting:
+            if request.cancelled.is_set():
+                _close_sampler(request)
         self._waiting = collections.deque(r for r in self._waiting if not r.cancelled.is_set())
 
     def _admit(self) -> None:
@@ -249,6 +255,7 @@ class BatchEngine:
     def _finish(self, slot: Slot, last, *, keep: bool) -> None:
         """End the slot's request; its cells stay as a cache (keep) or are freed at once."""
         if slot.request is not None:
+            _close_sampler(slot.request)  # before the caller hears of the end: it may drop the request
             self._send(slot.request, last)
         slot.request = None
         slot.sampler = None
@@ -368,6 +375,15 @@ def prompt_logprobs(llm, tokens: list[int], threads: int) -> list[float | None]:
         llama_cpp.llama_batch_free(batch)
         llama_cpp.llama_free(ctx)
     return logprobs
+
+
+def _close_sampler(request: Request) -> None:
+    """Free a sequence's sampler now, on the engine's thread. llama-cpp-python's LlamaSampler holds
+    itself in a reference cycle until closed: left to the garbage collector, it was freed
+    whenever a collection ran — in any thread, at any depth — and a collection that ran while
+    a request's JSON was parsed near the recursion limit made each __del__ fail with
+    RecursionError ("Exception ignored in ... LlamaSampler.__del__" in serve's log)."""
+    request.sampler.close()  # closing twice is harmless
 
 
 def _choose(idle: list[Slot], tokens: list[int]) -> Slot:

@@ -340,15 +340,18 @@ class LocalBackend(FormatDecidedOnLoad):
         """The same sampler as the engine's for a constrained sequence, so both paths agree."""
 
         sampler = make_sampler(llm, params, seed, grammar)  # first: a bad grammar fails before decoding
-        with _engine_errors():
-            if not _prefill(llm, tokens, should_stop):
-                return
-        token = tokens[-1]
-        while True:
+        try:
             with _engine_errors():
-                llm.eval([token])
-                token = sample_token(sampler, llm._ctx.ctx, -1)
-            yield (token, *_logprob(llm, token, logprobs))
+                if not _prefill(llm, tokens, should_stop):
+                    return
+            token = tokens[-1]
+            while True:
+                with _engine_errors():
+                    llm.eval([token])
+                    token = sample_token(sampler, llm._ctx.ctx, -1)
+                yield (token, *_logprob(llm, token, logprobs))
+        finally:
+            sampler.close()  # now, not by the garbage collector (see llama_batch._close_sampler)
 
     def tokens(self, text: str) -> list[int]:
         """The tokens `generate()` feeds the model for `text` (with the start token)."""
