@@ -349,3 +349,23 @@ def test_each_sequence_frees_its_sampler_itself_not_through_the_garbage_collecto
         assert [ref() for ref in samplers] == [None, None, None], "a sampler waits for the garbage collector"
     finally:
         gc.enable()
+
+
+def test_a_sequence_whose_reader_falls_behind_is_paused_and_resumes_unchanged(batched):
+    """A caller that takes nothing (serve's client that reads nothing of its stream) costs no
+    decoding: its sequence stops within BACKLOG_TOKENS tokens, and goes on when it reads, with
+    the tokens it would have had."""
+    batched.load()
+    engine = batched._engine
+    prompt = batched.tokens(LONG)
+    params = SamplingParams(temperature=0, max_new_tokens=120)
+    straight = [token for token, _, _ in engine.tokens(prompt, params, 120, seed=1)]
+    assert len(straight) == 120
+    stream = engine.tokens(prompt, params, 120, seed=1)
+    paused = [next(stream)[0]]
+    time.sleep(1.5)  # long enough to decode the rest at any speed this model runs at on a CPU
+    running = [slot for slot in engine._slots if slot.request is not None]
+    assert running, "it decoded all its tokens ahead of its reader"
+    assert running[0].generated <= 1 + llama_batch.BACKLOG_TOKENS, "it decoded ahead of its reader"
+    paused += [token for token, _, _ in stream]
+    assert paused == straight

@@ -3,6 +3,12 @@ and each interval's requests, errors, time to first token and the server's resid
 
     .venv/bin/python tests/serve/soak.py --minutes 30            # the run issue 28 asks for
     .venv/bin/python tests/serve/soak.py --minutes 1 --interval 10 --clients 4   # a smoke run
+    .venv/bin/python tests/serve/soak.py --minutes 3 --hostile       # with the hostile corpus beside
+
+With `--hostile`, issue 28's hostile corpus (hostile_corpus.py: oversized bodies, deep JSON,
+malformed UTF-8, lone surrogates, slow-loris bodies, streams never read) runs beside the
+well-behaved clients, and how each attempt ended is printed per kind. Compare the well-behaved
+tokens/s of a run with it against one without, the same flags otherwise.
 
 The mix, per client in turn: /generate, /generate_stream (three in ten dropped by the client
 after a few tokens), /v1/chat/completions (whole and streamed) and a /generate with a JSON
@@ -29,7 +35,8 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # serve_process
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # processes
-from serve_process import running
+import hostile_corpus
+from serve_process import CANCELLED, running
 
 PROMPT = "User: Tell me about the history of the city of Paris.\nAssistant:"
 GRAMMAR = {"type": "json", "value": {"type": "object", "properties": {"name": {"type": "string", "maxLength": 12}}}}
@@ -44,10 +51,12 @@ class Tally:
     statuses: dict[int, int] = field(default_factory=dict)
     failures: int = 0  # no HTTP answer at all (connection refused or reset)
     first_token_s: list[float] = field(default_factory=list)
+    tokens: int = 0  # generated tokens the clients received
 
-    def add(self, status: int | None, first_token_s: float | None = None) -> None:
+    def add(self, status: int | None, first_token_s: float | None = None, tokens: int = 0) -> None:
         with self.lock:
             self.requests += 1
+            self.tokens += tokens
             if status is None:
                 self.failures += 1
             else:
@@ -57,44 +66,52 @@ class Tally:
 
     def take(self) -> Tally:
         with self.lock:
-            done = Tally(requests=self.requests, statuses=self.statuses, failures=self.failures)
+            done = Tally(requests=self.requests, statuses=self.statuses, failures=self.failures, tokens=self.tokens)
             done.first_token_s = self.first_token_s
-            self.requests, self.statuses, self.failures, self.first_token_s = 0, {}, 0, []
+            self.requests, self.statuses, self.failures, self.first_token_s, self.tokens = 0, {}, 0, [], 0
             return done
 
 
-def stream(url: str, body: dict, drop: bool) -> tuple[int, float | None]:
-    """A streamed request; its status and the time to its first event (dropped after 3 if `drop`)."""
+def stream(url: str, body: dict, drop: bool) -> tuple[int, float | None, int]:
+    """A streamed request; its status, the time to its first event and the events received
+    (a token each; dropped after 3 if `drop`)."""
     started = time.monotonic()
     first = None
+    events = 0
     with requests.post(url, json=body, stream=True, timeout=300) as response:
         if response.status_code != 200:
-            return response.status_code, None
-        for n, _event in enumerate(line for line in response.iter_lines() if line.startswith(b"data:")):
+            return response.status_code, None, 0
+        for line in response.iter_lines():
+            if not line.startswith(b"data:") or line.endswith(b"[DONE]"):
+                continue
             first = first if first is not None else time.monotonic() - started
-            if drop and n >= 2:
+            events += 1
+            if drop and events >= 3:
                 break  # leaving the block closes the connection: the server must stop this generation
-    return 200, first
+    return 200, first, events
 
 
-def one_request(base: str, kind: str, rng: random.Random) -> tuple[int, float | None]:
+def whole(response: requests.Response) -> tuple[int, float | None, int]:
+    """A whole reply's status and its tokens (TGI's x-generated-tokens header)."""
+    return response.status_code, None, int(response.headers.get("x-generated-tokens", 0))
+
+
+def one_request(base: str, kind: str, rng: random.Random) -> tuple[int, float | None, int]:
     tokens = rng.randint(8, 48)
     if kind == "generate":
-        response = requests.post(
-            base + "/generate", json={"inputs": PROMPT, "parameters": {"max_new_tokens": tokens}}, timeout=300
-        )
-        return response.status_code, None
+        body = {"inputs": PROMPT, "parameters": {"max_new_tokens": tokens}}
+        return whole(requests.post(base + "/generate", json=body, timeout=300))
     if kind == "stream":
         body = {"inputs": PROMPT, "parameters": {"max_new_tokens": tokens}}
         return stream(base + "/generate_stream", body, drop=rng.random() < 0.3)
     if kind == "chat":
         body = {"messages": [{"role": "user", "content": "Say something about Paris."}], "max_tokens": tokens}
-        return requests.post(base + "/v1/chat/completions", json=body, timeout=300).status_code, None
+        return whole(requests.post(base + "/v1/chat/completions", json=body, timeout=300))
     if kind == "chat_stream":
         body = {"messages": [{"role": "user", "content": "Say something about Paris."}], "max_tokens": tokens}
         return stream(base + "/v1/chat/completions", {**body, "stream": True}, drop=rng.random() < 0.3)
     body = {"inputs": PROMPT, "parameters": {"max_new_tokens": 24, "grammar": GRAMMAR}}
-    return requests.post(base + "/generate", json=body, timeout=300).status_code, None
+    return whole(requests.post(base + "/generate", json=body, timeout=300))
 
 
 def client(base: str, seed: int, tally: Tally, stop: threading.Event) -> None:
@@ -103,10 +120,10 @@ def client(base: str, seed: int, tally: Tally, stop: threading.Event) -> None:
         if stop.is_set():
             return
         try:
-            status, first = one_request(base, kind, rng)
+            status, first, tokens = one_request(base, kind, rng)
         except requests.RequestException:
-            status, first = None, None
-        tally.add(status, first)
+            status, first, tokens = None, None, 0
+        tally.add(status, first, tokens)
         if status == 429:
             time.sleep(1)  # a well-behaved client: Retry-After
 
@@ -139,10 +156,16 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--interval", type=float, default=60.0, help="seconds between report lines")
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--hostile", action="store_true", help="run the hostile corpus beside the clients")
+    parser.add_argument("--client-timeout", type=float, help="the server's --client-timeout (default: serve's)")
     parser.add_argument("serve_args", nargs="*", help="more `falconchat serve` flags (after --)")
     args = parser.parse_args()
+    serve_args = list(args.serve_args)
+    if args.client_timeout is not None:
+        serve_args += ["--client-timeout", f"{args.client_timeout:g}"]
+    client_timeout = args.client_timeout if args.client_timeout is not None else 30.0  # serve's default
 
-    with tempfile.TemporaryDirectory() as home, running(Path(home), *args.serve_args) as server:
+    with tempfile.TemporaryDirectory() as home, running(Path(home), *serve_args) as server:
         pid = server.proc.pid
         tally, stop = Tally(), threading.Event()
         threads = [
@@ -151,34 +174,53 @@ def main() -> int:
         started = time.monotonic()
         for thread in threads:
             thread.start()
-        print("minute  requests  5xx  other-errors  429  ttft-p50  ttft-p95  rss-MB", flush=True)
-        rss_at_5, rss, errors_5xx = None, rss_mb(pid), 0
+        hostile = hostile_corpus.HostileTally()
+        if args.hostile:
+            threads += hostile_corpus.run_all(server.url, hostile, stop, client_timeout)
+        print("minute  requests  5xx  other-errors  429  ttft-p50  ttft-p95  rss-MB  tokens/s", flush=True)
+        rss_at_5, rss, errors_5xx, tokens, requests_done, last = None, rss_mb(pid), 0, 0, 0, started
         while (elapsed := time.monotonic() - started) < args.minutes * 60:
             time.sleep(min(args.interval, args.minutes * 60 - elapsed))
-            done, rss = tally.take(), rss_mb(pid)
-            minute = (time.monotonic() - started) / 60
+            done, rss, now = tally.take(), rss_mb(pid), time.monotonic()
+            minute = (now - started) / 60
             if rss_at_5 is None and minute >= 5:
                 rss_at_5 = rss
             high = sum(n for status, n in done.statuses.items() if status >= 500)
             other = done.failures + sum(n for s, n in done.statuses.items() if 400 <= s < 500 and s != 429)
             errors_5xx += high
+            tokens += done.tokens
+            requests_done += done.requests
             print(
                 f"{minute:6.1f}  {done.requests:8d}  {high:3d}  {other:12d}  {done.statuses.get(429, 0):3d}"
-                f"  {percentile(done.first_token_s, 50):8.2f}  {percentile(done.first_token_s, 95):8.2f}  {rss:6.0f}",
+                f"  {percentile(done.first_token_s, 50):8.2f}  {percentile(done.first_token_s, 95):8.2f}  {rss:6.0f}"
+                f"  {done.tokens / (now - last):8.1f}",
                 flush=True,
             )
+            last = now
+        measured_s = time.monotonic() - started
         stop.set()
         for thread in threads:
             thread.join(timeout=320)
         deadline = time.monotonic() + 30
         while (left := gauges(server.url)) != (0, 0) and time.monotonic() < deadline:
             time.sleep(0.5)
+        log = server.log
     flat = rss_at_5 is None or rss <= rss_at_5 * 1.10
     print(
-        f"rss after 5 min {rss_at_5 if rss_at_5 is None else round(rss_at_5)} MB, at the end {rss:.0f} MB"
-        f" ({'flat' if flat else 'GREW'}); 5xx {errors_5xx}; left running/waiting {left[0]}/{left[1]}"
+        f"well-behaved: {requests_done} requests, {tokens} tokens received, {tokens / measured_s:.1f} tokens/s"
+        f" over {measured_s:.0f} s"
     )
-    return 0 if flat and errors_5xx == 0 and left == (0, 0) else 1
+    if args.hostile:
+        for kind, outcomes in hostile.summary().items():
+            print(f"hostile {kind}: " + ", ".join(f"{n} x {outcome}" for outcome, n in outcomes.items()))
+        print(f"server log: {len(CANCELLED.findall(log))} generations cancelled (clients that left or stalled)")
+    noisy = [line for line in log.splitlines() if "Traceback" in line or "Exception ignored" in line]
+    print(
+        f"rss after 5 min {rss_at_5 if rss_at_5 is None else round(rss_at_5)} MB, at the end {rss:.0f} MB"
+        f" ({'flat' if flat else 'GREW'}); 5xx {errors_5xx}; left running/waiting {left[0]}/{left[1]};"
+        f" tracebacks in the server's log {len(noisy)}"
+    )
+    return 0 if flat and errors_5xx == 0 and left == (0, 0) and not noisy else 1
 
 
 if __name__ == "__main__":

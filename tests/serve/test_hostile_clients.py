@@ -164,19 +164,34 @@ def test_deeply_nested_json_is_refused_in_each_apis_shape_and_the_server_answers
 )
 def test_a_stream_that_is_never_read_is_dropped_after_the_client_timeout(one_place, path, body):
     """Its decoding slot is held only until its writes have waited --client-timeout: then its
-    connection is closed and its generation stopped, and the place serves the next request."""
+    connection is reset (the client sees it without reading), the drop is logged and its
+    generation stopped, and the place serves the next request."""
     data = json.dumps(body).encode()
     with raw_connection(one_place, receive_buffer=4096) as sock:
         mark = one_place.mark()
         sock.sendall(head(path, len(data)) + data)  # then reads nothing
         cancelled = one_place.wait_for(CANCELLED, since=mark, timeout=120, what="the unread stream to be dropped")
         assert int(cancelled.group(1)) < 1900  # stopped, not run to its end
+        one_place.wait_for(f"dropped a client that read nothing of its reply for {CLIENT_TIMEOUT_S} s", since=mark)
         line = one_place.request_line(path, since=mark).string
         assert parse_request_line(line)[4] == "cancelled", line
+        # Reset, not closed behind a full send buffer that the client's zero window holds open.
+        deadline = time.monotonic() + 5
+        while tcp_state(sock) == TCP_ESTABLISHED and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert tcp_state(sock) != TCP_ESTABLISHED, "the connection is still open on the client's side"
         # The engine logs the cancel from its own thread and frees the sequence in that step:
         # /metrics may still count it for a moment.
         assert settled(one_place) == (0, 0)
         assert requests.post(one_place.url + "/generate", json=well_behaved(), timeout=60).status_code == 200
+
+
+TCP_ESTABLISHED = 1
+
+
+def tcp_state(sock: socket.socket) -> int:
+    """The connection's TCP state (the first byte of Linux's tcp_info), read without reading data."""
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0]
 
 
 def closed_by_server(sock: socket.socket, timeout: float) -> bool:

@@ -5,7 +5,8 @@ own part of the KV cache, and one scheduling thread. Each step decodes one token
 for every running sequence in a single batch, and reads waiting prompts in
 chunks within the same steps, so replies keep flowing while a long prompt is
 read. Callers get raw tokens through a thread-safe queue; closing their
-iterator cancels the sequence, whose cells are freed at the next step.
+iterator cancels the sequence, whose cells are freed at the next step. A
+sequence whose caller falls `BACKLOG_TOKENS` behind is paused until it reads.
 
 A finished sequence is free for the next request at once, and leaves its
 tokens in its cells, so that the next turn of the same conversation starts
@@ -32,6 +33,10 @@ if TYPE_CHECKING:
 
 BATCH_TOKENS = 256  # tokens per decode step: running sequences first, then prompt chunks
 POLL_S = 0.05  # how often a waiting caller checks its own should_stop
+# A sequence whose caller has this many tokens not yet taken is paused (not decoded) until it takes
+# some: a reader that stalls (serve's client that reads nothing of its stream) costs no decoding.
+BACKLOG_TOKENS = 16
+PAUSED_WAIT_S = 0.01  # every running sequence paused: how long the engine waits before looking again
 
 
 @dataclass(eq=False)
@@ -285,7 +290,7 @@ class BatchEngine:
         # Slots are only ever changed by this thread; callers touch only the waiting queue and flags.
         slots = [slot for slot in self._slots if slot.request is not None]
         for slot in slots:
-            if slot.next_token is not None:
+            if slot.next_token is not None and not _reader_behind(slot):
                 add(slot, slot.next_token, True)
                 slot.next_token = None
         for slot in slots:
@@ -294,6 +299,10 @@ class BatchEngine:
                 slot.fed += 1
                 self.prompt_tokens_read += 1
                 add(slot, token, not slot.prefilling)
+        if n == 0:  # every running sequence is paused: their callers are behind
+            with self._wake:
+                self._wake.wait(PAUSED_WAIT_S)  # a new request or a cancel wakes it sooner
+            return
         batch.n_tokens = n
         status = self._llama_cpp.llama_decode(self._ctx, batch)
         if status != 0:
@@ -375,6 +384,11 @@ def prompt_logprobs(llm, tokens: list[int], threads: int) -> list[float | None]:
         llama_cpp.llama_batch_free(batch)
         llama_cpp.llama_free(ctx)
     return logprobs
+
+
+def _reader_behind(slot: Slot) -> bool:
+    """Whether the slot's caller has BACKLOG_TOKENS tokens not yet taken (then it is paused)."""
+    return slot.request is not None and slot.request.out.qsize() >= BACKLOG_TOKENS
 
 
 def _close_sampler(request: Request) -> None:

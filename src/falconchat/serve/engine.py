@@ -7,6 +7,7 @@ until its handler is done with it (`finish`); at most `max_concurrent` places, a
 `--max-concurrent-requests`. A body still coming in holds none (a slow sender blocks nobody). Handlers submit Jobs; a worker
 streams each job's events back to the handler's event loop. A job whose client left frees its
 place at once and is skipped, or is stopped within a token (or between batches of a long prompt).
+A job whose handler falls behind (its client reads nothing) is not decoded until it catches up.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from falconchat.types import TextDelta
 
 if TYPE_CHECKING:
     from falconchat.backends.base import InProcessModel
+
+BACKLOG_EVENTS = 16  # events a handler may have not yet taken before its job's worker waits
+BACKLOG_POLL_S = 0.02
 
 
 @dataclass(eq=False)
@@ -135,6 +139,14 @@ class Engine:
                 with self._lock:
                     self._running.discard(job)
 
+    @staticmethod
+    def _wait_for_reader(job: Job) -> None:
+        """Hold the next event while the handler is `BACKLOG_EVENTS` behind (its client reads
+        nothing: its writes wait): the backend, not pulled, pauses the sequence, so a stalled
+        client costs no decoding until --client-timeout drops it."""
+        while job.events.qsize() >= BACKLOG_EVENTS and not job.cancelled.is_set():
+            time.sleep(BACKLOG_POLL_S)
+
     def _generate(self, job: Job) -> None:
         def send(item) -> None:
             try:
@@ -153,6 +165,7 @@ class Engine:
         )
         try:
             for event in stream:
+                self._wait_for_reader(job)
                 if job.cancelled.is_set():
                     break
                 if isinstance(event, TextDelta):

@@ -6,7 +6,10 @@ metrics, the submit block (a job queued, or a 429), the engine's next event, the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
+import struct
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -84,6 +87,16 @@ class BodyTimedOut(Exception):
 class ClientStalled(ConnectionResetError):
     """A client took nothing of its reply for the client timeout (a stream never read): it is
     treated as gone, as a client that closed its connection."""
+
+
+def _reset_on_close(transport) -> None:
+    """Close with a reset, dropping what the kernel still holds for the client: closed plainly,
+    a connection whose client reads nothing keeps its full send buffer, and stays open on the
+    client's side, until the kernel gives up on it (minutes)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
 def failure_message(exc: Exception) -> str:
@@ -169,7 +182,9 @@ class Relay:
         try:
             await asyncio.wait_for(response.write(data), self.client_timeout)
         except TimeoutError:
+            self.engine.log(f"dropped a client that read nothing of its reply for {self.client_timeout:g} s")
             if request.transport is not None:
+                _reset_on_close(request.transport)
                 request.transport.abort()
             raise ClientStalled(f"the client read nothing for {self.client_timeout:g} s") from None
 
