@@ -213,7 +213,10 @@ def main() -> int:
     if args.hostile:
         for kind, outcomes in hostile.summary().items():
             print(f"hostile {kind}: " + ", ".join(f"{n} x {outcome}" for outcome, n in outcomes.items()))
-        print(f"server log: {len(CANCELLED.findall(log))} generations cancelled (clients that left or stalled)")
+        dropped = log.count("dropped a client that read nothing")
+        print(
+            f"server log: {len(CANCELLED.findall(log))} generations cancelled, {dropped} clients dropped for reading nothing"
+        )
     noisy = [line for line in log.splitlines() if "Traceback" in line or "Exception ignored" in line]
     print(
         f"rss after 5 min {rss_at_5 if rss_at_5 is None else round(rss_at_5)} MB, at the end {rss:.0f} MB"
