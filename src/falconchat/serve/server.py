@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from falconchat.backends.base import InProcessModel
 
 MAX_BODY_BYTES = 2_000_000
-SEND_BUFFER_BYTES = 64 * 1024  # per generation reply (Linux doubles it): see _bound_send_buffer
+SEND_BUFFER_BYTES = 16 * 1024  # per generation reply, in the kernel (Linux doubles it) and in asyncio
 GENERATION_PATHS = ("/", "/generate", "/generate_stream", "/v1/chat/completions", "/v1/completions")
 
 
@@ -144,14 +144,19 @@ class TgiServer:
 
 
 def _bound_send_buffer(request) -> None:
-    """A reply's kernel send buffer is kept small (the kernel grows it to megabytes otherwise), so
-    that a client that reads nothing of its stream is noticed within a few hundred tokens — its
-    writes wait, and after `--client-timeout` it is dropped — instead of the whole generation
-    decoding into the buffer. A token stream needs little: a few kB a second."""
-    sock = request.transport.get_extra_info("socket") if request.transport is not None else None
+    """A reply's send buffers are kept small — the kernel's (it grows it to megabytes otherwise)
+    and asyncio's (64 kB before it waits) — so that a client that reads nothing of its stream is
+    noticed within ~100 tokens with top tokens (a few hundred without) — its writes wait, its
+    sequence is paused, and after `--client-timeout` it is dropped — instead of decoding into
+    the buffers meanwhile (with 64 kB: ~380 tokens, 8% of the decoding in the hostile soak,
+    docs/performance.md). A token stream needs a few kB a second; a whole reply of 100 kB takes
+    a few round trips more."""
+    transport = request.transport
+    sock = transport.get_extra_info("socket") if transport is not None else None
     if sock is not None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+        transport.set_write_buffer_limits(high=SEND_BUFFER_BYTES)
 
 
 def limits_for(context_length: int, max_input_tokens: int | None, max_total_tokens: int | None) -> Limits:
