@@ -13,7 +13,9 @@ what the server did with each attempt.
   waited --client-timeout, having cost no decoding meanwhile (the sequence is paused).
 
 Raw sockets, so that each client does exactly what it says (an HTTP library would finish,
-read or retry on its own).
+read or retry on its own). Run as a process of its own (`python hostile_corpus.py URL
+CLIENT_TIMEOUT`: until its stdin closes, then the outcomes as JSON on stdout), so that building
+its bodies does not hold the soak's well-behaved clients up on the same interpreter lock.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import collections
 import json
 import socket
+import sys
 import threading
 import time
 from urllib.parse import urlsplit
@@ -210,3 +213,19 @@ def run_all(base: str, tally: HostileTally, stop: threading.Event, client_timeou
     for thread in threads:
         thread.start()
     return threads
+
+
+def main() -> int:
+    base, client_timeout = sys.argv[1], float(sys.argv[2])
+    tally, stop = HostileTally(), threading.Event()
+    threads = run_all(base, tally, stop, client_timeout)
+    sys.stdin.read()  # until the soak closes it
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=60)
+    print(json.dumps(tally.summary()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
