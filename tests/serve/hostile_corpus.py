@@ -14,7 +14,7 @@ what the server did with each attempt.
 
 Raw sockets, so that each client does exactly what it says (an HTTP library would finish,
 read or retry on its own). Run as a process of its own (`python hostile_corpus.py URL
-CLIENT_TIMEOUT`: until its stdin closes, then the outcomes as JSON on stdout), so that building
+CLIENT_TIMEOUT [KIND...]`: until its stdin closes, then the outcomes as JSON on stdout), so that building
 its bodies does not hold the soak's well-behaved clients up on the same interpreter lock.
 """
 
@@ -183,8 +183,10 @@ def _tcp_state(sock: socket.socket) -> int:
     return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0]
 
 
-def run_all(base: str, tally: HostileTally, stop: threading.Event, client_timeout: float) -> list[threading.Thread]:
-    """Each kind in a thread of its own until `stop`; the threads, started."""
+def run_all(
+    base: str, tally: HostileTally, stop: threading.Event, client_timeout: float, only: set[str] | None = None
+) -> list[threading.Thread]:
+    """Each kind (or those in `only`) in a thread of its own until `stop`; the threads, started."""
     kinds = {
         "oversized": oversized,
         "deep_json": deep_json,
@@ -209,6 +211,7 @@ def run_all(base: str, tally: HostileTally, stop: threading.Event, client_timeou
     threads = [
         threading.Thread(target=loop, args=(kind, attack), name=f"hostile-{kind}", daemon=True)
         for kind, attack in kinds.items()
+        if only is None or kind in only
     ]
     for thread in threads:
         thread.start()
@@ -216,9 +219,9 @@ def run_all(base: str, tally: HostileTally, stop: threading.Event, client_timeou
 
 
 def main() -> int:
-    base, client_timeout = sys.argv[1], float(sys.argv[2])
+    base, client_timeout, only = sys.argv[1], float(sys.argv[2]), set(sys.argv[3:]) or None
     tally, stop = HostileTally(), threading.Event()
-    threads = run_all(base, tally, stop, client_timeout)
+    threads = run_all(base, tally, stop, client_timeout, only)
     sys.stdin.read()  # until the soak closes it
     stop.set()
     for thread in threads:

@@ -159,6 +159,7 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=60.0, help="seconds between report lines")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--hostile", action="store_true", help="run the hostile corpus beside the clients")
+    parser.add_argument("--hostile-kinds", nargs="+", metavar="KIND", default=[], help="only these kinds of it")
     parser.add_argument("--client-timeout", type=float, help="the server's --client-timeout (default: serve's)")
     parser.add_argument("serve_args", nargs="*", help="more `falconchat serve` flags (after --)")
     args = parser.parse_args()
@@ -178,7 +179,7 @@ def main() -> int:
             thread.start()
         hostile = None
         if args.hostile:  # a process of its own: see hostile_corpus.py
-            corpus = [sys.executable, hostile_corpus.__file__, server.url, str(client_timeout)]
+            corpus = [sys.executable, hostile_corpus.__file__, server.url, str(client_timeout), *args.hostile_kinds]
             hostile = subprocess.Popen(corpus, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         print("minute  requests  5xx  other-errors  429  ttft-p50  ttft-p95  rss-MB  tokens/s", flush=True)
         rss_at_5, rss, errors_5xx, tokens, requests_done, last = None, rss_mb(pid), 0, 0, 0, started
