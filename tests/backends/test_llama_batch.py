@@ -369,3 +369,13 @@ def test_a_sequence_whose_reader_falls_behind_is_paused_and_resumes_unchanged(ba
     assert running[0].generated <= 1 + llama_batch.BACKLOG_TOKENS, "it decoded ahead of its reader"
     paused += [token for token, _, _ in stream]
     assert paused == straight
+
+
+def test_plain_greedy_requests_one_after_another_each_end_and_the_engine_goes_on(batched):
+    # The greedy fast path's sampler (Argmax) is closed as its sequence ends, like every sampler:
+    # an Argmax without close() killed the engine's thread at the first request's end.
+    params = SamplingParams(temperature=0, max_new_tokens=6)
+    for prompt in PROMPTS[:3]:
+        events = list(batched.generate(prompt, params))
+        assert events[-1].finish_reason in ("length", "stop")
+        assert events[-1].completion_tokens >= 1

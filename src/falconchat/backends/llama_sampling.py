@@ -72,6 +72,9 @@ class Argmax:
     def __init__(self, n_vocab: int):
         self.n_vocab = n_vocab
 
+    def close(self) -> None:
+        """Nothing to free (the engine closes every sequence's sampler as it ends)."""
+
 
 def plain_greedy(params: SamplingParams, grammar: str | None) -> bool:
     """Whether the chain for `params` only takes the largest logit: greedy, no grammar, and
