@@ -379,3 +379,29 @@ def test_plain_greedy_requests_one_after_another_each_end_and_the_engine_goes_on
         events = list(batched.generate(prompt, params))
         assert events[-1].finish_reason in ("length", "stop")
         assert events[-1].completion_tokens >= 1
+
+
+def test_sequences_whose_readers_stall_give_their_places_to_a_waiting_request(single, batched):
+    """Every sequence paused (eight callers that read nothing, as serve's clients that never
+    read their streams): a ninth request is not held up until they read — a sequence paused
+    for SET_ASIDE_AFTER_S is set aside for it — and each set-aside reply, when its caller
+    reads again, goes on as it would have (its tokens read again, its sampler kept)."""
+    batched.load()
+    engine = batched._engine
+    params = SamplingParams(temperature=0, max_new_tokens=120)
+    prompt = batched.tokens(LONG)
+    stalled = [engine.tokens(prompt, params, 120, seed=1) for _ in range(8)]
+    firsts = [next(stream)[0] for stream in stalled]  # each admitted, then nobody reads
+    answered: list = []
+    ninth = threading.Thread(target=lambda: answered.append(reply(batched, PROMPTS[0], GREEDY_SHORT)))
+    ninth.start()
+    ninth.join(timeout=60)
+    assert answered, "the ninth request waited for the stalled readers"
+    assert engine.load()[1] >= 1  # one at least is set aside, waiting for its reader
+    together = [[first] + [token for token, _, _ in stream] for first, stream in zip(firsts, stalled, strict=True)]
+    alone = steps_alone(single, LONG, params)
+    assert_near_tie_equal([alone] * 8, together)
+    wait_idle(batched)
+
+
+GREEDY_SHORT = SamplingParams(temperature=0, max_new_tokens=8)

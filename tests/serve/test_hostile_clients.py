@@ -239,3 +239,21 @@ def test_a_request_head_that_does_not_arrive_is_dropped_after_the_client_timeout
             if trickle:
                 sender.join(timeout=5)
     assert requests.post(one_place.url + "/generate", json=well_behaved(), timeout=60).status_code == 200
+
+
+def test_streams_that_are_never_read_do_not_keep_the_next_request_waiting(tmp_path):
+    """Every decoding place taken by a stream its client never reads: the next request is
+    answered long before --client-timeout drops them — a stalled sequence, paused, gives its
+    place up (set aside until its client reads) — where it waited out the timeout before."""
+    timeout_s = 60
+    args = ("--parallel", "2", "--max-waiting", "4", "--client-timeout", str(timeout_s))
+    body = {"inputs": COUNTING, "parameters": {"max_new_tokens": 1900, "top_n_tokens": 5, "details": True}}
+    data = json.dumps(body).encode()
+    with running(tmp_path, *args) as server, contextlib.ExitStack() as stack:
+        mark = server.mark()
+        for _ in range(2):
+            sock = stack.enter_context(raw_connection(server, receive_buffer=4096))
+            sock.sendall(head("/generate_stream", len(data)) + data)  # then read nothing
+        answered = requests.post(server.url + "/generate", json=well_behaved(), timeout=timeout_s - 10)
+        assert answered.status_code == 200
+        assert "dropped a client" not in "\n".join(server.lines[mark:])

@@ -6,7 +6,10 @@ for every running sequence in a single batch, and reads waiting prompts in
 chunks within the same steps, so replies keep flowing while a long prompt is
 read. Callers get raw tokens through a thread-safe queue; closing their
 iterator cancels the sequence, whose cells are freed at the next step. A
-sequence whose caller falls `BACKLOG_TOKENS` behind is paused until it reads.
+sequence whose caller falls `BACKLOG_TOKENS` behind is paused until it reads;
+paused for `SET_ASIDE_AFTER_S` while requests wait, it is set aside — its
+sequence goes to the next request — and it comes back, its tokens read again,
+once its caller has caught up (a client that reads nothing holds no place).
 
 A finished sequence is free for the next request at once, and leaves its
 tokens in its cells, so that the next turn of the same conversation starts
@@ -37,6 +40,7 @@ POLL_S = 0.05  # how often a waiting caller checks its own should_stop
 # some: a reader that stalls (serve's client that reads nothing of its stream) costs no decoding.
 BACKLOG_TOKENS = 16
 PAUSED_WAIT_S = 0.01  # every running sequence paused: how long the engine waits before looking again
+SET_ASIDE_AFTER_S = 1.0  # a sequence paused this long gives its place to a waiting request
 
 
 @dataclass(eq=False)
@@ -49,6 +53,9 @@ class Request:
     sampler: Any  # its own sampling chain (with its grammar, if constrained): a LlamaSampler or GrammarSampler
     out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     cancelled: threading.Event = field(default_factory=threading.Event)
+    # Set aside mid-reply: its next token, sampled but not yet fed, and how many it had made.
+    # `tokens` then holds the prompt and the reply so far, to be read again when it comes back.
+    resume: tuple[int, int] | None = None
 
 
 _END = object()  # the sequence has finished (or was cancelled): no more tokens
@@ -66,6 +73,7 @@ class Slot:
     next_token: int | None = None  # sampled, to be fed at the next step
     generated: int = 0
     last_used: float = 0.0
+    paused_since: float | None = None  # when its caller fell BACKLOG_TOKENS behind
 
     @property
     def prefilling(self) -> bool:
@@ -104,6 +112,7 @@ class BatchEngine:
         self._n_vocab = llm.n_vocab()
         self._slots = [Slot(seq_id) for seq_id in range(sequences)]
         self._waiting: collections.deque[Request] = collections.deque()
+        self._set_aside: list[Request] = []  # paused sequences that gave their place up
         self._wake = threading.Condition()
         self._closing = False
         self._outbox: list[tuple[Request, object]] | None = None  # what a step hands its callers at its end
@@ -158,9 +167,11 @@ class BatchEngine:
             self._cancel(request)
 
     def load(self) -> tuple[int, int]:
-        """(running, waiting) requests, as the scheduling thread last left them."""
+        """(running, waiting) requests, as the scheduling thread last left them (one set aside
+        waits, for its caller to read)."""
         with self._wake:
-            return sum(slot.request is not None for slot in self._slots), len(self._waiting)
+            running = sum(slot.request is not None for slot in self._slots)
+            return running, len(self._waiting) + len(self._set_aside)
 
     def _cancel(self, request: Request) -> None:
         with self._wake:
@@ -193,7 +204,8 @@ class BatchEngine:
                 self._drop_cancelled()
                 self._admit()
                 while not self._closing and not any(slot.request for slot in self._slots):
-                    self._wake.wait()
+                    # One set aside comes back when its caller reads: look again soon.
+                    self._wake.wait(PAUSED_WAIT_S if self._set_aside else None)
                     self._drop_cancelled()
                     self._admit()
                 if self._closing:
@@ -219,22 +231,35 @@ class BatchEngine:
                 slot.request.out.put(error)
                 slot.request = None
         with self._wake:
-            for request in self._waiting:
+            for request in [*self._waiting, *self._set_aside]:
                 _close_sampler(request)
                 request.out.put(error)
             self._waiting.clear()
+            self._set_aside.clear()
 
     def _drop_cancelled(self) -> None:
         for slot in self._slots:
             if slot.request is not None and slot.request.cancelled.is_set():
                 self._finish(slot, _END, keep=False)
-        for request in self._waiting:
+        for request in [*self._waiting, *self._set_aside]:
             if request.cancelled.is_set():
                 _close_sampler(request)
         self._waiting = collections.deque(r for r in self._waiting if not r.cancelled.is_set())
+        self._set_aside = [r for r in self._set_aside if not r.cancelled.is_set()]
 
     def _admit(self) -> None:
-        """Give waiting requests free sequences, in FIFO order."""
+        """Give waiting requests free sequences, in FIFO order: first those set aside whose
+        callers have caught up (they came first), then the others. A sequence paused for
+        SET_ASIDE_AFTER_S is set aside for a request that finds none free."""
+        caught_up = [r for r in self._set_aside if r.out.qsize() < BACKLOG_TOKENS]
+        if caught_up:
+            self._set_aside = [r for r in self._set_aside if r not in caught_up]
+            self._waiting.extendleft(reversed(caught_up))
+        while self._waiting and not any(slot.request is None for slot in self._slots):
+            stalled = [s for s in self._slots if _paused_for(s, SET_ASIDE_AFTER_S)]
+            if not stalled:
+                break
+            self._put_aside(min(stalled, key=lambda s: s.paused_since or 0.0))
         while self._waiting:
             idle = [slot for slot in self._slots if slot.request is None]
             if not idle:
@@ -243,15 +268,40 @@ class BatchEngine:
             self._start(_choose(idle, request.tokens), request)
 
     def _start(self, slot: Slot, request: Request) -> None:
-        # Reuse the cached prefix, but always decode at least the last prompt token (for its logits).
-        reused = min(common_prefix(slot.resident, request.tokens), len(request.tokens) - 1)
+        # Reuse the cached prefix, but always decode at least the last prompt token (for its
+        # logits) — unless the request comes back from being set aside: its next token is known.
+        last = len(request.tokens) if request.resume else len(request.tokens) - 1
+        reused = min(common_prefix(slot.resident, request.tokens), last)
         self._llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, reused, -1)
         slot.resident = slot.resident[:reused]
         slot.request = request
         slot.fed = reused
         slot.next_token = None
         slot.generated = 0
+        slot.paused_since = None
         slot.sampler = request.sampler
+        self._resume_when_read(slot)
+
+    def _resume_when_read(self, slot: Slot) -> None:
+        """A request back from being set aside goes on where it stopped once its tokens are read."""
+        request = slot.request
+        if request is not None and request.resume is not None and not slot.prefilling:
+            slot.next_token, slot.generated = request.resume
+            request.resume = None
+
+    def _put_aside(self, slot: Slot) -> None:
+        """Give a paused sequence's place up: its request keeps its sampler (its state) and the
+        tokens so far, and waits for its caller; its cells stay as a cache until reused."""
+        request = slot.request
+        assert request is not None and slot.next_token is not None  # only paused ones
+        request.tokens = list(slot.resident)
+        request.resume = (slot.next_token, slot.generated)
+        self._set_aside.append(request)
+        slot.request = None
+        slot.sampler = None
+        slot.next_token = None
+        slot.paused_since = None
+        slot.last_used = time.monotonic()
 
     def _forget(self, slot: Slot) -> None:
         self._llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
@@ -290,15 +340,22 @@ class BatchEngine:
         # Slots are only ever changed by this thread; callers touch only the waiting queue and flags.
         slots = [slot for slot in self._slots if slot.request is not None]
         for slot in slots:
-            if slot.next_token is not None and not _reader_behind(slot):
-                add(slot, slot.next_token, True)
-                slot.next_token = None
+            if slot.next_token is None:
+                continue
+            if _reader_behind(slot):
+                slot.paused_since = slot.paused_since or time.monotonic()
+                continue
+            slot.paused_since = None
+            add(slot, slot.next_token, True)
+            slot.next_token = None
         for slot in slots:
             while slot.prefilling and n < BATCH_TOKENS and slot.request is not None:
                 token = slot.request.tokens[slot.fed]
                 slot.fed += 1
                 self.prompt_tokens_read += 1
-                add(slot, token, not slot.prefilling)
+                resuming = slot.request.resume is not None  # its next token is known: no logits
+                add(slot, token, not slot.prefilling and not resuming)
+            self._resume_when_read(slot)
         if n == 0:  # every running sequence is paused: their callers are behind
             with self._wake:
                 self._wake.wait(PAUSED_WAIT_S)  # a new request or a cancel wakes it sooner
@@ -389,6 +446,11 @@ def prompt_logprobs(llm, tokens: list[int], threads: int) -> list[float | None]:
 def _reader_behind(slot: Slot) -> bool:
     """Whether the slot's caller has BACKLOG_TOKENS tokens not yet taken (then it is paused)."""
     return slot.request is not None and slot.request.out.qsize() >= BACKLOG_TOKENS
+
+
+def _paused_for(slot: Slot, seconds: float) -> bool:
+    """Whether the slot's sequence has been paused (its caller behind) for `seconds`."""
+    return slot.paused_since is not None and time.monotonic() - slot.paused_since >= seconds
 
 
 def _close_sampler(request: Request) -> None:

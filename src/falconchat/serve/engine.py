@@ -7,7 +7,9 @@ until its handler is done with it (`finish`); at most `max_concurrent` places, a
 `--max-concurrent-requests`. A body still coming in holds none (a slow sender blocks nobody). Handlers submit Jobs; a worker
 streams each job's events back to the handler's event loop. A job whose client left frees its
 place at once and is skipped, or is stopped within a token (or between batches of a long prompt).
-A job whose handler falls behind (its client reads nothing) is not decoded until it catches up.
+A job whose handler falls behind (its client reads nothing) is not decoded until it catches up,
+and after STAND_IN_AFTER_S a worker is started in its place, so that the next job reaches the
+model (which sets the stalled sequence aside for it: backends/llama_batch.py).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
 
 BACKLOG_EVENTS = 16  # events a handler may have not yet taken before its job's worker waits
 BACKLOG_POLL_S = 0.02
+STAND_IN_AFTER_S = 1.0  # a job's handler behind this long: another worker takes the next job
 
 
 @dataclass(eq=False)
@@ -67,6 +70,7 @@ class Engine:
         self._threads = [
             threading.Thread(target=self._run, name=f"falconchat-engine-{n}", daemon=True) for n in range(self.workers)
         ]
+        self._stand_ins = 0  # workers started in the place of stalled jobs, not yet retired
 
     def start(self) -> None:
         for thread in self._threads:
@@ -78,9 +82,10 @@ class Engine:
         with self._lock:
             for job in self._running:
                 job.cancel()
-        for _ in self._threads:
+            threads = list(self._threads)
+        for _ in threads:
             self._jobs.put(None)
-        for thread in self._threads:
+        for thread in threads:
             if thread.is_alive():
                 thread.join()
 
@@ -138,14 +143,38 @@ class Engine:
             finally:
                 with self._lock:
                     self._running.discard(job)
+            if self._retire():
+                return
 
-    @staticmethod
-    def _wait_for_reader(job: Job) -> None:
+    def _wait_for_reader(self, job: Job) -> None:
         """Hold the next event while the handler is `BACKLOG_EVENTS` behind (its client reads
         nothing: its writes wait): the backend, not pulled, pauses the sequence, so a stalled
-        client costs no decoding until --client-timeout drops it."""
+        client costs no decoding until --client-timeout drops it. Stalled STAND_IN_AFTER_S, a
+        worker is started in its place, so that it holds up no other request."""
+        since = time.monotonic()
+        stood_in = False
         while job.events.qsize() >= BACKLOG_EVENTS and not job.cancelled.is_set():
+            # Only a batching backend takes more requests than it decodes (the single path, one).
+            if not stood_in and self.workers > 1 and time.monotonic() - since >= STAND_IN_AFTER_S:
+                self._stand_in()
+                stood_in = True
             time.sleep(BACKLOG_POLL_S)
+
+    def _stand_in(self) -> None:
+        with self._lock:
+            self._stand_ins += 1
+            thread = threading.Thread(target=self._run, name="falconchat-engine-stand-in", daemon=True)
+            self._threads.append(thread)
+        thread.start()
+
+    def _retire(self) -> bool:
+        """After a job: whether this worker is one too many now (a stand-in's job is done)."""
+        with self._lock:
+            if self._stand_ins == 0:
+                return False
+            self._stand_ins -= 1
+            self._threads.remove(threading.current_thread())
+            return True
 
     def _generate(self, job: Job) -> None:
         def send(item) -> None:
