@@ -1,6 +1,20 @@
+import signal
+
 import pytest
 
 from tgi_endpoint import TgiEndpoint, refused_url
+
+
+def pytest_sessionstart(session) -> None:
+    """The programs the tests start get SIGINT's and SIGHUP's usual actions, however the run
+    was started: a run in the background of a script (SIGINT ignored) or under nohup (SIGHUP
+    ignored) passes the ignoring on to every program it starts, as it means to, and the tests
+    of Ctrl-C and of a closed terminal then failed. An ignored signal is inherited across exec;
+    a handler is not."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 @pytest.fixture

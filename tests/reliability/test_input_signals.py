@@ -149,17 +149,10 @@ def test_sigpipe_from_head_ends_quietly_and_stops_the_stream(home, tgi_endpoint)
     assert left(tgi_endpoint)
 
 
-def hangup_not_ignored() -> None:
-    """In the child, before it runs: SIGHUP's default action. A test run started under `nohup`
-    ignores SIGHUP, and so would every program it starts, as nohup means them to (the suite
-    failed so once)."""
-    signal.signal(signal.SIGHUP, signal.SIG_DFL)
-
-
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
 def test_a_signal_mid_reply_ends_ask_and_its_stream(home, tgi_endpoint, sig):
     tgi_endpoint.forever()
-    proc = popen(home, "ask", "--endpoint", tgi_endpoint.url, "hi", preexec_fn=hangup_not_ignored)
+    proc = popen(home, "ask", "--endpoint", tgi_endpoint.url, "hi")
     assert proc.stdout.read(10)  # the reply is streaming
     proc.send_signal(sig)
     _out, err = proc.communicate(timeout=10)
