@@ -16,7 +16,7 @@ MAX_SERVER_MESSAGE = 300
 _CSI = r"(?:\x1b\[|\x9b)[0-?]*[ -/]*(?:[@-~]|\Z)"  # unfinished at the end: removed too
 # OSC, DCS, SOS, PM, APC: up to BEL or ST; an unterminated one is removed to the next ESC or the end.
 _STRING = r"(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
-_ESC = r"\x1b[ -/]*[0-~]"
+_ESC = r"\x1b[ -/]*(?:[0-~]|\Z)"  # unfinished at the end: removed too, as a stream would
 # C0 but tab and newline, DEL, C1, and the bidi overrides/isolates that reorder what is shown.
 _CONTROL = r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]"
 _UNSAFE = re.compile("|".join((_CSI, _STRING, _ESC, _CONTROL)))
