@@ -257,3 +257,54 @@ def test_streams_that_are_never_read_do_not_keep_the_next_request_waiting(tmp_pa
         answered = requests.post(server.url + "/generate", json=well_behaved(), timeout=timeout_s - 10)
         assert answered.status_code == 200
         assert "dropped a client" not in "\n".join(server.lines[mark:])
+
+
+def test_a_stream_never_read_leaves_every_other_decoding_place_working_until_it_is_dropped(tmp_path):
+    """A worker stands in for the stalled stream's job for as long as it stays stalled, not for one
+    job: after two requests have gone through (the old stand-in's one job among them), two
+    streams read normally still decode at once. Before, the stand-in retired after its one job,
+    and the second of two streams waited for the first to end (the soak's clients got 0.8x)."""
+    timeout_s = 60
+    args = ("--parallel", "2", "--max-waiting", "8", "--client-timeout", str(timeout_s))
+    stalled = json.dumps({"inputs": COUNTING, "parameters": {"max_new_tokens": 1900, "top_n_tokens": 5}}).encode()
+    with running(tmp_path, *args) as server, raw_connection(server, receive_buffer=4096) as sock:
+        sock.sendall(head("/generate_stream", len(stalled)) + stalled)  # then read nothing
+        deadline = time.monotonic() + 30
+        while gauges(server)[0] < 1 and time.monotonic() < deadline:  # until it decodes
+            time.sleep(0.05)
+        time.sleep(3)  # its client's window and the send buffers fill, then STAND_IN_AFTER_S passes
+
+        def generate(tokens: int) -> int:
+            body = {"inputs": COUNTING, "parameters": {"max_new_tokens": tokens}}
+            return requests.post(server.url + "/generate", json=body, timeout=timeout_s - 10).status_code
+
+        pair = [threading.Thread(target=generate, args=(20,)) for _ in range(2)]
+        for thread in pair:
+            thread.start()
+        for thread in pair:
+            thread.join()
+
+        order: list[tuple[str, str]] = []
+        lock = threading.Lock()
+
+        def stream(name: str) -> None:
+            body = {"inputs": COUNTING, "parameters": {"max_new_tokens": 300}}
+            with requests.post(
+                server.url + "/generate_stream", json=body, stream=True, timeout=timeout_s - 10
+            ) as response:
+                first = True
+                for line in response.iter_lines():
+                    if line.startswith(b"data:") and first:
+                        with lock:
+                            order.append((name, "first"))
+                        first = False
+            with lock:
+                order.append((name, "end"))
+
+        streams = [threading.Thread(target=stream, args=(name,)) for name in "XY"]
+        for thread in streams:
+            thread.start()
+        for thread in streams:
+            thread.join()
+    events = [event for _, event in order]
+    assert events[:2] == ["first", "first"], f"the two streams did not decode at once: {order}"

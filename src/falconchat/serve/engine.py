@@ -8,8 +8,9 @@ until its handler is done with it (`finish`); at most `max_concurrent` places, a
 streams each job's events back to the handler's event loop. A job whose client left frees its
 place at once and is skipped, or is stopped within a token (or between batches of a long prompt).
 A job whose handler falls behind (its client reads nothing) is not decoded until it catches up,
-and after STAND_IN_AFTER_S a worker is started in its place, so that the next job reaches the
-model (which sets the stalled sequence aside for it: backends/llama_batch.py).
+and after STAND_IN_AFTER_S a worker is started in its place for as long as it stays stalled, so
+that jobs keep reaching the model (which sets the stalled sequence aside for them:
+backends/llama_batch.py).
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ class Engine:
         self._threads = [
             threading.Thread(target=self._run, name=f"falconchat-engine-{n}", daemon=True) for n in range(self.workers)
         ]
-        self._stand_ins = 0  # workers started in the place of stalled jobs, not yet retired
+        self._stalled = 0  # jobs whose handler has been behind STAND_IN_AFTER_S: a worker stands in for each
 
     def start(self) -> None:
         for thread in self._threads:
@@ -149,30 +150,40 @@ class Engine:
     def _wait_for_reader(self, job: Job) -> None:
         """Hold the next event while the handler is `BACKLOG_EVENTS` behind (its client reads
         nothing: its writes wait): the backend, not pulled, pauses the sequence, so a stalled
-        client costs no decoding until --client-timeout drops it. Stalled STAND_IN_AFTER_S, a
-        worker is started in its place, so that it holds up no other request."""
+        client costs no decoding until --client-timeout drops it. Stalled STAND_IN_AFTER_S, the
+        job counts as stalled, and a worker stands in for it until it goes on, so that it holds
+        up no other request (a stand-in for one job only left the others one worker short
+        for the rest of the timeout: the hostile soak's clients got 0.8x)."""
         since = time.monotonic()
-        stood_in = False
-        while job.events.qsize() >= BACKLOG_EVENTS and not job.cancelled.is_set():
-            # Only a batching backend takes more requests than it decodes (the single path, one).
-            if not stood_in and self.workers > 1 and time.monotonic() - since >= STAND_IN_AFTER_S:
-                self._stand_in()
-                stood_in = True
-            time.sleep(BACKLOG_POLL_S)
+        stalled = False
+        try:
+            while job.events.qsize() >= BACKLOG_EVENTS and not job.cancelled.is_set():
+                # Only a batching backend takes more requests than it decodes (the single path, one).
+                if not stalled and self.workers > 1 and time.monotonic() - since >= STAND_IN_AFTER_S:
+                    self._stall(+1)
+                    stalled = True
+                time.sleep(BACKLOG_POLL_S)
+        finally:
+            if stalled:
+                self._stall(-1)
 
-    def _stand_in(self) -> None:
+    def _stall(self, change: int) -> None:
+        """One job more (+1) or fewer (-1) stalled; a worker is started while fewer than
+        `workers` are free of stalled jobs (one too many retires after its job: `_retire`)."""
         with self._lock:
-            self._stand_ins += 1
+            self._stalled += change
+            if len(self._threads) - self._stalled >= self.workers:
+                return
             thread = threading.Thread(target=self._run, name="falconchat-engine-stand-in", daemon=True)
             self._threads.append(thread)
         thread.start()
 
     def _retire(self) -> bool:
-        """After a job: whether this worker is one too many now (a stand-in's job is done)."""
+        """After a job: whether this worker is one too many now (the job it stood in for goes on,
+        or has ended)."""
         with self._lock:
-            if self._stand_ins == 0:
+            if len(self._threads) <= self.workers + self._stalled:
                 return False
-            self._stand_ins -= 1
             self._threads.remove(threading.current_thread())
             return True
 
