@@ -1,9 +1,15 @@
-"""Any OpenAI-compatible server (vLLM, Ollama, llama.cpp's server, OpenAI) through the `openai` SDK.
+"""Any OpenAI-compatible server (vLLM, Ollama, llama.cpp's server, OpenAI).
 
 `format = "chat"` sends chat messages and the server applies the model's own
 template; `format = "falcon"` sends falconchat's Falcon-style prompt to the
 completions API with its stop sequences. Closing the stream closes the HTTP
 response, which is how the server learns to stop.
+
+The streamed requests to an `http://` server with no proxy in front go through
+backends/openai_http.py, a lean HTTP/1.1 client (the SDK and httpx cost `batch` more
+CPU than everything else); https, a proxy (HTTP_PROXY/ALL_PROXY, unless NO_PROXY names
+the host) and `check()` keep the `openai` SDK, which knows TLS and proxies. Both paths
+send the same body and headers, retry alike and fail with the same errors and words.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from collections.abc import Generator, Sequence
 from contextlib import closing, contextmanager
 from typing import TYPE_CHECKING
 
-from falconchat.backends import openai_sdk
+from falconchat.backends import openai_http, openai_sdk
 from falconchat.config_models import ModelSpec
 from falconchat.errors import AuthRejected, ConfigError, EndpointError, Overloaded, Rejected, Timeout, Unreachable
 from falconchat.images import content_parts
@@ -25,7 +31,7 @@ if TYPE_CHECKING:
     import openai
 
 DEFAULT_CONTEXT = 4096
-RETRIES = 2  # the SDK's own backoff, for 429/5xx/connection errors before the first token
+RETRIES = 2  # the SDK's own backoff (openai_http's the same), for 429/5xx/connection errors before the first token
 
 
 class OpenAIBackend:
@@ -37,6 +43,8 @@ class OpenAIBackend:
         self.takes_messages = spec.format == "chat"
         self.sees_images = self.takes_messages  # image_url parts go in chat messages, not a text prompt
         self._client: openai.OpenAI | None = None
+        self._lean: openai_http.Client | None = None
+        self._lean_decided = False
 
     def describe(self) -> str:
         where = f"openai endpoint {self.shown_url}"
@@ -83,6 +91,10 @@ class OpenAIBackend:
         if self._client is not None:
             openai_sdk.release(self._client_key(), self._client)
             self._client = None
+        if self._lean is not None:
+            openai_sdk.release(("http", *self._client_key()), self._lean)
+            self._lean = None
+        self._lean_decided = False
 
     # ---- the SDK -----------------------------------------------------------------------
 
@@ -105,6 +117,20 @@ class OpenAIBackend:
                 ),
             )
         return self._client
+
+    def _lean_client(self) -> openai_http.Client | None:
+        """The lean client, where it can reach the server (plain http, no proxy: decided once,
+        when the first request is sent), shared like the SDK's clients; else None."""
+        if not self._lean_decided:
+            self._lean_decided = True
+            spec = self.spec
+            headers = dict(spec.headers)
+            if spec.endpoint and openai_http.usable(spec.endpoint, spec.api_key, headers):
+                self._lean = openai_sdk.acquire(
+                    ("http", *self._client_key()),
+                    lambda: openai_http.Client(spec.endpoint or "", spec.api_key, headers, spec.timeout, RETRIES),
+                )
+        return self._lean
 
     def _client_key(self) -> tuple:
         """What makes two backends' clients the same (shared: backends/openai_sdk.py)."""
@@ -166,12 +192,19 @@ class OpenAIBackend:
     def _create(self, api: str, **request) -> Generator:
         """Start the request lazily, when the stream is first read, like every backend. The SDK's
         generic POST with its stream read as plain JSON (backends/openai_sdk.py): the same request
-        body as `chat.completions.create` sends, without a typed object per token."""
-        import openai  # noqa: PLC0415 (heavy: openai)
-
+        body as `chat.completions.create` sends, without a typed object per token; or the lean
+        client's POST of that body (backends/openai_http.py), which yields the same dicts."""
         body = {key: value for key, value in request.items() if key != "extra_body"}
         body.update(request.get("extra_body", {}))
         path = "/chat/completions" if api == "chat" else "/completions"
+        lean = self._lean_client()
+        if lean is not None:
+            chunks = lean.stream(path, body)
+            with closing(chunks), self._lean_errors():
+                yield from chunks
+            return
+        import openai  # noqa: PLC0415 (heavy: openai)
+
         with self._errors():
             response = self.client().post(
                 path, cast_to=object, body=body, stream=True, stream_cls=openai_sdk.plain_stream(openai)
@@ -233,20 +266,43 @@ class OpenAIBackend:
             if midway:
                 raise EndpointError(f"the connection to {url} broke; the reply is incomplete") from None
             raise Unreachable(f"cannot reach {url}; check the URL and that the server is running") from None
-        except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
-            raise AuthRejected(f"{url} rejected the credentials (HTTP {exc.status_code}); check the API key") from None
-        except openai.NotFoundError as exc:
-            raise Rejected(f"{url} has no such model or route (HTTP 404: {self._message(exc)})") from None
-        except openai.RateLimitError as exc:
-            raise Overloaded(f"{url} is overloaded (HTTP 429: {self._message(exc)}); try again later") from None
         except openai.APIStatusError as exc:
-            if exc.status_code in (400, 413, 422):
-                raise Rejected(f"{url} rejected the request (HTTP {exc.status_code}: {self._message(exc)})") from None
-            if exc.status_code == 503:
-                raise Overloaded(f"{url} is unavailable (HTTP 503); try again later") from None
-            raise EndpointError(f"{url} failed (HTTP {exc.status_code}: {self._message(exc)})") from None
+            raise self._status_error(exc.status_code, getattr(exc, "message", "") or str(exc)) from None
         except openai.APIError as exc:
             raise EndpointError(f"{url} sent something unexpected: {self._message(exc)}") from None
+
+    @contextmanager
+    def _lean_errors(self):
+        """The lean client's failures (backends/openai_http.py), worded as the SDK's are above."""
+        url = self.shown_url
+        try:
+            yield
+        except openai_http.TimedOut:
+            raise Timeout(f"{url} sent no answer within {self.spec.timeout:g}s; try again or raise --timeout") from None
+        except openai_http.Unanswered:
+            raise Unreachable(f"cannot reach {url}; check the URL and that the server is running") from None
+        except openai_http.Broken:
+            raise EndpointError(f"the connection to {url} broke; the reply is incomplete") from None
+        except openai_http.StatusError as exc:
+            raise self._status_error(exc.status, exc.message) from None
+        except openai_http.EventError as exc:
+            raise EndpointError(f"{url} sent something unexpected: {self._message(exc)}") from None
+
+    def _status_error(self, status: int, message: str) -> EndpointError:
+        """An error status after the retries, by its code (the SDK's classes of it alike)."""
+        url = self.shown_url
+        said = server_message(message, self.spec.api_key)
+        if status in (401, 403):
+            return AuthRejected(f"{url} rejected the credentials (HTTP {status}); check the API key")
+        if status == 404:
+            return Rejected(f"{url} has no such model or route (HTTP 404: {said})")
+        if status == 429:
+            return Overloaded(f"{url} is overloaded (HTTP 429: {said}); try again later")
+        if status in (400, 413, 422):
+            return Rejected(f"{url} rejected the request (HTTP {status}: {said})")
+        if status == 503:
+            return Overloaded(f"{url} is unavailable (HTTP 503); try again later")
+        return EndpointError(f"{url} failed (HTTP {status}: {said})")
 
     def _message(self, exc) -> str:
         return server_message(getattr(exc, "message", "") or str(exc), self.spec.api_key)
