@@ -3,15 +3,15 @@
 
 `batch` over OpenAI-compatible replicas spent most of its CPU in the openai SDK and httpx
 building each request and reading each streamed chunk. Here a request is one `sendall` of bytes
-built from a head made once, and the reply's body is read with a few large `recv`s: its framing
-(chunked, Content-Length, or to the connection's close) undone and its server-sent events split
-here, each `data:` parsed with json.loads into the plain dict the SDK path yields.
+built from a head made once, and the reply's body is read with a few large `recv`s, its framing
+undone and its server-sent events split by backends/http_wire.py, each `data:` parsed with
+json.loads into the plain dict the SDK path yields. The openai package is not even imported.
 
 - Keep-alive: a Client (one per server and credentials, shared like the SDK's clients:
   backends/openai_sdk.py) keeps its idle connections, safe across threads; a response read whole
   (after `data: [DONE]`, the body to its end) gives its connection back. A stream closed early
   closes its connection: that is how the server learns to stop.
-- The SDK's retry rules, the same: RETRIES more tries before the response starts, for a failed
+- The SDK's retry rules, the same: `retries` more tries before the response starts, for a failed
   connection, a timeout, 408, 409, 429 and 5xx (or what `x-should-retry` says), waiting 0.5 s,
   then 1 s (less up to a quarter), or what a Retry-After of at most 120 s asks. A kept
   connection that the server has closed meanwhile is replaced at once (not a retry).
@@ -30,11 +30,11 @@ import socket
 import threading
 import time
 import urllib.request
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Generator, Mapping
 from urllib.parse import urlsplit
 
-RECV = 65536  # bytes a read asks for: a whole streamed reply usually comes in one or two
-HEAD_LIMIT = 65536  # a response head longer than this is not an HTTP server's
+from falconchat.backends import http_wire
+
 ERROR_BODY_LIMIT = 1 << 20  # an error response's body is read up to this much
 INITIAL_RETRY_DELAY = 0.5  # the openai SDK's backoff (openai/_constants.py)
 MAX_RETRY_DELAY = 8.0
@@ -142,9 +142,9 @@ class Client:
         sock, headers, rest = self._answer(request)
         reusable = False
         try:
-            reader = _Body(sock, headers, rest)
+            reader = http_wire.Body(sock, headers, rest)
             pieces = reader.pieces()
-            for data in _events(pieces):
+            for data in http_wire.events(pieces):
                 if data.startswith(b"[DONE]"):
                     for _ in pieces:  # the end of the body (servers end it at once)
                         pass
@@ -158,7 +158,7 @@ class Client:
                     message = error.get("message") if isinstance(error, dict) else None
                     raise EventError(message if isinstance(message, str) and message else "an error mid-stream")
                 yield event
-            reusable = reader.reusable and _keeps_alive(headers)
+            reusable = reader.reusable and http_wire.keeps_alive(headers)
         except TimeoutError:
             raise TimedOut() from None
         except (OSError, ValueError):  # reset, closed mid-body, or framing that is not HTTP's
@@ -200,13 +200,13 @@ class Client:
             sock, kept = self._take()
             try:
                 sock.sendall(request)
-                return (sock, *_read_head(sock))
+                return (sock, *http_wire.read_head(sock))
             except TimeoutError:
                 sock.close()
                 raise
             except (OSError, ValueError) as exc:
                 sock.close()
-                if kept and isinstance(exc, (ConnectionError, _Closed)):
+                if kept and isinstance(exc, ConnectionError):
                     continue  # a kept connection the server had closed: not a try
                 raise
 
@@ -233,13 +233,13 @@ class Client:
         size = 0
         reusable = False
         try:
-            reader = _Body(sock, headers, rest)
+            reader = http_wire.Body(sock, headers, rest)
             for piece in reader.pieces():
                 taken.append(piece)
                 size += len(piece)
                 if size >= ERROR_BODY_LIMIT:
                     break
-            reusable = reader.reusable and _keeps_alive(headers)
+            reusable = reader.reusable and http_wire.keeps_alive(headers)
         except (OSError, ValueError):
             pass  # what arrived is the message
         finally:
@@ -252,157 +252,6 @@ class Client:
         error = body.get("error", body) if isinstance(body, dict) else None
         said = error.get("message") if isinstance(error, dict) else None
         return f"{message} - {said}" if isinstance(said, str) and said else message
-
-
-class _Closed(ConnectionError):
-    """The server closed the connection before a whole response head."""
-
-
-def _read_head(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
-    """(status, headers with lowercase names, the bytes after the head); 1xx heads skipped."""
-    data = b""
-    while True:
-        end = data.find(b"\r\n\r\n")
-        if end < 0:
-            if len(data) > HEAD_LIMIT:
-                raise ValueError("a response head too long")
-            piece = sock.recv(RECV)
-            if not piece:
-                raise _Closed()
-            data += piece
-            continue
-        lines = data[:end].decode("latin-1").split("\r\n")
-        version, _, status_text = lines[0].partition(" ")
-        if not version.startswith("HTTP/"):
-            raise ValueError("not an HTTP response")
-        status = int(status_text[:3])
-        headers = {"": version}  # the version, for _keeps_alive
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        data = data[end + 4 :]
-        if 100 <= status < 200:  # 100 Continue, 103 Early Hints: the real head follows
-            continue
-        return status, headers, data
-
-
-def _keeps_alive(headers: dict[str, str]) -> bool:
-    connection = headers.get("connection", "").lower()
-    if headers.get("") == "HTTP/1.0":
-        return "keep-alive" in connection
-    return "close" not in connection
-
-
-class _Body:
-    """A response's body as pieces of bytes, its framing undone. `reusable` once it has all been
-    read, framed (chunked or Content-Length, not to the close) and nothing after it: only then
-    may the connection carry another request."""
-
-    def __init__(self, sock: socket.socket, headers: dict[str, str], rest: bytes):
-        self.sock = sock
-        self.rest = rest
-        self.reusable = False
-        self.chunked = "chunked" in headers.get("transfer-encoding", "").lower()
-        length = headers.get("content-length")
-        self.length = None if self.chunked or length is None else int(length)
-        if self.length is not None and self.length < 0:
-            raise ValueError("a negative Content-Length")
-
-    def pieces(self) -> Iterator[bytes]:
-        if self.chunked:
-            return self._chunked()
-        if self.length is not None:
-            return self._sized(self.length)
-        return self._to_the_close()
-
-    def _more(self) -> bytes:
-        piece = self.sock.recv(RECV)
-        if not piece:
-            raise _Closed()
-        return piece
-
-    def _sized(self, left: int) -> Iterator[bytes]:
-        piece, self.rest = self.rest, b""
-        while True:
-            if len(piece) >= left:
-                self.reusable = len(piece) == left  # more than the body: not a server to keep
-                if left:
-                    yield piece[:left]
-                return
-            if piece:
-                yield piece
-            left -= len(piece)
-            piece = self._more()
-
-    def _to_the_close(self) -> Iterator[bytes]:
-        piece, self.rest = self.rest, b""
-        while True:
-            if piece:
-                yield piece
-            piece = self.sock.recv(RECV)
-            if not piece:
-                return
-
-    def _chunked(self) -> Iterator[bytes]:
-        """Each read's whole chunks as one piece. `size` is the chunk being read, None while a
-        size line is awaited, -1 in the trailers after the last chunk."""
-        buf, pos, size = self.rest, 0, None
-        self.rest = b""
-        out: list[bytes] = []
-        while True:
-            if size is None or size < 0:
-                end = buf.find(b"\r\n", pos)
-                if end >= 0:
-                    line, pos = buf[pos:end], end + 2
-                    if size is not None:  # a trailer line; the empty one ends the body
-                        if not line:
-                            self.reusable = pos == len(buf)
-                            if out:
-                                yield b"".join(out)
-                            return
-                        continue
-                    size = int(line.split(b";", 1)[0], 16)
-                    if size < 0:
-                        raise ValueError("a negative chunk size")
-                    size = size or -1
-                    continue
-            elif len(buf) - pos >= size + 2:
-                out.append(buf[pos : pos + size])
-                pos += size + 2
-                size = None
-                continue
-            if out:
-                yield b"".join(out)
-                out = []
-            buf = buf[pos:] + self._more()
-            pos = 0
-
-
-def _events(pieces: Iterator[bytes]) -> Iterator[bytes]:
-    """The data of each server-sent event (its `data:` lines joined), in order. Other fields and
-    comments are passed over, as the SDK's plain stream passes them over; an event left unended
-    at the end of the body is dropped, as the SDK drops it."""
-    pending = b""
-    data: list[bytes] = []
-    carried_cr = False
-    for piece in pieces:
-        if carried_cr:
-            piece = b"\r" + piece
-            carried_cr = False
-        if b"\r" in piece:  # CRLF and CR end lines too; a CR at the end may be a CRLF cut in two
-            if piece.endswith(b"\r"):
-                piece, carried_cr = piece[:-1], True
-            piece = piece.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        lines = (pending + piece).split(b"\n")
-        pending = lines.pop()
-        for line in lines:
-            if not line:
-                if data:
-                    yield b"\n".join(data)
-                    data = []
-            elif line.startswith(b"data:"):
-                value = line[5:]
-                data.append(value[1:] if value.startswith(b" ") else value)
 
 
 def _should_retry(status: int, headers: Mapping[str, str]) -> bool:
