@@ -130,6 +130,24 @@ def reply(*pieces: str, finish: str = "stop") -> list[bytes]:
     return [chunk({"content": piece}, None) for piece in pieces] + [chunk({}, finish), b"data: [DONE]\n\n"]
 
 
+def completion(*pieces: str, finish: str = "length") -> list[bytes]:
+    """A completions-API reply's events with logprobs in that API's shape (parallel lists)."""
+
+    def chunk(text: str, finish_reason: str | None) -> bytes:
+        logprobs = {"tokens": [text], "token_logprobs": [-0.25], "top_logprobs": [{text: -0.25, " x": -2.0}]}
+        choice = {"index": 0, "text": text, "logprobs": logprobs if text else None, "finish_reason": finish_reason}
+        payload = {
+            "id": "cmpl-1",
+            "object": "text_completion",
+            "created": 0,
+            "model": "wire-model",
+            "choices": [choice],
+        }
+        return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+    return [chunk(piece, None) for piece in pieces] + [chunk("", finish), b"data: [DONE]\n\n"]
+
+
 STREAM_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
 
 

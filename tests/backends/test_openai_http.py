@@ -5,6 +5,7 @@ paths in one test (the SDK's requests come through it as through a proxy: HTTP_P
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
 
@@ -19,6 +20,7 @@ from openai_wire import (
     WireServer,
     chunked,
     closing_after,
+    completion,
     cut,
     dribbled,
     error_event,
@@ -203,6 +205,29 @@ def test_the_request_is_the_sdks(monkeypatch):
         assert lean.headers["authorization"] == f"Bearer {KEY}"
 
 
+def test_the_completions_api_with_logprobs_gives_the_same_events_as_the_sdk_path(monkeypatch):
+    """`format = "falcon"`: the completions API, its logprobs in that API's shape; the events
+    (text, finish, logprobs) are the same on both paths."""
+
+    def run(model: OpenAIBackend) -> list:
+        falcon = OpenAIBackend(dataclasses.replace(model.spec, format="falcon"))
+        try:
+            events = list(falcon.stream("User: count\nAssistant:", PARAMS.with_changes(logprobs=1)))
+        finally:
+            falcon.close()
+        done = events[-1]
+        assert isinstance(done, Done)
+        texts = [e.text for e in events if isinstance(e, TextDelta)]
+        return [texts, done.finish_reason, done.completion_tokens, done.logprobs]
+
+    with WireServer(chunked(completion("one", ",", " two"))) as server:
+        lean, sdk = on_both_paths(server, monkeypatch, run)
+        assert lean == sdk
+        assert "".join(lean[0]) == "one, two" and lean[1] == "length"
+        assert [entry["token"] for entry in lean[3]] == ["one", ",", " two"]
+        assert [r.path for r in server.requests] == ["/v1/completions"] * 2
+
+
 # ---- failures, worded as the SDK's path words them -----------------------------------------
 
 EXPECTED = {  # status: (class, tries: 1 + the SDK's 2 retries where it retries)
@@ -318,6 +343,8 @@ def test_which_endpoints_the_lean_client_takes(monkeypatch):
     assert not openai_http.usable("https://api.example.com/v1", KEY, {})  # TLS: the SDK's
     assert not openai_http.usable("http://user:pw@gpu1:8000/v1", KEY, {})
     assert not openai_http.usable("http://gpu1:8000/v1?tenant=a", KEY, {})
+    assert not openai_http.usable("http://gpu1:8000/vé 1", KEY, {})
+    assert not openai_http.usable("http://gpu1:99999/v1", KEY, {})
     assert not openai_http.usable("http://gpu1:8000/v1", KEY, {"X-Bad": "one\r\nInjected: two"})
     monkeypatch.setenv("ALL_PROXY", "http://proxy.example.com:3128")
     assert not openai_http.usable("http://gpu1:8000/v1", KEY, {})

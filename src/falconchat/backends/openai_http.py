@@ -81,7 +81,11 @@ def usable(endpoint: str, api_key: str | None, headers: Mapping[str, str]) -> bo
     parts = urlsplit(endpoint)
     if parts.scheme != "http" or not parts.hostname or parts.username or parts.password:
         return False
-    if parts.query or parts.fragment:
+    if parts.query or parts.fragment or not _plain_header("Path", parts.path) or " " in parts.path:
+        return False  # the SDK's path quotes what needs quoting
+    try:
+        parts.port  # noqa: B018 (a port out of range raises: the SDK's path says so)
+    except ValueError:
         return False
     if not all(_plain_header(name, value) for name, value in headers.items()):
         return False
@@ -201,10 +205,7 @@ class Client:
             try:
                 sock.sendall(request)
                 return (sock, *http_wire.read_head(sock))
-            except TimeoutError:
-                sock.close()
-                raise
-            except (OSError, ValueError) as exc:
+            except BaseException as exc:  # a Ctrl-C too: the socket is not left open
                 sock.close()
                 if kept and isinstance(exc, ConnectionError):
                     continue  # a kept connection the server had closed: not a try
