@@ -194,18 +194,19 @@ class OpenAIBackend:
         generic POST with its stream read as plain JSON (backends/openai_sdk.py): the same request
         body as `chat.completions.create` sends, without a typed object per token; or the lean
         client's POST of that body (backends/openai_http.py), which yields the same dicts."""
+        started = time.monotonic()
         body = {key: value for key, value in request.items() if key != "extra_body"}
         body.update(request.get("extra_body", {}))
         path = "/chat/completions" if api == "chat" else "/completions"
         lean = self._lean_client()
         if lean is not None:
             chunks = lean.stream(path, body)
-            with closing(chunks), self._lean_errors():
+            with closing(chunks), self._lean_errors(started):
                 yield from chunks
             return
         import openai  # noqa: PLC0415 (heavy: openai)
 
-        with self._errors():
+        with self._errors(started=started):
             response = self.client().post(
                 path, cast_to=object, body=body, stream=True, stream_cls=openai_sdk.plain_stream(openai)
             )
@@ -253,7 +254,7 @@ class OpenAIBackend:
         raise EndpointError(f"{self.shown_url} ended the stream before the reply was complete ({count} pieces arrived)")
 
     @contextmanager
-    def _errors(self, midway: bool = False):
+    def _errors(self, midway: bool = False, started: float | None = None):
         """The SDK's exceptions, as falconchat's one-line errors with their exit codes."""
         import openai  # noqa: PLC0415 (heavy: openai)
 
@@ -261,7 +262,7 @@ class OpenAIBackend:
         try:
             yield
         except openai.APITimeoutError:
-            raise Timeout(f"{url} sent no answer within {self.spec.timeout:g}s; try again or raise --timeout") from None
+            raise self._timed_out(started) from None
         except openai.APIConnectionError:
             if midway:
                 raise EndpointError(f"the connection to {url} broke; the reply is incomplete") from None
@@ -272,13 +273,13 @@ class OpenAIBackend:
             raise EndpointError(f"{url} sent something unexpected: {self._message(exc)}") from None
 
     @contextmanager
-    def _lean_errors(self):
+    def _lean_errors(self, started: float):
         """The lean client's failures (backends/openai_http.py), worded as the SDK's are above."""
         url = self.shown_url
         try:
             yield
         except openai_http.TimedOut:
-            raise Timeout(f"{url} sent no answer within {self.spec.timeout:g}s; try again or raise --timeout") from None
+            raise self._timed_out(started) from None
         except openai_http.Unanswered:
             raise Unreachable(f"cannot reach {url}; check the URL and that the server is running") from None
         except openai_http.Broken:
@@ -287,6 +288,16 @@ class OpenAIBackend:
             raise self._status_error(exc.status, exc.message) from None
         except openai_http.EventError as exc:
             raise EndpointError(f"{url} sent something unexpected: {self._message(exc)}") from None
+
+    def _timed_out(self, started: float | None) -> Timeout:
+        """No answer within --timeout; said with the whole wait when the retries made it longer
+        (three tries of 15 s are 47 s: "within 15s" alone reads as a clock that is wrong)."""
+        url, timeout = self.shown_url, self.spec.timeout
+        waited = time.monotonic() - started if started is not None else 0.0
+        within = (
+            f"{timeout:g}s a try ({waited:.0f}s in all, with retries)" if waited > 1.5 * timeout else f"{timeout:g}s"
+        )
+        return Timeout(f"{url} sent no answer within {within}; try again or raise --timeout")
 
     def _status_error(self, status: int, message: str) -> EndpointError:
         """An error status after the retries, by its code (the SDK's classes of it alike)."""
