@@ -342,7 +342,7 @@ class Repl:
                     self._watch = None
         except KeyboardInterrupt:
             if watch.shown:
-                self.notice("(reply stopped; what was shown is kept — /continue goes on)")
+                self.notice(f"(reply stopped; what was shown is kept — {self._after_a_cut(at_limit=False)})")
             elif fresh:
                 self._forget_empty_turn(turns)
                 self.notice(NOTHING_KEPT)
@@ -366,11 +366,18 @@ class Repl:
                 self.error(exc.message)
         if done.finish_reason == "length":
             limit = self.state.params.max_new_tokens
-            # A constrained reply can't go on (see Commands.continue_): a longer one is asked again.
-            then = "/continue goes on" if self.state.params.constraint is None else "/set max_new_tokens N, then /retry"
-            self.notice(f"(stopped at max_new_tokens = {limit}; {then})")
+            self.notice(f"(stopped at max_new_tokens = {limit}; {self._after_a_cut(at_limit=True)})")
         if self.state.options.verbose:
             self.notice(stats_line(done))
+
+    def _after_a_cut(self, *, at_limit: bool) -> str:
+        """What goes on with a reply cut short, here: /continue, unless the reply is constrained
+        (the schema holds from its first character) or the server's chat template writes the
+        prompt (it closes the last message): then the reply is asked again, longer if the limit
+        cut it (exchange.continue_answer refuses those)."""
+        if self.state.params.constraint is None and self.state.backend.prompt_format != "chat":
+            return "/continue goes on"
+        return "/set max_new_tokens N, then /retry" if at_limit else "/retry asks again"
 
     def _forget_empty_turn(self, turns: int) -> None:
         """Ctrl-C before any text came: the message is not kept as an exchange with no reply."""
