@@ -38,6 +38,9 @@ class ModelSpec:
     device: str | None = None  # transformers: "auto" (a GPU when there is one), "cpu", "cuda" or "cuda:N"
     server: str | None = None  # endpoints: the software the probe found ("vllm", "llama-cpp-python", "tgi")
     replicas: tuple[str, ...] = ()  # `endpoints = [...]`: several URLs of one model (batch uses them all)
+    # endpoints: how often the client itself asks again before a reply starts (refused, 429, 5xx);
+    # None: the backend's default. 0 for batch's replicas: the pool moves the request at once.
+    retries: int | None = None
     thinking: bool | None = None  # format = "native": the template's enable_thinking (None: its default)
     reasoning_effort: str | None = None  # format = "native": gpt-oss's "low" | "medium" | "high"
     # scripted: its replies and the prompts it was sent (a mutable part, shared with the test that wrote it)

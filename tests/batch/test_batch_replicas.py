@@ -110,6 +110,30 @@ def test_a_replica_that_dies_mid_run_loses_nothing_and_writes_nothing_twice(repl
 
 
 @pytest.mark.process
+def test_a_request_an_overloaded_replica_turns_away_goes_to_another_at_once(replicas, tmp_path, env):
+    """Neither the replica's client (its own retries, with backoff) nor the pool (least-busy:
+    the replica that just failed has the fewest in flight) sends a request back to the replica
+    that turned it away while another is healthy. Before, the first item went to the overloaded
+    replica 12 times (4 tries, 3 times over) before it was cooled down."""
+    busy = replicas[0]
+    seen: list[str] = []  # the messages the overloaded replica was sent
+
+    def overloaded(message: str, attempt: int) -> int:
+        seen.append(message)
+        return 429
+
+    busy.echo(latency=0.01, fault=overloaded)
+    for endpoint in replicas[1:]:
+        endpoint.echo(latency=0.01)
+    result = run("-", "-o", "out.jsonl", "-j", "3", *endpoint_args(replicas), cwd=tmp_path, env=env, input=jsonl(30))
+    assert result.returncode == 0, result.stderr
+    records = results((tmp_path / "out.jsonl").read_bytes())
+    assert [r["reply"] for r in records] == [f"echo: question {i}" for i in range(30)]
+    assert seen, "the overloaded replica was never asked"
+    assert len(set(seen)) == len(seen), f"a request was tried again on the replica that turned it away: {seen}"
+
+
+@pytest.mark.process
 def test_replicas_that_disagree_on_the_model_are_refused_in_one_line(replicas, tmp_path, env):
     replicas[2].model_id = "other/model"
     result = run("-", *endpoint_args(replicas), cwd=tmp_path, env=env, input=jsonl(3))

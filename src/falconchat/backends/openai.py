@@ -113,7 +113,7 @@ class OpenAIBackend:
                     api_key=self.spec.api_key or "none",  # local servers take any key; the SDK insists on one
                     default_headers=dict(self.spec.headers),
                     timeout=self.spec.timeout,
-                    max_retries=RETRIES,
+                    max_retries=self._retries(),
                 ),
             )
         return self._client
@@ -128,13 +128,18 @@ class OpenAIBackend:
             if spec.endpoint and openai_http.usable(spec.endpoint, spec.api_key, headers):
                 self._lean = openai_sdk.acquire(
                     ("http", *self._client_key()),
-                    lambda: openai_http.Client(spec.endpoint or "", spec.api_key, headers, spec.timeout, RETRIES),
+                    lambda: openai_http.Client(
+                        spec.endpoint or "", spec.api_key, headers, spec.timeout, self._retries()
+                    ),
                 )
         return self._lean
 
     def _client_key(self) -> tuple:
         """What makes two backends' clients the same (shared: backends/openai_sdk.py)."""
-        return (self.spec.endpoint, self.spec.api_key, self.spec.headers, self.spec.timeout)
+        return (self.spec.endpoint, self.spec.api_key, self.spec.headers, self.spec.timeout, self._retries())
+
+    def _retries(self) -> int:
+        return RETRIES if self.spec.retries is None else self.spec.retries
 
     def _sampling(self, params: SamplingParams) -> dict:
         # top_k and repetition_penalty are not in OpenAI's API; servers differ on their names.

@@ -166,13 +166,14 @@ class TgiBackend:
         """POST, retrying answers that say "overloaded" with backoff and jitter — but never
         waiting past the timeout: `--timeout 5` means an answer, or an error, within 5 s."""
         deadline = time.monotonic() + self.spec.timeout
-        for attempt in range(RETRIES + 1):
+        retries = RETRIES if self.spec.retries is None else self.spec.retries
+        for attempt in range(retries + 1):
             response = self._request("POST", self.url, json=body, headers=self._headers())
             if response.status_code == 200 and _is_event_stream(response):
                 return response
             with closing(response):
                 error = self._status_error(response)
-            if not isinstance(error, Overloaded) or attempt == RETRIES:
+            if not isinstance(error, Overloaded) or attempt == retries:
                 raise error
             retry_after = _retry_after(response)
             delay = BACKOFF_S * 2**attempt if retry_after is None else retry_after

@@ -66,12 +66,16 @@ class Pool:
             return False
         return not (replica.probing and replica.in_flight > 0)
 
-    def pick(self) -> Replica:
-        """A healthy replica for the next request, counted as in flight on it. When every one
-        is cooled down, the one back soonest (the caller has backed off meanwhile)."""
+    def pick(self, avoid: Replica | None = None) -> Replica:
+        """A healthy replica for the next request, counted as in flight on it; not `avoid` (the
+        one that just failed this request: least-busy would often pick it again, it has the
+        fewest in flight) while another is healthy. When every one is cooled down, the one back
+        soonest (the caller has backed off meanwhile)."""
         with self._lock:
             now = self.clock()
             usable = [r for r in self.replicas if self._usable(r, now)]
+            if avoid is not None and any(r is not avoid for r in usable):
+                usable = [r for r in usable if r is not avoid]
             if not usable:
                 chosen = min(self.replicas, key=lambda r: r.cooled_until)
             elif self.policy == "round-robin":
@@ -137,7 +141,8 @@ def probe_replicas(spec, urls: list[str], notes) -> list[Replica]:
     unreachable: list[tuple[str, FalconchatError]] = []
     for url in urls:
         try:
-            replicas.append(Replica(resolve(replace(spec, endpoint=url, replicas=())), safe_url(url)))
+            # retries=0: a request its replica fails goes to another at once, not to the same one thrice
+            replicas.append(Replica(resolve(replace(spec, endpoint=url, replicas=(), retries=0)), safe_url(url)))
         except Unreachable as exc:
             unreachable.append((safe_url(url), exc))
     if not replicas:

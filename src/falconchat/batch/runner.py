@@ -283,13 +283,15 @@ class Runner:
 
     def _run_item(self, backend_for, index: int, item: Item) -> Outcome:
         attempt, moves = 1, 0
+        failed_on: Replica | None = None  # the replica this item just failed on: another, if healthy
         while True:
             sent = time.monotonic()
-            replica = self.pool.pick() if self.pool is not None else None
+            replica = self.pool.pick(avoid=failed_on) if self.pool is not None else None
             try:
                 try:
                     reply, done, notes, reasoning = self._answer(backend_for(replica), index, item)
                 except BaseException as exc:
+                    failed_on = replica
                     if replica is not None and self._moved(replica, exc, item):
                         attempt, moves = attempt + 1, moves + 1  # another replica, at once: not a retry
                         if self._cancelled(index):
