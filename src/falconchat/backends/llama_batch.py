@@ -15,6 +15,9 @@ A finished sequence is free for the next request at once, and leaves its
 tokens in its cells, so that the next turn of the same conversation starts
 from its cached prefix when it lands there again. A cancelled sequence's
 cells are cleared at once. Requests wait for a free sequence in FIFO order.
+
+This module is the scheduling: what each step decodes, who waits, who is set aside. The
+records it schedules (a caller's `Request`, a sequence's `Slot`) are in llama_slots.py.
 """
 
 from __future__ import annotations
@@ -24,10 +27,10 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from falconchat.backends.llama_sampling import common_prefix, log_softmax_at, make_sampler, sample_token
+from falconchat.backends.llama_slots import Request, Slot
 from falconchat.errors import FalconchatError
 from falconchat.types import SamplingParams
 
@@ -42,42 +45,7 @@ BACKLOG_TOKENS = 16
 PAUSED_WAIT_S = 0.01  # every running sequence paused: how long the engine waits before looking again
 SET_ASIDE_AFTER_S = 1.0  # a sequence paused this long gives its place to a waiting request
 
-
-@dataclass(eq=False)
-class Request:
-    tokens: list[int]
-    params: SamplingParams
-    max_new: int
-    logprobs: bool
-    top_n: int  # how many of the most likely tokens to return beside each sampled one
-    sampler: Any  # its own sampling chain (with its grammar, if constrained): a LlamaSampler or GrammarSampler
-    out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
-    cancelled: threading.Event = field(default_factory=threading.Event)
-    # Set aside mid-reply: its next token, sampled but not yet fed, and how many it had made.
-    # `tokens` then holds the prompt and the reply so far, to be read again when it comes back.
-    resume: tuple[int, int] | None = None
-
-
 _END = object()  # the sequence has finished (or was cancelled): no more tokens
-
-
-@dataclass(eq=False)
-class Slot:
-    """One llama.cpp sequence id and what its cells hold."""
-
-    seq_id: int
-    resident: list[int] = field(default_factory=list)  # tokens whose KV is in the cache
-    request: Request | None = None
-    sampler: Any = None  # a _SamplerChain while a request runs
-    fed: int = 0  # prompt tokens decoded so far (including the reused prefix)
-    next_token: int | None = None  # sampled, to be fed at the next step
-    generated: int = 0
-    last_used: float = 0.0
-    paused_since: float | None = None  # when its caller fell BACKLOG_TOKENS behind
-
-    @property
-    def prefilling(self) -> bool:
-        return self.request is not None and self.fed < len(self.request.tokens)
 
 
 class BatchEngine:
@@ -146,7 +114,7 @@ class BatchEngine:
         request = Request(list(tokens), params, max_new, logprobs or top_n > 0, top_n, sampler)
         with self._wake:
             if self._closing:
-                _close_sampler(request)
+                request.close_sampler()
                 raise FalconchatError("the local model is shutting down")
             self._waiting.append(request)
             self._wake.notify()
@@ -227,12 +195,12 @@ class BatchEngine:
     def _end_all(self, error: FalconchatError) -> None:
         for slot in self._slots:
             if slot.request is not None:
-                _close_sampler(slot.request)
+                slot.request.close_sampler()
                 slot.request.out.put(error)
                 slot.request = None
         with self._wake:
             for request in [*self._waiting, *self._set_aside]:
-                _close_sampler(request)
+                request.close_sampler()
                 request.out.put(error)
             self._waiting.clear()
             self._set_aside.clear()
@@ -243,7 +211,7 @@ class BatchEngine:
                 self._finish(slot, _END, keep=False)
         for request in [*self._waiting, *self._set_aside]:
             if request.cancelled.is_set():
-                _close_sampler(request)
+                request.close_sampler()
         self._waiting = collections.deque(r for r in self._waiting if not r.cancelled.is_set())
         self._set_aside = [r for r in self._set_aside if not r.cancelled.is_set()]
 
@@ -310,7 +278,7 @@ class BatchEngine:
     def _finish(self, slot: Slot, last, *, keep: bool) -> None:
         """End the slot's request; its cells stay as a cache (keep) or are freed at once."""
         if slot.request is not None:
-            _close_sampler(slot.request)  # before the caller hears of the end: it may drop the request
+            slot.request.close_sampler()  # before the caller hears of the end: it may drop the request
             self._send(slot.request, last)
         slot.request = None
         slot.sampler = None
@@ -404,45 +372,6 @@ class BatchEngine:
         return log_softmax_at(self._ctx, row, self._n_vocab, token, top_n)
 
 
-def prompt_logprobs(llm, tokens: list[int], threads: int) -> list[float | None]:
-    """Each token's logprob given the tokens before it (None for the first: nothing predicts it),
-    from a context of its own, so that no sequence's cache or the single path's is touched."""
-    import llama_cpp  # noqa: PLC0415 (heavy: llama_cpp)
-
-    params = llama_cpp.llama_context_default_params()
-    params.n_ctx = len(tokens)
-    params.n_batch = params.n_ubatch = BATCH_TOKENS
-    params.n_seq_max = 1
-    params.n_threads = params.n_threads_batch = threads
-    params.no_perf = True
-    ctx = llama_cpp.llama_init_from_model(llm._model.model, params)
-    if not ctx:
-        raise FalconchatError(f"cannot make a context of {len(tokens)} tokens for the prompt's logprobs")
-    batch = llama_cpp.llama_batch_init(BATCH_TOKENS, 0, 1)
-    n_vocab = llm.n_vocab()
-    logprobs: list[float | None] = [None]
-    try:
-        for start in range(0, len(tokens), BATCH_TOKENS):
-            chunk = tokens[start : start + BATCH_TOKENS]
-            for row, token in enumerate(chunk):
-                batch.token[row] = token
-                batch.pos[row] = start + row
-                batch.n_seq_id[row] = 1
-                batch.seq_id[row][0] = 0
-                batch.logits[row] = True
-            batch.n_tokens = len(chunk)
-            status = llama_cpp.llama_decode(ctx, batch)
-            if status != 0:
-                raise FalconchatError(f"the local model failed (llama_decode returned {status})")
-            for row in range(len(chunk)):
-                if start + row + 1 < len(tokens):
-                    logprobs.append(log_softmax_at(ctx, row, n_vocab, tokens[start + row + 1])[0])
-    finally:
-        llama_cpp.llama_batch_free(batch)
-        llama_cpp.llama_free(ctx)
-    return logprobs
-
-
 def _reader_behind(slot: Slot) -> bool:
     """Whether the slot's caller has BACKLOG_TOKENS tokens not yet taken (then it is paused)."""
     return slot.request is not None and slot.request.out.qsize() >= BACKLOG_TOKENS
@@ -451,15 +380,6 @@ def _reader_behind(slot: Slot) -> bool:
 def _paused_for(slot: Slot, seconds: float) -> bool:
     """Whether the slot's sequence has been paused (its caller behind) for `seconds`."""
     return slot.paused_since is not None and time.monotonic() - slot.paused_since >= seconds
-
-
-def _close_sampler(request: Request) -> None:
-    """Free a sequence's sampler now, on the engine's thread. llama-cpp-python's LlamaSampler holds
-    itself in a reference cycle until closed: left to the garbage collector, it was freed
-    whenever a collection ran — in any thread, at any depth — and a collection that ran while
-    a request's JSON was parsed near the recursion limit made each __del__ fail with
-    RecursionError ("Exception ignored in ... LlamaSampler.__del__" in serve's log)."""
-    request.sampler.close()  # closing twice is harmless
 
 
 def _choose(idle: list[Slot], tokens: list[int]) -> Slot:

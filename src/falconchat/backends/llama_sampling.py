@@ -1,6 +1,6 @@
 """Sampling and logprobs on a llama.cpp context, shared by the single-sequence path
-(local.py) and the continuous-batching engine (llama_batch.py), so that both draw the
-same tokens from the same logits."""
+(llama_single.py) and the continuous-batching engine (llama_batch.py), so that both draw
+the same tokens from the same logits."""
 
 from __future__ import annotations
 

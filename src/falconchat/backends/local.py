@@ -1,4 +1,6 @@
-"""The bundled model (or any GGUF file) in process, through llama-cpp-python."""
+"""The bundled model (or any GGUF file) in process, through llama-cpp-python: loading it,
+tokens and templates, and `generate()`'s stream, whose tokens come from the batching engine
+(llama_batch.py, `sequences` > 1) or the single-sequence path (llama_single.py)."""
 
 from __future__ import annotations
 
@@ -15,13 +17,14 @@ from falconchat.backends.gguf import bundled_model_path, is_gguf
 from falconchat.backends.grammar import compile_constraint
 from falconchat.backends.hub import cached_model
 from falconchat.backends.hub_names import is_hub_name
-from falconchat.backends.llama_batch import BatchEngine, prompt_logprobs
-from falconchat.backends.llama_sampling import common_prefix, log_softmax_at, make_sampler, sample_token
+from falconchat.backends.llama_batch import BatchEngine
+from falconchat.backends.llama_prompt_logprobs import prompt_logprobs
 from falconchat.backends.llama_setup import silence_llama_logs, weights_not_repacked
+from falconchat.backends.llama_single import SingleSequence, llama_errors
 from falconchat.backends.templates import ends_open, render_chat_template
 from falconchat.backends.threads import ThreadPolicy
 from falconchat.config_models import ModelSpec
-from falconchat.errors import ConfigError, FalconchatError, InputError
+from falconchat.errors import ConfigError, InputError
 from falconchat.prompt import clean_reply, stop_sequences
 from falconchat.types import Done, FinishReason, SamplingParams, TextDelta, TokenStream
 
@@ -40,14 +43,14 @@ class LocalBackend(FormatDecidedOnLoad):
         self.name = spec.name
         self.sequences = sequences
         self._llm = None
-        self._engine = None
+        self._engine = None  # sequences > 1: the batching engine (llama_batch.py)
+        self._single: SingleSequence | None = None  # sequences = 1: the single-sequence path (llama_single.py)
         self._lock = threading.Lock()
         # close() waits here until no thread holds the model (see `_held`).
         self._released = threading.Condition(self._lock)
         self._holders = 0
         self._closed = False
         self.thread_policy: DecodeThreads = ThreadPolicy(fixed=spec.threads)  # starts measuring the others' load
-        self._threads_now = 0  # what the single-sequence context decodes with now
         self._format = spec.format  # "auto" becomes "native" or "falcon" when the model loads
 
     def describe(self) -> str:
@@ -76,6 +79,8 @@ class LocalBackend(FormatDecidedOnLoad):
             llm = self._open()
             if self.sequences > 1:
                 self._engine = self._open_engine(llm)
+            else:
+                self._single = SingleSequence(llm, self.thread_policy, self._threads)
             if self.spec.format == "auto":  # a model that carries a chat template answers best in it
                 self._format = "native" if llm.metadata.get("tokenizer.chat_template") else "falcon"
             self._llm = llm
@@ -102,7 +107,6 @@ class LocalBackend(FormatDecidedOnLoad):
         import llama_cpp  # noqa: PLC0415 (heavy: llama_cpp)
 
         silence_llama_logs(llama_cpp)
-        self._threads_now = self._threads
         try:
             with weights_not_repacked(llama_cpp):
                 return llama_cpp.Llama(
@@ -119,7 +123,7 @@ class LocalBackend(FormatDecidedOnLoad):
             raise ConfigError(f"cannot load model file {path}: {exc}") from None
 
     def _open_engine(self, llm):
-        with _engine_errors():
+        with llama_errors():
             return BatchEngine(llm, self.sequences, self._context, self.thread_policy)
 
     @property
@@ -132,13 +136,6 @@ class LocalBackend(FormatDecidedOnLoad):
     def _threads(self) -> int:
         """The thread count a context starts with; the single-sequence path then adapts it per reply."""
         return self.thread_policy.fixed or self.thread_policy.cores
-
-    def _adapt_threads(self, llm) -> None:
-        """Decode with the cores the other programs leave free (see backends/threads.py)."""
-        threads = self.thread_policy.threads()
-        if threads != self._threads_now:
-            llm._ctx.set_n_threads(threads, threads)
-            self._threads_now = threads
 
     @property
     def context_length(self) -> int:
@@ -240,7 +237,8 @@ class LocalBackend(FormatDecidedOnLoad):
                 top_n=top_n,
             )
         else:
-            sampled = self._sample_alone(llm, tokens, params, seed, (logprobs, top_n), should_stop, grammar)
+            assert self._single is not None  # loaded with the model when sequences = 1
+            sampled = self._single.tokens(tokens, params, seed, (logprobs, top_n), should_stop, grammar)
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         vocab = llm._model.vocab  # for llama_vocab_is_eog, as llama-cpp-python itself does
         import llama_cpp  # noqa: PLC0415 (heavy: llama_cpp)
@@ -262,7 +260,7 @@ class LocalBackend(FormatDecidedOnLoad):
 
         # Closing the token source stops decoding at once (or cancels the engine's sequence).
         # A source that ends by itself was stopped by `should_stop`.
-        with closing(sampled), _engine_errors():
+        with closing(sampled), llama_errors():
             for token, logprob, top in sampled:
                 if first_token_s is None:
                     first_token_s = time.monotonic() - started
@@ -289,69 +287,6 @@ class LocalBackend(FormatDecidedOnLoad):
             return None
 
         return compile_constraint(params.constraint)
-
-    def _sample_alone(
-        self,
-        llm,
-        tokens: list[int],
-        params: SamplingParams,
-        seed: int,
-        logprobs: tuple[bool, int],
-        should_stop: Callable[[], bool],
-        grammar: str | None = None,
-    ):
-        """The single-sequence path: (token, logprob, top) from llama-cpp-python's own loop,
-        or, held to a grammar, from the batching engine's sampler one token at a time."""
-        if grammar is not None:
-            yield from self._sample_constrained(llm, tokens, params, seed, logprobs, should_stop, grammar)
-            return
-        llm.set_seed(seed)
-        self._adapt_threads(llm)
-        with _engine_errors():
-            if not _prefill(llm, tokens, should_stop):
-                return
-        generated = llm.generate(
-            tokens,
-            temp=params.temperature,
-            top_p=params.top_p,
-            top_k=params.top_k,
-            min_p=0.05,  # llama.cpp's default, as create_completion uses
-            repeat_penalty=params.repetition_penalty,
-            frequency_penalty=params.frequency_penalty,
-            presence_penalty=params.presence_penalty,
-            typical_p=params.typical_p,
-        )
-        with closing(generated):
-            for token in generated:
-                yield (token, *_logprob(llm, token, logprobs))
-                if self.thread_policy.due():  # the load may have changed since the reply began
-                    self._adapt_threads(llm)
-
-    def _sample_constrained(
-        self,
-        llm,
-        tokens: list[int],
-        params: SamplingParams,
-        seed: int,
-        logprobs: tuple[bool, int],
-        should_stop: Callable[[], bool],
-        grammar: str,
-    ):
-        """The same sampler as the engine's for a constrained sequence, so both paths agree."""
-
-        sampler = make_sampler(llm, params, seed, grammar)  # first: a bad grammar fails before decoding
-        try:
-            with _engine_errors():
-                if not _prefill(llm, tokens, should_stop):
-                    return
-            token = tokens[-1]
-            while True:
-                with _engine_errors():
-                    llm.eval([token])
-                    token = sample_token(sampler, llm._ctx.ctx, -1)
-                yield (token, *_logprob(llm, token, logprobs))
-        finally:
-            sampler.close()  # now, not by the garbage collector (see llama_batch._close_sampler)
 
     def tokens(self, text: str) -> list[int]:
         """The tokens `generate()` feeds the model for `text` (with the start token)."""
@@ -384,7 +319,7 @@ class LocalBackend(FormatDecidedOnLoad):
         included): the logprob of each given the ones before it, None for the first."""
 
         tokens = self.tokens(prompt)
-        with _engine_errors(), self._held() as llm:
+        with llama_errors(), self._held() as llm:
             logprobs = prompt_logprobs(llm, tokens, self._threads)
         return [(t, self.piece(t), lp) for t, lp in zip(tokens, logprobs)]
 
@@ -404,39 +339,3 @@ class LocalBackend(FormatDecidedOnLoad):
             if self._llm is not None:
                 self._llm.close()
                 self._llm = None
-
-
-PREFILL_CHUNK = 256
-
-
-def _prefill(llm, tokens: list[int], should_stop: Callable[[], bool]) -> bool:
-    """Read the prompt in batches, reusing the cached prefix, so that a long prompt can be
-    abandoned between batches. Leaves the last token for `Llama.generate`, which then
-    finds everything else cached. False if stopped."""
-
-    cached = common_prefix(llm._input_ids[: llm.n_tokens], tokens[:-1])
-    llm.n_tokens = cached  # eval() drops the cache cells beyond this first
-    for start in range(cached, len(tokens) - 1, PREFILL_CHUNK):
-        if should_stop():
-            return False
-        llm.eval(tokens[start : min(start + PREFILL_CHUNK, len(tokens) - 1)])
-    return True
-
-
-@contextmanager
-def _engine_errors():
-    """llama.cpp failing mid-generation (out of memory, a full context) is one clear error."""
-    try:
-        yield
-    except RuntimeError as exc:
-        raise FalconchatError(f"the local model failed: {exc}") from None
-
-
-def _logprob(llm, token: int, asked: tuple[bool, int]) -> tuple[float | None, tuple[tuple[int, float], ...]]:
-    """log-softmax of the logits the token was just sampled from (the context's last output),
-    and the `top_n` most likely tokens there; nothing computed unless (logprobs, top_n) asks."""
-
-    logprobs, top_n = asked
-    if not logprobs and top_n <= 0:
-        return None, ()
-    return log_softmax_at(llm._ctx.ctx, -1, llm.n_vocab(), token, top_n)
