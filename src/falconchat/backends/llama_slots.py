@@ -43,7 +43,7 @@ class Slot:
     seq_id: int
     resident: list[int] = field(default_factory=list)  # tokens whose KV is in the cache
     request: Request | None = None
-    sampler: Any = None  # a _SamplerChain while a request runs
+    sampler: Any = None  # its request's sampler (a LlamaSampler, Argmax or GrammarSampler) while one runs
     fed: int = 0  # prompt tokens decoded so far (including the reused prefix)
     next_token: int | None = None  # sampled, to be fed at the next step
     generated: int = 0
