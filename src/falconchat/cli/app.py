@@ -1,5 +1,6 @@
 """The Typer app: the commands and their own flags, and `run()`, where every outcome becomes an exit code.
-The work of `chat`, `ask` and `serve` is in chat.py, ask.py and serve.py; the shared flags in options.py."""
+The work of `chat`, `ask` and `serve` is in chat.py, ask.py and serve.py; the shared flags in options.py;
+the `models` and `logs` groups of subcommands in models_commands.py and logs.py."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from falconchat.cli.ask import ask_json, ask_once
 from falconchat.cli.chat import chat_session
 from falconchat.cli.help_text import with_examples
 from falconchat.cli.logs import logs_app
+from falconchat.cli.models_commands import models_app
 from falconchat.cli.options import Invocation, invocation, load, merged_flags, resolved, structured, with_shared_options
 from falconchat.cli.output import error_line, silence_stdout
 from falconchat.cli.piped import piped_default
@@ -306,83 +308,6 @@ def serve(
         config=config,
     )
     return serve_model(invocation(ctx).env, options)
-
-
-models_app = typer.Typer(
-    name="models",
-    help="List the configured models: backend, where they point, and whether they answer; or a server's models.",
-    invoke_without_command=True,
-    no_args_is_help=False,
-    rich_markup_mode=None,
-)
-
-
-@models_app.callback()
-def models(
-    ctx: typer.Context,
-    endpoint: str | None = typer.Option(
-        None, "--endpoint", metavar="URL", help="List the models this server serves (TGI or OpenAI-compatible)."
-    ),
-    timeout: str | None = typer.Option(None, "--timeout", metavar="SECONDS", help="Endpoint timeout."),
-    env_file: str | None = typer.Option(None, "--env-file", metavar="PATH", help="Read this .env file."),
-    config: str | None = typer.Option(None, "--config", metavar="PATH", help="Config TOML file."),
-) -> int:
-    """List the configured models: backend, where they point, and whether they answer; or a server's models."""
-    from falconchat.cli.models import print_models, print_served  # noqa: PLC0415 (per-command dispatch)
-
-    if ctx.invoked_subcommand is not None:  # `models pull …`: the subcommand does the work
-        return 0
-    run = invocation(ctx)
-    own = {"env_file": env_file, "config": config, "endpoint": endpoint, "timeout": timeout}
-    flags = {name: value or run.shared.get(name) for name, value in own.items()}  # also given before `models`
-    settings = load(flags, run.env)
-    env = run.env
-    if flags["endpoint"]:
-        print_served(settings.model, env)
-    else:
-        print_models(settings, env)
-    ctx.exit(0)
-    return 0
-
-
-@models_app.command("pull")
-def models_pull(
-    ctx: typer.Context,
-    name: str = typer.Argument(
-        ...,
-        metavar="NAME",
-        help="hf:OWNER/REPO, hf:OWNER/REPO:QUANT or hf:OWNER/REPO/FILE.gguf, each with an optional @REVISION.",
-    ),
-) -> int:
-    """Download a GGUF model from the Hugging Face Hub into the Hub's cache (resumable, checked against the Hub's sha256)."""
-    from falconchat.cli.pull import pull_command  # noqa: PLC0415 (per-command dispatch)
-
-    return pull_command(invocation(ctx).env, name)
-
-
-@models_app.command("rm")
-def models_rm(
-    ctx: typer.Context,
-    name: str = typer.Argument(
-        ..., metavar="NAME", help="A pulled model: hf:OWNER/REPO[:QUANT] or hf:OWNER/REPO/FILE.gguf."
-    ),
-    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask (needed when not on a terminal)."),
-) -> int:
-    """Delete a pulled model from the Hugging Face cache, and say how much it freed."""
-    from falconchat.cli.hub_models import rm_command  # noqa: PLC0415 (per-command dispatch)
-
-    return rm_command(invocation(ctx).env, name, yes)
-
-
-@models_app.command("info")
-def models_info(
-    ctx: typer.Context,
-    name: str = typer.Argument(..., metavar="NAME", help="A pulled hf: model, a GGUF file, or smollm2."),
-) -> int:
-    """What a GGUF says about itself: architecture, parameters, context, its chat template's first lines."""
-    from falconchat.cli.hub_models import info_command  # noqa: PLC0415 (per-command dispatch)
-
-    return info_command(invocation(ctx).env, name)
 
 
 app.add_typer(models_app, name="models")

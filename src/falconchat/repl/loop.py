@@ -1,12 +1,11 @@
-"""The interactive chat: a prompt-toolkit session around the conversation, live replies,
-slash commands (repl/commands.py) and sessions kept on disk when asked."""
+"""The interactive chat: a prompt-toolkit session around the conversation, live replies
+(replies.py), slash commands (commands.py) and sessions kept on disk when asked."""
 
 from __future__ import annotations
 
 import os
 import signal
 import threading
-from collections.abc import Callable
 from contextlib import nullcontext
 from typing import IO, TextIO, cast
 
@@ -15,24 +14,21 @@ from falconchat.backends.base import Backend
 from falconchat.conversation import Conversation
 from falconchat.environment import Environment
 from falconchat.errors import FalconchatError
-from falconchat.exchange import answer, continue_answer, prompt_size, stats_line
-from falconchat.reasoning_view import KeptReasoning, reasoning_writer
-from falconchat.render import make_console, reply_writer
-from falconchat.repl.attach_commands import described
+from falconchat.exchange import prompt_size
+from falconchat.render import make_console
+from falconchat.repl import replies
 from falconchat.repl.commands import Commands
 from falconchat.repl.gauge import Gauge
-from falconchat.repl.settings_commands import MAX_TOKENS_SETTING, shown_format
+from falconchat.repl.settings_commands import shown_format
 from falconchat.repl.state import ReplOptions, ReplState
 from falconchat.repl.waiting import FirstOutput, WaitingLine, waiting_line
 from falconchat.sources import with_blocks
-from falconchat.structured import check_reply
 from falconchat.text import sanitize
 from falconchat.types import SamplingParams
 
 PROMPT = ">>> "
 START_WAIT_S = 1.0  # how long the first measurement may delay the prompt, to report a dead endpoint
 HANGUP_GRACE_S = 5.0  # after SIGHUP/SIGTERM, the longest the chat takes to leave by itself
-NOTHING_KEPT = "(stopped waiting for the model; nothing was kept — Up brings the text back)"
 
 
 class Hangup(BaseException):
@@ -78,8 +74,8 @@ class Repl:
         self.gauge = Gauge(self._context_length, self._context_used, self._redraw)
         self._app = None  # prompt-toolkit's application, while a prompt is open
         self._at_prompt = False
-        self._watch: FirstOutput | None = None  # while a reply is awaited: its waiting line
-        self._draft = ""  # a message to open the next prompt with (one whose sources did not fit)
+        self.watch: FirstOutput | None = None  # while a reply is awaited: its waiting line
+        self.draft = ""  # a message to open the next prompt with (one whose sources did not fit)
         self.state.attached.extend(options.attached)  # `chat -f SOURCE`
 
     # ---- output ----------------------------------------------------------------------
@@ -93,9 +89,9 @@ class Repl:
             self.err.print("error: " + sanitize(text), style="red")
 
     def _waiting_hidden(self):
-        return nullcontext() if self._watch is None else self._watch.hidden()
+        return nullcontext() if self.watch is None else self.watch.hidden()
 
-    def _waiting_line(self) -> WaitingLine | None:
+    def waiting_line(self) -> WaitingLine | None:
         """`waiting for the model 3s · Ctrl-C stops · MODEL` on the terminal (none in a pipe, or --plain)."""
         # Not with --plain: a screen reader would read every redraw.
         draws = self.env.draws_on(self.env.stderr) and not self.state.options.plain
@@ -164,7 +160,7 @@ class Repl:
                 self._measure_context()
             try:
                 self._at_prompt = True
-                draft, self._draft = self._draft, ""
+                draft, self.draft = self.draft, ""
                 raw = session.prompt(PROMPT, default=draft)
             except KeyboardInterrupt:
                 continue  # Ctrl-C at the prompt clears the line
@@ -178,7 +174,7 @@ class Repl:
             try:
                 self._wait_for_gauge()  # the backend is not shared between threads
             except KeyboardInterrupt:
-                self.notice(NOTHING_KEPT)
+                self.notice(replies.NOTHING_KEPT)
                 continue
             command = self.commands.command_in(text)
             if command is not None:
@@ -192,14 +188,14 @@ class Repl:
         the waiting line says so while it lasts."""
         if self.gauge.wait(0):
             return
-        self._watch = FirstOutput(self._waiting_line())
+        self.watch = FirstOutput(self.waiting_line())
         try:
-            if self._watch.waiting is not None:
-                self._watch.waiting.start()
+            if self.watch.waiting is not None:
+                self.watch.waiting.start()
             self.gauge.wait()
         finally:
-            self._watch.ended()
-            self._watch = None
+            self.watch.ended()
+            self.watch = None
 
     def _report_unreachable(self) -> None:
         """A backend that fails its first measurement (an endpoint that can't be reached)
@@ -259,131 +255,15 @@ class Repl:
                 pass
         raise Hangup(signum)
 
-    # ---- replies ---------------------------------------------------------------------
+    # ---- replies (replies.py) --------------------------------------------------------
 
     def reply(self, text: str, *, attach: bool = True) -> None:
-        """Answer `text`; with `attach`, the sources attached (/file, /run) go first, as blocks,
-        and are dropped once the exchange is kept. If it is not (the sources do not fit, the
-        endpoint fails), they stay attached and the message comes back at the prompt."""
-        blocks = tuple(self.state.attached) if attach else ()
-        message = with_blocks(text, blocks)
-        conversation = self.state.conversation
-        before = conversation.last
-        self._stream(
-            lambda writer, watch: answer(
-                conversation,
-                self.state.backend,
-                message,
-                self.state.params,
-                writer,
-                self.notice,
-                watch.reasoning(
-                    KeptReasoning(
-                        reasoning_writer(
-                            self.out,
-                            self.out,
-                            self.env,
-                            show=self.state.options.show_reasoning,
-                            kept="/reasoning shows it",
-                        ),
-                        self._keep_reasoning,
-                    )
-                ),
-                log=self.state.options.log,
-                setting=MAX_TOKENS_SETTING,
-                attached=blocks,
-            ),
-            fresh=True,
-        )
-        if not blocks:
-            return
-        last = conversation.last
-        if last is not None and last is not before and last.user == message:
-            last.attached = tuple(described(self.state, block) for block in blocks)
-            last.words_at = len(message) - len(text)
-            del self.state.attached[: len(blocks)]
-        else:
-            self.notice("(the attached sources are kept: /files lists them, /drop clears them)")
-            self._draft = text  # the message comes back at the prompt, to shorten or send again
-
-    def _keep_reasoning(self, text: str | None) -> None:
-        """The reply's reasoning, for /reasoning: None as a reply starts, then its pieces."""
-        self.state.last_reasoning = "" if text is None else self.state.last_reasoning + text
+        replies.reply(self, text, attach=attach)
 
     def continue_reply(self) -> None:
-        self._stream(
-            lambda writer, _watch: continue_answer(
-                self.state.conversation,
-                self.state.backend,
-                self.state.params,
-                writer,
-                self.notice,
-                log=self.state.options.log,
-                setting=MAX_TOKENS_SETTING,
-            )
-        )
+        replies.continue_reply(self)
 
-    def _stream(self, run: Callable, *, fresh: bool = False) -> None:
-        """Run one exchange: `run(writer, watch)` streams into `writer`; until it draws
-        anything, the waiting line says the chat waits and that Ctrl-C stops it."""
-        from falconchat.repl.input import typing_hidden  # noqa: PLC0415 (it loads prompt_toolkit)
-
-        writer = reply_writer(self.out, self.env, plain=self.state.options.plain)
-        turns = len(self.state.conversation.turns)
-        watch = self._watch = FirstOutput(self._waiting_line())
-        try:
-            with typing_hidden(self.env.stdin):
-                try:
-                    if watch.waiting is not None:
-                        watch.waiting.start()
-                    done = run(watch.reply(writer), watch)
-                finally:
-                    watch.ended()
-                    self._watch = None
-        except KeyboardInterrupt:
-            if watch.shown:
-                self.notice(f"(reply stopped; what was shown is kept — {self._after_a_cut(at_limit=False)})")
-            elif fresh:
-                self._forget_empty_turn(turns)
-                self.notice(NOTHING_KEPT)
-            else:
-                self.notice("(stopped waiting for the model; the reply is as it was — /continue tries again)")
-            return
-        except FalconchatError as exc:
-            self.error(exc.message)
-            if len(self.state.conversation.turns) == turns and fresh:
-                self.notice("(no reply, so the message was not kept; Up brings it back to send again)")
-            return
-        finally:
-            self.keep_session()
-        if self.state.params.constraint is not None and done.finish_reason != "cancelled":
-            try:  # --schema / --json-mode: a reply that does not fit is said, never passed over
-                reply = self.state.conversation.turns[-1].assistant
-                check_reply(
-                    reply, self.state.params.constraint, cut=done.finish_reason == "length", setting=MAX_TOKENS_SETTING
-                )
-            except FalconchatError as exc:
-                self.error(exc.message)
-        if done.finish_reason == "length":
-            limit = self.state.params.max_new_tokens
-            self.notice(f"(stopped at max_new_tokens = {limit}; {self._after_a_cut(at_limit=True)})")
-        if self.state.options.verbose:
-            self.notice(stats_line(done))
-
-    def _after_a_cut(self, *, at_limit: bool) -> str:
-        """What goes on with a reply cut short, here: /continue, unless the reply is constrained
-        (the schema holds from its first character) or the server's chat template writes the
-        prompt (it closes the last message): then the reply is asked again, longer if the limit
-        cut it (exchange.continue_answer refuses those)."""
-        if self.state.params.constraint is None and self.state.backend.prompt_format != "chat":
-            return "/continue goes on"
-        return "/set max_new_tokens N, then /retry" if at_limit else "/retry asks again"
-
-    def _forget_empty_turn(self, turns: int) -> None:
-        """Ctrl-C before any text came: the message is not kept as an exchange with no reply."""
-        conversation = self.state.conversation
-        if len(conversation.turns) > turns and not conversation.turns[-1].assistant:
-            conversation.undo()
+    # ---- the toolbar's figures (gauge.py) --------------------------------------------
 
     def _measure_context(self) -> None:
         """Measure, in the background, what the toolbar shows (see gauge.py)."""

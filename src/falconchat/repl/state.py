@@ -1,5 +1,5 @@
 """What the REPL's commands read and change, in one object: the backend, the conversation,
-the settings and the session's options. `Repl` (session.py) and `Commands` (commands.py)
+the settings and the session's options. `Repl` (loop.py) and `Commands` (commands.py)
 both hold it, so neither needs the other's module."""
 
 from __future__ import annotations
