@@ -355,3 +355,31 @@ def test_which_endpoints_the_lean_client_takes(monkeypatch):
     assert not openai_http.usable("http://gpu1:8000/v1", KEY, {})
     monkeypatch.setenv("NO_PROXY", "gpu1")
     assert openai_http.usable("http://gpu1:8000/v1", KEY, {})
+
+
+def stalled_after(events: list[bytes], gap_s: float):
+    """A chunked stream that sends `events` `gap_s` apart, then nothing (it stalls mid-reply)."""
+
+    def answer(conn, request, stop) -> bool:
+        conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+        for event in events:
+            conn.sendall(b"%x\r\n%s\r\n" % (len(event), event))
+            if stop.wait(gap_s):
+                return False
+        stop.wait(30)
+        return False
+
+    return answer
+
+
+def test_a_stream_that_stalls_midway_times_out_once_with_what_arrived_kept(monkeypatch):
+    """A reply that stops coming after two pieces, each within the timeout: one Timeout after one
+    wait (a started reply is never tried again), worded as one wait — the whole time since the
+    request (1.3 s) is no try's — and the pieces that arrived kept."""
+    with WireServer(stalled_after(reply("Hel", "lo")[:2], gap_s=0.4)) as server:
+        lean, sdk = on_both_paths(server, monkeypatch, failure, timeout=0.5)
+        for arrived, error in (lean, sdk):
+            assert arrived == ["Hel", "lo"]
+            assert type(error) is Timeout, error
+            assert error.message == f"{server.url}/v1 sent no answer within 0.5s; try again or raise --timeout"
+        assert len(server.requests) == 2  # one a path

@@ -206,8 +206,14 @@ class OpenAIBackend:
         lean = self._lean_client()
         if lean is not None:
             chunks = lean.stream(path, body)
-            with closing(chunks), self._lean_errors(started):
-                yield from chunks
+            with closing(chunks):
+                with self._lean_errors(started):  # the request and its tries, until the reply begins
+                    first = next(chunks, None)
+                if first is None:
+                    return
+                yield first
+                with self._lean_errors(None):  # a timeout now is one wait, not the tries'
+                    yield from chunks
             return
         import openai  # noqa: PLC0415 (heavy: openai)
 
@@ -278,7 +284,7 @@ class OpenAIBackend:
             raise EndpointError(f"{url} sent something unexpected: {self._message(exc)}") from None
 
     @contextmanager
-    def _lean_errors(self, started: float):
+    def _lean_errors(self, started: float | None):
         """The lean client's failures (backends/openai_http.py), worded as the SDK's are above."""
         url = self.shown_url
         try:
