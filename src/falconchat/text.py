@@ -13,10 +13,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 MAX_SERVER_MESSAGE = 300
 
-_CSI = r"(?:\x1b\[|\x9b)[0-?]*[ -/]*(?:[@-~]|\Z)"  # unfinished at the end: removed too
+# Unfinished at the end, or cut short by an ESC or a C1 control (which starts another sequence,
+# as a terminal's parser does): removed too, as a stream split there would.
+_CSI = r"(?:\x1b\[|\x9b)[0-?]*[ -/]*(?:[@-~]|\Z|(?=[\x1b\x80-\x9f]))"
 # OSC, DCS, SOS, PM, APC: up to BEL or ST; an unterminated one is removed to the next ESC or the end.
 _STRING = r"(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
-_ESC = r"\x1b[ -/]*(?:[0-~]|\Z)"  # unfinished at the end: removed too, as a stream would
+_ESC = r"\x1b[ -/]*(?:[0-~]|\Z|(?=[\x1b\x80-\x9f]))"  # unfinished or cut short: as _CSI
 # C0 but tab and newline, DEL, C1, and the bidi overrides/isolates that reorder what is shown.
 _CONTROL = r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]"
 _UNSAFE = re.compile("|".join((_CSI, _STRING, _ESC, _CONTROL)))

@@ -69,6 +69,8 @@ def test_sanitize_keeps_text_without_controls(text):
 @given(terminal_text, st.lists(st.integers(0, 60), max_size=6))
 @example("\x1b ", [])  # an escape unfinished at the end: the stream dropped it, sanitize kept its " "
 @example("a\x1b !", [1])
+@example("\x9b0\x90", [])  # a CSI cut short by a DCS: the stream dropped its "0", sanitize kept it
+@example("\x1b \x90", [])  # an escape cut short the same way
 def test_a_stream_split_anywhere_cleans_like_the_whole(text, cuts):
     points = sorted({min(c, len(text)) for c in cuts})
     pieces = [text[a:b] for a, b in zip([0, *points], [*points, len(text)])]
